@@ -1,0 +1,263 @@
+//! Request handlers: one complete request in, a response or a subscription out. No I/O; the
+//! connection writes what these return, and published events go through `App::publish`.
+
+use crate::app::App;
+use crate::auth::{Caller, Scope};
+use crate::http::request::{query_param, Head};
+use crate::http::response::Response;
+use crate::http::router::{self, Route, RouteError};
+use crate::hub::Wire;
+use crate::topic;
+use serde_json::json;
+use std::net::IpAddr;
+
+/// What a request turned into.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A whole response.
+    Respond(Response),
+    /// The connection becomes an event stream.
+    Subscribe(SubscribeRequest),
+}
+
+/// An accepted subscription, ready for the connection to start.
+#[derive(Debug)]
+pub struct SubscribeRequest {
+    /// Response head and the `retry:` field, written first.
+    pub head: Vec<u8>,
+    /// Validated, authorised patterns.
+    pub patterns: Vec<String>,
+    /// Encoding of events.
+    pub wire: Wire,
+    /// Resume point (`Last-Event-ID` or `lastEventId`), if any.
+    pub last_event_id: Option<u64>,
+}
+
+/// Most patterns one subscription may name.
+const MAX_PATTERNS: usize = 32;
+
+/// Answers one request.
+pub fn handle(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>) -> Outcome {
+    let route = match router::route(head.method, head.path()) {
+        Ok(r) => r,
+        Err(RouteError::NotFound) => return respond(Response::error(404, "no such route")),
+        Err(RouteError::BadPath) => return respond(Response::error(400, "bad percent-encoding in path")),
+        Err(RouteError::MethodNotAllowed(allow)) => {
+            return respond(Response::error(405, "method not allowed").with("Allow", allow))
+        }
+    };
+    let out = match route {
+        Route::Health => respond(Response::json(200, &json!({"status": "ok"}))),
+        Route::Metrics => {
+            let uptime = app.now.duration_since(app.started).as_secs();
+            let text = app.metrics.render(&app.hub.stats(), uptime);
+            respond(Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text))
+        }
+        Route::Index => respond(index(app)),
+        Route::Events(single) => events(app, ip, head, single),
+        Route::Publish(topic) => respond(publish(app, ip, head, &topic, body)),
+        Route::Ws => respond(Response::error(501, "WebSocket is not available in this build yet")),
+        Route::Preflight(allow) => respond(preflight(app, head, allow)),
+    };
+    match out {
+        Outcome::Respond(r) => Outcome::Respond(with_cors(app, head, r)),
+        sub => sub,
+    }
+}
+
+fn respond(r: Response) -> Outcome {
+    Outcome::Respond(r)
+}
+
+fn index(app: &App) -> Response {
+    let s = app.hub.stats();
+    Response::json(
+        200,
+        &json!({
+            "name": "hookcast",
+            "version": env!("CARGO_PKG_VERSION"),
+            "last_event_id": s.last_id,
+            "endpoints": ["/events?topics=", "/publish/{topic}", "/healthz", "/metrics"],
+        }),
+    )
+}
+
+/// The token a request presents: `Authorization: Bearer`, the `hookcast_token` cookie, or
+/// `?token=` (for clients that cannot set headers).
+pub fn presented_token(head: &Head) -> Option<String> {
+    if let Some(v) = head.header_str("authorization") {
+        let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Some(rest.trim().to_string());
+        }
+    }
+    for (name, value) in &head.headers {
+        if name != "cookie" {
+            continue;
+        }
+        let Ok(v) = std::str::from_utf8(value) else { continue };
+        for pair in v.split(';') {
+            if let Some(t) = pair.trim().strip_prefix("hookcast_token=") {
+                return Some(t.to_string());
+            }
+        }
+    }
+    query_param(head.query(), "token")
+}
+
+fn caller(app: &App, ip: IpAddr, head: &Head) -> Caller {
+    app.auth.identify(presented_token(head).as_deref(), ip)
+}
+
+/// 401 when the caller did not (validly) identify, 403 when it did and still may not.
+fn denied(caller: &Caller, what: &str) -> Response {
+    if caller.token.is_none() {
+        let msg = if caller.bad_token { "invalid token".to_string() } else { format!("a token is needed to {what}") };
+        Response::error(401, &msg).with("WWW-Authenticate", "Bearer realm=\"hookcast\"")
+    } else {
+        Response::error(403, &format!("token may not {what}"))
+    }
+}
+
+fn events(app: &mut App, ip: IpAddr, head: &Head, single: Option<String>) -> Outcome {
+    let q = head.query();
+    let patterns: Vec<String> = match single {
+        Some(t) => vec![t],
+        None => match query_param(q, "topics").or_else(|| query_param(q, "topic")) {
+            Some(list) => list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+            None => return respond(Response::error(400, "name the topics: /events?topics=a,b or /events/{topic}")),
+        },
+    };
+    if patterns.is_empty() || patterns.len() > MAX_PATTERNS {
+        return respond(Response::error(400, &format!("between 1 and {MAX_PATTERNS} topics")));
+    }
+    for p in &patterns {
+        if let Err(e) = topic::validate_pattern(p) {
+            return respond(Response::error(400, &format!("{e}: {p:?}")));
+        }
+    }
+    let who = caller(app, ip, head);
+    if let Some(p) = patterns.iter().find(|p| !app.auth.allows(&who, Scope::Subscribe, p)) {
+        return respond(denied(&who, &format!("subscribe to {p:?}")));
+    }
+    let wire = match query_param(q, "format").as_deref() {
+        None | Some("raw") => Wire::Sse,
+        Some("json") => Wire::SseEnvelope,
+        Some(other) => return respond(Response::error(400, &format!("unknown format {other:?} (raw, json)"))),
+    };
+    let last = head.header_str("last-event-id").map(str::to_string).or_else(|| query_param(q, "lastEventId"));
+    let last_event_id = match last.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) => Some(n),
+            // Not one of ours (another server's id format): treat as a gap from the beginning.
+            Err(_) => Some(0),
+        },
+    };
+    let mut headers = vec![
+        ("Content-Type", "text/event-stream; charset=utf-8".to_string()),
+        ("Cache-Control", "no-cache".to_string()),
+        ("X-Accel-Buffering", "no".to_string()),
+    ];
+    if head.method == crate::http::request::Method::Head {
+        // Same head as GET (CORS added by the caller), no stream.
+        let mut r = Response::new(200, "text/event-stream; charset=utf-8", Vec::new());
+        r.headers.extend(headers.into_iter().skip(1));
+        return respond(r);
+    }
+    headers.extend(cors_headers(app, head));
+    let mut out = Vec::with_capacity(256);
+    crate::http::response::write_head(&mut out, 200, &headers, None, false, app.date());
+    out.extend_from_slice(&crate::sse::retry(app.cfg.sse.retry_ms));
+    Outcome::Subscribe(SubscribeRequest { head: out, patterns, wire, last_event_id })
+}
+
+fn publish(app: &mut App, ip: IpAddr, head: &Head, topic_name: &str, body: Vec<u8>) -> Response {
+    if let Err(e) = topic::validate_topic(topic_name) {
+        return Response::error(400, &format!("{e}: {topic_name:?}"));
+    }
+    if topic_name.starts_with('$') {
+        return Response::error(403, "system topics are published by hookcast itself");
+    }
+    let who = caller(app, ip, head);
+    if !app.auth.allows(&who, Scope::Publish, topic_name) {
+        return denied(&who, &format!("publish to {topic_name:?}"));
+    }
+    let kind = query_param(head.query(), "event").unwrap_or_else(|| "message".to_string());
+    if !crate::sse::valid_event_name(&kind) {
+        return Response::error(400, "event type must be 1-64 characters without line breaks");
+    }
+    let Ok(data) = String::from_utf8(body) else {
+        return Response::error(400, "body must be UTF-8 text");
+    };
+    let is_json = head
+        .header_str("content-type")
+        .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    if is_json && serde_json::from_str::<serde::de::IgnoredAny>(&data).is_err() {
+        return Response::error(400, "body is not valid JSON (Content-Type says it is)");
+    }
+    let ev = app.publish(topic_name, &kind, data, is_json);
+    Response::json(202, &json!({ "id": ev.id, "topic": topic_name }))
+}
+
+/// The origin a response may allow, if the request's `Origin` is configured.
+fn allowed_origin(app: &App, head: &Head) -> Option<(String, bool)> {
+    let origin = head.header_str("origin")?;
+    let list = &app.cfg.cors_origins;
+    if list.iter().any(|o| o == origin) {
+        Some((origin.to_string(), true))
+    } else if list.iter().any(|o| o == "*") {
+        Some(("*".to_string(), false))
+    } else {
+        None
+    }
+}
+
+fn cors_headers(app: &App, head: &Head) -> Vec<(&'static str, String)> {
+    match allowed_origin(app, head) {
+        None => Vec::new(),
+        Some((origin, exact)) => {
+            let mut h = vec![("Access-Control-Allow-Origin", origin)];
+            if exact {
+                // Credentials (the token cookie) only for origins named one by one.
+                h.push(("Access-Control-Allow-Credentials", "true".to_string()));
+                h.push(("Vary", "Origin".to_string()));
+            }
+            h
+        }
+    }
+}
+
+fn with_cors(app: &App, head: &Head, mut r: Response) -> Response {
+    r.headers.extend(cors_headers(app, head));
+    r
+}
+
+fn preflight(app: &App, head: &Head, allow: &'static str) -> Response {
+    let mut r = Response::new(204, "text/plain", Vec::new()).with("Allow", allow);
+    if allowed_origin(app, head).is_some() {
+        r = r
+            .with("Access-Control-Allow-Methods", allow)
+            .with("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+            .with("Access-Control-Max-Age", "600");
+    }
+    r
+}
+
+/// The event telling a resuming client that history no longer holds everything it missed, so
+/// it must refetch its state. Its id is the point the stream is consistent from.
+pub fn reset_event(wire: Wire, since: u64, resume: u64) -> Vec<u8> {
+    let data = json!({ "reason": "history_gap", "last_event_id": since, "resume_from": resume }).to_string();
+    match wire {
+        Wire::Sse | Wire::SseEnvelope => {
+            let mut out = Vec::new();
+            crate::sse::encode_into(&mut out, resume, "reset", &data);
+            out
+        }
+        Wire::Json => data.into_bytes(),
+        Wire::Ws => {
+            let msg = json!({ "type": "reset", "last_event_id": since, "resume_from": resume }).to_string();
+            crate::ws::frame::encode_frame(crate::ws::frame::Opcode::Text, msg.as_bytes())
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Who may do what: scopes, tokens (kept only as SHA-256 hashes, compared in constant time),
+//! anonymous rules by client address (CIDR), and the decision for one request.
+
+use crate::config::{PublicRule, TokenConfig};
+use crate::topic;
+use sha2::{Digest, Sha256};
+use std::net::IpAddr;
+
+/// Something a caller may be allowed to do on a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Receive events (SSE, WebSocket, long poll).
+    Subscribe,
+    /// Publish events.
+    Publish,
+    /// Operate the daemon (runs, replays, status).
+    Admin,
+}
+
+impl Scope {
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Scope> {
+        match s {
+            "subscribe" => Some(Scope::Subscribe),
+            "publish" => Some(Scope::Publish),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// An IPv4 or IPv6 network, `10.0.0.0/8` or a bare address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `addr` or `addr/prefix`.
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            None => max,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+            Some(_) => return None,
+        };
+        (prefix <= max).then_some(Cidr { addr, prefix })
+    }
+
+    /// Whether `ip` is inside this network; IPv4-mapped IPv6 addresses count as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `::ffff:a.b.c.d` as `a.b.c.d`, so rules written for IPv4 hold on a dual-stack listener.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Parses 64 hex digits.
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of a token, as stored in the config.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Equality whose time depends only on the length, not on where the bytes differ.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // black_box keeps the optimiser from turning the fold into an early exit.
+    std::hint::black_box(diff) == 0
+}
+
+/// The decision maker for one configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    tokens: Vec<TokenConfig>,
+    public: Vec<PublicRule>,
+}
+
+/// Who a request turned out to be: the token it presented, if any, and its address.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// Index of the matching token in the config, if a valid one was presented.
+    pub token: Option<usize>,
+    /// Whether a token was presented but matched none (answered 401 rather than 403).
+    pub bad_token: bool,
+    /// Client address.
+    pub ip: IpAddr,
+}
+
+impl Auth {
+    /// Builds the decision maker from the validated config parts.
+    pub fn new(tokens: Vec<TokenConfig>, public: Vec<PublicRule>) -> Auth {
+        Auth { tokens, public }
+    }
+
+    /// Identifies the caller from a presented token (or none).
+    pub fn identify(&self, presented: Option<&str>, ip: IpAddr) -> Caller {
+        let Some(t) = presented else {
+            return Caller { token: None, bad_token: false, ip };
+        };
+        let h = token_hash(t);
+        // Compare against every token so the time does not tell which one matched.
+        let mut found = None;
+        for (i, tok) in self.tokens.iter().enumerate() {
+            if ct_eq(&tok.sha256, &h) && found.is_none() {
+                found = Some(i);
+            }
+        }
+        Caller { token: found, bad_token: found.is_none(), ip }
+    }
+
+    /// The name of the caller's token, for logs.
+    pub fn token_name(&self, caller: &Caller) -> Option<&str> {
+        caller.token.map(|i| self.tokens[i].name.as_str())
+    }
+
+    /// Whether the caller may use `scope` on every topic `pattern` matches.
+    pub fn allows(&self, caller: &Caller, scope: Scope, pattern: &str) -> bool {
+        if let Some(i) = caller.token {
+            let t = &self.tokens[i];
+            if t.scopes.contains(&scope) && t.topics.iter().any(|s| topic::covers(s, pattern)) {
+                return true;
+            }
+        }
+        self.public.iter().any(|r| {
+            r.scopes.contains(&scope)
+                && (r.from.is_empty() || r.from.iter().any(|c| c.contains(caller.ip)))
+                && r.topics.iter().any(|s| topic::covers(s, pattern))
+        })
+    }
+
+    /// Whether the caller holds `scope` on anything at all (for admin-only routes).
+    pub fn has_scope(&self, caller: &Caller, scope: Scope) -> bool {
+        caller.token.is_some_and(|i| self.tokens[i].scopes.contains(&scope))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_table() {
+        let table = [
+            ("127.0.0.0/8", "127.1.2.3", true),
+            ("127.0.0.0/8", "128.0.0.1", false),
+            ("127.0.0.0/8", "::ffff:127.0.0.1", true),
+            ("::1", "::1", true),
+            ("::1", "127.0.0.1", false),
+            ("0.0.0.0/0", "8.8.8.8", true),
+            ("2001:db8::/32", "2001:db8:1::1", true),
+            ("2001:db8::/32", "2001:db9::1", false),
+            ("10.1.2.3", "10.1.2.3", true),
+            ("10.1.2.3", "10.1.2.4", false),
+        ];
+        for (c, ip, want) in table {
+            let cidr = Cidr::parse(c).unwrap();
+            assert_eq!(cidr.contains(ip.parse().unwrap()), want, "{c} ∋ {ip}");
+        }
+        for bad in ["10.0.0.0/33", "::/129", "10.0.0.0/", "x", "10.0.0.0/-1", "10.0.0.0/+8"] {
+            assert!(Cidr::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_hash_is_sha256_hex() {
+        // sha256("secret")
+        assert_eq!(hex(&token_hash("secret")), "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b");
+        assert_eq!(parse_hex32(&hex(&token_hash("x"))), Some(token_hash("x")));
+        assert!(parse_hex32("zz").is_none());
+    }
+
+    #[test]
+    fn decisions() {
+        let auth = Auth::new(
+            vec![TokenConfig {
+                name: "ci".into(),
+                sha256: token_hash("s3cret"),
+                scopes: vec![Scope::Publish],
+                topics: vec!["builds/**".into()],
+            }],
+            vec![PublicRule {
+                topics: vec!["demo".into()],
+                scopes: vec![Scope::Subscribe],
+                from: vec![Cidr::parse("127.0.0.0/8").unwrap()],
+            }],
+        );
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let far: IpAddr = "192.0.2.1".parse().unwrap();
+        let anon = auth.identify(None, lo);
+        assert!(auth.allows(&anon, Scope::Subscribe, "demo"));
+        assert!(!auth.allows(&anon, Scope::Publish, "demo"));
+        assert!(!auth.allows(&auth.identify(None, far), Scope::Subscribe, "demo"));
+        let ci = auth.identify(Some("s3cret"), far);
+        assert!(auth.allows(&ci, Scope::Publish, "builds/web"));
+        assert!(!auth.allows(&ci, Scope::Publish, "deploys"));
+        assert!(!auth.allows(&ci, Scope::Subscribe, "builds/web"));
+        let bad = auth.identify(Some("nope"), lo);
+        assert!(bad.bad_token && bad.token.is_none());
+    }
+}

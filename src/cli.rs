@@ -1,0 +1,350 @@
+//! The subcommands: `serve`, `check`, `publish`, `tail`, `token`. Arguments are parsed by hand
+//! (a dozen flags do not need a parser crate): raw words first, then validated per command.
+//! Every command returns its exit code; `main` only exits with it.
+
+use crate::client::{self, Target};
+use crate::config::Config;
+use std::ffi::OsString;
+use std::io::{BufRead, Read};
+use std::path::PathBuf;
+
+const HELP: &str = "\
+hookcast — verified webhooks in, live events out (SSE, WebSocket, long poll)
+
+USAGE:
+    hookcast serve [--config FILE] [--listen ADDR] [--state-dir DIR]
+    hookcast check --config FILE
+    hookcast publish [--url URL] [--token TOKEN] [--event TYPE] [--json] TOPIC DATA|-
+    hookcast tail [--url URL] [--token TOKEN] [--since ID] [--json] TOPIC...
+    hookcast token new
+    hookcast token hash [TOKEN]
+
+COMMANDS:
+    serve     run the daemon (without --config: loopback on 127.0.0.1:9000, topic `demo` open)
+    check     validate a config file and exit 0, or print the bad field's JSON path and exit 1
+    publish   publish DATA (or stdin with -) to TOPIC; prints the event id
+    tail      subscribe to topics (patterns like builds/* or builds/**) and print events as they
+              arrive; reconnects and resumes where it left off
+    token     `new` prints a fresh random token and the sha256 to put in the config;
+              `hash` prints the sha256 of a token (argument or stdin)
+
+OPTIONS:
+    --url URL        daemon to talk to (default http://127.0.0.1:9000, or $HOOKCAST_URL)
+    --token TOKEN    bearer token (default $HOOKCAST_TOKEN)
+    -h, --help       this text
+    -V, --version    the version
+
+ENVIRONMENT:
+    HOOKCAST_LOG     log level override (error, warn, info, debug, trace)
+";
+
+/// Exit codes: 0 ok, 1 the command failed, 2 the command line was wrong.
+const USAGE: i32 = 2;
+
+/// Runs the command line; returns the process exit code.
+pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
+    let args: Vec<String> = match args.skip(1).map(|a| a.into_string()).collect() {
+        Ok(a) => a,
+        Err(bad) => {
+            eprintln!("hookcast: argument is not UTF-8: {bad:?}");
+            return USAGE;
+        }
+    };
+    let Some(cmd) = args.first().map(String::as_str) else {
+        eprint!("{HELP}");
+        return USAGE;
+    };
+    let rest = &args[1..];
+    if rest.iter().any(|a| a == "-h" || a == "--help") || cmd == "-h" || cmd == "--help" || cmd == "help" {
+        print!("{HELP}");
+        return 0;
+    }
+    let result = match cmd {
+        "-V" | "--version" | "version" => {
+            println!("hookcast {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        "serve" => serve(rest),
+        "check" => check(rest),
+        "publish" => publish(rest),
+        "tail" => tail(rest),
+        "token" => token(rest),
+        other => Err(Fail::Usage(format!("unknown command {other:?}"))),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(Fail::Usage(msg)) => {
+            eprintln!("hookcast: {msg}\n(see hookcast --help)");
+            USAGE
+        }
+        Err(Fail::Run(msg)) => {
+            eprintln!("hookcast: {msg}");
+            1
+        }
+    }
+}
+
+/// How a command failed.
+enum Fail {
+    /// The command line was wrong.
+    Usage(String),
+    /// The command ran and failed.
+    Run(String),
+}
+
+/// Flags and positional words of one command line.
+struct Args {
+    flags: Vec<(String, Option<String>)>,
+    positional: Vec<String>,
+}
+
+impl Args {
+    /// Splits words into `--flag value` pairs (for flags in `with_value`), bare `--flags`, and
+    /// positionals; `--flag=value` works too.
+    fn parse(words: &[String], with_value: &[&str], bare: &[&str]) -> Result<Args, Fail> {
+        let mut a = Args { flags: Vec::new(), positional: Vec::new() };
+        let mut it = words.iter();
+        while let Some(w) = it.next() {
+            if w == "-" || !w.starts_with('-') {
+                a.positional.push(w.clone());
+                continue;
+            }
+            let (name, inline) = match w.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (w.as_str(), None),
+            };
+            if with_value.contains(&name) {
+                let v = match inline {
+                    Some(v) => v,
+                    None => it.next().cloned().ok_or_else(|| Fail::Usage(format!("{name} needs a value")))?,
+                };
+                a.flags.push((name.to_string(), Some(v)));
+            } else if bare.contains(&name) && inline.is_none() {
+                a.flags.push((name.to_string(), None));
+            } else {
+                return Err(Fail::Usage(format!("unknown option {w:?}")));
+            }
+        }
+        Ok(a)
+    }
+
+    fn value(&self, name: &str) -> Option<&str> {
+        self.flags.iter().rev().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.flags.iter().any(|(n, _)| n == name)
+    }
+}
+
+fn load_config(path: Option<&str>) -> Result<Config, Fail> {
+    match path {
+        None => Ok(Config::default_embedded()),
+        Some(p) => Config::from_file(&PathBuf::from(p)).map_err(|e| Fail::Run(format!("{p}: {e}"))),
+    }
+}
+
+fn serve(words: &[String]) -> Result<(), Fail> {
+    let a = Args::parse(words, &["--config", "--listen", "--state-dir"], &[])?;
+    if let Some(p) = a.positional.first() {
+        return Err(Fail::Usage(format!("serve takes no argument {p:?}")));
+    }
+    let mut cfg = load_config(a.value("--config"))?;
+    if let Some(l) = a.value("--listen") {
+        cfg.listen = l.parse().map_err(|_| Fail::Usage(format!("--listen: not an address:port: {l:?}")))?;
+    }
+    if let Some(d) = a.value("--state-dir") {
+        cfg.state_dir = Some(PathBuf::from(d));
+    }
+    crate::logger::init(cfg.log_level);
+    match crate::sys::raise_nofile_limit() {
+        Ok(n) => log::debug!("open-file limit {n}"),
+        Err(e) => log::warn!("could not raise the open-file limit: {e}"),
+    }
+    if let Some(dir) = &cfg.state_dir {
+        // The journal that will live here is not built yet; fail now on an unusable directory
+        // rather than later, and say plainly that history is in memory only.
+        std::fs::create_dir_all(dir).map_err(|e| Fail::Run(format!("state dir {}: {e}", dir.display())))?;
+        log::warn!("state_dir {} is set, but this build keeps history in memory only (no journal yet)", dir.display());
+    }
+    let mut server = crate::event_loop::Server::bind(cfg.clone())
+        .map_err(|e| Fail::Run(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    log::info!("hookcast {} listening on http://{}", env!("CARGO_PKG_VERSION"), server.local_addr());
+    server.run().map_err(|e| Fail::Run(format!("event loop: {e}")))
+}
+
+fn check(words: &[String]) -> Result<(), Fail> {
+    let a = Args::parse(words, &["--config"], &[])?;
+    let path = a.value("--config").or(a.positional.first().map(String::as_str));
+    let Some(path) = path else {
+        return Err(Fail::Usage("check needs --config FILE".into()));
+    };
+    let cfg = load_config(Some(path))?;
+    println!("{path}: ok (listen {}, {} token(s), {} public rule(s))", cfg.listen, cfg.tokens.len(), cfg.public.len());
+    Ok(())
+}
+
+fn target(a: &Args) -> Result<Target, Fail> {
+    let env = std::env::var("HOOKCAST_URL").ok();
+    let url = a.value("--url").or(env.as_deref()).unwrap_or("http://127.0.0.1:9000");
+    Target::parse(url).map_err(Fail::Usage)
+}
+
+fn bearer(a: &Args) -> Option<String> {
+    a.value("--token").map(str::to_string).or_else(|| std::env::var("HOOKCAST_TOKEN").ok())
+}
+
+/// Percent-encodes a query value (topics and ids are mostly safe; this covers the rest).
+fn encode_query(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' | b'*' | b',' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn publish(words: &[String]) -> Result<(), Fail> {
+    let a = Args::parse(words, &["--url", "--token", "--event"], &["--json"])?;
+    let [topic, data] = a.positional.as_slice() else {
+        return Err(Fail::Usage("publish needs TOPIC and DATA (or - for stdin)".into()));
+    };
+    let body = if data == "-" {
+        let mut b = Vec::new();
+        std::io::stdin().read_to_end(&mut b).map_err(|e| Fail::Run(format!("stdin: {e}")))?;
+        b
+    } else {
+        data.clone().into_bytes()
+    };
+    let t = target(&a)?;
+    let mut path = format!("/publish/{}", encode_query(topic));
+    if let Some(ev) = a.value("--event") {
+        path.push_str(&format!("?event={}", encode_query(ev)));
+    }
+    let auth = bearer(&a).map(|t| format!("Bearer {t}"));
+    let mut headers =
+        vec![("Content-Type", if a.has("--json") { "application/json" } else { "text/plain; charset=utf-8" })];
+    if let Some(h) = auth.as_deref() {
+        headers.push(("Authorization", h));
+    }
+    headers.push(("Connection", "close"));
+    let (status, fields, mut r) =
+        t.request("POST", &path, &headers, &body).map_err(|e| Fail::Run(format!("publish: {e}")))?;
+    let body = client::read_body(&fields, &mut r).map_err(|e| Fail::Run(format!("publish: {e}")))?;
+    let text = String::from_utf8_lossy(&body);
+    if status != 202 {
+        return Err(Fail::Run(format!("publish: {status} {}", text.trim())));
+    }
+    let id = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["id"].as_u64());
+    match id {
+        Some(id) => println!("{id}"),
+        None => println!("{}", text.trim()),
+    }
+    Ok(())
+}
+
+fn tail(words: &[String]) -> Result<(), Fail> {
+    let a = Args::parse(words, &["--url", "--token", "--since"], &["--json"])?;
+    if a.positional.is_empty() {
+        return Err(Fail::Usage("tail needs at least one TOPIC".into()));
+    }
+    let t = target(&a)?;
+    let topics = a.positional.join(",");
+    let auth = bearer(&a).map(|t| format!("Bearer {t}"));
+    let mut last_id = a.value("--since").map(str::to_string);
+    let mut retry_ms = 2000;
+    let mut announced_down = false;
+    loop {
+        let path = format!("/events?topics={}&format=json", encode_query(&topics));
+        let mut headers = vec![("Accept", "text/event-stream")];
+        if let Some(h) = auth.as_deref() {
+            headers.push(("Authorization", h));
+        }
+        if let Some(id) = last_id.as_deref() {
+            headers.push(("Last-Event-ID", id));
+        }
+        match t.request("GET", &path, &headers, b"") {
+            Err(e) => {
+                if !announced_down {
+                    eprintln!("hookcast tail: {e}; retrying every {retry_ms} ms");
+                    announced_down = true;
+                }
+            }
+            Ok((status, fields, mut r)) if status != 200 => {
+                let body = client::read_body(&fields, &mut r).unwrap_or_default();
+                return Err(Fail::Run(format!("tail: {status} {}", String::from_utf8_lossy(&body).trim())));
+            }
+            Ok((_, _, mut r)) => {
+                if announced_down {
+                    eprintln!("hookcast tail: connected");
+                    announced_down = false;
+                }
+                let mut parser = crate::sse::Parser::default();
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    let n = match r.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    for ev in parser.feed(&buf[..n]) {
+                        print_event(&ev, a.has("--json"));
+                    }
+                    if !parser.last_event_id().is_empty() {
+                        last_id = Some(parser.last_event_id().to_string());
+                    }
+                }
+                retry_ms = parser.retry_ms.unwrap_or(retry_ms).clamp(100, 60_000);
+                eprintln!("hookcast tail: disconnected; resuming after {}", last_id.as_deref().unwrap_or("now"));
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(retry_ms));
+    }
+}
+
+fn print_event(ev: &crate::sse::Received, json: bool) {
+    if json {
+        println!("{}", ev.data);
+        return;
+    }
+    if ev.event == "reset" {
+        println!("-- history gap: some events were missed ({}) --", ev.data);
+        return;
+    }
+    let v: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or(serde_json::Value::Null);
+    let data = match &v["data"] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => ev.data.clone(),
+        other => other.to_string(),
+    };
+    let kind = v["event"].as_str().unwrap_or("message");
+    let kind = if kind == "message" { String::new() } else { format!(" [{kind}]") };
+    println!("{} {} #{}{kind} {data}", v["time"].as_str().unwrap_or("-"), v["topic"].as_str().unwrap_or("?"), ev.id);
+}
+
+fn token(words: &[String]) -> Result<(), Fail> {
+    let a = Args::parse(words, &[], &[])?;
+    match a.positional.first().map(String::as_str) {
+        Some("new") => {
+            let mut raw = [0u8; 24];
+            crate::sys::random_bytes(&mut raw).map_err(|e| Fail::Run(format!("random: {e}")))?;
+            let tok = format!("hc_{}", crate::auth::hex(&raw));
+            println!("token:  {tok}\nsha256: {}", crate::auth::hex(&crate::auth::token_hash(&tok)));
+            Ok(())
+        }
+        Some("hash") => {
+            let tok = match a.positional.get(1) {
+                Some(t) => t.clone(),
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line).map_err(|e| Fail::Run(format!("stdin: {e}")))?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            println!("{}", crate::auth::hex(&crate::auth::token_hash(&tok)));
+            Ok(())
+        }
+        _ => Err(Fail::Usage("token new | token hash [TOKEN]".into())),
+    }
+}

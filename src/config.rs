@@ -1,0 +1,471 @@
+//! The configuration: one JSON file, read raw as `serde_json::Value`, then walked into a
+//! validated [`Config`]. Unknown keys and bad values are errors that name their JSON path
+//! (`tokens[1].scopes: unknown scope "pubish"`), so `hookcast check` can say exactly what to fix.
+//!
+//! The walk is written by hand rather than with `#[serde(deny_unknown_fields)]` because serde's
+//! messages carry a line and column but not the path, and half of our checks (CIDRs, topic
+//! patterns, hashes) are semantic anyway.
+
+use crate::auth::{Cidr, Scope};
+use crate::topic;
+use serde_json::{Map, Value};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The configuration used when no `--config` is given: loopback only, topic `demo` open.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.json");
+
+/// A configuration error: where in the JSON, and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// JSON path of the offending value (`limits.max_body_bytes`), empty for the document.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(path: &str, message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError { path: path.to_string(), message: message.into() })
+}
+
+/// Connection and request limits; each one maps to a status or a close (see README).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Open connections in total; beyond it new ones get 503 and are closed.
+    pub max_connections: usize,
+    /// Open connections from one client address.
+    pub max_connections_per_ip: usize,
+    /// Bytes of a request head (431 beyond).
+    pub max_header_bytes: usize,
+    /// Bytes of a request target (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Bytes of a request body (413 beyond).
+    pub max_body_bytes: usize,
+    /// Time to receive a whole request head once its first byte arrived (408).
+    pub header_timeout: Duration,
+    /// Time to receive a whole request body once its head arrived (408).
+    pub body_timeout: Duration,
+    /// Time a keep-alive connection may sit between requests before it is closed.
+    pub idle_timeout: Duration,
+    /// Bytes queued for one subscriber before it counts as slow and is disconnected.
+    pub max_queued_bytes: usize,
+}
+
+/// Server-Sent Events settings.
+#[derive(Debug, Clone)]
+pub struct SseConfig {
+    /// Interval of `: keepalive` comments.
+    pub keepalive: Duration,
+    /// `retry:` sent on connect, in milliseconds.
+    pub retry_ms: u64,
+}
+
+/// In-memory history kept for resume.
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    /// Events kept per topic.
+    pub max_events_per_topic: usize,
+    /// Bytes of event data kept per topic.
+    pub max_bytes_per_topic: usize,
+    /// Bytes of event data kept over all topics.
+    pub max_bytes_total: usize,
+    /// Topics with history; the least recently published is forgotten beyond it.
+    pub max_topics: usize,
+}
+
+/// An API token, stored as the SHA-256 of its secret value.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// A name for logs and metrics.
+    pub name: String,
+    /// SHA-256 of the token.
+    pub sha256: [u8; 32],
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// Topic patterns it may do it on.
+    pub topics: Vec<String>,
+}
+
+/// Access without a token: these scopes on these topics, from these addresses.
+#[derive(Debug, Clone)]
+pub struct PublicRule {
+    /// Topic patterns opened.
+    pub topics: Vec<String>,
+    /// What anyone may do there.
+    pub scopes: Vec<Scope>,
+    /// Client addresses the rule applies to; empty means any.
+    pub from: Vec<Cidr>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for persistent state (journal); none keeps everything in memory.
+    pub state_dir: Option<PathBuf>,
+    /// Log level.
+    pub log_level: log::LevelFilter,
+    /// Limits.
+    pub limits: Limits,
+    /// SSE settings.
+    pub sse: SseConfig,
+    /// History settings.
+    pub history: HistoryConfig,
+    /// Origins allowed by CORS (`*` allows any).
+    pub cors_origins: Vec<String>,
+    /// API tokens.
+    pub tokens: Vec<TokenConfig>,
+    /// Anonymous access rules.
+    pub public: Vec<PublicRule>,
+}
+
+impl Config {
+    /// Parses and validates a configuration document.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| ConfigError { path: String::new(), message: format!("invalid JSON: {e}") })?;
+        let mut root = Obj::new(value, "")?;
+        let listen = match root.opt_str("listen")? {
+            Some(s) => s.parse().or_else(|_| err(&root.at("listen"), format!("not an address:port: {s:?}")))?,
+            None => SocketAddr::from(([127, 0, 0, 1], 9000)),
+        };
+        let state_dir = root.opt_str("state_dir")?.map(PathBuf::from);
+        let log_level = match root.opt_str("log_level")? {
+            None => log::LevelFilter::Info,
+            Some(s) => s.parse().or_else(|_| {
+                err(&root.at("log_level"), format!("unknown level {s:?} (error, warn, info, debug, trace, off)"))
+            })?,
+        };
+        let limits = limits(root.opt_obj("limits")?)?;
+        let sse = sse(root.opt_obj("sse")?)?;
+        let history = history(root.opt_obj("history")?)?;
+        let cors_origins = match root.opt_obj("cors")? {
+            None => Vec::new(),
+            Some(mut c) => {
+                let list = c.opt_str_list("allowed_origins")?.unwrap_or_default();
+                for (i, o) in list.iter().enumerate() {
+                    if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                        return err(
+                            &format!("{}[{i}]", c.at("allowed_origins")),
+                            format!("origin must be \"*\" or start with http:// or https://: {o:?}"),
+                        );
+                    }
+                }
+                c.finish()?;
+                list
+            }
+        };
+        let tokens = root
+            .opt_list("tokens")?
+            .into_iter()
+            .map(|(path, v)| token(Obj::new(v, &path)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let public = root
+            .opt_list("public")?
+            .into_iter()
+            .map(|(path, v)| public_rule(Obj::new(v, &path)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        root.finish()?;
+        Ok(Config { listen, state_dir, log_level, limits, sse, history, cors_origins, tokens, public })
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: String::new(),
+            message: format!("cannot read {}: {e}", path.display()),
+        })?;
+        Config::from_json(&text)
+    }
+
+    /// The embedded default configuration.
+    pub fn default_embedded() -> Config {
+        Config::from_json(DEFAULT_CONFIG).expect("embedded default config is valid")
+    }
+}
+
+fn limits(o: Option<Obj>) -> Result<Limits, ConfigError> {
+    let mut o = o.unwrap_or_else(Obj::empty);
+    let ms = Duration::from_millis;
+    let l = Limits {
+        max_connections: o.num("max_connections", 10_000, 1, 10_000_000)? as usize,
+        max_connections_per_ip: o.num("max_connections_per_ip", 10_000, 1, 10_000_000)? as usize,
+        max_header_bytes: o.num("max_header_bytes", 16 * 1024, 256, 1 << 20)? as usize,
+        max_uri_bytes: o.num("max_uri_bytes", 4096, 64, 1 << 20)? as usize,
+        max_body_bytes: o.num("max_body_bytes", 1 << 20, 0, 1 << 30)? as usize,
+        header_timeout: ms(o.num("header_timeout_ms", 10_000, 100, 3_600_000)?),
+        body_timeout: ms(o.num("body_timeout_ms", 30_000, 100, 3_600_000)?),
+        idle_timeout: ms(o.num("idle_timeout_ms", 75_000, 100, 3_600_000)?),
+        max_queued_bytes: o.num("max_queued_bytes", 4 << 20, 1024, 1 << 30)? as usize,
+    };
+    o.finish()?;
+    Ok(l)
+}
+
+fn sse(o: Option<Obj>) -> Result<SseConfig, ConfigError> {
+    let mut o = o.unwrap_or_else(Obj::empty);
+    let s = SseConfig {
+        keepalive: Duration::from_millis(o.num("keepalive_ms", 15_000, 100, 3_600_000)?),
+        retry_ms: o.num("retry_ms", 2_000, 0, 3_600_000)?,
+    };
+    o.finish()?;
+    Ok(s)
+}
+
+fn history(o: Option<Obj>) -> Result<HistoryConfig, ConfigError> {
+    let mut o = o.unwrap_or_else(Obj::empty);
+    let h = HistoryConfig {
+        max_events_per_topic: o.num("max_events_per_topic", 1000, 0, 10_000_000)? as usize,
+        max_bytes_per_topic: o.num("max_bytes_per_topic", 1 << 20, 0, 1 << 32)? as usize,
+        max_bytes_total: o.num("max_bytes_total", 64 << 20, 0, 1 << 36)? as usize,
+        max_topics: o.num("max_topics", 10_000, 1, 10_000_000)? as usize,
+    };
+    o.finish()?;
+    Ok(h)
+}
+
+fn scopes(o: &mut Obj, key: &str) -> Result<Vec<Scope>, ConfigError> {
+    let path = o.at(key);
+    let Some(list) = o.opt_str_list(key)? else {
+        return err(&path, "missing (a list of \"subscribe\", \"publish\", \"admin\")");
+    };
+    list.iter()
+        .map(|s| {
+            Scope::parse(s).ok_or_else(|| ConfigError {
+                path: path.clone(),
+                message: format!("unknown scope {s:?} (subscribe, publish, admin)"),
+            })
+        })
+        .collect()
+}
+
+fn patterns(o: &mut Obj, key: &str, default: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let path = o.at(key);
+    let list = match (o.opt_str_list(key)?, default) {
+        (Some(l), _) => l,
+        (None, Some(d)) => vec![d.to_string()],
+        (None, None) => return err(&path, "missing (a list of topic patterns)"),
+    };
+    for (i, p) in list.iter().enumerate() {
+        if let Err(e) = topic::validate_pattern(p) {
+            return err(&format!("{path}[{i}]"), format!("{e}: {p:?}"));
+        }
+    }
+    Ok(list)
+}
+
+fn token(mut o: Obj) -> Result<TokenConfig, ConfigError> {
+    let name = o.opt_str("name")?.unwrap_or_else(|| "token".to_string());
+    let hash_path = o.at("sha256");
+    let Some(hex) = o.opt_str("sha256")? else {
+        return err(&hash_path, "missing (print it with `hookcast token hash`)");
+    };
+    let Some(sha256) = crate::auth::parse_hex32(&hex) else {
+        return err(&hash_path, "not 64 hex digits (print it with `hookcast token hash`)");
+    };
+    let scopes = scopes(&mut o, "scopes")?;
+    let topics = patterns(&mut o, "topics", Some("**"))?;
+    o.finish()?;
+    Ok(TokenConfig { name, sha256, scopes, topics })
+}
+
+fn public_rule(mut o: Obj) -> Result<PublicRule, ConfigError> {
+    let topics = patterns(&mut o, "topics", None)?;
+    let scopes = scopes(&mut o, "scopes")?;
+    let from_path = o.at("from");
+    let from = o
+        .opt_str_list("from")?
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Cidr::parse(s).ok_or_else(|| ConfigError {
+                path: format!("{from_path}[{i}]"),
+                message: format!("not an address or CIDR: {s:?}"),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if scopes.contains(&Scope::Admin) {
+        return err(&o.at("scopes"), "\"admin\" cannot be public");
+    }
+    o.finish()?;
+    Ok(PublicRule { topics, scopes, from })
+}
+
+/// A JSON object being consumed key by key; `finish` rejects whatever is left.
+pub struct Obj {
+    map: Map<String, Value>,
+    path: String,
+}
+
+impl Obj {
+    /// Wraps `value`, which must be an object, found at `path`.
+    pub fn new(value: Value, path: &str) -> Result<Obj, ConfigError> {
+        match value {
+            Value::Object(map) => Ok(Obj { map, path: path.to_string() }),
+            other => err(path, format!("expected an object, found {}", kind(&other))),
+        }
+    }
+
+    fn empty() -> Obj {
+        Obj { map: Map::new(), path: String::new() }
+    }
+
+    /// The JSON path of `key` inside this object.
+    pub fn at(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// Takes an optional string.
+    pub fn opt_str(&mut self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.map.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => err(&self.at(key), format!("expected a string, found {}", kind(&other))),
+        }
+    }
+
+    /// Takes an optional integer in `[min, max]`, or `default` when absent.
+    pub fn num(&mut self, key: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        match self.map.remove(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if (min..=max).contains(&v) => Ok(v),
+                _ => err(&self.at(key), format!("expected a whole number from {min} to {max}, found {n}")),
+            },
+            Some(other) => err(&self.at(key), format!("expected a number, found {}", kind(&other))),
+        }
+    }
+
+    /// Takes an optional boolean.
+    pub fn opt_bool(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.map.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(other) => err(&self.at(key), format!("expected true or false, found {}", kind(&other))),
+        }
+    }
+
+    /// Takes an optional nested object.
+    pub fn opt_obj(&mut self, key: &str) -> Result<Option<Obj>, ConfigError> {
+        let path = self.at(key);
+        match self.map.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => Obj::new(v, &path).map(Some),
+        }
+    }
+
+    /// Takes an optional list, returning each element with its path.
+    pub fn opt_list(&mut self, key: &str) -> Result<Vec<(String, Value)>, ConfigError> {
+        let path = self.at(key);
+        match self.map.remove(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => {
+                Ok(items.into_iter().enumerate().map(|(i, v)| (format!("{path}[{i}]"), v)).collect())
+            }
+            Some(other) => err(&path, format!("expected a list, found {}", kind(&other))),
+        }
+    }
+
+    /// Takes an optional list of strings.
+    pub fn opt_str_list(&mut self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        if !self.map.contains_key(key) {
+            return Ok(None);
+        }
+        self.opt_list(key)?
+            .into_iter()
+            .map(|(path, v)| match v {
+                Value::String(s) => Ok(s),
+                other => err(&path, format!("expected a string, found {}", kind(&other))),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// Rejects the keys nobody took, naming the first.
+    pub fn finish(self) -> Result<(), ConfigError> {
+        match self.map.keys().next() {
+            None => Ok(()),
+            Some(k) => err(&self.at(k), "unknown field"),
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(json: &str) -> String {
+        Config::from_json(json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn embedded_default_is_valid_and_loopback() {
+        let c = Config::default_embedded();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.public.len(), 1);
+        assert_eq!(c.public[0].topics, ["demo"]);
+    }
+
+    #[test]
+    fn empty_object_gives_defaults() {
+        let c = Config::from_json("{}").unwrap();
+        assert_eq!(c.limits.max_header_bytes, 16 * 1024);
+        assert_eq!(c.sse.keepalive, Duration::from_secs(15));
+        assert!(c.tokens.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_json_path() {
+        let h = "0".repeat(64);
+        let json =
+            format!(r#"{{"tokens":[{{"sha256":"{h}","scopes":["publish"]}},{{"sha256":"{h}","scopes":["pubish"]}}]}}"#);
+        assert_eq!(error_of(&json), r#"tokens[1].scopes: unknown scope "pubish" (subscribe, publish, admin)"#);
+        assert_eq!(error_of(r#"{"limits":{"max_body_byte":1}}"#), "limits.max_body_byte: unknown field");
+        assert_eq!(
+            error_of(r#"{"limits":{"max_body_bytes":-1}}"#),
+            "limits.max_body_bytes: expected a whole number from 0 to 1073741824, found -1"
+        );
+        assert_eq!(error_of(r#"{"listen":"nowhere"}"#), "listen: not an address:port: \"nowhere\"");
+        assert_eq!(
+            error_of(r#"{"public":[{"topics":["a/**/b"],"scopes":["subscribe"]}]}"#),
+            "public[0].topics[0]: wildcards only as the last segment of a pattern: \"a/**/b\""
+        );
+        assert_eq!(
+            error_of(r#"{"public":[{"topics":["a"],"scopes":["subscribe"],"from":["10.0.0.0/33"]}]}"#),
+            "public[0].from[0]: not an address or CIDR: \"10.0.0.0/33\""
+        );
+        assert!(error_of("{").starts_with("invalid JSON"));
+        assert_eq!(error_of("[]"), "expected an object, found a list");
+    }
+}

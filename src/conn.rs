@@ -1,0 +1,484 @@
+//! One client connection: its socket, input bytes, output queue and protocol state.
+//!
+//! ```text
+//!            accept
+//!              │
+//!              ▼
+//!   ┌──────► Head ──(head with body)──► Body ──(body complete)──┐
+//!   │          │ (complete head, no body)                        │
+//!   │          ▼                                                 │
+//!   └─ keep-alive ◄─────────────── dispatch ◄────────────────────┘
+//!                                   │   │
+//!        (GET /events) Subscriber ◄─┘   └─► Closing ──(flushed)──► Lingering ──► closed
+//!                                        (error or Connection: close)
+//! ```
+//!
+//! Transitions happen in [`Conn::process`], which consumes requests from the input buffer while
+//! the output queue is short (pipelining with backpressure). The loop feeds it bytes, flushes its
+//! queue and acts on [`Conn::want_close`]. An idle subscriber holds no input buffer and no output
+//! buffer: the struct itself and its pattern ids are all it costs.
+
+use crate::api::{self, Outcome};
+use crate::app::App;
+use crate::buf::{Flush, OutQueue};
+use crate::http::chunked::ChunkedDecoder;
+use crate::http::request::{self, BodyKind, Head, Method};
+use crate::http::response::Response;
+use crate::hub::{Event, PatternId, Wire};
+use crate::metrics::Transport;
+use mio::net::TcpStream;
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Output bytes past which pipelined requests wait until the client reads.
+const PIPELINE_OUT_LIMIT: usize = 256 * 1024;
+/// How long a connection closed after an error keeps reading (and dropping) what the client
+/// still sends, so the kernel does not answer it with a reset that destroys our response.
+const LINGER: Duration = Duration::from_secs(2);
+/// Replay batch size for a resuming subscriber, at most (also bounded by half the queue limit).
+const REPLAY_BATCH: usize = 256 * 1024;
+/// `Subscriber::catch_up` before the first replay batch (no eviction mark yet).
+const FIRST_BATCH: u64 = u64::MAX;
+
+/// A body being received.
+#[derive(Debug)]
+pub struct PendingBody {
+    head: Head,
+    framing: BodyFraming,
+    body: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum BodyFraming {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// A Server-Sent Events subscriber.
+#[derive(Debug)]
+pub struct Subscriber {
+    /// Interned pattern ids in the hub.
+    pub patterns: Box<[PatternId]>,
+    /// Wire format for events.
+    pub wire: Wire,
+    /// The last event id queued (fan-out skips anything not newer).
+    pub last_id: u64,
+    /// While catching up from history: the eviction mark of the previous batch.
+    pub catch_up: Option<u64>,
+    /// Whether bytes were written since the last keep-alive tick (for stall detection).
+    pub wrote: bool,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+pub enum State {
+    /// Waiting for a request head; `served` counts requests already answered.
+    Head {
+        /// Requests answered on this connection.
+        served: u32,
+    },
+    /// Receiving a request body.
+    Body(Box<PendingBody>),
+    /// Streaming events.
+    Subscriber(Subscriber),
+    /// A final response is queued; close once it is written.
+    Closing,
+    /// Write side shut; reading and dropping input until EOF or the deadline.
+    Lingering,
+}
+
+/// What the loop should do with a connection after a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// Keep it.
+    No,
+    /// Close now (peer gone, error, timeout with nothing to say).
+    Now,
+    /// Slow consumer: close now and count it.
+    Slow,
+}
+
+/// One connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// The loop's token for this connection.
+    pub token: usize,
+    /// The socket.
+    pub sock: TcpStream,
+    /// The client address.
+    pub ip: IpAddr,
+    /// Unprocessed input; empty (and unallocated) when idle.
+    inbuf: Vec<u8>,
+    /// Output waiting for the socket.
+    pub out: OutQueue,
+    /// Protocol state.
+    pub state: State,
+    /// When this connection times out in its current state.
+    pub deadline: Option<Instant>,
+    /// How the connection is counted in metrics.
+    pub transport: Transport,
+    /// The peer closed its write side.
+    pub eof: bool,
+    close: Close,
+}
+
+impl Conn {
+    /// A freshly accepted connection, waiting for its first request.
+    pub fn new(token: usize, sock: TcpStream, ip: IpAddr, app: &App) -> Conn {
+        Conn {
+            token,
+            sock,
+            ip,
+            inbuf: Vec::new(),
+            out: OutQueue::default(),
+            state: State::Head { served: 0 },
+            deadline: Some(app.now + app.cfg.limits.header_timeout),
+            transport: Transport::Http,
+            eof: false,
+            close: Close::No,
+        }
+    }
+
+    /// What the loop should do now.
+    pub fn want_close(&self) -> Close {
+        self.close
+    }
+
+    /// Whether this connection is streaming events.
+    pub fn subscriber(&mut self) -> Option<&mut Subscriber> {
+        match &mut self.state {
+            State::Subscriber(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Reads everything available. Input is kept only while a request is being parsed; a
+    /// subscriber's or a closing connection's input is dropped.
+    pub fn read(&mut self, scratch: &mut [u8], cap: usize) {
+        let keep = matches!(self.state, State::Head { .. } | State::Body(_));
+        loop {
+            if keep && self.inbuf.len() >= cap {
+                // Enough to decide on; the rest stays in the kernel until we have processed this.
+                return;
+            }
+            match self.sock.read(scratch) {
+                Ok(0) => {
+                    self.eof = true;
+                    return;
+                }
+                Ok(n) if keep => self.inbuf.extend_from_slice(&scratch[..n]),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.close = Close::Now;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether input is waiting that `process` did not take (backpressure or the read cap).
+    pub fn has_input(&self) -> bool {
+        !self.inbuf.is_empty()
+    }
+
+    /// Writes queued output; on a subscriber that is catching up, pulls the next history batch
+    /// whenever the queue empties.
+    pub fn flush(&mut self, app: &mut App) {
+        loop {
+            let before = self.out.len();
+            let result = self.out.flush(&mut self.sock);
+            if let State::Subscriber(s) = &mut self.state {
+                s.wrote |= self.out.len() < before;
+            }
+            match result {
+                Flush::Closed => {
+                    self.close = Close::Now;
+                    return;
+                }
+                Flush::WouldBlock => return,
+                Flush::Drained => {}
+            }
+            match &self.state {
+                State::Closing => {
+                    // Half-close so the client sees the end of our response, then drain its input.
+                    let _ = self.sock.shutdown(std::net::Shutdown::Write);
+                    self.state = State::Lingering;
+                    self.deadline = Some(app.now + LINGER);
+                    self.inbuf = Vec::new();
+                    if self.eof {
+                        self.close = Close::Now;
+                    }
+                    return;
+                }
+                State::Subscriber(s) if s.catch_up.is_some() => {
+                    if !self.replay_batch(app) {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Queues the next batch of history for a catching-up subscriber. Returns whether anything
+    /// was queued (so the caller flushes again). The first batch of a resume passes no eviction
+    /// mark, so every gap counts; later batches pass the mark of the batch before.
+    fn replay_batch(&mut self, app: &mut App) -> bool {
+        let State::Subscriber(s) = &mut self.state else { return false };
+        let Some(mark) = s.catch_up else { return false };
+        let mark = (mark != FIRST_BATCH).then_some(mark);
+        let patterns: Vec<&str> = s.patterns.iter().filter_map(|&p| app.hub.pattern_text(p)).collect();
+        let batch = REPLAY_BATCH.min(app.cfg.limits.max_queued_bytes / 2);
+        let r = app.hub.replay(&patterns, s.last_id, batch, mark);
+        s.catch_up = if r.done { None } else { Some(app.hub.evict_mark()) };
+        if r.gap {
+            // The client must refetch its state; it is consistent again from just before the
+            // first event we still have (or from now, when there is none).
+            let resume = r.events.first().map_or(app.hub.last_id(), |e| e.id - 1);
+            self.out.push_owned(api::reset_event(s.wire, s.last_id, resume));
+            s.last_id = resume;
+        }
+        for ev in &r.events {
+            self.out.push_shared(ev.encoded(s.wire));
+            s.last_id = ev.id;
+        }
+        app.metrics.messages_sent[self.transport as usize] += r.events.len() as u64;
+        r.gap || !r.events.is_empty()
+    }
+
+    /// Queues a live event for a subscriber. Returns false when the subscriber is over its
+    /// queue limit and must be cut loose (it resumes from history with `Last-Event-ID`).
+    pub fn push_event(&mut self, ev: &Rc<Event>, app: &mut App) -> bool {
+        let State::Subscriber(s) = &mut self.state else { return true };
+        if ev.id <= s.last_id || s.catch_up.is_some() {
+            // Already queued through another pattern or by replay; or history will bring it.
+            return true;
+        }
+        s.last_id = ev.id;
+        let bytes = ev.encoded(s.wire);
+        if self.out.len() + bytes.len() > app.cfg.limits.max_queued_bytes {
+            self.close = Close::Slow;
+            return false;
+        }
+        self.out.push_shared(bytes);
+        app.metrics.messages_sent[self.transport as usize] += 1;
+        true
+    }
+
+    /// Handles the connection's deadline having passed.
+    pub fn on_timeout(&mut self, app: &mut App) {
+        self.deadline = None;
+        match &self.state {
+            State::Head { .. } if !self.inbuf.is_empty() => {
+                self.fail(app, Response::error(408, "request head not received in time"));
+            }
+            State::Body(_) => self.fail(app, Response::error(408, "request body not received in time")),
+            // Idle keep-alive, a client that never started, or a stuck final write: just close.
+            _ => self.close = Close::Now,
+        }
+    }
+
+    /// Queues an error response and moves to Closing (the request stream cannot be trusted).
+    fn fail(&mut self, app: &mut App, resp: Response) {
+        app.metrics.response(resp.status);
+        log::debug!("{} {}: {}", self.ip, resp.status, String::from_utf8_lossy(&resp.body).trim_end());
+        self.out.push_owned(resp.to_bytes(false, false, app.date()));
+        self.enter_closing(app);
+    }
+
+    fn enter_closing(&mut self, app: &mut App) {
+        self.state = State::Closing;
+        self.inbuf = Vec::new();
+        // A client that never reads its final response is dropped after the idle timeout.
+        self.deadline = Some(app.now + app.cfg.limits.idle_timeout);
+    }
+
+    /// Consumes complete requests from the input buffer and answers them, in order.
+    pub fn process(&mut self, app: &mut App) {
+        let mut pos = 0;
+        loop {
+            match &mut self.state {
+                State::Head { served } => {
+                    let served = *served;
+                    if self.out.len() > PIPELINE_OUT_LIMIT {
+                        break; // let the client read before we answer more
+                    }
+                    let input = &self.inbuf[pos..];
+                    if input.is_empty() {
+                        if self.eof {
+                            self.close_or_finish();
+                        }
+                        break;
+                    }
+                    let limits = request::Limits {
+                        max_header_bytes: app.cfg.limits.max_header_bytes,
+                        max_uri_bytes: app.cfg.limits.max_uri_bytes,
+                    };
+                    match request::parse_head(input, &limits) {
+                        Ok(None) => {
+                            if self.eof {
+                                // The client gave up halfway through a head.
+                                self.close = Close::Now;
+                            } else if served > 0 && self.deadline_is_idle(app) {
+                                // First byte of the next request: the head timeout starts now.
+                                self.deadline = Some(app.now + app.cfg.limits.header_timeout);
+                            }
+                            break;
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            self.fail(app, Response::error(e.status(), &msg));
+                            break;
+                        }
+                        Ok(Some((head, used))) => {
+                            pos += used;
+                            self.start_body(app, head);
+                        }
+                    }
+                }
+                State::Body(pending) => {
+                    let input = &self.inbuf[pos..];
+                    let max = app.cfg.limits.max_body_bytes;
+                    let done = match &mut pending.framing {
+                        BodyFraming::Length(left) => {
+                            let take = input.len().min(*left as usize);
+                            pending.body.extend_from_slice(&input[..take]);
+                            pos += take;
+                            *left -= take as u64;
+                            *left == 0
+                        }
+                        BodyFraming::Chunked(dec) => match dec.decode(input, &mut pending.body, max) {
+                            Ok((used, done)) => {
+                                pos += used;
+                                done
+                            }
+                            Err(e) => {
+                                let status = match e {
+                                    crate::http::chunked::ChunkedError::TooLarge => 413,
+                                    _ => 400,
+                                };
+                                self.fail(app, Response::error(status, &e.to_string()));
+                                break;
+                            }
+                        },
+                    };
+                    if !done {
+                        if self.eof {
+                            self.close = Close::Now;
+                        }
+                        break;
+                    }
+                    let State::Body(pending) = std::mem::replace(&mut self.state, State::Head { served: 0 }) else {
+                        unreachable!("matched Body above")
+                    };
+                    let PendingBody { head, body, .. } = *pending;
+                    self.dispatch(app, head, body);
+                }
+                State::Subscriber(_) | State::Closing | State::Lingering => {
+                    pos = self.inbuf.len();
+                    break;
+                }
+            }
+        }
+        if pos >= self.inbuf.len() {
+            self.inbuf = Vec::new();
+        } else if pos > 0 {
+            self.inbuf.drain(..pos);
+        }
+    }
+
+    fn deadline_is_idle(&self, app: &App) -> bool {
+        // The idle deadline is the only one longer than the head timeout from "now".
+        self.deadline.is_none_or(|d| d > app.now + app.cfg.limits.header_timeout)
+    }
+
+    fn close_or_finish(&mut self) {
+        if self.out.is_empty() {
+            self.close = Close::Now;
+        } else {
+            // Answer what was asked before the client half-closed, then go.
+            self.state = State::Closing;
+        }
+    }
+
+    /// A complete head arrived: decide how its body is framed, answering limit errors early.
+    fn start_body(&mut self, app: &mut App, head: Head) {
+        let max = app.cfg.limits.max_body_bytes as u64;
+        let framing = match head.body {
+            BodyKind::None | BodyKind::Length(0) => {
+                self.dispatch(app, head, Vec::new());
+                return;
+            }
+            BodyKind::Length(n) if n > max => {
+                self.fail(app, Response::error(413, &format!("request body larger than {max} bytes")));
+                return;
+            }
+            BodyKind::Length(n) => BodyFraming::Length(n),
+            BodyKind::Chunked => BodyFraming::Chunked(ChunkedDecoder::new()),
+        };
+        if head.expect_continue {
+            // RFC 9110 §10.1.1: tell the client to send the body we are willing to read.
+            self.out.push_owned(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec());
+        }
+        let cap = match framing {
+            BodyFraming::Length(n) => n as usize,
+            BodyFraming::Chunked(_) => 0,
+        };
+        self.state = State::Body(Box::new(PendingBody { head, framing, body: Vec::with_capacity(cap.min(64 * 1024)) }));
+        self.deadline = Some(app.now + app.cfg.limits.body_timeout);
+    }
+
+    /// Answers one complete request.
+    fn dispatch(&mut self, app: &mut App, head: Head, body: Vec<u8>) {
+        let served = match self.state {
+            State::Head { served } => served,
+            _ => 0,
+        };
+        let head_only = head.method == Method::Head;
+        let keep_alive = head.keep_alive && !self.eof;
+        match api::handle(app, self.ip, &head, body) {
+            Outcome::Respond(resp) => {
+                app.metrics.response(resp.status);
+                self.out.push_owned(resp.to_bytes(keep_alive, head_only, app.date()));
+                if keep_alive {
+                    self.state = State::Head { served: served + 1 };
+                    self.deadline = Some(app.now + app.cfg.limits.idle_timeout);
+                } else {
+                    self.enter_closing(app);
+                }
+            }
+            Outcome::Subscribe(sub) => self.start_subscriber(app, sub),
+        }
+    }
+
+    fn start_subscriber(&mut self, app: &mut App, sub: api::SubscribeRequest) {
+        app.metrics.response(200);
+        app.metrics.switch(self.transport, Transport::Sse);
+        self.transport = Transport::Sse;
+        self.out.push_owned(sub.head);
+        let patterns: Box<[PatternId]> = sub.patterns.iter().map(|p| app.hub.subscribe(self.token, p)).collect();
+        let mut s = Subscriber { patterns, wire: sub.wire, last_id: app.hub.last_id(), catch_up: None, wrote: false };
+        if let Some(since) = sub.last_event_id {
+            s.last_id = since;
+            s.catch_up = Some(FIRST_BATCH);
+        }
+        self.state = State::Subscriber(s);
+        self.deadline = None;
+        self.inbuf = Vec::new();
+        self.replay_batch(app);
+    }
+
+    /// Releases the hub subscriptions; called once when the connection goes away.
+    pub fn unsubscribe(&mut self, app: &mut App) {
+        if let State::Subscriber(s) = &mut self.state {
+            for &p in s.patterns.iter() {
+                app.hub.unsubscribe(self.token, p);
+            }
+            s.patterns = Box::new([]);
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! The event loop: one `mio::Poll` owning the listener, every connection, the signal pipe and
+//! all timers. It only dispatches: readiness goes to the connection, published events are fanned
+//! out to subscribers' queues once per turn, dirty queues are flushed with one `writev` each,
+//! and the poll timeout is the nearest deadline.
+
+use crate::app::App;
+use crate::auth::canonical;
+use crate::config::Config;
+use crate::conn::{Close, Conn, State};
+use crate::metrics::Transport;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+/// Scratch buffer every read goes through; only leftovers are copied into a connection.
+const READ_SCRATCH: usize = 64 * 1024;
+/// How long a SIGTERM drain may take before the remaining connections are dropped.
+const DRAIN: Duration = Duration::from_millis(500);
+/// Pause after the process ran out of file descriptors, before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A canned answer for connections refused at accept (written best-effort, never queued).
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 54\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{\"error\":\"too many connections\",\"status\":503,\"retry\":1}";
+
+struct Slot {
+    conn: Conn,
+    /// The earliest deadline entry this connection has in the timer heap.
+    armed: Option<Instant>,
+    dirty: bool,
+}
+
+/// The server: the poll, its sockets and the application state.
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    signals: Signals,
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    open: usize,
+    per_ip: HashMap<IpAddr, u32>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    app: App,
+    scratch: Box<[u8]>,
+    dirty: Vec<usize>,
+    fanout: Vec<usize>,
+    keepalive: Rc<[u8]>,
+    next_keepalive: Instant,
+    accept_paused_until: Option<Instant>,
+    drain_until: Option<Instant>,
+}
+
+impl Server {
+    /// Binds the listener and prepares the loop (nothing runs until [`Server::run`]).
+    pub fn bind(cfg: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(cfg.listen)?;
+        let local_addr = listener.local_addr()?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let app = App::new(cfg);
+        let next_keepalive = app.now + app.cfg.sse.keepalive;
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            local_addr,
+            signals,
+            slots: Vec::new(),
+            free: Vec::new(),
+            open: 0,
+            per_ip: HashMap::new(),
+            timers: BinaryHeap::new(),
+            app,
+            scratch: vec![0; READ_SCRATCH].into_boxed_slice(),
+            dirty: Vec::new(),
+            fanout: Vec::new(),
+            keepalive: Rc::from(crate::sse::KEEPALIVE),
+            next_keepalive,
+            accept_paused_until: None,
+            drain_until: None,
+        })
+    }
+
+    /// The address actually bound (port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Runs until SIGTERM or SIGINT, then drains and returns.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.next_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            self.app.tick();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept_all(),
+                    SIGNALS => self.on_signals(),
+                    Token(t) => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.drive(t);
+                        }
+                        if ev.is_writable() {
+                            self.on_writable(t);
+                        }
+                        self.settle(t);
+                    }
+                }
+            }
+            self.fire_timers();
+            self.fan_out();
+            self.flush_dirty();
+            if let Some(until) = self.drain_until {
+                if self.open == 0 || self.app.now >= until {
+                    log::info!("stopped ({} connections dropped at the end of the drain)", self.open);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn next_timeout(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut next = self.next_keepalive;
+        if let Some(Reverse((t, _))) = self.timers.peek() {
+            next = next.min(*t);
+        }
+        for t in [self.accept_paused_until, self.drain_until].into_iter().flatten() {
+            next = next.min(t);
+        }
+        // Round up to the next millisecond so a deadline is never polled for as 0 ms early.
+        Some(next.saturating_duration_since(now) + Duration::from_micros(500))
+    }
+
+    fn accept_all(&mut self) {
+        if self.accept_paused_until.is_some() || self.drain_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = self.listener.as_ref() else { return };
+            match listener.accept() {
+                Ok((sock, addr)) => self.admit(sock, canonical(addr.ip())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)) =>
+                {
+                    log::warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    self.accept_paused_until = Some(self.app.now + ACCEPT_BACKOFF);
+                    return;
+                }
+                // The peer gave up before we got to it (ECONNABORTED and friends).
+                Err(e) => log::debug!("accept: {e}"),
+            }
+        }
+    }
+
+    fn admit(&mut self, mut sock: TcpStream, ip: IpAddr) {
+        let limits = &self.app.cfg.limits;
+        let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+        if self.open >= limits.max_connections || from_ip as usize >= limits.max_connections_per_ip {
+            self.app.metrics.refused += 1;
+            self.app.metrics.response(503);
+            log::debug!("refused {ip}: {} open, {from_ip} from this address", self.open);
+            let _ = sock.write(REFUSED);
+            return;
+        }
+        let _ = sock.set_nodelay(true);
+        let t = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        if let Err(e) = self.poll.registry().register(&mut sock, Token(t), Interest::READABLE | Interest::WRITABLE) {
+            log::warn!("register: {e}");
+            self.free.push(t);
+            return;
+        }
+        let conn = Conn::new(t, sock, ip, &self.app);
+        self.slots[t] = Some(Slot { conn, armed: None, dirty: false });
+        self.open += 1;
+        *self.per_ip.entry(ip).or_default() += 1;
+        self.app.metrics.active[Transport::Http as usize] += 1;
+        self.app.metrics.total[Transport::Http as usize] += 1;
+        self.settle(t);
+    }
+
+    /// Reads, processes and flushes until the connection has nothing more to do now.
+    fn drive(&mut self, t: usize) {
+        let cap = self.app.cfg.limits.max_header_bytes + self.app.cfg.limits.max_body_bytes.min(1 << 20) + 4096;
+        let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { return };
+        let conn = &mut slot.conn;
+        for _ in 0..64 {
+            conn.read(&mut self.scratch, cap);
+            conn.process(&mut self.app);
+            conn.flush(&mut self.app);
+            // The read stopped at its cap while requests were waiting: go again once processed.
+            let more = conn.has_input()
+                && conn.want_close() == Close::No
+                && matches!(conn.state, State::Head { .. } | State::Body(_));
+            if !more || !conn.out.is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn on_writable(&mut self, t: usize) {
+        let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { return };
+        let conn = &mut slot.conn;
+        let resume = matches!(conn.state, State::Head { .. }) && conn.has_input();
+        conn.flush(&mut self.app);
+        if resume {
+            // Pipelined requests were waiting for the client to read; it has.
+            self.drive(t);
+        }
+    }
+
+    /// Acts on the connection's wishes after anything happened to it: close it, or arm its timer.
+    fn settle(&mut self, t: usize) {
+        let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { return };
+        let conn = &slot.conn;
+        // A subscriber or a lingering close has nothing left to read: EOF ends it.
+        let peer_gone = conn.eof && matches!(conn.state, State::Lingering | State::Subscriber(_));
+        match conn.want_close() {
+            Close::Now => return self.close(t, false),
+            Close::Slow => return self.close(t, true),
+            Close::No if peer_gone => return self.close(t, false),
+            Close::No => {}
+        }
+        if self.drain_until.is_some() && conn.out.is_empty() && !matches!(conn.state, State::Body(_)) {
+            return self.close(t, false);
+        }
+        if let Some(d) = conn.deadline {
+            if slot.armed.is_none_or(|a| d < a) {
+                slot.armed = Some(d);
+                self.timers.push(Reverse((d, t)));
+            }
+        }
+    }
+
+    fn close(&mut self, t: usize, slow: bool) {
+        let Some(mut slot) = self.slots.get_mut(t).and_then(Option::take) else { return };
+        let conn = &mut slot.conn;
+        conn.unsubscribe(&mut self.app);
+        let _ = self.poll.registry().deregister(&mut conn.sock);
+        let tr = conn.transport as usize;
+        self.app.metrics.active[tr] = self.app.metrics.active[tr].saturating_sub(1);
+        if slow {
+            self.app.metrics.slow_consumer_disconnects[tr] += 1;
+            log::info!("{}: slow consumer disconnected ({} bytes queued)", conn.ip, conn.out.len());
+        }
+        if let Some(n) = self.per_ip.get_mut(&conn.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&conn.ip);
+            }
+        }
+        self.open -= 1;
+        self.free.push(t);
+        if self.accept_paused_until.is_some() {
+            // A descriptor came free: try the backlog again now rather than after the backoff.
+            self.accept_paused_until = None;
+            self.accept_all();
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.app.now;
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
+            self.accept_paused_until = None;
+            self.accept_all();
+        }
+        while let Some(&Reverse((at, t))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
+            if slot.armed != Some(at) {
+                continue; // superseded by an earlier entry, or a previous occupant's
+            }
+            slot.armed = None;
+            match slot.conn.deadline {
+                Some(d) if d <= now => {
+                    slot.conn.on_timeout(&mut self.app);
+                    slot.conn.flush(&mut self.app);
+                }
+                _ => {} // moved later: settle re-arms it
+            }
+            self.settle(t);
+        }
+        if now >= self.next_keepalive {
+            self.next_keepalive = now + self.app.cfg.sse.keepalive;
+            self.keepalive_tick();
+        }
+    }
+
+    /// Sends a keep-alive comment to every idle subscriber and cuts loose those whose queue
+    /// did not move for a whole interval.
+    fn keepalive_tick(&mut self) {
+        for t in 0..self.slots.len() {
+            let Some(slot) = self.slots[t].as_mut() else { continue };
+            let pending = !slot.conn.out.is_empty();
+            let Some(sub) = slot.conn.subscriber() else { continue };
+            let stalled = pending && !sub.wrote;
+            sub.wrote = false;
+            if stalled {
+                self.close(t, true);
+            } else if !pending {
+                slot.conn.out.push_shared(self.keepalive.clone());
+                if !slot.dirty {
+                    slot.dirty = true;
+                    self.dirty.push(t);
+                }
+            }
+        }
+    }
+
+    fn fan_out(&mut self) {
+        let outbox = std::mem::take(&mut self.app.outbox);
+        for ev in &outbox {
+            self.app.hub.subscribers_into(&ev.topic, &mut self.fanout);
+            for i in 0..self.fanout.len() {
+                let t = self.fanout[i];
+                let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
+                if !slot.conn.push_event(ev, &mut self.app) {
+                    self.close(t, true);
+                } else if !slot.dirty {
+                    slot.dirty = true;
+                    self.dirty.push(t);
+                }
+            }
+        }
+        // Keep the vector's allocation for the next turn.
+        let mut outbox = outbox;
+        outbox.clear();
+        self.app.outbox = outbox;
+    }
+
+    fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &t in &dirty {
+            let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
+            slot.dirty = false;
+            slot.conn.flush(&mut self.app);
+            self.settle(t);
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    fn on_signals(&mut self) {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for sig in pending {
+            match sig {
+                SIGHUP => log::warn!("SIGHUP: configuration reload is not implemented yet; restart to apply changes"),
+                _ => self.begin_drain(),
+            }
+        }
+    }
+
+    /// Stops accepting, closes idle connections, and gives the rest a moment to flush.
+    fn begin_drain(&mut self) {
+        if self.drain_until.is_some() {
+            return;
+        }
+        log::info!("shutting down: {} connections open", self.open);
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.drain_until = Some(self.app.now + DRAIN);
+        for t in 0..self.slots.len() {
+            let Some(slot) = self.slots[t].as_mut() else { continue };
+            slot.conn.flush(&mut self.app);
+            let done = slot.conn.out.is_empty() && !matches!(slot.conn.state, State::Body(_));
+            if done {
+                self.close(t, false);
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! HTTP/1.1 on our own code: request heads and body framing (`request`), chunked bodies
+//! (`chunked`), response serialisation (`response`) and routing (`router`). Nothing here does I/O.
+
+pub mod chunked;
+pub mod request;
+pub mod response;
+pub mod router;

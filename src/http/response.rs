@@ -1,0 +1,130 @@
+//! Response serialisation: status line, headers and body into one buffer, and the short JSON
+//! error bodies every 4xx/5xx carries (`{"error":"...","status":431}`).
+
+use std::fmt::Write;
+
+/// The reason phrase for the statuses hookcast sends.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// A response to be written whole.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Extra header fields (Content-Length, Connection and Date are added when written).
+    pub headers: Vec<(&'static str, String)>,
+    /// Body bytes (not sent for HEAD, but counted in Content-Length).
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A response with a body of the given content type.
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response { status, headers: vec![("Content-Type", content_type.to_string())], body: body.into() }
+    }
+
+    /// A JSON response.
+    pub fn json(status: u16, value: &serde_json::Value) -> Response {
+        let mut body = value.to_string().into_bytes();
+        body.push(b'\n');
+        Response::new(status, "application/json", body)
+    }
+
+    /// A short JSON error: `{"error": message, "status": status}`.
+    pub fn error(status: u16, message: &str) -> Response {
+        Response::json(status, &serde_json::json!({ "error": message, "status": status }))
+    }
+
+    /// Adds a header field.
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Serialises the response; `head_only` leaves the body out (HEAD).
+    pub fn to_bytes(&self, keep_alive: bool, head_only: bool, date: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160 + self.body.len());
+        write_head(&mut out, self.status, &self.headers, Some(self.body.len()), keep_alive, date);
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+}
+
+/// Writes a status line and header fields; `content_length` None leaves the length out (streams).
+pub fn write_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&'static str, String)],
+    content_length: Option<usize>,
+    keep_alive: bool,
+    date: &str,
+) {
+    let mut s = String::with_capacity(160);
+    let _ = write!(s, "HTTP/1.1 {status} {}\r\nDate: {date}\r\nServer: hookcast\r\n", reason(status));
+    for (name, value) in headers {
+        let _ = write!(s, "{name}: {value}\r\n");
+    }
+    if let Some(n) = content_length {
+        let _ = write!(s, "Content-Length: {n}\r\n");
+    }
+    s.push_str(if keep_alive { "" } else { "Connection: close\r\n" });
+    s.push_str("\r\n");
+    out.extend_from_slice(s.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serialises_error_with_length_and_close() {
+        let r = Response::error(431, "request header fields too large");
+        let bytes = r.to_bytes(false, false, "D");
+        let text = String::from_utf8(bytes).unwrap();
+        let body = "{\"error\":\"request header fields too large\",\"status\":431}\n";
+        assert_eq!(
+            text,
+            format!(
+                "HTTP/1.1 431 Request Header Fields Too Large\r\nDate: D\r\nServer: hookcast\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        );
+    }
+
+    #[test]
+    fn head_keeps_length_drops_body() {
+        let r = Response::new(200, "text/plain", "hello");
+        let text = String::from_utf8(r.to_bytes(true, true, "D")).unwrap();
+        assert!(text.ends_with("Content-Length: 5\r\n\r\n"), "{text}");
+    }
+}

@@ -1,0 +1,90 @@
+//! Routing: method and path to a [`Route`], or the 404/405 answer. A pure function, so the table
+//! of what hookcast serves sits in one place.
+
+use super::request::Method;
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /` — the status page.
+    Index,
+    /// `GET /healthz`
+    Health,
+    /// `GET /metrics`
+    Metrics,
+    /// `GET /events?topics=…` or `GET /events/{topic}` (the topic, percent-decoded).
+    Events(Option<String>),
+    /// `GET /ws?topics=…`
+    Ws,
+    /// `POST /publish/{topic}`
+    Publish(String),
+    /// `OPTIONS` on a route that has CORS (preflight); carries the route's `Allow` value.
+    Preflight(&'static str),
+}
+
+/// Why no route matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// No such path (404).
+    NotFound,
+    /// The path exists with other methods (405 with this `Allow`).
+    MethodNotAllowed(&'static str),
+    /// The path's topic segment is not valid percent-encoding or UTF-8 (400).
+    BadPath,
+}
+
+/// Routes one request.
+pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
+    use Method::*;
+    let (allow, route) = match path {
+        "/" => ("GET, HEAD", Route::Index),
+        "/healthz" => ("GET, HEAD", Route::Health),
+        "/metrics" => ("GET, HEAD", Route::Metrics),
+        "/events" => ("GET, HEAD, OPTIONS", Route::Events(None)),
+        "/ws" => ("GET", Route::Ws),
+        _ => {
+            if let Some(t) = path.strip_prefix("/events/") {
+                let t = super::request::percent_decode(t).ok_or(RouteError::BadPath)?;
+                ("GET, HEAD, OPTIONS", Route::Events(Some(t)))
+            } else if let Some(t) = path.strip_prefix("/publish/") {
+                let t = super::request::percent_decode(t).ok_or(RouteError::BadPath)?;
+                ("POST, OPTIONS", Route::Publish(t))
+            } else {
+                return Err(RouteError::NotFound);
+            }
+        }
+    };
+    let ok = match method {
+        Get => allow.contains("GET"),
+        Head => allow.contains("HEAD"),
+        Post => allow.contains("POST"),
+        Options if allow.contains("OPTIONS") => return Ok(Route::Preflight(allow)),
+        _ => false,
+    };
+    if ok {
+        Ok(route)
+    } else {
+        Err(RouteError::MethodNotAllowed(allow))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        use Method::*;
+        assert_eq!(route(Get, "/healthz"), Ok(Route::Health));
+        assert_eq!(route(Head, "/healthz"), Ok(Route::Health));
+        assert_eq!(route(Post, "/healthz"), Err(RouteError::MethodNotAllowed("GET, HEAD")));
+        assert_eq!(route(Get, "/events"), Ok(Route::Events(None)));
+        assert_eq!(route(Get, "/events/%24runs/7"), Ok(Route::Events(Some("$runs/7".into()))));
+        assert_eq!(route(Post, "/publish/demo"), Ok(Route::Publish("demo".into())));
+        assert_eq!(route(Get, "/publish/demo"), Err(RouteError::MethodNotAllowed("POST, OPTIONS")));
+        assert_eq!(route(Options, "/publish/demo"), Ok(Route::Preflight("POST, OPTIONS")));
+        assert_eq!(route(Get, "/nope"), Err(RouteError::NotFound));
+        assert_eq!(route(Delete, "/events"), Err(RouteError::MethodNotAllowed("GET, HEAD, OPTIONS")));
+        assert_eq!(route(Get, "/events/%ff"), Err(RouteError::BadPath));
+    }
+}

@@ -1,0 +1,540 @@
+//! The hub: topics, events, history and who is subscribed to what.
+//!
+//! An event gets the next global id and is stored once (`Rc<Event>`); each wire format (SSE,
+//! SSE-with-envelope, JSON, WebSocket frame) is encoded on first use and cached in the event, so
+//! a fan-out to ten thousand subscribers queues ten thousand pointers to one buffer.
+//!
+//! History is kept per topic (bounded by count and bytes) and globally in id order (bounded by
+//! bytes and topic count). Replay scans the global order from the first id after the client's
+//! cursor, in batches, so a client that is far behind is fed as its socket drains instead of
+//! being handed the whole history at once. When anything the client would have seen was evicted
+//! the replay says so (`gap`), and the client is told to refetch its state.
+//!
+//! The hub does no I/O and knows connections only by token.
+
+use crate::config::HistoryConfig;
+use crate::topic;
+use std::cell::OnceCell;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+
+/// Bytes counted for an event beyond its data, topic and type (the struct and its pointers).
+const EVENT_OVERHEAD: usize = 160;
+
+/// One published event, immutable once made; wire encodings are cached beside it.
+#[derive(Debug)]
+pub struct Event {
+    /// Global, strictly increasing id.
+    pub id: u64,
+    /// Concrete topic.
+    pub topic: Rc<str>,
+    /// Event type (`message` by default).
+    pub kind: Box<str>,
+    /// Publish time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// The payload as text.
+    pub data: Box<str>,
+    /// Whether `data` is JSON (embedded as a value in envelopes) or text (embedded as a string).
+    pub data_is_json: bool,
+    sse: OnceCell<Rc<[u8]>>,
+    sse_envelope: OnceCell<Rc<[u8]>>,
+    json: OnceCell<Rc<[u8]>>,
+    ws: OnceCell<Rc<[u8]>>,
+}
+
+/// The encodings a subscriber can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// SSE with the raw data.
+    Sse,
+    /// SSE whose data is the JSON envelope (carries the topic).
+    SseEnvelope,
+    /// The JSON envelope alone.
+    Json,
+    /// A WebSocket text frame of the JSON envelope.
+    Ws,
+}
+
+impl Event {
+    /// Makes an event; the id is the hub's to give, so this is crate-private.
+    fn new(id: u64, topic: Rc<str>, kind: &str, time_ms: u64, data: String, data_is_json: bool) -> Event {
+        Event {
+            id,
+            topic,
+            kind: kind.into(),
+            time_ms,
+            data: data.into_boxed_str(),
+            data_is_json,
+            sse: OnceCell::new(),
+            sse_envelope: OnceCell::new(),
+            json: OnceCell::new(),
+            ws: OnceCell::new(),
+        }
+    }
+
+    /// Bytes this event is counted for in history limits.
+    pub fn cost(&self) -> usize {
+        EVENT_OVERHEAD + self.data.len() + self.kind.len() + self.topic.len()
+    }
+
+    /// The event as a JSON object (without a trailing newline).
+    pub fn envelope(&self) -> String {
+        let data = if self.data_is_json {
+            self.data.to_string()
+        } else {
+            serde_json::Value::String(self.data.to_string()).to_string()
+        };
+        format!(
+            r#"{{"id":{},"topic":{},"event":{},"time":"{}","data":{}}}"#,
+            self.id,
+            serde_json::Value::String(self.topic.to_string()),
+            serde_json::Value::String(self.kind.to_string()),
+            crate::clock::rfc3339(self.time_ms),
+            data
+        )
+    }
+
+    /// The shared bytes of this event in `wire` format, encoded on first use.
+    pub fn encoded(&self, wire: Wire) -> Rc<[u8]> {
+        let cell = match wire {
+            Wire::Sse => &self.sse,
+            Wire::SseEnvelope => &self.sse_envelope,
+            Wire::Json => &self.json,
+            Wire::Ws => &self.ws,
+        };
+        cell.get_or_init(|| {
+            let mut out = Vec::new();
+            match wire {
+                Wire::Sse => crate::sse::encode_into(&mut out, self.id, &self.kind, &self.data),
+                Wire::SseEnvelope => crate::sse::encode_into(&mut out, self.id, &self.kind, &self.envelope()),
+                Wire::Json => out = self.envelope().into_bytes(),
+                Wire::Ws => {
+                    let json = self.envelope();
+                    crate::ws::frame::encode_header(true, crate::ws::frame::Opcode::Text, json.len() as u64, &mut out);
+                    out.extend_from_slice(json.as_bytes());
+                }
+            }
+            out.into()
+        })
+        .clone()
+    }
+}
+
+/// A subscriber, as the hub knows it: the connection's token.
+pub type SubId = usize;
+
+/// Interned pattern id; a connection keeps these instead of strings.
+pub type PatternId = u32;
+
+#[derive(Debug)]
+struct PatternEntry {
+    text: Box<str>,
+    wildcard: bool,
+    subs: HashSet<SubId>,
+}
+
+#[derive(Debug, Default)]
+struct TopicHistory {
+    events: VecDeque<Rc<Event>>,
+    bytes: usize,
+    /// Highest id this topic has lost from its history (0: none).
+    evicted_through: u64,
+    last_id: u64,
+}
+
+/// What a replay batch found.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Something the client should have seen is no longer in history.
+    pub gap: bool,
+    /// Events after the cursor, in id order.
+    pub events: Vec<Rc<Event>>,
+    /// Whether the batch reached the newest event (the client is caught up).
+    pub done: bool,
+}
+
+/// Counts for `/metrics` and the status API.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HubStats {
+    /// Events currently in history.
+    pub history_events: usize,
+    /// Bytes counted for history.
+    pub history_bytes: usize,
+    /// Topics with history.
+    pub topics: usize,
+    /// Distinct subscription patterns in use.
+    pub patterns: usize,
+    /// Last id given out.
+    pub last_id: u64,
+}
+
+/// Topics, history and subscriptions.
+#[derive(Debug)]
+pub struct Hub {
+    cfg: HistoryConfig,
+    next_id: u64,
+    /// The first id this process gave out; anything below it came from an earlier run.
+    first_id: u64,
+    all: VecDeque<Rc<Event>>,
+    all_bytes: usize,
+    topics: HashMap<Rc<str>, TopicHistory>,
+    /// Highest id of any topic dropped whole (for gap detection on wildcard replays).
+    dropped_topics_through: u64,
+    /// Highest id ever evicted from any topic: a replay's mark, so later batches of a slow
+    /// catch-up notice evictions that happened after the batch before.
+    evicted_max: u64,
+    pattern_ids: HashMap<Box<str>, PatternId>,
+    patterns: Vec<Option<PatternEntry>>,
+    free_patterns: Vec<PatternId>,
+    wildcards: Vec<PatternId>,
+}
+
+impl Hub {
+    /// A hub whose ids start at `first_id` (the clock in microseconds when there is no journal,
+    /// so ids keep increasing across restarts).
+    pub fn new(cfg: HistoryConfig, first_id: u64) -> Hub {
+        let first_id = first_id.max(1);
+        Hub {
+            cfg,
+            next_id: first_id,
+            first_id,
+            all: VecDeque::new(),
+            all_bytes: 0,
+            topics: HashMap::new(),
+            dropped_topics_through: 0,
+            evicted_max: 0,
+            pattern_ids: HashMap::new(),
+            patterns: Vec::new(),
+            free_patterns: Vec::new(),
+            wildcards: Vec::new(),
+        }
+    }
+
+    /// The last id given out (`first_id - 1` before any).
+    pub fn last_id(&self) -> u64 {
+        self.next_id - 1
+    }
+
+    /// Records a new event and returns it; the caller fans it out.
+    pub fn publish(&mut self, topic: &str, kind: &str, data: String, data_is_json: bool, time_ms: u64) -> Rc<Event> {
+        debug_assert!(topic::validate_topic(topic).is_ok());
+        let id = self.next_id;
+        self.next_id += 1;
+        let topic_rc: Rc<str> = match self.topics.get_key_value(topic) {
+            Some((k, _)) => k.clone(),
+            None => {
+                self.make_room_for_topic();
+                let k: Rc<str> = topic.into();
+                self.topics.insert(k.clone(), TopicHistory::default());
+                k
+            }
+        };
+        let ev = Rc::new(Event::new(id, topic_rc.clone(), kind, time_ms, data, data_is_json));
+        let cost = ev.cost();
+        let h = self.topics.get_mut(&topic_rc).expect("topic just ensured");
+        h.last_id = id;
+        if self.cfg.max_events_per_topic > 0 && cost <= self.cfg.max_bytes_per_topic {
+            h.events.push_back(ev.clone());
+            h.bytes += cost;
+            while h.events.len() > self.cfg.max_events_per_topic || h.bytes > self.cfg.max_bytes_per_topic {
+                let old = h.events.pop_front().expect("non-empty while over a limit");
+                h.bytes -= old.cost();
+                h.evicted_through = old.id;
+                self.evicted_max = self.evicted_max.max(old.id);
+            }
+            self.all.push_back(ev.clone());
+            self.all_bytes += cost;
+            self.trim_global();
+        } else {
+            // Too big to keep at all: a resuming client will be told it missed something.
+            h.evicted_through = id;
+            self.evicted_max = id;
+        }
+        ev
+    }
+
+    fn trim_global(&mut self) {
+        while self.all_bytes > self.cfg.max_bytes_total {
+            let Some(old) = self.all.pop_front() else { break };
+            self.all_bytes -= old.cost();
+            if let Some(h) = self.topics.get_mut(&old.topic) {
+                if h.events.front().is_some_and(|e| e.id == old.id) {
+                    h.events.pop_front();
+                    h.bytes -= old.cost();
+                    h.evicted_through = h.evicted_through.max(old.id);
+                    self.evicted_max = self.evicted_max.max(old.id);
+                }
+            }
+        }
+        // Events a topic already dropped may linger at the front of the global order.
+        while let Some(front) = self.all.front() {
+            let stale = self.topics.get(&front.topic).is_none_or(|h| front.id <= h.evicted_through);
+            if !stale {
+                break;
+            }
+            let old = self.all.pop_front().expect("front exists");
+            self.all_bytes -= old.cost();
+        }
+    }
+
+    fn make_room_for_topic(&mut self) {
+        if self.topics.len() < self.cfg.max_topics {
+            return;
+        }
+        // At the cap: forget the topic published to least recently. A scan, but only at the cap.
+        let victim = self.topics.iter().min_by_key(|(_, h)| h.last_id).map(|(k, _)| k.clone());
+        if let Some(k) = victim {
+            let h = self.topics.remove(&k).expect("victim exists");
+            self.dropped_topics_through = self.dropped_topics_through.max(h.last_id);
+            self.evicted_max = self.evicted_max.max(h.last_id);
+        }
+    }
+
+    /// Whether a client whose last seen id is `since` may have missed events matching
+    /// `patterns` that history no longer holds. With a `mark` from an earlier batch, only
+    /// evictions after that batch count (the earlier ones were reported then).
+    fn has_gap(&self, patterns: &[&str], since: u64, mark: Option<u64>) -> bool {
+        let floor = match mark {
+            None if since + 1 < self.first_id || since > self.last_id() => return true,
+            None => 0,
+            Some(m) if self.evicted_max <= m => return false,
+            Some(m) => m,
+        };
+        if self.dropped_topics_through > since.max(floor) {
+            return true;
+        }
+        self.topics
+            .iter()
+            .any(|(t, h)| h.evicted_through > since.max(floor) && patterns.iter().any(|p| topic::matches(p, t)))
+    }
+
+    /// The current eviction mark, to pass back with the next replay batch.
+    pub fn evict_mark(&self) -> u64 {
+        self.evicted_max
+    }
+
+    /// Up to `max_bytes` of events after `since` that match any of `patterns`. `mark` is None
+    /// for the first batch of a resume and `evict_mark()` as of the previous batch afterwards.
+    pub fn replay(&self, patterns: &[&str], since: u64, max_bytes: usize, mark: Option<u64>) -> Replay {
+        let mut r = Replay { gap: self.has_gap(patterns, since, mark), ..Replay::default() };
+        let start = self.all.partition_point(|e| e.id <= since);
+        let mut bytes = 0;
+        for ev in self.all.range(start..) {
+            let live = self.topics.get(&ev.topic).is_some_and(|h| ev.id > h.evicted_through);
+            if !live || !patterns.iter().any(|p| topic::matches(p, &ev.topic)) {
+                continue;
+            }
+            if bytes >= max_bytes && !r.events.is_empty() {
+                return r;
+            }
+            bytes += ev.cost();
+            r.events.push(ev.clone());
+        }
+        r.done = true;
+        r
+    }
+
+    /// Interns a pattern and adds `sub` to it.
+    pub fn subscribe(&mut self, sub: SubId, pattern: &str) -> PatternId {
+        let id = match self.pattern_ids.get(pattern) {
+            Some(&id) => id,
+            None => {
+                let entry =
+                    PatternEntry { text: pattern.into(), wildcard: topic::is_wildcard(pattern), subs: HashSet::new() };
+                let id = match self.free_patterns.pop() {
+                    Some(id) => {
+                        self.patterns[id as usize] = Some(entry);
+                        id
+                    }
+                    None => {
+                        self.patterns.push(Some(entry));
+                        (self.patterns.len() - 1) as PatternId
+                    }
+                };
+                if topic::is_wildcard(pattern) {
+                    self.wildcards.push(id);
+                }
+                self.pattern_ids.insert(pattern.into(), id);
+                id
+            }
+        };
+        if let Some(e) = self.patterns[id as usize].as_mut() {
+            e.subs.insert(sub);
+        }
+        id
+    }
+
+    /// Removes `sub` from a pattern, forgetting the pattern when nobody is left on it.
+    pub fn unsubscribe(&mut self, sub: SubId, pattern: PatternId) {
+        let Some(Some(e)) = self.patterns.get_mut(pattern as usize) else { return };
+        e.subs.remove(&sub);
+        if e.subs.is_empty() {
+            let e = self.patterns[pattern as usize].take().expect("entry exists");
+            self.pattern_ids.remove(&e.text);
+            if e.wildcard {
+                self.wildcards.retain(|&w| w != pattern);
+            }
+            self.free_patterns.push(pattern);
+        }
+    }
+
+    /// The text of an interned pattern.
+    pub fn pattern_text(&self, pattern: PatternId) -> Option<&str> {
+        self.patterns.get(pattern as usize)?.as_ref().map(|e| &*e.text)
+    }
+
+    /// Everyone subscribed to a pattern matching `topic`, into `out` (which is cleared first).
+    /// A subscriber on two matching patterns appears twice; the connection skips repeats by id.
+    pub fn subscribers_into(&self, topic: &str, out: &mut Vec<SubId>) {
+        out.clear();
+        if let Some(&id) = self.pattern_ids.get(topic) {
+            if let Some(e) = &self.patterns[id as usize] {
+                out.extend(e.subs.iter().copied());
+            }
+        }
+        for &id in &self.wildcards {
+            if let Some(e) = &self.patterns[id as usize] {
+                if topic::matches(&e.text, topic) {
+                    out.extend(e.subs.iter().copied());
+                }
+            }
+        }
+    }
+
+    /// Counts for metrics.
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            history_events: self.topics.values().map(|h| h.events.len()).sum(),
+            history_bytes: self.topics.values().map(|h| h.bytes).sum(),
+            topics: self.topics.len(),
+            patterns: self.pattern_ids.len(),
+            last_id: self.last_id(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(per_topic: usize, bytes: usize) -> HistoryConfig {
+        HistoryConfig {
+            max_events_per_topic: per_topic,
+            max_bytes_per_topic: bytes,
+            max_bytes_total: bytes * 4,
+            max_topics: 3,
+        }
+    }
+
+    fn hub() -> Hub {
+        Hub::new(cfg(3, 1 << 20), 100)
+    }
+
+    #[test]
+    fn ids_increase_from_the_first() {
+        let mut h = hub();
+        assert_eq!(h.last_id(), 99);
+        let a = h.publish("a", "message", "x".into(), false, 0);
+        let b = h.publish("b", "message", "y".into(), false, 0);
+        assert_eq!((a.id, b.id), (100, 101));
+    }
+
+    #[test]
+    fn encodings_are_shared_not_copied() {
+        let mut h = hub();
+        let e = h.publish("demo", "deploy", "{\"ok\":true}".into(), true, 1_795_340_470_123);
+        let one = e.encoded(Wire::Sse);
+        let two = e.encoded(Wire::Sse);
+        assert!(Rc::ptr_eq(&one, &two));
+        assert_eq!(&*one, b"id: 100\nevent: deploy\ndata: {\"ok\":true}\n\n");
+        assert_eq!(
+            std::str::from_utf8(&e.encoded(Wire::Json)).unwrap(),
+            r#"{"id":100,"topic":"demo","event":"deploy","time":"2026-11-22T09:41:10.123Z","data":{"ok":true}}"#
+        );
+        let text = h.publish("demo", "message", "a \"q\"".into(), false, 0);
+        assert!(std::str::from_utf8(&text.encoded(Wire::Json)).unwrap().ends_with(r#""data":"a \"q\""}"#));
+    }
+
+    #[test]
+    fn replay_returns_what_was_missed_and_flags_gaps() {
+        let mut h = hub();
+        for i in 0..5 {
+            h.publish("a", "message", format!("{i}"), false, 0);
+            h.publish("b/x", "message", format!("{i}"), false, 0);
+        }
+        // ids: a = 100,102,104,106,108; b/x = 101,...,109. History keeps 3 per topic.
+        let r = h.replay(&["a"], 104, usize::MAX, None);
+        assert!(!r.gap && r.done);
+        assert_eq!(r.events.iter().map(|e| e.id).collect::<Vec<_>>(), [106, 108]);
+        let r = h.replay(&["a"], 101, usize::MAX, None);
+        assert!(r.gap, "102 was evicted from a");
+        assert_eq!(r.events.iter().map(|e| e.id).collect::<Vec<_>>(), [104, 106, 108]);
+        let r = h.replay(&["b/*", "a"], 105, usize::MAX, None);
+        assert!(!r.gap);
+        assert_eq!(r.events.iter().map(|e| e.id).collect::<Vec<_>>(), [106, 107, 108, 109]);
+        assert!(h.replay(&["a"], 50, usize::MAX, None).gap, "ids from before this run");
+        assert!(h.replay(&["a"], 500, usize::MAX, None).gap, "ids from the future");
+        let r = h.replay(&["a"], 109, usize::MAX, None);
+        assert!(!r.gap && r.events.is_empty() && r.done);
+    }
+
+    #[test]
+    fn replay_comes_in_batches() {
+        let mut h = Hub::new(cfg(100, 1 << 20), 1);
+        for i in 0..10 {
+            h.publish("a", "message", format!("{i}"), false, 0);
+        }
+        let one = h.publish("a", "message", String::new(), false, 0).cost();
+        let r = h.replay(&["a"], 0, one * 3, None);
+        assert!(!r.done);
+        assert_eq!(r.events.len(), 3);
+        let mark = Some(h.evict_mark());
+        let r = h.replay(&["a"], r.events[2].id, usize::MAX, mark);
+        assert!(r.done && r.events.len() == 8 && !r.gap);
+    }
+
+    #[test]
+    fn byte_limits_and_topic_cap_hold() {
+        let mut h = Hub::new(cfg(1000, 1000), 1);
+        for _ in 0..20 {
+            h.publish("a", "message", "x".repeat(300), false, 0);
+        }
+        let s = h.stats();
+        assert!(s.history_bytes <= 1000, "{s:?}");
+        for t in ["b", "c", "d", "e"] {
+            h.publish(t, "message", String::new(), false, 0);
+        }
+        assert_eq!(h.stats().topics, 3);
+        assert!(h.replay(&["a"], 5, usize::MAX, None).gap);
+        let mark = h.evict_mark();
+        assert!(!h.replay(&["a"], 5, usize::MAX, Some(mark)).gap, "already reported");
+        h.publish("a", "message", "x".repeat(900), false, 0);
+        assert!(h.replay(&["a"], 5, usize::MAX, Some(mark)).gap, "evicted since the mark");
+        // Too big for history at all: not kept, but a resume notices.
+        let big = h.publish("e", "message", "y".repeat(5000), false, 0);
+        assert!(h.replay(&["e"], big.id - 1, usize::MAX, None).gap);
+    }
+
+    #[test]
+    fn subscriptions_and_fanout_lookup() {
+        let mut h = hub();
+        let p1 = h.subscribe(1, "builds/*");
+        let p2 = h.subscribe(2, "builds/web");
+        h.subscribe(3, "**");
+        let p4 = h.subscribe(4, "builds/*");
+        assert_eq!(p1, p4);
+        let mut out = Vec::new();
+        h.subscribers_into("builds/web", &mut out);
+        out.sort();
+        assert_eq!(out, [1, 2, 3, 4]);
+        h.subscribers_into("$runs", &mut out);
+        assert!(out.is_empty());
+        h.unsubscribe(1, p1);
+        h.unsubscribe(4, p1);
+        h.unsubscribe(2, p2);
+        h.subscribers_into("builds/web", &mut out);
+        assert_eq!(out, [3]);
+        assert_eq!(h.stats().patterns, 1);
+        assert_eq!(h.subscribe(5, "x"), p2, "freed ids are reused");
+    }
+}

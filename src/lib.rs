@@ -1,0 +1,24 @@
+//! hookcast: a self-hosted push daemon. One `mio` event loop owns every socket; HTTP/1.1,
+//! Server-Sent Events and RFC 6455 are implemented here on a handful of small crates.
+//!
+//! Data flow: socket bytes → [`conn`] (state machine) → [`http::request`] → [`http::router`] →
+//! [`api`] → [`hub`] (encode once) → subscribers' queues ([`buf`]) → `writev`.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod buf;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod conn;
+pub mod event_loop;
+pub mod http;
+pub mod hub;
+pub mod logger;
+pub mod metrics;
+pub mod sse;
+pub mod sys;
+pub mod topic;
+pub mod ws;

@@ -1,0 +1,156 @@
+//! Counters and gauges, rendered in the Prometheus text exposition format (version 0.0.4).
+//! Plain integers owned by the loop: no atomics, no registry crate.
+
+use crate::hub::HubStats;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// How a connection is being used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain request/response HTTP.
+    Http,
+    /// A Server-Sent Events stream.
+    Sse,
+    /// A WebSocket.
+    Ws,
+    /// A held long-poll request.
+    Poll,
+}
+
+impl Transport {
+    const ALL: [Transport; 4] = [Transport::Http, Transport::Sse, Transport::Ws, Transport::Poll];
+
+    fn label(self) -> &'static str {
+        match self {
+            Transport::Http => "http",
+            Transport::Sse => "sse",
+            Transport::Ws => "ws",
+            Transport::Poll => "poll",
+        }
+    }
+}
+
+/// Everything `/metrics` reports that the loop counts itself.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open connections by transport.
+    pub active: [u64; 4],
+    /// Connections ever accepted (by the transport they ended as).
+    pub total: [u64; 4],
+    /// Connections refused at accept (limits).
+    pub refused: u64,
+    /// Events published.
+    pub events_published: u64,
+    /// Event messages queued to subscribers, by transport.
+    pub messages_sent: [u64; 4],
+    /// Subscribers cut loose for not reading.
+    pub slow_consumer_disconnects: [u64; 4],
+    /// HTTP responses by status code.
+    pub responses: BTreeMap<u16, u64>,
+}
+
+impl Metrics {
+    /// Counts a response.
+    pub fn response(&mut self, status: u16) {
+        *self.responses.entry(status).or_default() += 1;
+    }
+
+    /// Moves one open connection from one transport to another.
+    pub fn switch(&mut self, from: Transport, to: Transport) {
+        self.active[from as usize] = self.active[from as usize].saturating_sub(1);
+        self.active[to as usize] += 1;
+        self.total[to as usize] += 1;
+    }
+
+    /// Renders the exposition text.
+    pub fn render(&self, hub: &HubStats, uptime_secs: u64) -> String {
+        let mut s = String::with_capacity(2048);
+        let per_transport = |s: &mut String, name: &str, kind: &str, help: &str, v: &[u64; 4]| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for t in Transport::ALL {
+                let _ = writeln!(s, "{name}{{transport=\"{}\"}} {}", t.label(), v[t as usize]);
+            }
+        };
+        per_transport(&mut s, "hookcast_connections_active", "gauge", "Open connections.", &self.active);
+        per_transport(
+            &mut s,
+            "hookcast_connections_total",
+            "counter",
+            "Connections by the transport they used.",
+            &self.total,
+        );
+        per_transport(
+            &mut s,
+            "hookcast_messages_sent_total",
+            "counter",
+            "Event messages queued to subscribers.",
+            &self.messages_sent,
+        );
+        per_transport(
+            &mut s,
+            "hookcast_slow_consumer_disconnects_total",
+            "counter",
+            "Subscribers disconnected because their queue passed its limit.",
+            &self.slow_consumer_disconnects,
+        );
+        let single = |s: &mut String, name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        single(
+            &mut s,
+            "hookcast_connections_refused_total",
+            "counter",
+            "Connections refused by connection limits.",
+            self.refused,
+        );
+        single(&mut s, "hookcast_events_published_total", "counter", "Events published.", self.events_published);
+        single(
+            &mut s,
+            "hookcast_history_events",
+            "gauge",
+            "Events held in memory for resume.",
+            hub.history_events as u64,
+        );
+        single(
+            &mut s,
+            "hookcast_history_bytes",
+            "gauge",
+            "Bytes counted for events held in memory.",
+            hub.history_bytes as u64,
+        );
+        single(&mut s, "hookcast_topics", "gauge", "Topics with history.", hub.topics as u64);
+        single(&mut s, "hookcast_last_event_id", "gauge", "The last event id given out.", hub.last_id);
+        single(&mut s, "hookcast_uptime_seconds", "gauge", "Seconds since start.", uptime_secs);
+        let _ = writeln!(s, "# HELP hookcast_http_responses_total HTTP responses by status.\n# TYPE hookcast_http_responses_total counter");
+        for (status, n) in &self.responses {
+            let _ = writeln!(s, "hookcast_http_responses_total{{status=\"{status}\"}} {n}");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_types_and_labels() {
+        let mut m = Metrics::default();
+        m.active[Transport::Http as usize] = 1;
+        m.switch(Transport::Http, Transport::Sse);
+        m.response(200);
+        m.response(404);
+        m.response(200);
+        let text = m.render(&HubStats::default(), 5);
+        assert!(text.contains("hookcast_connections_active{transport=\"sse\"} 1\n"));
+        assert!(text.contains("hookcast_connections_active{transport=\"http\"} 0\n"));
+        assert!(text.contains("hookcast_http_responses_total{status=\"200\"} 2\n"));
+        assert!(text.contains("# TYPE hookcast_events_published_total counter\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            assert!(name.starts_with("hookcast_"), "{line}");
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The command line: check, publish, tail, token, help and version.
+
+use crate::util::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_and_version() {
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    for cmd in ["serve", "check", "publish", "tail", "token"] {
+        assert!(out.contains(cmd), "{cmd} missing from help");
+    }
+    let (code, out, _) = run(&["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("hookcast {}", env!("CARGO_PKG_VERSION")));
+    let (code, _, err) = run(&["frobnicate"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown command"));
+}
+
+#[test]
+fn check_names_the_bad_field() {
+    let dir = TempDir::new("check");
+    let bad = dir.0.join("bad.json");
+    let h = "a".repeat(64);
+    std::fs::write(
+        &bad,
+        format!(r#"{{"tokens":[{{"sha256":"{h}","scopes":["publish"]}},{{"sha256":"{h}","scopes":["pubish"]}}]}}"#),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains(r#"tokens[1].scopes: unknown scope "pubish""#), "{err}");
+    let good = dir.0.join("good.json");
+    std::fs::write(&good, r#"{"listen":"127.0.0.1:9100"}"#).unwrap();
+    let (code, out, _) = run(&["check", "--config", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok"));
+}
+
+#[test]
+fn shipped_example_configs_pass_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for dir in ["config", "examples"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "json") {
+                let (code, out, err) = run(&["check", "--config", p.to_str().unwrap()]);
+                assert_eq!(code, 0, "{}: {out}{err}", p.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2);
+}
+
+#[test]
+fn token_hash_matches_config_format() {
+    let (code, out, _) = run(&["token", "hash", "secret"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b");
+    let (code, out, _) = run(&["token", "new"]);
+    assert_eq!(code, 0);
+    let tok = out.lines().find_map(|l| l.strip_prefix("token:")).unwrap().trim().to_string();
+    let hash = out.lines().find_map(|l| l.strip_prefix("sha256:")).unwrap().trim().to_string();
+    assert_eq!(run(&["token", "hash", &tok]).1.trim(), hash);
+}
+
+#[test]
+fn publish_and_tail_against_a_daemon() {
+    let d = Daemon::start_default();
+    let url = d.url();
+    let mut tail = Command::new(BIN)
+        .args(["tail", "--url", &url, "demo"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = tail.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The tail connects asynchronously: publish until it shows up.
+    let mut printed = None;
+    for i in 0..50 {
+        let (code, id, err) = run(&["publish", "--url", &url, "--event", "greet", "demo", &format!("hello {i}")]);
+        assert_eq!(code, 0, "{err}");
+        let id: u64 = id.trim().parse().unwrap();
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            printed = Some((line, id));
+            break;
+        }
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    let (line, _) = printed.expect("tail printed an event");
+    assert!(line.contains(" demo #") && line.contains("[greet] hello"), "{line}");
+    // Errors come back as exit 1 with the server's message.
+    let (code, _, err) = run(&["publish", "--url", &url, "private", "x"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("401"), "{err}");
+}

@@ -1,0 +1,288 @@
+//! HTTP/1.1 behaviour and every limit, over raw sockets.
+
+use crate::util::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const SMALL_LIMITS: &str = r#"{
+  "limits": {
+    "max_header_bytes": 1024, "max_uri_bytes": 256, "max_body_bytes": 4096,
+    "header_timeout_ms": 400, "body_timeout_ms": 400, "idle_timeout_ms": 600,
+    "max_connections": 40, "max_connections_per_ip": 30
+  },
+  "public": [{ "topics": ["**"], "scopes": ["subscribe", "publish"] }]
+}"#;
+
+#[test]
+fn health_metrics_and_unknown_routes() {
+    let d = Daemon::start_default();
+    let r = d.get("/healthz");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ok");
+    assert!(r.header("date").is_some());
+    let r = d.get("/nope");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["status"], 404);
+    let r = d.request("DELETE", "/healthz", &[], b"");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    let r = d.get("/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(r.text().contains("hookcast_http_responses_total{status=\"404\"} 1"), "{}", r.text());
+}
+
+#[test]
+fn head_has_headers_and_no_body() {
+    let d = Daemon::start_default();
+    let mut s = d.connect();
+    s.write_all(
+        b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    // The HEAD response announces 16 bytes but sends none: the next bytes are the GET's head.
+    let first_end = all.find("\r\n\r\n").unwrap() + 4;
+    assert!(all[..first_end].contains("Content-Length: 16"));
+    assert!(all[first_end..].starts_with("HTTP/1.1 200 OK"), "{all}");
+    assert!(all.ends_with("{\"status\":\"ok\"}\n"));
+}
+
+#[test]
+fn keep_alive_and_pipelining_answer_in_order() {
+    let d = Daemon::start(SMALL_LIMITS);
+    let mut s = d.connect();
+    let mut batch = Vec::new();
+    for i in 0..20 {
+        batch.extend_from_slice(
+            format!("POST /publish/p{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n{}", i % 10).as_bytes(),
+        );
+    }
+    batch.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(&batch).unwrap();
+    let mut last = 0;
+    for i in 0..20 {
+        let r = read_response(&mut s).unwrap();
+        assert_eq!(r.status, 202, "request {i}");
+        assert_eq!(r.json()["topic"], format!("p{i}"));
+        let id = r.json()["id"].as_u64().unwrap();
+        assert!(id > last, "ids increase in request order");
+        last = id;
+    }
+    assert_eq!(read_response(&mut s).unwrap().status, 200);
+    // Still open: one more request on the same connection.
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(read_response(&mut s).is_none(), "closed after Connection: close");
+}
+
+#[test]
+fn http10_closes_unless_keep_alive() {
+    let d = Daemon::start_default();
+    let mut s = d.connect();
+    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).unwrap().status, 200);
+    assert!(read_response(&mut s).is_none());
+}
+
+#[test]
+fn chunked_bodies_are_decoded() {
+    let d = Daemon::start(SMALL_LIMITS);
+    let (mut sub, _) = sse(&d, "/events?topics=chunky", &[]);
+    let mut s = d.connect();
+    s.write_all(b"POST /publish/chunky HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b"6;ext=1\r\n world\r\n0\r\nX-Trailer: y\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).unwrap().status, 202);
+    let got = read_until(&mut sub, "data: hello world\n");
+    assert!(got.starts_with("retry:"), "{got}");
+}
+
+#[test]
+fn expect_100_continue() {
+    let d = Daemon::start(SMALL_LIMITS);
+    let mut s = d.connect();
+    s.write_all(b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 100);
+    s.write_all(b"hello").unwrap();
+    assert_eq!(read_response(&mut s).unwrap().status, 202);
+    // Too large: answered 413 at once, without 100 Continue, and the body is never read.
+    let mut s = d.connect();
+    s.write_all(b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).unwrap().status, 413);
+}
+
+#[test]
+fn limit_statuses() {
+    let d = Daemon::start(SMALL_LIMITS);
+    let big_header = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(2000));
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (big_header.into_bytes(), 431),
+        (format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "u".repeat(400)).into_bytes(), 414),
+        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n".to_vec(), 413),
+        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 411),
+        (b"GET /healthz HTTP/1.1\r\n\r\n".to_vec(), 400),
+        (b"GARBAGE\r\n\r\n".to_vec(), 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n".to_vec(), 400),
+        (b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(), 505),
+        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(), 501),
+        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), 400),
+        (
+            b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            400,
+        ),
+        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".to_vec(), 400),
+        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(), 400),
+        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2000\r\n".to_vec(), 413),
+        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n\xff\xfe".to_vec(), 400),
+        (b"POST /publish/bad%20topic HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".to_vec(), 400),
+        (b"POST /publish/x?event=a%0Ab HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".to_vec(), 400),
+        (
+            b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\n{x}"
+                .to_vec(),
+            400,
+        ),
+        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nContent-Length: 0\r\n\r\n".to_vec(), 417),
+        (b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        (b"GET /events?topics=a/**/b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+    ];
+    for (req, want) in cases {
+        let r = d.raw(&req);
+        assert_eq!(r.status, want, "{:?} → {}", String::from_utf8_lossy(&req), r.text());
+        assert_eq!(r.json()["status"], want);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    }
+    // Nothing above may have hurt the daemon.
+    assert_eq!(d.get("/healthz").status, 200);
+}
+
+#[test]
+fn slowloris_head_gets_408_and_close() {
+    let d = Daemon::start(SMALL_LIMITS);
+    let mut s = d.connect();
+    let t0 = Instant::now();
+    // Dribble a head one byte at a time: per-read progress must not extend the deadline.
+    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    for b in head.iter() {
+        if s.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(15));
+        if t0.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+    }
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 408);
+    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
+    assert!(closed_within(&mut s, Duration::from_secs(5)));
+}
+
+#[test]
+fn slow_body_gets_408() {
+    let d = Daemon::start(SMALL_LIMITS);
+    let mut s = d.connect();
+    s.write_all(b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc").unwrap();
+    assert_eq!(read_response(&mut s).unwrap().status, 408);
+}
+
+#[test]
+fn silent_and_idle_connections_are_closed() {
+    let d = Daemon::start(SMALL_LIMITS);
+    // Never sends a byte: closed at the head timeout, without a response.
+    let mut silent = d.connect();
+    assert!(closed_within(&mut silent, Duration::from_secs(5)));
+    // Idle between keep-alive requests: closed at the idle timeout.
+    let mut s = d.connect();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).unwrap().status, 200);
+    let t0 = Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(5)));
+    assert!(t0.elapsed() >= Duration::from_millis(300), "closed too early: {:?}", t0.elapsed());
+}
+
+#[test]
+fn connection_limits_refuse_with_503() {
+    let d = Daemon::start(SMALL_LIMITS);
+    // Per-IP limit is 30: hold 30 subscribers, the 31st is refused.
+    let mut held = Vec::new();
+    for _ in 0..30 {
+        held.push(sse(&d, "/events?topics=x", &[]).0);
+    }
+    let mut s = d.connect();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("too many connections"));
+    drop(held);
+    assert!(eventually(Duration::from_secs(5), || d.get("/healthz").status == 200));
+    assert!(d.metric("hookcast_connections_refused_total") >= 1.0);
+}
+
+#[test]
+fn garbage_never_kills_the_daemon() {
+    let d = Daemon::start(SMALL_LIMITS);
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let prefixes: [&[u8]; 4] = [
+        b"",
+        b"GET / HTTP/1.1\r\n",
+        b"POST /publish/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET /events?topics=",
+    ];
+    for i in 0..200 {
+        let mut bytes = prefixes[i % prefixes.len()].to_vec();
+        for _ in 0..(next() % 300) {
+            let b = next() as u8;
+            bytes.push(if next() % 3 == 0 { b"\r\n:; /?%"[(b % 8) as usize] } else { b });
+        }
+        let Ok(mut s) = TcpStream::connect(d.addr) else { continue };
+        let _ = s.write_all(&bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
+    assert!(eventually(Duration::from_secs(5), || d.get("/healthz").status == 200));
+    assert!(d.child.id() > 0);
+}
+
+#[test]
+fn sigterm_exits_zero_quickly_with_subscribers_open() {
+    let mut d = Daemon::start_default();
+    let (mut sub, _) = sse(&d, "/events?topics=demo", &[]);
+    let (status, took) = d.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert!(closed_within(&mut sub, Duration::from_secs(2)));
+    assert!(TcpStream::connect(d.addr).is_err(), "no longer listening");
+}
+
+#[test]
+fn cors_for_configured_origins_only() {
+    let d = Daemon::start(
+        r#"{"cors":{"allowed_origins":["https://dash.example"]},"public":[{"topics":["**"],"scopes":["subscribe","publish"]}]}"#,
+    );
+    let r = d.request("GET", "/healthz", &[("Origin", "https://dash.example")], b"");
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://dash.example"));
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    let r = d.request("GET", "/healthz", &[("Origin", "https://evil.example")], b"");
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    let r = d.request(
+        "OPTIONS",
+        "/publish/x",
+        &[("Origin", "https://dash.example"), ("Access-Control-Request-Method", "POST")],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert!(r.header("access-control-allow-headers").unwrap().contains("Authorization"));
+    let (_, head) = sse(&d, "/events?topics=x", &[("Origin", "https://dash.example")]);
+    assert!(head.contains("Access-Control-Allow-Origin: https://dash.example"), "{head}");
+}

@@ -1,0 +1,9 @@
+//! One integration-test binary: every test starts the real `hookcast` binary on an ephemeral
+//! loopback port and talks to it over TCP, with our raw sockets or with independent clients.
+
+mod util;
+
+mod cli;
+mod eventsource;
+mod http;
+mod sse;
