@@ -18,6 +18,23 @@ pub enum Outcome {
     Respond(Response),
     /// The connection becomes an event stream.
     Subscribe(SubscribeRequest),
+    /// The connection becomes a WebSocket.
+    Upgrade(WsUpgrade),
+}
+
+/// An accepted WebSocket handshake.
+#[derive(Debug)]
+pub struct WsUpgrade {
+    /// The 101 response.
+    pub head: Vec<u8>,
+    /// Patterns from `?topics=`, validated and authorised.
+    pub patterns: Vec<String>,
+    /// The token the client authenticated with (for later subscribe/publish ops).
+    pub token: Option<usize>,
+    /// Resume point from `?lastEventId=`.
+    pub last_event_id: Option<u64>,
+    /// Echo mode (conformance testing): no hub, every message sent back.
+    pub echo: bool,
 }
 
 /// An accepted subscription, ready for the connection to start.
@@ -34,7 +51,7 @@ pub struct SubscribeRequest {
 }
 
 /// Most patterns one subscription may name.
-const MAX_PATTERNS: usize = 32;
+pub const MAX_PATTERNS: usize = 32;
 
 /// Answers one request.
 pub fn handle(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>) -> Outcome {
@@ -56,12 +73,15 @@ pub fn handle(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>) -> Outcome 
         Route::Index => respond(index(app)),
         Route::Events(single) => events(app, ip, head, single),
         Route::Publish(topic) => respond(publish(app, ip, head, &topic, body)),
-        Route::Ws => respond(Response::error(501, "WebSocket is not available in this build yet")),
+        Route::Ws => ws_upgrade(app, ip, head, false),
+        Route::WsEcho if app.cfg.ws.echo => ws_upgrade(app, ip, head, true),
+        Route::WsEcho => respond(Response::error(404, "no such route (set ws.echo to enable)")),
+        Route::Ticket => respond(ticket(app, ip, head)),
         Route::Preflight(allow) => respond(preflight(app, head, allow)),
     };
     match out {
         Outcome::Respond(r) => Outcome::Respond(with_cors(app, head, r)),
-        sub => sub,
+        other => other,
     }
 }
 
@@ -105,8 +125,44 @@ pub fn presented_token(head: &Head) -> Option<String> {
     query_param(head.query(), "token")
 }
 
-fn caller(app: &App, ip: IpAddr, head: &Head) -> Caller {
+/// Who is asking: a `?ticket=` (redeemed once) or a presented token, or nobody.
+fn caller(app: &mut App, ip: IpAddr, head: &Head) -> Caller {
+    if let Some(t) = query_param(head.query(), "ticket") {
+        return match app.redeem_ticket(&t) {
+            Some(index) => app.auth.caller_with_token(index, ip),
+            None => Caller { token: None, bad_token: true, ip },
+        };
+    }
     app.auth.identify(presented_token(head).as_deref(), ip)
+}
+
+/// Patterns from `?topics=a,b` (or `?topic=`), validated; none is an empty list.
+fn query_patterns(head: &Head) -> Result<Vec<String>, Response> {
+    let q = head.query();
+    let Some(list) = query_param(q, "topics").or_else(|| query_param(q, "topic")) else {
+        return Ok(Vec::new());
+    };
+    let patterns: Vec<String> = list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if patterns.len() > MAX_PATTERNS {
+        return Err(Response::error(400, &format!("at most {MAX_PATTERNS} topics")));
+    }
+    for p in &patterns {
+        if let Err(e) = topic::validate_pattern(p) {
+            return Err(Response::error(400, &format!("{e}: {p:?}")));
+        }
+    }
+    Ok(patterns)
+}
+
+/// The resume point from `Last-Event-ID` or `?lastEventId=`: an id that is not one of ours
+/// (another server's format) counts as 0, so the client is told about the gap.
+fn last_event_id(head: &Head) -> Option<u64> {
+    let last =
+        head.header_str("last-event-id").map(str::to_string).or_else(|| query_param(head.query(), "lastEventId"));
+    match last.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<u64>().unwrap_or(0)),
+    }
 }
 
 /// 401 when the caller did not (validly) identify, 403 when it did and still may not.
@@ -120,40 +176,29 @@ fn denied(caller: &Caller, what: &str) -> Response {
 }
 
 fn events(app: &mut App, ip: IpAddr, head: &Head, single: Option<String>) -> Outcome {
-    let q = head.query();
-    let patterns: Vec<String> = match single {
-        Some(t) => vec![t],
-        None => match query_param(q, "topics").or_else(|| query_param(q, "topic")) {
-            Some(list) => list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
-            None => return respond(Response::error(400, "name the topics: /events?topics=a,b or /events/{topic}")),
+    let patterns = match single {
+        Some(t) => match topic::validate_pattern(&t) {
+            Ok(()) => vec![t],
+            Err(e) => return respond(Response::error(400, &format!("{e}: {t:?}"))),
+        },
+        None => match query_patterns(head) {
+            Ok(p) if p.is_empty() => {
+                return respond(Response::error(400, "name the topics: /events?topics=a,b or /events/{topic}"))
+            }
+            Ok(p) => p,
+            Err(r) => return respond(r),
         },
     };
-    if patterns.is_empty() || patterns.len() > MAX_PATTERNS {
-        return respond(Response::error(400, &format!("between 1 and {MAX_PATTERNS} topics")));
-    }
-    for p in &patterns {
-        if let Err(e) = topic::validate_pattern(p) {
-            return respond(Response::error(400, &format!("{e}: {p:?}")));
-        }
-    }
     let who = caller(app, ip, head);
     if let Some(p) = patterns.iter().find(|p| !app.auth.allows(&who, Scope::Subscribe, p)) {
         return respond(denied(&who, &format!("subscribe to {p:?}")));
     }
-    let wire = match query_param(q, "format").as_deref() {
+    let wire = match query_param(head.query(), "format").as_deref() {
         None | Some("raw") => Wire::Sse,
         Some("json") => Wire::SseEnvelope,
         Some(other) => return respond(Response::error(400, &format!("unknown format {other:?} (raw, json)"))),
     };
-    let last = head.header_str("last-event-id").map(str::to_string).or_else(|| query_param(q, "lastEventId"));
-    let last_event_id = match last.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) => Some(n),
-            // Not one of ours (another server's id format): treat as a gap from the beginning.
-            Err(_) => Some(0),
-        },
-    };
+    let last_event_id = last_event_id(head);
     let mut headers = vec![
         ("Content-Type", "text/event-stream; charset=utf-8".to_string()),
         ("Cache-Control", "no-cache".to_string()),
@@ -198,6 +243,81 @@ fn publish(app: &mut App, ip: IpAddr, head: &Head, topic_name: &str, body: Vec<u
     }
     let ev = app.publish(topic_name, &kind, data, is_json);
     Response::json(202, &json!({ "id": ev.id, "topic": topic_name }))
+}
+
+/// `POST /api/ticket`: a valid bearer token buys a one-time ticket for `?ticket=`, so a
+/// browser can open a WebSocket or EventSource (which cannot carry headers) without putting the
+/// long-lived token in a URL.
+fn ticket(app: &mut App, ip: IpAddr, head: &Head) -> Response {
+    let who = app.auth.identify(presented_token(head).as_deref(), ip);
+    let Some(index) = who.token else {
+        return denied(&who, "get a ticket");
+    };
+    match app.issue_ticket(index) {
+        Some(t) => Response::json(200, &json!({ "ticket": t, "expires_in": crate::app::TICKET_TTL.as_secs() })),
+        None => Response::error(429, "too many tickets outstanding").with("Retry-After", "30"),
+    }
+}
+
+/// Whether a browser page from `origin` may open a WebSocket here: the same host as the
+/// request (what a page served by hookcast sends), or one configured. Non-browser clients send
+/// no `Origin` and are let through (they authenticate like anyone else).
+fn origin_allowed(app: &App, head: &Head, origin: &str) -> bool {
+    let same_host = origin
+        .split_once("://")
+        .zip(head.header_str("host"))
+        .is_some_and(|((_, authority), host)| authority.eq_ignore_ascii_case(host));
+    same_host || app.cfg.ws.allowed_origins.iter().chain(&app.cfg.cors_origins).any(|o| o == "*" || o == origin)
+}
+
+/// The opening handshake (RFC 6455 §4.2.1), checked in the RFC's order, then auth.
+fn ws_upgrade(app: &mut App, ip: IpAddr, head: &Head, echo: bool) -> Outcome {
+    use crate::ws::handshake;
+    let upgrade_required = |msg: &str| {
+        respond(
+            Response::error(426, msg)
+                .with("Upgrade", "websocket")
+                .with("Connection", "Upgrade")
+                .with("Sec-WebSocket-Version", handshake::SUPPORTED_VERSION),
+        )
+    };
+    if head.version_minor < 1 {
+        return respond(Response::error(400, "WebSocket needs HTTP/1.1"));
+    }
+    if !head.has_token("upgrade", "websocket") || !head.has_token("connection", "upgrade") {
+        return upgrade_required("this endpoint speaks WebSocket (Upgrade: websocket)");
+    }
+    if !head.header_str("sec-websocket-version").is_some_and(handshake::version_is_supported) {
+        return upgrade_required("unsupported Sec-WebSocket-Version (13 is)");
+    }
+    let Some(key) = head.header_str("sec-websocket-key").filter(|k| handshake::key_is_valid(k)) else {
+        return respond(Response::error(400, "Sec-WebSocket-Key must be 16 bytes in base64"));
+    };
+    if let Some(origin) = head.header_str("origin") {
+        if !origin_allowed(app, head, origin) {
+            return respond(Response::error(403, &format!("origin {origin:?} may not open a WebSocket here")));
+        }
+    }
+    let patterns = match query_patterns(head) {
+        Ok(p) => p,
+        Err(r) => return respond(r),
+    };
+    let who = caller(app, ip, head);
+    if who.bad_token {
+        return respond(denied(&who, "connect"));
+    }
+    if let Some(p) = patterns.iter().find(|p| !app.auth.allows(&who, Scope::Subscribe, p)) {
+        return respond(denied(&who, &format!("subscribe to {p:?}")));
+    }
+    let protocol =
+        head.header_str("sec-websocket-protocol").and_then(|o| handshake::pick_protocol(o, &["hookcast.v1"]));
+    Outcome::Upgrade(WsUpgrade {
+        head: handshake::response_head(&handshake::accept_key(key), protocol),
+        patterns,
+        token: who.token,
+        last_event_id: last_event_id(head),
+        echo,
+    })
 }
 
 /// The origin a response may allow, if the request's `Origin` is configured.

@@ -6,8 +6,14 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::hub::{Event, Hub};
 use crate::metrics::Metrics;
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a ticket from `POST /api/ticket` stays valid.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+/// Most tickets outstanding at once (each is single-use and short-lived).
+pub const MAX_TICKETS: usize = 10_000;
 
 /// Application state shared by all connections on the loop.
 pub struct App {
@@ -25,6 +31,8 @@ pub struct App {
     pub now: Instant,
     /// Events published this turn, to be fanned out by the loop.
     pub outbox: Vec<Rc<Event>>,
+    /// Outstanding one-time tickets: SHA-256 of the ticket → (token index, expiry).
+    tickets: HashMap<[u8; 32], (usize, Instant)>,
     date: String,
     date_secs: u64,
 }
@@ -43,6 +51,7 @@ impl App {
             started: now,
             now,
             outbox: Vec::new(),
+            tickets: HashMap::new(),
             date: String::new(),
             date_secs: 0,
         };
@@ -63,6 +72,28 @@ impl App {
     /// The current `Date` header value.
     pub fn date(&self) -> &str {
         &self.date
+    }
+
+    /// Issues a one-time ticket standing for token `token` for [`TICKET_TTL`]; None when too
+    /// many are outstanding.
+    pub fn issue_ticket(&mut self, token: usize) -> Option<String> {
+        let now = self.now;
+        self.tickets.retain(|_, (_, exp)| *exp > now);
+        if self.tickets.len() >= MAX_TICKETS {
+            return None;
+        }
+        let mut raw = [0u8; 24];
+        crate::sys::random_bytes(&mut raw).ok()?;
+        let ticket = format!("tk_{}", crate::auth::hex(&raw));
+        // Only the hash is kept, like configured tokens.
+        self.tickets.insert(crate::auth::token_hash(&ticket), (token, now + TICKET_TTL));
+        Some(ticket)
+    }
+
+    /// Redeems a ticket once: the token index it stands for, if it is valid and unexpired.
+    pub fn redeem_ticket(&mut self, ticket: &str) -> Option<usize> {
+        let (token, exp) = self.tickets.remove(&crate::auth::token_hash(ticket))?;
+        (exp > self.now).then_some(token)
     }
 
     /// Publishes an event and queues it for fan-out.

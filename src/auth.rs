@@ -153,6 +153,11 @@ impl Auth {
         Caller { token: found, bad_token: found.is_none(), ip }
     }
 
+    /// The caller holding token `index` (a redeemed ticket).
+    pub fn caller_with_token(&self, index: usize, ip: IpAddr) -> Caller {
+        Caller { token: (index < self.tokens.len()).then_some(index), bad_token: index >= self.tokens.len(), ip }
+    }
+
     /// The name of the caller's token, for logs.
     pub fn token_name(&self, caller: &Caller) -> Option<&str> {
         caller.token.map(|i| self.tokens[i].name.as_str())

@@ -74,6 +74,19 @@ pub struct SseConfig {
     pub retry_ms: u64,
 }
 
+/// WebSocket settings.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Interval of server pings; a connection that misses two pongs is closed.
+    pub ping_interval: Duration,
+    /// Largest message a client may send (1009 beyond).
+    pub max_message_bytes: usize,
+    /// Origins allowed to open a WebSocket besides the page's own host (`*` allows any).
+    pub allowed_origins: Vec<String>,
+    /// Serve `GET /ws/echo`, an echo endpoint for conformance testing (Autobahn|Testsuite).
+    pub echo: bool,
+}
+
 /// In-memory history kept for resume.
 #[derive(Debug, Clone)]
 pub struct HistoryConfig {
@@ -124,6 +137,8 @@ pub struct Config {
     pub limits: Limits,
     /// SSE settings.
     pub sse: SseConfig,
+    /// WebSocket settings.
+    pub ws: WsConfig,
     /// History settings.
     pub history: HistoryConfig,
     /// Origins allowed by CORS (`*` allows any).
@@ -153,19 +168,12 @@ impl Config {
         };
         let limits = limits(root.opt_obj("limits")?)?;
         let sse = sse(root.opt_obj("sse")?)?;
+        let ws = ws(root.opt_obj("ws")?)?;
         let history = history(root.opt_obj("history")?)?;
         let cors_origins = match root.opt_obj("cors")? {
             None => Vec::new(),
             Some(mut c) => {
-                let list = c.opt_str_list("allowed_origins")?.unwrap_or_default();
-                for (i, o) in list.iter().enumerate() {
-                    if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
-                        return err(
-                            &format!("{}[{i}]", c.at("allowed_origins")),
-                            format!("origin must be \"*\" or start with http:// or https://: {o:?}"),
-                        );
-                    }
-                }
+                let list = origins(&mut c, "allowed_origins")?;
                 c.finish()?;
                 list
             }
@@ -181,7 +189,7 @@ impl Config {
             .map(|(path, v)| public_rule(Obj::new(v, &path)?))
             .collect::<Result<Vec<_>, _>>()?;
         root.finish()?;
-        Ok(Config { listen, state_dir, log_level, limits, sse, history, cors_origins, tokens, public })
+        Ok(Config { listen, state_dir, log_level, limits, sse, ws, history, cors_origins, tokens, public })
     }
 
     /// Reads and validates a configuration file.
@@ -225,6 +233,31 @@ fn sse(o: Option<Obj>) -> Result<SseConfig, ConfigError> {
     };
     o.finish()?;
     Ok(s)
+}
+
+fn origins(o: &mut Obj, key: &str) -> Result<Vec<String>, ConfigError> {
+    let list = o.opt_str_list(key)?.unwrap_or_default();
+    for (i, origin) in list.iter().enumerate() {
+        if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+            return err(
+                &format!("{}[{i}]", o.at(key)),
+                format!("origin must be \"*\" or start with http:// or https://: {origin:?}"),
+            );
+        }
+    }
+    Ok(list)
+}
+
+fn ws(o: Option<Obj>) -> Result<WsConfig, ConfigError> {
+    let mut o = o.unwrap_or_else(Obj::empty);
+    let w = WsConfig {
+        ping_interval: Duration::from_millis(o.num("ping_interval_ms", 30_000, 100, 3_600_000)?),
+        max_message_bytes: o.num("max_message_bytes", 64 * 1024, 125, 1 << 30)? as usize,
+        allowed_origins: origins(&mut o, "allowed_origins")?,
+        echo: o.opt_bool("echo")?.unwrap_or(false),
+    };
+    o.finish()?;
+    Ok(w)
 }
 
 fn history(o: Option<Obj>) -> Result<HistoryConfig, ConfigError> {

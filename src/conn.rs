@@ -20,12 +20,16 @@
 
 use crate::api::{self, Outcome};
 use crate::app::App;
+use crate::auth::Scope;
 use crate::buf::{Flush, OutQueue};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{self, BodyKind, Head, Method};
 use crate::http::response::Response;
 use crate::hub::{Event, PatternId, Wire};
 use crate::metrics::Transport;
+use crate::ws::frame::{self, Opcode};
+use crate::ws::message::{Assembler, Incoming};
+use crate::ws::ops::{self, Op, OpError};
 use mio::net::TcpStream;
 use std::io::{self, Read};
 use std::net::IpAddr;
@@ -69,6 +73,19 @@ pub struct Subscriber {
     pub catch_up: Option<u64>,
     /// Whether bytes were written since the last keep-alive tick (for stall detection).
     pub wrote: bool,
+    /// The WebSocket side of the stream, when it is one.
+    pub ws: Option<Box<WsSession>>,
+}
+
+/// What a WebSocket subscriber has beyond an SSE one.
+#[derive(Debug)]
+pub struct WsSession {
+    asm: Assembler,
+    /// The token the client authenticated with, for subscribe and publish ops.
+    token: Option<usize>,
+    /// Pings sent since the client last showed signs of life.
+    pub missed_pongs: u8,
+    echo: bool,
 }
 
 /// Where a connection is in its life.
@@ -157,7 +174,11 @@ impl Conn {
     /// Reads everything available. Input is kept only while a request is being parsed; a
     /// subscriber's or a closing connection's input is dropped.
     pub fn read(&mut self, scratch: &mut [u8], cap: usize) {
-        let keep = matches!(self.state, State::Head { .. } | State::Body(_));
+        let keep = match &self.state {
+            State::Head { .. } | State::Body(_) => true,
+            State::Subscriber(s) => s.ws.is_some(),
+            State::Closing | State::Lingering => false,
+        };
         loop {
             if keep && self.inbuf.len() >= cap {
                 // Enough to decide on; the rest stays in the kernel until we have processed this.
@@ -378,7 +399,37 @@ impl Conn {
                     let PendingBody { head, body, .. } = *pending;
                     self.dispatch(app, head, body);
                 }
-                State::Subscriber(_) | State::Closing | State::Lingering => {
+                State::Subscriber(s) => {
+                    let Some(ws) = s.ws.as_mut() else {
+                        pos = self.inbuf.len();
+                        break;
+                    };
+                    if pos >= self.inbuf.len() {
+                        if self.eof {
+                            // Gone without a close frame (1006 on their side): nothing to answer.
+                            self.close = Close::Now;
+                        }
+                        break;
+                    }
+                    if self.out.len() > app.cfg.limits.max_queued_bytes {
+                        break; // an echo peer that sends faster than it reads: wait for it
+                    }
+                    match ws.asm.feed(&mut self.inbuf[pos..]) {
+                        Err(reason) => {
+                            self.ws_close(app, reason.code, reason.reason);
+                            break;
+                        }
+                        Ok(f) => {
+                            pos += f.consumed;
+                            match f.item {
+                                Some(item) => self.ws_incoming(app, item),
+                                None if f.consumed == 0 => break,
+                                None => {}
+                            }
+                        }
+                    }
+                }
+                State::Closing | State::Lingering => {
                     pos = self.inbuf.len();
                     break;
                 }
@@ -451,25 +502,180 @@ impl Conn {
                     self.enter_closing(app);
                 }
             }
-            Outcome::Subscribe(sub) => self.start_subscriber(app, sub),
+            Outcome::Subscribe(sub) => {
+                let s = self.subscribe(app, Transport::Sse, sub.head, &sub.patterns, sub.wire, None);
+                self.start_stream(app, s, sub.last_event_id);
+            }
+            Outcome::Upgrade(up) => {
+                let ws = WsSession {
+                    asm: Assembler::new(app.cfg.ws.max_message_bytes),
+                    token: up.token,
+                    missed_pongs: 0,
+                    echo: up.echo,
+                };
+                app.metrics.response(101);
+                let s = self.subscribe(app, Transport::Ws, up.head, &up.patterns, Wire::Ws, Some(Box::new(ws)));
+                self.start_stream(app, s, up.last_event_id);
+            }
         }
     }
 
-    fn start_subscriber(&mut self, app: &mut App, sub: api::SubscribeRequest) {
-        app.metrics.response(200);
-        app.metrics.switch(self.transport, Transport::Sse);
-        self.transport = Transport::Sse;
-        self.out.push_owned(sub.head);
-        let patterns: Box<[PatternId]> = sub.patterns.iter().map(|p| app.hub.subscribe(self.token, p)).collect();
-        let mut s = Subscriber { patterns, wire: sub.wire, last_id: app.hub.last_id(), catch_up: None, wrote: false };
-        if let Some(since) = sub.last_event_id {
+    /// Turns the connection into a subscriber: counts it, queues the response head, interns
+    /// its patterns.
+    fn subscribe(
+        &mut self,
+        app: &mut App,
+        transport: Transport,
+        head: Vec<u8>,
+        patterns: &[String],
+        wire: Wire,
+        ws: Option<Box<WsSession>>,
+    ) -> Subscriber {
+        if transport == Transport::Sse {
+            app.metrics.response(200);
+        }
+        app.metrics.switch(self.transport, transport);
+        self.transport = transport;
+        self.out.push_owned(head);
+        let patterns = patterns.iter().map(|p| app.hub.subscribe(self.token, p)).collect();
+        Subscriber { patterns, wire, last_id: app.hub.last_id(), catch_up: None, wrote: false, ws }
+    }
+
+    /// Enters the streaming state, replaying history first when the client resumes.
+    fn start_stream(&mut self, app: &mut App, mut s: Subscriber, resume_from: Option<u64>) {
+        if let Some(since) = resume_from {
             s.last_id = since;
             s.catch_up = Some(FIRST_BATCH);
         }
         self.state = State::Subscriber(s);
         self.deadline = None;
-        self.inbuf = Vec::new();
         self.replay_batch(app);
+    }
+
+    /// Queues a WebSocket frame we generated (reply, pong, echo).
+    fn ws_send(&mut self, opcode: Opcode, payload: &[u8]) {
+        self.out.push_owned(frame::encode_frame(opcode, payload));
+    }
+
+    fn ws_text(&mut self, text: &str) {
+        self.ws_send(Opcode::Text, text.as_bytes());
+    }
+
+    /// Sends a close frame and stops reading messages: the connection closes once it is out.
+    fn ws_close(&mut self, app: &mut App, code: u16, reason: &str) {
+        self.out.push_owned(frame::encode_close(code, reason));
+        self.unsubscribe(app);
+        self.enter_closing(app);
+    }
+
+    /// One complete message or control frame from a WebSocket client.
+    fn ws_incoming(&mut self, app: &mut App, item: Incoming) {
+        let State::Subscriber(s) = &mut self.state else { return };
+        let Some(ws) = s.ws.as_mut() else { return };
+        // Anything at all from the client shows it is alive.
+        ws.missed_pongs = 0;
+        let echo = ws.echo;
+        match item {
+            Incoming::Ping(payload) => self.ws_send(Opcode::Pong, &payload),
+            Incoming::Pong(_) => {}
+            // RFC 6455 §5.5.1: answer a close with a close (echoing the code), then end.
+            Incoming::Close(Some((code, _))) => self.ws_close(app, code, ""),
+            Incoming::Close(None) => {
+                self.ws_send(Opcode::Close, &[]);
+                self.unsubscribe(app);
+                self.enter_closing(app);
+            }
+            Incoming::Text(t) if echo => self.ws_send(Opcode::Text, &t),
+            Incoming::Binary(b) if echo => self.ws_send(Opcode::Binary, &b),
+            Incoming::Binary(_) => self.ws_text(&ops::error(&OpError {
+                op: None,
+                error: "binary messages are not understood; send JSON text".into(),
+            })),
+            Incoming::Text(t) => {
+                let reply = match ops::parse(&t) {
+                    Ok(op) => self.ws_op(app, op),
+                    Err(e) => Err(e),
+                };
+                match reply {
+                    Ok(Some(text)) => self.ws_text(&text),
+                    Ok(None) => {}
+                    Err(e) => self.ws_text(&ops::error(&e)),
+                }
+            }
+        }
+    }
+
+    /// Carries out a client op; the reply to send, if any.
+    fn ws_op(&mut self, app: &mut App, op: Op) -> Result<Option<String>, OpError> {
+        let ip = self.ip;
+        let State::Subscriber(s) = &mut self.state else { return Ok(None) };
+        let token = s.ws.as_ref().and_then(|w| w.token);
+        let who = match token {
+            Some(i) => app.auth.caller_with_token(i, ip),
+            None => app.auth.identify(None, ip),
+        };
+        let fail = |op: &str, e: String| OpError { op: Some(op.to_string()), error: e };
+        match op {
+            Op::Ping => Ok(Some(r#"{"type":"pong"}"#.to_string())),
+            Op::Subscribe(list) => {
+                for p in &list {
+                    crate::topic::validate_pattern(p).map_err(|e| fail("subscribe", format!("{e}: {p:?}")))?;
+                    if !app.auth.allows(&who, Scope::Subscribe, p) {
+                        return Err(fail("subscribe", format!("not allowed to subscribe to {p:?}")));
+                    }
+                }
+                let mut ids = s.patterns.to_vec();
+                for p in &list {
+                    let known = ids.iter().any(|&id| app.hub.pattern_text(id) == Some(p.as_str()));
+                    if !known {
+                        if ids.len() >= api::MAX_PATTERNS {
+                            return Err(fail(
+                                "subscribe",
+                                format!("at most {} topics per connection", api::MAX_PATTERNS),
+                            ));
+                        }
+                        ids.push(app.hub.subscribe(self.token, p));
+                    }
+                }
+                s.patterns = ids.into_boxed_slice();
+                Ok(Some(ops::ack("subscribe", serde_json::json!({ "topics": list }))))
+            }
+            Op::Unsubscribe(list) => {
+                let mut ids = s.patterns.to_vec();
+                ids.retain(|&id| {
+                    let drop = app.hub.pattern_text(id).is_some_and(|t| list.iter().any(|p| p == t));
+                    if drop {
+                        app.hub.unsubscribe(self.token, id);
+                    }
+                    !drop
+                });
+                s.patterns = ids.into_boxed_slice();
+                Ok(Some(ops::ack("unsubscribe", serde_json::json!({ "topics": list }))))
+            }
+            Op::Resume(since) => {
+                s.last_id = since;
+                s.catch_up = Some(FIRST_BATCH);
+                self.ws_text(&ops::ack("resume", serde_json::json!({ "since": since })));
+                self.replay_batch(app);
+                Ok(None)
+            }
+            Op::Publish { topic, event, data } => {
+                let t = topic.as_str();
+                crate::topic::validate_topic(t).map_err(|e| fail("publish", format!("{e}: {t:?}")))?;
+                if t.starts_with('$') || !app.auth.allows(&who, Scope::Publish, t) {
+                    return Err(fail("publish", format!("not allowed to publish to {t:?}")));
+                }
+                if !crate::sse::valid_event_name(&event) {
+                    return Err(fail("publish", "event type must be 1-64 characters without line breaks".into()));
+                }
+                let (text, is_json) = match data {
+                    serde_json::Value::String(s) => (s, false),
+                    other => (other.to_string(), true),
+                };
+                let ev = app.publish(t, &event, text, is_json);
+                Ok(Some(ops::ack("publish", serde_json::json!({ "id": ev.id, "topic": t }))))
+            }
+        }
     }
 
     /// Releases the hub subscriptions; called once when the connection goes away.

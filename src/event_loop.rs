@@ -55,6 +55,8 @@ pub struct Server {
     fanout: Vec<usize>,
     keepalive: Rc<[u8]>,
     next_keepalive: Instant,
+    ping: Rc<[u8]>,
+    next_ping: Instant,
     accept_paused_until: Option<Instant>,
     drain_until: Option<Instant>,
 }
@@ -70,6 +72,7 @@ impl Server {
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
         let app = App::new(cfg);
         let next_keepalive = app.now + app.cfg.sse.keepalive;
+        let next_ping = app.now + app.cfg.ws.ping_interval;
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -86,6 +89,8 @@ impl Server {
             fanout: Vec::new(),
             keepalive: Rc::from(crate::sse::KEEPALIVE),
             next_keepalive,
+            ping: Rc::from(crate::ws::frame::encode_frame(crate::ws::frame::Opcode::Ping, b"")),
+            next_ping,
             accept_paused_until: None,
             drain_until: None,
         })
@@ -137,7 +142,7 @@ impl Server {
 
     fn next_timeout(&mut self) -> Option<Duration> {
         let now = Instant::now();
-        let mut next = self.next_keepalive;
+        let mut next = self.next_keepalive.min(self.next_ping);
         if let Some(Reverse((t, _))) = self.timers.peek() {
             next = next.min(*t);
         }
@@ -306,23 +311,43 @@ impl Server {
         }
         if now >= self.next_keepalive {
             self.next_keepalive = now + self.app.cfg.sse.keepalive;
-            self.keepalive_tick();
+            self.heartbeat(false);
+        }
+        if now >= self.next_ping {
+            self.next_ping = now + self.app.cfg.ws.ping_interval;
+            self.heartbeat(true);
         }
     }
 
-    /// Sends a keep-alive comment to every idle subscriber and cuts loose those whose queue
-    /// did not move for a whole interval.
-    fn keepalive_tick(&mut self) {
+    /// One heartbeat for SSE subscribers (`websocket` false: a keep-alive comment to the idle
+    /// ones) or WebSocket subscribers (a ping; closed after two unanswered). Either way, a
+    /// subscriber whose queue did not move for a whole interval is cut loose as slow.
+    fn heartbeat(&mut self, websocket: bool) {
         for t in 0..self.slots.len() {
             let Some(slot) = self.slots[t].as_mut() else { continue };
             let pending = !slot.conn.out.is_empty();
             let Some(sub) = slot.conn.subscriber() else { continue };
+            if sub.ws.is_some() != websocket {
+                continue;
+            }
             let stalled = pending && !sub.wrote;
             sub.wrote = false;
+            let frame = match sub.ws.as_mut() {
+                Some(ws) if ws.missed_pongs >= 2 => {
+                    log::debug!("{}: closing a WebSocket that missed two pongs", slot.conn.ip);
+                    self.close(t, false);
+                    continue;
+                }
+                Some(ws) => {
+                    ws.missed_pongs += 1;
+                    &self.ping
+                }
+                None => &self.keepalive,
+            };
             if stalled {
                 self.close(t, true);
-            } else if !pending {
-                slot.conn.out.push_shared(self.keepalive.clone());
+            } else if !pending || websocket {
+                slot.conn.out.push_shared(frame.clone());
                 if !slot.dirty {
                     slot.dirty = true;
                     self.dirty.push(t);
@@ -387,6 +412,10 @@ impl Server {
         self.drain_until = Some(self.app.now + DRAIN);
         for t in 0..self.slots.len() {
             let Some(slot) = self.slots[t].as_mut() else { continue };
+            if slot.conn.subscriber().is_some_and(|s| s.ws.is_some()) {
+                // RFC 6455 §7.4.1: 1001, going away.
+                slot.conn.out.push_owned(crate::ws::frame::encode_close(1001, "server shutting down"));
+            }
             slot.conn.flush(&mut self.app);
             let done = slot.conn.out.is_empty() && !matches!(slot.conn.state, State::Body(_));
             if done {

@@ -9,10 +9,7 @@ use hookcast::http::chunked::{ChunkedDecoder, ChunkedError};
 use hookcast::http::request::{parse_head, BodyKind, Limits};
 use libfuzzer_sys::fuzz_target;
 
-const LIMITS: Limits = Limits {
-    max_header_bytes: 8192,
-    max_uri_bytes: 2048,
-};
+const LIMITS: Limits = Limits { max_header_bytes: 8192, max_uri_bytes: 2048 };
 
 const MAX_BODY: usize = 1 << 16;
 

@@ -88,7 +88,8 @@ pub enum BodyKind {
 pub struct Head {
     /// The method.
     pub method: Method,
-    /// The request target exactly as sent (origin-form: path and query).
+    /// The request target as sent in origin-form (path and query); an absolute-form target is
+    /// reduced to its path and query, and `*` is kept for OPTIONS.
     pub target: String,
     /// Minor HTTP version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub version_minor: u8,
@@ -1107,7 +1108,11 @@ mod tests {
     #[test]
     fn tokens_across_fields() {
         let (head, _) = parse_ok(
-            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nConnection: ,x-y\r\n\r\n",
+            concat!(
+                "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n",
+                "Upgrade: websocket\r\nConnection: ,x-y\r\n\r\n",
+            )
+            .as_bytes(),
         );
         assert!(head.has_token("connection", "upgrade"));
         assert!(head.has_token("Connection", "KEEP-ALIVE"));

@@ -16,6 +16,10 @@ pub enum Route {
     Events(Option<String>),
     /// `GET /ws?topics=…`
     Ws,
+    /// `GET /ws/echo` — echo endpoint for conformance tests (when enabled).
+    WsEcho,
+    /// `POST /api/ticket` — trade a bearer token for a one-time ticket.
+    Ticket,
     /// `POST /publish/{topic}`
     Publish(String),
     /// `OPTIONS` on a route that has CORS (preflight); carries the route's `Allow` value.
@@ -42,6 +46,8 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
         "/metrics" => ("GET, HEAD", Route::Metrics),
         "/events" => ("GET, HEAD, OPTIONS", Route::Events(None)),
         "/ws" => ("GET", Route::Ws),
+        "/ws/echo" => ("GET", Route::WsEcho),
+        "/api/ticket" => ("POST, OPTIONS", Route::Ticket),
         _ => {
             if let Some(t) = path.strip_prefix("/events/") {
                 let t = super::request::percent_decode(t).ok_or(RouteError::BadPath)?;

@@ -1,7 +1,9 @@
 //! RFC 6455 WebSocket: frame parsing and encoding (`frame`), incremental UTF-8 validation
-//! (`utf8`), the opening handshake (`handshake`) and message assembly (`message`). Pure code.
+//! (`utf8`), the opening handshake (`handshake`), message assembly (`message`) and the JSON
+//! client protocol (`ops`). Pure code: the connection drives it.
 
 pub mod frame;
 pub mod handshake;
 pub mod message;
+pub mod ops;
 pub mod utf8;
