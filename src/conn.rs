@@ -293,6 +293,11 @@ impl Conn {
     /// Handles the connection's deadline having passed.
     pub fn on_timeout(&mut self, app: &mut App) {
         self.deadline = None;
+        if !self.out.is_empty() {
+            // The client is not reading what we already owe it: nothing more to say.
+            self.close = Close::Now;
+            return;
+        }
         match &self.state {
             State::Head { .. } if !self.inbuf.is_empty() => {
                 self.fail(app, Response::error(408, "request head not received in time"));

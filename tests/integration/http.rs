@@ -286,3 +286,23 @@ fn cors_for_configured_origins_only() {
     let (_, head) = sse(&d, "/events?topics=x", &[("Origin", "https://dash.example")]);
     assert!(head.contains("Access-Control-Allow-Origin: https://dash.example"), "{head}");
 }
+
+#[test]
+fn pipelining_client_that_never_reads_is_dropped() {
+    let d = Daemon::start(SMALL_LIMITS);
+    let mut s = d.connect();
+    // Each /metrics answer is a few kB: far more than socket buffers and our pipeline limit.
+    let req = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3000);
+    s.write_all(&req).unwrap();
+    // Others are served meanwhile.
+    assert_eq!(d.get("/healthz").status, 200);
+    // The non-reader is cut off at the idle timeout (600 ms), not served forever.
+    std::thread::sleep(Duration::from_millis(1500));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let end = s.read_to_end(&mut got);
+    let answered = String::from_utf8_lossy(&got).matches("HTTP/1.1 200").count();
+    assert!(end.is_ok() || end.unwrap_err().kind() == std::io::ErrorKind::ConnectionReset);
+    assert!(answered < 3000, "all {answered} answered: the pipeline limit did not hold");
+    assert_eq!(d.metric("hookcast_connections_active{transport=\"http\"}"), 1.0);
+}

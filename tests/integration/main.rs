@@ -7,3 +7,4 @@ mod cli;
 mod eventsource;
 mod http;
 mod sse;
+mod ws;
