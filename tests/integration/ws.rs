@@ -14,19 +14,19 @@ type Ws = WebSocket<TcpStream>;
 
 const OPEN: &str = r#"{"public":[{"topics":["**"],"scopes":["subscribe","publish"]}]}"#;
 
-fn connect(d: &Daemon, path: &str, headers: &[(&str, &str)]) -> Result<Ws, tungstenite::Error> {
+fn connect(d: &Daemon, path: &str, headers: &[(&str, &str)]) -> Result<Ws, Box<tungstenite::Error>> {
     let mut req = format!("ws://{}{path}", d.addr).into_client_request().unwrap();
     for (k, v) in headers {
         req.headers_mut().insert(tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
     }
     let stream = d.connect();
     tungstenite::client(req, stream).map(|(ws, _)| ws).map_err(|e| match e {
-        tungstenite::HandshakeError::Failure(e) => e,
+        tungstenite::HandshakeError::Failure(e) => Box::new(e),
         tungstenite::HandshakeError::Interrupted(_) => panic!("blocking handshake interrupted"),
     })
 }
 
-fn status_of(err: tungstenite::Error) -> u16 {
+fn status_of(err: &tungstenite::Error) -> u16 {
     match err {
         tungstenite::Error::Http(resp) => resp.status().as_u16(),
         other => panic!("expected an HTTP refusal, got {other:?}"),
@@ -126,7 +126,7 @@ fn ticket_auth_is_one_time() {
         hookcast::auth::hex(&hookcast::auth::token_hash("dash-token"))
     );
     let d = Daemon::start(&cfg);
-    assert_eq!(status_of(connect(&d, "/ws?topics=private/x", &[]).unwrap_err()), 401);
+    assert_eq!(status_of(&connect(&d, "/ws?topics=private/x", &[]).unwrap_err()), 401);
     assert_eq!(d.request("POST", "/api/ticket", &[], b"").status, 401);
     let r = d.request("POST", "/api/ticket", &[("Authorization", "Bearer dash-token")], b"");
     assert_eq!(r.status, 200);
@@ -138,7 +138,7 @@ fn ticket_auth_is_one_time() {
     // The ticket carries the token's scopes for later ops too.
     send(&mut ws, json!({"op": "publish", "topic": "private/y", "data": "z"}));
     assert_eq!(next_json(&mut ws)["type"], "ack");
-    assert_eq!(status_of(connect(&d, &format!("/ws?topics=private/x&ticket={ticket}"), &[]).unwrap_err()), 401);
+    assert_eq!(status_of(&connect(&d, &format!("/ws?topics=private/x&ticket={ticket}"), &[]).unwrap_err()), 401);
     // Bearer header and cookie work as well.
     connect(&d, "/ws?topics=private/x", &[("Authorization", "Bearer dash-token")]).unwrap();
     connect(&d, "/ws?topics=private/x", &[("Cookie", "hookcast_token=dash-token")]).unwrap();
@@ -150,7 +150,7 @@ fn handshake_checks() {
         r#"{"ws":{"allowed_origins":["https://dash.example"]},"public":[{"topics":["**"],"scopes":["subscribe"]}]}"#,
     );
     // Cross-site WebSocket hijacking: a foreign page is refused, the same host and a listed one are not.
-    assert_eq!(status_of(connect(&d, "/ws", &[("Origin", "https://evil.example")]).unwrap_err()), 403);
+    assert_eq!(status_of(&connect(&d, "/ws", &[("Origin", "https://evil.example")]).unwrap_err()), 403);
     let same = format!("http://{}", d.addr);
     connect(&d, "/ws", &[("Origin", &same)]).unwrap();
     connect(&d, "/ws", &[("Origin", "https://dash.example")]).unwrap();
