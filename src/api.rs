@@ -4,7 +4,7 @@
 use crate::app::App;
 use crate::auth::{Caller, Scope};
 use crate::http::request::{query_param, Head};
-use crate::http::response::Response;
+use crate::http::response::{Field, Response};
 use crate::http::router::{self, Route, RouteError};
 use crate::hub::Wire;
 use crate::topic;
@@ -20,6 +20,13 @@ pub enum Outcome {
     Subscribe(SubscribeRequest),
     /// The connection becomes a WebSocket.
     Upgrade(WsUpgrade),
+    /// The answer is the output of a run, when it ends.
+    AwaitRun {
+        /// The run.
+        run: crate::runner::sched::RunId,
+        /// The hook (for its response settings).
+        hook: String,
+    },
 }
 
 /// An accepted WebSocket handshake.
@@ -53,8 +60,23 @@ pub struct SubscribeRequest {
 /// Most patterns one subscription may name.
 pub const MAX_PATTERNS: usize = 32;
 
-/// Answers one request.
-pub fn handle(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>) -> Outcome {
+/// The client address behind any trusted proxy (see `auth::client_ip`).
+pub fn client_ip(app: &App, peer: IpAddr, head: &Head) -> IpAddr {
+    if app.cfg.trusted_proxies.is_empty() {
+        return crate::auth::canonical(peer);
+    }
+    let forwarded: Vec<&str> = head
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "x-forwarded-for")
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .collect();
+    crate::auth::client_ip(peer, &app.cfg.trusted_proxies, head.header_str("cf-connecting-ip"), &forwarded)
+}
+
+/// Answers one request from `peer`.
+pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcome {
+    let ip = client_ip(app, peer, head);
     let route = match router::route(head.method, head.path()) {
         Ok(r) => r,
         Err(RouteError::NotFound) => return respond(Response::error(404, "no such route")),
@@ -78,6 +100,8 @@ pub fn handle(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>) -> Outcome 
         Route::WsEcho => respond(Response::error(404, "no such route (set ws.echo to enable)")),
         Route::Ticket => respond(ticket(app, ip, head)),
         Route::Preflight(allow) => respond(preflight(app, head, allow)),
+        Route::Runs | Route::Run(_) | Route::CancelRun(_) | Route::RetryRun(_) => respond(runs(app, ip, head, route)),
+        Route::Hook(id) => hook(app, ip, head, body, &id),
     };
     match out {
         Outcome::Respond(r) => Outcome::Respond(with_cors(app, head, r)),
@@ -199,10 +223,10 @@ fn events(app: &mut App, ip: IpAddr, head: &Head, single: Option<String>) -> Out
         Some(other) => return respond(Response::error(400, &format!("unknown format {other:?} (raw, json)"))),
     };
     let last_event_id = last_event_id(head);
-    let mut headers = vec![
-        ("Content-Type", "text/event-stream; charset=utf-8".to_string()),
-        ("Cache-Control", "no-cache".to_string()),
-        ("X-Accel-Buffering", "no".to_string()),
+    let mut headers: Vec<Field> = vec![
+        ("Content-Type".into(), "text/event-stream; charset=utf-8".to_string()),
+        ("Cache-Control".into(), "no-cache".to_string()),
+        ("X-Accel-Buffering".into(), "no".to_string()),
     ];
     if head.method == crate::http::request::Method::Head {
         // Same head as GET (CORS added by the caller), no stream.
@@ -320,6 +344,127 @@ fn ws_upgrade(app: &mut App, ip: IpAddr, head: &Head, echo: bool) -> Outcome {
     })
 }
 
+fn method_name(m: crate::http::request::Method) -> &'static str {
+    use crate::http::request::Method::*;
+    match m {
+        Get => "GET",
+        Head => "HEAD",
+        Post => "POST",
+        Put => "PUT",
+        Delete => "DELETE",
+        Options => "OPTIONS",
+        Patch => "PATCH",
+        Other => "",
+    }
+}
+
+/// `/hooks/{id}`: the intake decides; here its decision meets the daemon's state (idempotency
+/// window, runner, hub, metrics, log).
+fn hook(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>, id: &str) -> Outcome {
+    use crate::hooks::intake::{self, Outcome as Delivery};
+    let started = app.now;
+    let Some(h) = app.hooks.get(id) else {
+        return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
+    };
+    let req = intake::Request {
+        method: method_name(head.method),
+        headers: &head.headers,
+        query: head.query(),
+        body,
+        ip,
+        now_unix: crate::clock::unix_ms() / 1000,
+    };
+    let now = app.now;
+    let dedup = &mut app.dedup;
+    let mut d = intake::decide(h, req, app.runner.config(), |delivery| dedup.contains(id, delivery, now));
+    let topic = h.topic.clone();
+    if let Some(reason) = d.signature_failure {
+        *app.metrics.signature_failures.entry((id.to_string(), reason)).or_default() += 1;
+    }
+    let mut run = None;
+    if let Some(spec) = d.spec.take() {
+        match app.runner.submit(spec, now) {
+            Some(r) => run = Some(r),
+            None => {
+                // Not acknowledged: the sender retries later, nothing was lost.
+                d.outcome = Delivery::Rejected;
+                d.response = Some(Response::error(503, "this hook's run queue is full").with("Retry-After", "10"));
+                d.record["outcome"] = json!("rejected");
+                d.record["status"] = json!(503);
+                d.record["message"] = json!("run queue full");
+            }
+        }
+    }
+    if d.outcome == Delivery::Accepted {
+        app.dedup.insert(id, &d.delivery, now);
+        if let Some(r) = run {
+            d.record["run"] = json!(r);
+        }
+        if let Some(mut ev) = d.topic_event.take() {
+            if let Some(r) = run {
+                ev["run"] = json!(r);
+            }
+            let kind = d.event.clone().filter(|e| crate::sse::valid_event_name(e)).unwrap_or_else(|| "delivery".into());
+            app.publish(&topic, &kind, ev.to_string(), true);
+        }
+    }
+    *app.metrics.deliveries.entry((id.to_string(), d.outcome.as_str())).or_default() += 1;
+    app.publish("$deliveries", "delivery", d.record.to_string(), true);
+    let status = d.response.as_ref().map_or(0, |r| r.status);
+    log::info!(
+        "delivery hook={id} source={ip} event={} id={} outcome={} status={} run={} in {:?}",
+        d.event.as_deref().unwrap_or("-"),
+        d.delivery,
+        d.outcome.as_str(),
+        if status == 0 { "pending".to_string() } else { status.to_string() },
+        run.map_or("-".to_string(), |r| r.to_string()),
+        std::time::Instant::now().duration_since(started),
+    );
+    match (d.response, run) {
+        (Some(r), _) => respond(r),
+        (None, Some(run)) => Outcome::AwaitRun { run, hook: id.to_string() },
+        (None, None) => respond(Response::error(500, "no run to wait for")),
+    }
+}
+
+/// The runs API: reading needs subscribe on `$runs` (what the status page has); cancel and
+/// retry need the admin scope.
+fn runs(app: &mut App, ip: IpAddr, head: &Head, route: Route) -> Response {
+    let who = caller(app, ip, head);
+    let now = app.now;
+    match route {
+        Route::Runs | Route::Run(_)
+            if !app.auth.allows(&who, Scope::Subscribe, "$runs") && !app.auth.has_scope(&who, Scope::Admin) =>
+        {
+            denied(&who, "read runs")
+        }
+        Route::CancelRun(_) | Route::RetryRun(_) if !app.auth.has_scope(&who, Scope::Admin) => {
+            denied(&who, "operate runs")
+        }
+        Route::Runs => Response::json(200, &json!({ "runs": app.runner.recent(100) })),
+        Route::Run(id) => match app.runner.record(id, true) {
+            Some(r) => Response::json(200, &r),
+            None => Response::error(404, &format!("no run {id} (finished runs are kept up to runner.keep_runs)")),
+        },
+        Route::CancelRun(id) => match app.runner.get(id).map(|r| r.state) {
+            None => Response::error(404, &format!("no run {id}")),
+            Some(s) if s.is_final() => Response::error(409, &format!("run {id} is already {}", s.as_str())),
+            Some(_) => {
+                app.runner.cancel(id, now);
+                Response::json(202, &json!({ "run": id, "cancelling": true }))
+            }
+        },
+        Route::RetryRun(id) => match app.runner.get(id).map(|r| r.state) {
+            None => Response::error(404, &format!("no run {id}")),
+            Some(_) => match app.runner.retry(id, now) {
+                Some(new) => Response::json(202, &json!({ "run": new, "retry_of": id })),
+                None => Response::error(503, "the hook's run queue is full").with("Retry-After", "5"),
+            },
+        },
+        _ => Response::error(404, "no such route"),
+    }
+}
+
 /// The origin a response may allow, if the request's `Origin` is configured.
 fn allowed_origin(app: &App, head: &Head) -> Option<(String, bool)> {
     let origin = head.header_str("origin")?;
@@ -333,15 +478,15 @@ fn allowed_origin(app: &App, head: &Head) -> Option<(String, bool)> {
     }
 }
 
-fn cors_headers(app: &App, head: &Head) -> Vec<(&'static str, String)> {
+fn cors_headers(app: &App, head: &Head) -> Vec<Field> {
     match allowed_origin(app, head) {
         None => Vec::new(),
         Some((origin, exact)) => {
-            let mut h = vec![("Access-Control-Allow-Origin", origin)];
+            let mut h: Vec<Field> = vec![("Access-Control-Allow-Origin".into(), origin)];
             if exact {
                 // Credentials (the token cookie) only for origins named one by one.
-                h.push(("Access-Control-Allow-Credentials", "true".to_string()));
-                h.push(("Vary", "Origin".to_string()));
+                h.push(("Access-Control-Allow-Credentials".into(), "true".to_string()));
+                h.push(("Vary".into(), "Origin".to_string()));
             }
             h
         }

@@ -31,6 +31,14 @@ pub struct App {
     pub now: Instant,
     /// Events published this turn, to be fanned out by the loop.
     pub outbox: Vec<Rc<Event>>,
+    /// Deploy runs.
+    pub runner: crate::runner::Runner,
+    /// Webhook hooks, secrets read.
+    pub hooks: crate::hooks::intake::Hooks,
+    /// Delivery ids recently accepted.
+    pub dedup: crate::hooks::dedup::DedupWindow,
+    /// Connections waiting for a run's output (`include-command-output-in-response`).
+    pub run_waiters: HashMap<crate::runner::sched::RunId, Vec<usize>>,
     /// Outstanding one-time tickets: SHA-256 of the ticket → (token index, expiry).
     tickets: HashMap<[u8; 32], (usize, Instant)>,
     date: String,
@@ -39,7 +47,10 @@ pub struct App {
 
 impl App {
     /// Builds the state from a validated config; ids start from the clock (see `Hub::new`).
-    pub fn new(cfg: Config) -> App {
+    /// Run pipes register with `registry`.
+    pub fn new(cfg: Config, hooks: crate::hooks::intake::Hooks, registry: mio::Registry) -> App {
+        let dedup = crate::hooks::dedup::DedupWindow::new(cfg.dedup_window, 100_000);
+        let runner = crate::runner::Runner::new(cfg.runner.clone(), registry);
         let auth = Auth::new(cfg.tokens.clone(), cfg.public.clone());
         let hub = Hub::new(cfg.history.clone(), crate::clock::unix_us());
         let now = Instant::now();
@@ -51,6 +62,10 @@ impl App {
             started: now,
             now,
             outbox: Vec::new(),
+            runner,
+            hooks,
+            dedup,
+            run_waiters: HashMap::new(),
             tickets: HashMap::new(),
             date: String::new(),
             date_secs: 0,
@@ -94,6 +109,13 @@ impl App {
     pub fn redeem_ticket(&mut self, ticket: &str) -> Option<usize> {
         let (token, exp) = self.tickets.remove(&crate::auth::token_hash(ticket))?;
         (exp > self.now).then_some(token)
+    }
+
+    /// Publishes what the runner produced (output lines and state changes).
+    pub fn pump_runner(&mut self) {
+        for (topic, kind, data) in std::mem::take(&mut self.runner.out) {
+            self.publish(&topic, kind, data, true);
+        }
     }
 
     /// Publishes an event and queues it for fan-out.

@@ -78,6 +78,31 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The client's address. Forwarding headers are believed only from a trusted proxy (cloudflared
+/// on the same box, say): otherwise anyone could claim any address. From a trusted peer,
+/// `CF-Connecting-IP` wins; else `X-Forwarded-For` is walked from the right (the entries our
+/// proxies appended) to the first address that is not itself a trusted proxy. Anything that
+/// does not parse ends the walk at the last address we can vouch for.
+pub fn client_ip(peer: IpAddr, trusted: &[Cidr], cf_connecting_ip: Option<&str>, forwarded_for: &[&str]) -> IpAddr {
+    let peer = canonical(peer);
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    if let Some(ip) = cf_connecting_ip.and_then(|v| v.trim().parse::<IpAddr>().ok()) {
+        return canonical(ip);
+    }
+    let mut client = peer;
+    for entry in forwarded_for.iter().rev().flat_map(|h| h.rsplit(',')) {
+        let Ok(ip) = entry.trim().parse::<IpAddr>() else { break };
+        client = canonical(ip);
+        if !is_trusted(client) {
+            break;
+        }
+    }
+    client
+}
+
 /// Parses 64 hex digits.
 pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     let b = s.as_bytes();
@@ -209,6 +234,25 @@ mod tests {
         for bad in ["10.0.0.0/33", "::/129", "10.0.0.0/", "x", "10.0.0.0/-1", "10.0.0.0/+8"] {
             assert!(Cidr::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn forwarded_headers_only_from_trusted_proxies() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let far: IpAddr = "198.51.100.7".parse().unwrap();
+        let trusted = [Cidr::parse("127.0.0.0/8").unwrap(), Cidr::parse("10.0.0.0/8").unwrap()];
+        // An untrusted peer cannot claim another address.
+        assert_eq!(client_ip(far, &trusted, Some("1.2.3.4"), &["5.6.7.8"]), far);
+        // cloudflared on the box: CF-Connecting-IP is the client.
+        assert_eq!(client_ip(lo, &trusted, Some("203.0.113.9"), &[]), "203.0.113.9".parse::<IpAddr>().unwrap());
+        // X-Forwarded-For: rightmost untrusted entry; a spoofed leftmost entry is ignored.
+        let got = client_ip(lo, &trusted, None, &["6.6.6.6, 203.0.113.9", "10.1.1.1"]);
+        assert_eq!(got, "203.0.113.9".parse::<IpAddr>().unwrap());
+        // Garbage stops the walk at the last address we can vouch for.
+        assert_eq!(client_ip(lo, &trusted, None, &["203.0.113.9, nonsense"]), lo);
+        // Nothing forwarded: the proxy itself (a local client).
+        assert_eq!(client_ip(lo, &trusted, None, &[]), lo);
+        assert_eq!(client_ip(lo, &[], Some("1.2.3.4"), &[]), lo, "no trusted proxies configured");
     }
 
     #[test]

@@ -12,8 +12,8 @@ const HELP: &str = "\
 hookcast — verified webhooks in, live events out (SSE, WebSocket, long poll)
 
 USAGE:
-    hookcast serve [--config FILE] [--listen ADDR] [--state-dir DIR]
-    hookcast check --config FILE
+    hookcast serve [--config FILE] [--hooks FILE]... [--listen ADDR] [--state-dir DIR]
+    hookcast check [--config FILE] [--hooks FILE]...
     hookcast publish [--url URL] [--token TOKEN] [--event TYPE] [--json] TOPIC DATA|-
     hookcast tail [--url URL] [--token TOKEN] [--since ID] [--json] TOPIC...
     hookcast token new
@@ -21,7 +21,8 @@ USAGE:
 
 COMMANDS:
     serve     run the daemon (without --config: loopback on 127.0.0.1:9000, topic `demo` open)
-    check     validate a config file and exit 0, or print the bad field's JSON path and exit 1
+    check     validate a config (and adnanh/webhook hooks files, reading their secrets) and exit 0,
+              or print the bad field's JSON path and exit 1
     publish   publish DATA (or stdin with -) to TOPIC; prints the event id
     tail      subscribe to topics (patterns like builds/* or builds/**) and print events as they
               arrive; reconnects and resumes where it left off
@@ -132,6 +133,10 @@ impl Args {
         self.flags.iter().rev().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref())
     }
 
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.flags.iter().filter(move |(n, _)| n == name).filter_map(|(_, v)| v.as_deref())
+    }
+
     fn has(&self, name: &str) -> bool {
         self.flags.iter().any(|(n, _)| n == name)
     }
@@ -145,11 +150,15 @@ fn load_config(path: Option<&str>) -> Result<Config, Fail> {
 }
 
 fn serve(words: &[String]) -> Result<(), Fail> {
-    let a = Args::parse(words, &["--config", "--listen", "--state-dir"], &[])?;
+    let a = Args::parse(words, &["--config", "--listen", "--state-dir", "--hooks"], &[])?;
     if let Some(p) = a.positional.first() {
         return Err(Fail::Usage(format!("serve takes no argument {p:?}")));
     }
     let mut cfg = load_config(a.value("--config"))?;
+    let hook_files: Vec<PathBuf> = a.values("--hooks").map(PathBuf::from).collect();
+    cfg.add_hooks_files(&hook_files).map_err(|e| Fail::Run(e.to_string()))?;
+    let hooks =
+        crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(|e| Fail::Run(e.to_string()))?;
     if let Some(l) = a.value("--listen") {
         cfg.listen = l.parse().map_err(|_| Fail::Usage(format!("--listen: not an address:port: {l:?}")))?;
     }
@@ -167,9 +176,14 @@ fn serve(words: &[String]) -> Result<(), Fail> {
         std::fs::create_dir_all(dir).map_err(|e| Fail::Run(format!("state dir {}: {e}", dir.display())))?;
         log::warn!("state_dir {} is set, but this build keeps history in memory only (no journal yet)", dir.display());
     }
-    let mut server = crate::event_loop::Server::bind(cfg.clone())
+    let hook_count = hooks.len();
+    let mut server = crate::event_loop::Server::bind(cfg.clone(), hooks)
         .map_err(|e| Fail::Run(format!("cannot listen on {}: {e}", cfg.listen)))?;
-    log::info!("hookcast {} listening on http://{}", env!("CARGO_PKG_VERSION"), server.local_addr());
+    log::info!(
+        "hookcast {} listening on http://{} ({hook_count} hooks)",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr()
+    );
     server.run().map_err(|e| Fail::Run(format!("event loop: {e}")))
 }
 

@@ -147,11 +147,24 @@ pub struct Config {
     pub tokens: Vec<TokenConfig>,
     /// Anonymous access rules.
     pub public: Vec<PublicRule>,
+    /// Proxies whose `CF-Connecting-IP` / `X-Forwarded-For` are believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Deploy runner settings.
+    pub runner: crate::runner::RunnerConfig,
+    /// Webhook hooks (adnanh/webhook's format plus hookcast's fields).
+    pub hooks: Vec<crate::hooks::def::HookDef>,
+    /// How long delivery ids are remembered for idempotency.
+    pub dedup_window: Duration,
 }
 
 impl Config {
-    /// Parses and validates a configuration document.
+    /// Parses and validates a configuration document (relative paths from the current directory).
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        Config::from_json_in(text, Path::new("."))
+    }
+
+    /// Parses and validates a configuration document whose relative paths start at `base_dir`.
+    pub fn from_json_in(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| ConfigError { path: String::new(), message: format!("invalid JSON: {e}") })?;
         let mut root = Obj::new(value, "")?;
@@ -188,8 +201,52 @@ impl Config {
             .into_iter()
             .map(|(path, v)| public_rule(Obj::new(v, &path)?))
             .collect::<Result<Vec<_>, _>>()?;
+        let runner = runner(root.opt_obj("runner")?)?;
+        let hooks = match root.take_raw("hooks") {
+            None | Some(Value::Null) => Vec::new(),
+            // The path of an existing adnanh/webhook hooks.json: migrate by pointing at it.
+            Some(Value::String(path)) => crate::hooks::def::load_hooks_file(&base_dir.join(path))?,
+            Some(Value::Array(items)) => crate::hooks::def::parse_hook_list(
+                items.into_iter().enumerate().map(|(i, v)| (format!("hooks[{i}]"), v)).collect(),
+            )?,
+            Some(other) => {
+                return err(
+                    "hooks",
+                    format!("expected a list of hooks or the path of a hooks.json, found {}", kind(&other)),
+                )
+            }
+        };
+        let dedup_window = Duration::from_secs(root.num("dedup_window_secs", 86_400, 0, 30 * 86_400)?);
+        let tp_path = root.at("trusted_proxies");
+        let trusted_proxies = root
+            .opt_str_list("trusted_proxies")?
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Cidr::parse(s).ok_or_else(|| ConfigError {
+                    path: format!("{tp_path}[{i}]"),
+                    message: format!("not an address or CIDR: {s:?}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         root.finish()?;
-        Ok(Config { listen, state_dir, log_level, limits, sse, ws, history, cors_origins, tokens, public })
+        Ok(Config {
+            listen,
+            state_dir,
+            log_level,
+            limits,
+            sse,
+            ws,
+            history,
+            cors_origins,
+            tokens,
+            public,
+            trusted_proxies,
+            runner,
+            hooks,
+            dedup_window,
+        })
     }
 
     /// Reads and validates a configuration file.
@@ -198,7 +255,15 @@ impl Config {
             path: String::new(),
             message: format!("cannot read {}: {e}", path.display()),
         })?;
-        Config::from_json(&text)
+        Config::from_json_in(&text, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Adds the hooks of adnanh/webhook hooks files (`serve --hooks FILE`, repeatable).
+    pub fn add_hooks_files(&mut self, files: &[PathBuf]) -> Result<(), ConfigError> {
+        for f in files {
+            self.hooks.extend(crate::hooks::def::load_hooks_file(f)?);
+        }
+        Ok(())
     }
 
     /// The embedded default configuration.
@@ -258,6 +323,25 @@ fn ws(o: Option<Obj>) -> Result<WsConfig, ConfigError> {
     };
     o.finish()?;
     Ok(w)
+}
+
+fn runner(o: Option<Obj>) -> Result<crate::runner::RunnerConfig, ConfigError> {
+    let mut o = o.unwrap_or_else(Obj::empty);
+    let ms = Duration::from_millis;
+    let r = crate::runner::RunnerConfig {
+        max_concurrent: o.num("max_concurrent", 4, 1, 1024)? as usize,
+        max_queued: o.num("max_queued", 100, 1, 100_000)? as usize,
+        max_parallel: o.num("max_parallel", 4, 1, 1024)? as usize,
+        timeout: ms(o.num("timeout_ms", 600_000, 100, 86_400_000)?),
+        kill_grace: ms(o.num("kill_grace_ms", 5_000, 0, 600_000)?),
+        max_line_bytes: o.num("max_line_bytes", 4096, 16, 1 << 20)? as usize,
+        log_bytes: o.num("log_bytes", 256 * 1024, 1024, 1 << 30)? as usize,
+        keep_runs: o.num("keep_runs", 200, 1, 1_000_000)? as usize,
+        shutdown_grace: ms(o.num("shutdown_grace_ms", 30_000, 0, 3_600_000)?),
+        temp_dir: o.opt_str("temp_dir")?.map(PathBuf::from).unwrap_or_else(std::env::temp_dir),
+    };
+    o.finish()?;
+    Ok(r)
 }
 
 fn history(o: Option<Obj>) -> Result<HistoryConfig, ConfigError> {
@@ -366,6 +450,11 @@ impl Obj {
         } else {
             format!("{}.{key}", self.path)
         }
+    }
+
+    /// Takes a value as it is, for fields of more than one shape.
+    pub fn take_raw(&mut self, key: &str) -> Option<Value> {
+        self.map.remove(key)
     }
 
     /// Takes an optional string.

@@ -60,6 +60,16 @@ enum BodyFraming {
     Chunked(ChunkedDecoder),
 }
 
+/// A webhook request whose answer is its command's output.
+#[derive(Debug)]
+pub struct AwaitRun {
+    run: crate::runner::sched::RunId,
+    hook: String,
+    keep_alive: bool,
+    head_only: bool,
+    served: u32,
+}
+
 /// A Server-Sent Events subscriber.
 #[derive(Debug)]
 pub struct Subscriber {
@@ -100,6 +110,8 @@ pub enum State {
     Body(Box<PendingBody>),
     /// Streaming events.
     Subscriber(Subscriber),
+    /// Waiting for a run's output to answer a webhook.
+    AwaitRun(Box<AwaitRun>),
     /// A final response is queued; close once it is written.
     Closing,
     /// Write side shut; reading and dropping input until EOF or the deadline.
@@ -175,7 +187,7 @@ impl Conn {
     /// subscriber's or a closing connection's input is dropped.
     pub fn read(&mut self, scratch: &mut [u8], cap: usize) {
         let keep = match &self.state {
-            State::Head { .. } | State::Body(_) => true,
+            State::Head { .. } | State::Body(_) | State::AwaitRun(_) => true,
             State::Subscriber(s) => s.ws.is_some(),
             State::Closing | State::Lingering => false,
         };
@@ -303,6 +315,7 @@ impl Conn {
                 self.fail(app, Response::error(408, "request head not received in time"));
             }
             State::Body(_) => self.fail(app, Response::error(408, "request body not received in time")),
+            State::AwaitRun(_) => self.fail(app, Response::error(504, "the hook's command did not finish in time")),
             // Idle keep-alive, a client that never started, or a stuck final write: just close.
             _ => self.close = Close::Now,
         }
@@ -434,6 +447,8 @@ impl Conn {
                         }
                     }
                 }
+                // Pipelined requests wait until the run answers this one.
+                State::AwaitRun(_) => break,
                 State::Closing | State::Lingering => {
                     pos = self.inbuf.len();
                     break;
@@ -510,6 +525,16 @@ impl Conn {
             Outcome::Subscribe(sub) => {
                 let s = self.subscribe(app, Transport::Sse, sub.head, &sub.patterns, sub.wire, None);
                 self.start_stream(app, s, sub.last_event_id);
+            }
+            Outcome::AwaitRun { run, hook } => {
+                app.run_waiters.entry(run).or_default().push(self.token);
+                let wait = app
+                    .hooks
+                    .get(&hook)
+                    .and_then(|h| h.def.timeout_secs)
+                    .map_or(app.runner.config().timeout, Duration::from_secs);
+                self.deadline = Some(app.now + wait + app.runner.config().kill_grace + Duration::from_secs(10));
+                self.state = State::AwaitRun(Box::new(AwaitRun { run, hook, keep_alive, head_only, served }));
             }
             Outcome::Upgrade(up) => {
                 let ws = WsSession {
@@ -680,6 +705,31 @@ impl Conn {
                 let ev = app.publish(t, &event, text, is_json);
                 Ok(Some(ops::ack("publish", serde_json::json!({ "id": ev.id, "topic": t }))))
             }
+        }
+    }
+
+    /// The run this connection waited for has ended: answer with its output, then go on with
+    /// any pipelined request.
+    pub fn finish_await(&mut self, app: &mut App, run: crate::runner::sched::RunId) {
+        let State::AwaitRun(w) = &self.state else { return };
+        if w.run != run {
+            return; // a stale waiter entry for a token now used by another connection
+        }
+        let State::AwaitRun(w) = std::mem::replace(&mut self.state, State::Head { served: 0 }) else { unreachable!() };
+        let resp = match (app.hooks.get(&w.hook), app.runner.get(run)) {
+            (Some(h), Some(r)) => {
+                crate::hooks::intake::run_response(&h.def, r.state == crate::runner::RunState::Succeeded, &r.raw)
+            }
+            _ => Response::error(500, "the run's record is gone"),
+        };
+        app.metrics.response(resp.status);
+        self.out.push_owned(resp.to_bytes(w.keep_alive, w.head_only, app.date()));
+        if w.keep_alive {
+            self.state = State::Head { served: w.served + 1 };
+            self.deadline = Some(app.now + app.cfg.limits.idle_timeout);
+            self.process(app);
+        } else {
+            self.enter_closing(app);
         }
     }
 

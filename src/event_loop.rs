@@ -10,7 +10,7 @@ use crate::conn::{Close, Conn, State};
 use crate::metrics::Transport;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -59,18 +59,20 @@ pub struct Server {
     next_ping: Instant,
     accept_paused_until: Option<Instant>,
     drain_until: Option<Instant>,
+    /// While draining with deploys running: when to stop waiting for them.
+    runs_deadline: Option<Instant>,
 }
 
 impl Server {
     /// Binds the listener and prepares the loop (nothing runs until [`Server::run`]).
-    pub fn bind(cfg: Config) -> io::Result<Server> {
+    pub fn bind(cfg: Config, hooks: crate::hooks::intake::Hooks) -> io::Result<Server> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(cfg.listen)?;
         let local_addr = listener.local_addr()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let app = App::new(cfg);
+        let app = App::new(cfg, hooks, poll.registry().try_clone()?);
         let next_keepalive = app.now + app.cfg.sse.keepalive;
         let next_ping = app.now + app.cfg.ws.ping_interval;
         Ok(Server {
@@ -93,6 +95,7 @@ impl Server {
             next_ping,
             accept_paused_until: None,
             drain_until: None,
+            runs_deadline: None,
         })
     }
 
@@ -117,6 +120,7 @@ impl Server {
                 match ev.token() {
                     LISTENER => self.accept_all(),
                     SIGNALS => self.on_signals(),
+                    Token(t) if t >= crate::runner::TOKEN_BASE => self.app.runner.on_readable(Token(t)),
                     Token(t) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.drive(t);
@@ -129,12 +133,22 @@ impl Server {
                 }
             }
             self.fire_timers();
+            self.app.runner.read_more();
+            self.app.runner.tick(self.app.now);
+            self.app.pump_runner();
+            self.answer_run_waiters();
             self.fan_out();
             self.flush_dirty();
             if let Some(until) = self.drain_until {
-                if self.open == 0 || self.app.now >= until {
+                let runs_done = self.app.runner.active() == 0;
+                if runs_done && (self.open == 0 || self.app.now >= until) {
                     log::info!("stopped ({} connections dropped at the end of the drain)", self.open);
                     return Ok(());
+                }
+                if !runs_done && self.runs_deadline.is_some_and(|d| self.app.now >= d) {
+                    log::warn!("shutdown grace over: killing {} running deploy(s)", self.app.runner.active());
+                    self.app.runner.kill_all(self.app.now);
+                    self.app.pump_runner();
                 }
             }
         }
@@ -146,7 +160,13 @@ impl Server {
         if let Some(Reverse((t, _))) = self.timers.peek() {
             next = next.min(*t);
         }
-        for t in [self.accept_paused_until, self.drain_until].into_iter().flatten() {
+        if self.app.runner.has_more() {
+            return Some(Duration::ZERO);
+        }
+        for t in [self.accept_paused_until, self.drain_until, self.runs_deadline, self.app.runner.next_deadline()]
+            .into_iter()
+            .flatten()
+        {
             next = next.min(t);
         }
         // Round up to the next millisecond so a deadline is never polled for as 0 ms early.
@@ -356,6 +376,20 @@ impl Server {
         }
     }
 
+    /// Answers the requests that waited for a run's output, now that their runs ended.
+    fn answer_run_waiters(&mut self) {
+        for id in std::mem::take(&mut self.app.runner.finished) {
+            for t in self.app.run_waiters.remove(&id).unwrap_or_default() {
+                let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
+                slot.conn.finish_await(&mut self.app, id);
+                if !slot.dirty {
+                    slot.dirty = true;
+                    self.dirty.push(t);
+                }
+            }
+        }
+    }
+
     fn fan_out(&mut self) {
         let outbox = std::mem::take(&mut self.app.outbox);
         for ev in &outbox {
@@ -394,6 +428,7 @@ impl Server {
         let pending: Vec<i32> = self.signals.pending().collect();
         for sig in pending {
             match sig {
+                SIGCHLD => self.app.runner.reap(self.app.now),
                 SIGHUP => log::warn!("SIGHUP: configuration reload is not implemented yet; restart to apply changes"),
                 _ => self.begin_drain(),
             }
@@ -410,6 +445,11 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.drain_until = Some(self.app.now + DRAIN);
+        if self.app.runner.cancel_queued(self.app.now) {
+            let grace = self.app.runner.config().shutdown_grace;
+            log::info!("waiting up to {grace:?} for {} running deploy(s)", self.app.runner.active());
+            self.runs_deadline = Some(self.app.now + grace);
+        }
         for t in 0..self.slots.len() {
             let Some(slot) = self.slots[t].as_mut() else { continue };
             if slot.conn.subscriber().is_some_and(|s| s.ws.is_some()) {

@@ -48,6 +48,10 @@ pub struct Metrics {
     pub slow_consumer_disconnects: [u64; 4],
     /// HTTP responses by status code.
     pub responses: BTreeMap<u16, u64>,
+    /// Webhook deliveries by hook and outcome.
+    pub deliveries: BTreeMap<(String, &'static str), u64>,
+    /// Signature failures by hook and reason.
+    pub signature_failures: BTreeMap<(String, &'static str), u64>,
 }
 
 impl Metrics {
@@ -126,8 +130,34 @@ impl Metrics {
         for (status, n) in &self.responses {
             let _ = writeln!(s, "hookcast_http_responses_total{{status=\"{status}\"}} {n}");
         }
+        let labelled =
+            |s: &mut String, name: &str, help: &str, second: &str, m: &BTreeMap<(String, &'static str), u64>| {
+                let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+                for ((hook, label), n) in m {
+                    let _ = writeln!(s, "{name}{{hook=\"{}\",{second}=\"{label}\"}} {n}", escape(hook));
+                }
+            };
+        labelled(
+            &mut s,
+            "hookcast_deliveries_total",
+            "Webhook deliveries by hook and outcome.",
+            "outcome",
+            &self.deliveries,
+        );
+        labelled(
+            &mut s,
+            "hookcast_signature_failures_total",
+            "Webhook signature failures by hook and reason.",
+            "reason",
+            &self.signature_failures,
+        );
         s
     }
+}
+
+/// Escapes a label value (backslash, quote, newline) per the exposition format.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -30,3 +30,30 @@ pub fn rss_kb() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// Sends `signal` to every process in group `pgid` (a deploy's whole tree, grandchildren too).
+/// A group that is already gone is not an error.
+pub fn kill_group(pgid: u32, signal: i32) -> std::io::Result<()> {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    if pgid <= 1 {
+        // Never signal group 0 (our own) or 1: a bug here must not take the machine down.
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: killpg takes plain integers and touches no memory of ours.
+    if unsafe { libc::killpg(pgid, signal) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Whether any process is left in group `pgid`.
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else { return false };
+    // SAFETY: signal 0 only checks for existence; plain integers, no memory.
+    pgid > 1 && unsafe { libc::killpg(pgid, 0) } == 0
+}

@@ -1,7 +1,11 @@
 //! Response serialisation: status line, headers and body into one buffer, and the short JSON
 //! error bodies every 4xx/5xx carries (`{"error":"...","status":431}`).
 
+use std::borrow::Cow;
 use std::fmt::Write;
+
+/// A header field: a name (static for ours, owned for configured ones) and a value.
+pub type Field = (Cow<'static, str>, String);
 
 /// The reason phrase for the statuses hookcast sends.
 pub fn reason(status: u16) -> &'static str {
@@ -40,7 +44,7 @@ pub struct Response {
     /// Status code.
     pub status: u16,
     /// Extra header fields (Content-Length, Connection and Date are added when written).
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<Field>,
     /// Body bytes (not sent for HEAD, but counted in Content-Length).
     pub body: Vec<u8>,
 }
@@ -48,7 +52,7 @@ pub struct Response {
 impl Response {
     /// A response with a body of the given content type.
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
-        Response { status, headers: vec![("Content-Type", content_type.to_string())], body: body.into() }
+        Response { status, headers: vec![("Content-Type".into(), content_type.to_string())], body: body.into() }
     }
 
     /// A JSON response.
@@ -65,7 +69,13 @@ impl Response {
 
     /// Adds a header field.
     pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Response {
-        self.headers.push((name, value.into()));
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a header field whose name comes from configuration.
+    pub fn with_owned(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
+        self.headers.push((Cow::Owned(name.into()), value.into()));
         self
     }
 
@@ -84,7 +94,7 @@ impl Response {
 pub fn write_head(
     out: &mut Vec<u8>,
     status: u16,
-    headers: &[(&'static str, String)],
+    headers: &[Field],
     content_length: Option<usize>,
     keep_alive: bool,
     date: &str,

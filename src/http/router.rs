@@ -22,6 +22,16 @@ pub enum Route {
     Ticket,
     /// `POST /publish/{topic}`
     Publish(String),
+    /// `GET /api/runs` — recent deploy runs.
+    Runs,
+    /// `GET /api/runs/{id}` — one run with its log.
+    Run(u64),
+    /// `POST /api/runs/{id}/cancel`
+    CancelRun(u64),
+    /// `POST /api/runs/{id}/retry`
+    RetryRun(u64),
+    /// `POST /hooks/{id}` (or the hook's `http-methods`) — webhook intake.
+    Hook(String),
     /// `OPTIONS` on a route that has CORS (preflight); carries the route's `Allow` value.
     Preflight(&'static str),
 }
@@ -48,10 +58,24 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
         "/ws" => ("GET", Route::Ws),
         "/ws/echo" => ("GET", Route::WsEcho),
         "/api/ticket" => ("POST, OPTIONS", Route::Ticket),
+        "/api/runs" => ("GET, HEAD", Route::Runs),
         _ => {
             if let Some(t) = path.strip_prefix("/events/") {
                 let t = super::request::percent_decode(t).ok_or(RouteError::BadPath)?;
                 ("GET, HEAD, OPTIONS", Route::Events(Some(t)))
+            } else if let Some(rest) = path.strip_prefix("/api/runs/") {
+                let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
+                let id: u64 = id.parse().map_err(|_| RouteError::NotFound)?;
+                match action {
+                    "" => ("GET, HEAD", Route::Run(id)),
+                    "cancel" => ("POST", Route::CancelRun(id)),
+                    "retry" => ("POST", Route::RetryRun(id)),
+                    _ => return Err(RouteError::NotFound),
+                }
+            } else if let Some(id) = path.strip_prefix("/hooks/") {
+                // Methods are the hook's business (adnanh's `http-methods`): checked by intake.
+                let id = super::request::percent_decode(id).ok_or(RouteError::BadPath)?;
+                return Ok(Route::Hook(id));
             } else if let Some(t) = path.strip_prefix("/publish/") {
                 let t = super::request::percent_decode(t).ok_or(RouteError::BadPath)?;
                 ("POST, OPTIONS", Route::Publish(t))
@@ -92,5 +116,10 @@ mod tests {
         assert_eq!(route(Get, "/nope"), Err(RouteError::NotFound));
         assert_eq!(route(Delete, "/events"), Err(RouteError::MethodNotAllowed("GET, HEAD, OPTIONS")));
         assert_eq!(route(Get, "/events/%ff"), Err(RouteError::BadPath));
+        assert_eq!(route(Get, "/api/runs/7"), Ok(Route::Run(7)));
+        assert_eq!(route(Post, "/api/runs/7/retry"), Ok(Route::RetryRun(7)));
+        assert_eq!(route(Get, "/api/runs/7/cancel"), Err(RouteError::MethodNotAllowed("POST")));
+        assert_eq!(route(Get, "/api/runs/x"), Err(RouteError::NotFound));
+        assert_eq!(route(Put, "/hooks/deploy"), Ok(Route::Hook("deploy".into())));
     }
 }

@@ -75,7 +75,8 @@ impl Daemon {
                 let Ok(line) = line else { break };
                 if let Some(i) = line.find("listening on http://") {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(line[i + "listening on http://".len()..].trim().to_string());
+                        let rest = &line[i + "listening on http://".len()..];
+                        let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
                     }
                 }
                 let mut l = sink.lock().unwrap();

@@ -1,0 +1,414 @@
+//! Webhook intake: one request to `/hooks/{id}` becomes a delivery — verified, deduplicated,
+//! matched against the hook's rules, published, and (with `execute-command`) handed to the
+//! runner. Checks run cheapest and most hostile-input-proof first:
+//!
+//! ```text
+//! hook known? → method allowed? → client address allowed? → provider signature (raw body,
+//! constant time) → duplicate delivery? → body parsed → events / branches filters →
+//! trigger-rule → accepted: summary published, run submitted → response
+//! ```
+//!
+//! Hooks in adnanh/webhook's format answer as adnanh does (status, `response-message`,
+//! `response-headers`, or the command's output); hooks with a `provider` answer 202 with a JSON
+//! receipt. Every outcome, rejected ones included, is published on `$deliveries`.
+
+use super::body::RequestValues;
+use super::def::{Concurrency, HookDef, PublishMode};
+use super::params::{self, Argument};
+use super::providers::{self, Incoming, Provider};
+use super::rules::{self, RuleError, Secrets};
+use super::summary::{summarize, Facts};
+use crate::config::ConfigError;
+use crate::http::response::Response;
+use crate::runner::sched::Mode;
+use crate::runner::{RunSpec, RunnerConfig};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// adnanh/webhook's body when a command failed and its output is not to be shown.
+const ADNANH_EXEC_ERROR: &str =
+    "Error occurred while executing the hook's command. Please check your logs for more details.";
+/// adnanh/webhook's body when the rules did not match.
+const ADNANH_RULES_NOT_SATISFIED: &str = "Hook rules were not satisfied.";
+
+/// A hook ready to serve: its definition with every secret read.
+#[derive(Debug)]
+pub struct Hook {
+    /// The definition.
+    pub def: HookDef,
+    provider: Option<Provider>,
+    provider_secrets: Vec<Vec<u8>>,
+    rule_secrets: Secrets,
+    /// Topic its deliveries are published to.
+    pub topic: String,
+}
+
+/// All hooks by id.
+#[derive(Debug, Default)]
+pub struct Hooks {
+    list: Vec<Hook>,
+    by_id: HashMap<String, usize>,
+}
+
+impl Hooks {
+    /// Reads every secret the hooks use (env, file, systemd credential) and checks them, so a
+    /// missing secret stops `hookcast check` and the start, naming the hook.
+    pub fn prepare(defs: Vec<HookDef>) -> Result<Hooks, ConfigError> {
+        let mut hooks = Hooks::default();
+        for def in defs {
+            let at = |what: &str| format!("hooks[{:?}].{what}", def.id);
+            let provider = def.provider.as_deref().and_then(Provider::parse);
+            let mut provider_secrets = Vec::new();
+            for s in &def.secrets {
+                let bytes = s.resolve().map_err(|e| ConfigError { path: at("secrets"), message: e })?;
+                if let Some(p) = &provider {
+                    p.check_secret(&bytes).map_err(|e| ConfigError { path: at("secrets"), message: e.to_string() })?;
+                }
+                provider_secrets.push(bytes);
+            }
+            let rule_secrets = match &def.trigger_rule {
+                Some(r) => Secrets::load(r).map_err(|e| ConfigError { path: at("trigger-rule"), message: e })?,
+                None => Secrets::new(),
+            };
+            let topic = def.topic.clone().unwrap_or_else(|| format!("hooks/{}", def.id));
+            if let Err(e) = crate::topic::validate_topic(&topic) {
+                return Err(ConfigError { path: at("topic"), message: format!("{e}: {topic:?}") });
+            }
+            if hooks.by_id.contains_key(&def.id) {
+                return Err(ConfigError { path: at("id"), message: "defined twice".into() });
+            }
+            hooks.by_id.insert(def.id.clone(), hooks.list.len());
+            hooks.list.push(Hook { def, provider, provider_secrets, rule_secrets, topic });
+        }
+        Ok(hooks)
+    }
+
+    /// A hook by id.
+    pub fn get(&self, id: &str) -> Option<&Hook> {
+        self.by_id.get(id).map(|&i| &self.list[i])
+    }
+
+    /// Every hook, in config order.
+    pub fn iter(&self) -> impl Iterator<Item = &Hook> {
+        self.list.iter()
+    }
+
+    /// How many hooks there are.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// A request to a hook, as the intake sees it.
+pub struct Request<'a> {
+    /// Method as sent.
+    pub method: &'a str,
+    /// Header fields, names lower-cased.
+    pub headers: &'a [(String, Vec<u8>)],
+    /// Raw query string.
+    pub query: &'a str,
+    /// Raw body.
+    pub body: Vec<u8>,
+    /// Client address (after trusted proxies).
+    pub ip: IpAddr,
+    /// Unix time now.
+    pub now_unix: u64,
+}
+
+/// How a delivery ended, for the log line, metrics and `$deliveries`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted (and run, when the hook has a command).
+    Accepted,
+    /// A repeat of a delivery already accepted.
+    Duplicate,
+    /// Verified but filtered out by `events` / `branches`.
+    Ignored,
+    /// The trigger rule was false.
+    Mismatch,
+    /// Refused: method, address, signature, body, or a full run queue.
+    Rejected,
+}
+
+impl Outcome {
+    /// The label in metrics and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+            Outcome::Mismatch => "mismatch",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// What the intake decided.
+pub struct Decision {
+    /// Outcome class.
+    pub outcome: Outcome,
+    /// The response now, or None when the caller must wait for `run` and answer with its output.
+    pub response: Option<Response>,
+    /// Run submitted (or joined), if any.
+    pub run: Option<crate::runner::sched::RunId>,
+    /// A run to submit (the caller owns the runner).
+    pub spec: Option<RunSpec>,
+    /// Delivery id (the provider's, or one we made).
+    pub delivery: String,
+    /// Event name, when known.
+    pub event: Option<String>,
+    /// Signature failure reason, for the metric.
+    pub signature_failure: Option<&'static str>,
+    /// The `$deliveries` record (and the hook topic's event, when accepted).
+    pub record: Value,
+    /// What goes to the hook's topic, when accepted and `publish` is not `none`.
+    pub topic_event: Option<Value>,
+}
+
+fn plain(status: u16, text: &str) -> Response {
+    Response::new(status, "text/plain; charset=utf-8", text.to_string())
+}
+
+/// A delivery id for requests whose sender gives none: unique in this process and over time.
+fn made_up_id(now_unix: u64) -> String {
+    let mut raw = [0u8; 8];
+    let _ = crate::sys::random_bytes(&mut raw);
+    format!("hc-{now_unix}-{}", crate::auth::hex(&raw))
+}
+
+/// Delivery ids some senders give even without a `provider` on the hook (adnanh-style hooks
+/// behind GitHub or GitLab still get idempotency).
+fn header_delivery_id(headers: &[(String, Vec<u8>)]) -> Option<String> {
+    ["x-github-delivery", "x-gitlab-event-uuid", "x-gitea-delivery", "webhook-id", "x-request-uuid"].iter().find_map(
+        |n| headers.iter().find(|(k, _)| k == n).and_then(|(_, v)| std::str::from_utf8(v).ok()).map(str::to_string),
+    )
+}
+
+/// The decisions that need the daemon's state are passed in as closures so this stays pure:
+/// `seen(delivery)` asks the idempotency window.
+pub fn decide(hook: &Hook, req: Request<'_>, runner: &RunnerConfig, seen: impl FnOnce(&str) -> bool) -> Decision {
+    let def = &hook.def;
+    let source = req.ip.to_string();
+    let mut d = Decision {
+        outcome: Outcome::Rejected,
+        response: None,
+        run: None,
+        spec: None,
+        delivery: String::new(),
+        event: None,
+        signature_failure: None,
+        record: Value::Null,
+        topic_event: None,
+    };
+    let finish = |mut d: Decision, status: u16, resp: Response, message: &str| -> Decision {
+        d.record = json!({
+            "hook": def.id, "provider": def.provider, "event": d.event, "delivery": d.delivery,
+            "source": source, "outcome": d.outcome.as_str(), "status": status,
+            "message": message,
+        });
+        d.response = Some(resp);
+        d
+    };
+    if !def.allows_method(req.method) {
+        // adnanh answers 405 with an empty body; we add the Allow header RFC 9110 asks for.
+        let allow = def.http_methods.join(", ");
+        return finish(d, 405, plain(405, "").with_owned("Allow", allow), "method not allowed for this hook");
+    }
+    if !def.allowed_ips.is_empty() && !def.allowed_ips.iter().any(|c| c.contains(req.ip)) {
+        return finish(d, 403, Response::error(403, "address not allowed"), "address not allowed");
+    }
+    // The signature is checked over the raw bytes before anything parses them.
+    let mut event = None;
+    let mut delivery = None;
+    if let Some(p) = &hook.provider {
+        let incoming = Incoming { headers: req.headers, body: &req.body, now_unix: req.now_unix };
+        match providers::verify(p, &hook.provider_secrets, &incoming) {
+            Ok(v) => {
+                event = v.event;
+                delivery = v.delivery_id;
+            }
+            Err(e) => {
+                d.signature_failure = Some(e.metric_reason());
+                let msg = e.to_string();
+                return finish(d, e.status(), Response::error(e.status(), &msg), &msg);
+            }
+        }
+    }
+    d.event = event.clone();
+    d.delivery = delivery.or_else(|| header_delivery_id(req.headers)).unwrap_or_else(|| made_up_id(req.now_unix));
+    if seen(&d.delivery) {
+        d.outcome = Outcome::Duplicate;
+        let body = json!({ "duplicate": true, "delivery": d.delivery, "hook": def.id });
+        return finish(d, 200, Response::json(200, &body), "duplicate delivery");
+    }
+    let remote = match req.ip {
+        IpAddr::V4(ip) => format!("{ip}:0"),
+        IpAddr::V6(ip) => format!("[{ip}]:0"),
+    };
+    let headers = req.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+    let rv = match RequestValues::build(def, req.method, &remote, headers, req.query, req.body.clone()) {
+        Ok(rv) => rv,
+        Err(e) => {
+            let msg = e.to_string();
+            return finish(d, e.status(), Response::error(e.status(), &msg), &msg);
+        }
+    };
+    if !def.events.is_empty() {
+        let ev = d.event.clone().unwrap_or_default();
+        if !def.events.iter().any(|e| e == &ev || e == "*") {
+            d.outcome = Outcome::Ignored;
+            let msg = format!("event {ev:?} is not one of this hook's events");
+            let body = json!({ "ignored": msg, "delivery": d.delivery, "hook": def.id });
+            return finish(d, 202, Response::json(202, &body), &msg);
+        }
+    }
+    if !def.branches.is_empty() {
+        let git_ref = rv.payload.get("ref").and_then(Value::as_str).unwrap_or("");
+        let branch = git_ref.strip_prefix("refs/heads/").unwrap_or(git_ref);
+        if !def.branches.iter().any(|b| b == branch) {
+            d.outcome = Outcome::Ignored;
+            let msg = format!("branch {branch:?} is not one of this hook's branches");
+            let body = json!({ "ignored": msg, "delivery": d.delivery, "hook": def.id });
+            return finish(d, 202, Response::json(202, &body), &msg);
+        }
+    }
+    if let Some(rule) = &def.trigger_rule {
+        match rules::evaluate(rule, &rv, &hook.rule_secrets, def.trigger_signature_soft_failures) {
+            Ok(true) => {}
+            Ok(false) => {
+                d.outcome = Outcome::Mismatch;
+                let status = def.trigger_rule_mismatch_http_response_code.unwrap_or(200);
+                return finish(
+                    d,
+                    status,
+                    plain(status, ADNANH_RULES_NOT_SATISFIED),
+                    "trigger rules were not satisfied",
+                );
+            }
+            Err(RuleError::Signature { empty_payload }) => {
+                // adnanh answers 500 here; a bad signature is the sender's problem, not ours.
+                d.signature_failure = Some("mismatch");
+                let msg = if empty_payload {
+                    "invalid payload signature on empty payload"
+                } else {
+                    "invalid payload signature"
+                };
+                return finish(d, 403, Response::error(403, msg), msg);
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                return finish(d, 500, Response::error(500, &msg), &msg);
+            }
+        }
+    }
+    d.outcome = Outcome::Accepted;
+    let facts = Facts {
+        hook: &def.id,
+        provider: def.provider.as_deref(),
+        event: d.event.as_deref(),
+        delivery: Some(&d.delivery),
+        source: &source,
+    };
+    let summary = summarize(&facts, &rv.payload);
+    d.topic_event = match def.publish {
+        PublishMode::None => None,
+        PublishMode::Summary => Some(summary.clone()),
+        PublishMode::Full => {
+            let mut full = summary.clone();
+            full["payload"] = rv.payload.clone();
+            Some(full)
+        }
+    };
+    if let Some(cmd) = &def.execute_command {
+        d.spec = Some(run_spec(def, cmd, &rv, &d.delivery, d.event.as_deref(), runner));
+    }
+    let resp = if def.include_command_output_in_response && def.execute_command.is_some() {
+        None // answered when the run ends
+    } else if hook.provider.is_some() {
+        Some(Response::json(
+            202,
+            &json!({ "status": "accepted", "delivery": d.delivery, "hook": def.id, "event": d.event }),
+        ))
+    } else {
+        Some(success(def, def.response_message.as_deref().unwrap_or("").as_bytes()))
+    };
+    let status = resp.as_ref().map_or(0, |r| r.status);
+    let mut d = finish(d, status, resp.clone().unwrap_or_else(|| plain(200, "")), "accepted");
+    d.response = resp;
+    if let Value::Object(m) = &mut d.record {
+        m.insert("summary".into(), summary);
+    }
+    d
+}
+
+/// The run a delivery starts: argv and environment from the hook's parameters, never a shell.
+fn run_spec(
+    def: &HookDef,
+    cmd: &str,
+    rv: &RequestValues,
+    delivery: &str,
+    event: Option<&str>,
+    runner: &RunnerConfig,
+) -> RunSpec {
+    let value = |a: &Argument| params::extract(a, rv);
+    // adnanh passes a missing argument as an empty string (so positions stay put) and leaves a
+    // missing variable or file out.
+    let args = def.pass_arguments_to_command.iter().map(|a| value(a).unwrap_or_default()).collect();
+    let mut env: Vec<(String, String)> =
+        def.pass_environment_to_command.iter().filter_map(|a| value(a).ok().map(|v| (a.env_var(), v))).collect();
+    if let Some(e) = event {
+        env.push(("HOOKCAST_EVENT".into(), e.into()));
+    }
+    let files = def
+        .pass_file_to_command
+        .iter()
+        .filter_map(|a| params::file_contents(a, rv).ok().map(|c| (a.file_env_var(), c)))
+        .collect();
+    let mode = match def.concurrency.unwrap_or(Concurrency::Coalesce) {
+        Concurrency::Coalesce => Mode::Coalesce,
+        Concurrency::Queue => Mode::Queue { max_queued: runner.max_queued },
+        Concurrency::Parallel => Mode::Parallel { max: runner.max_parallel, max_queued: runner.max_queued },
+    };
+    RunSpec {
+        hook: def.id.clone(),
+        command: def.command_path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| cmd.to_string()),
+        args,
+        env,
+        files,
+        cwd: def.command_working_directory.as_ref().map(Into::into),
+        timeout: def.timeout_secs.map_or(runner.timeout, Duration::from_secs),
+        mode,
+        delivery: delivery.to_string(),
+        capture: def.include_command_output_in_response,
+    }
+}
+
+/// adnanh's success answer: its status, the hook's `response-headers`, and a body.
+fn success(def: &HookDef, body: &[u8]) -> Response {
+    let mut r = Response::new(def.success_http_response_code, "text/plain; charset=utf-8", body.to_vec());
+    for (name, value) in &def.response_headers {
+        if name.eq_ignore_ascii_case("content-type") {
+            r.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+        }
+        r.headers.push((name.clone().into(), value.clone()));
+    }
+    r
+}
+
+/// The response for a hook that waited for its run (adnanh's `include-command-output-in-response`).
+pub fn run_response(def: &HookDef, succeeded: bool, output: &[u8]) -> Response {
+    if succeeded {
+        success(def, output)
+    } else if def.include_command_output_in_response_on_error {
+        plain(500, &String::from_utf8_lossy(output))
+    } else {
+        plain(500, ADNANH_EXEC_ERROR)
+    }
+}

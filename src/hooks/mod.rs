@@ -1,0 +1,10 @@
+//! Webhook intake.
+
+pub mod body;
+pub mod dedup;
+pub mod def;
+pub mod intake;
+pub mod params;
+pub mod providers;
+pub mod rules;
+pub mod summary;

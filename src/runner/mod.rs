@@ -1,0 +1,688 @@
+//! Deploy runs: commands started from webhooks, driven by the event loop.
+//!
+//! A run's child gets an argv (never a shell string), an explicit environment, its own process
+//! group, and stdout/stderr as non-blocking pipes registered with the loop's poll. SIGCHLD makes
+//! the loop call [`Runner::reap`], which only `try_wait`s. A timeout sends SIGTERM to the whole
+//! group and SIGKILL after a grace period, so grandchildren go too. Output is split into lines,
+//! kept in a bounded log per run, and published on `$runs/{id}`; state changes on `$runs`.
+//! Which run starts when is [`sched`]'s decision.
+//!
+//! ```text
+//! queued ──► running ──► succeeded | failed (exit code / signal / could not start)
+//!    │          ├──────► timed_out (SIGTERM, then SIGKILL to the group)
+//!    └──────────┴──────► cancelled (API or shutdown)
+//! ```
+
+pub mod lines;
+pub mod sched;
+
+use lines::{Line, LineSplitter};
+use mio::unix::pipe::Receiver;
+use mio::{Interest, Registry, Token};
+use sched::{Mode, RunId, Scheduler, Submit};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Poll tokens at or above this belong to run pipes (two per run).
+pub const TOKEN_BASE: usize = 1 << 40;
+/// Bytes read from one pipe per loop turn, so a chatty child cannot starve other connections.
+const READ_BUDGET: usize = 256 * 1024;
+/// How long pipes may stay open after the child exited (a grandchild holding them) before
+/// the run is finished anyway.
+const PIPE_LINGER: Duration = Duration::from_secs(1);
+
+/// Runner settings (config `runner`).
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Runs at once over all hooks.
+    pub max_concurrent: usize,
+    /// Waiting runs per hook (`queue` / `parallel`).
+    pub max_queued: usize,
+    /// Concurrent runs per hook in `parallel` mode, unless the hook says.
+    pub max_parallel: usize,
+    /// Run timeout unless the hook says.
+    pub timeout: Duration,
+    /// Time between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// Output lines are cut at this many bytes.
+    pub max_line_bytes: usize,
+    /// Bytes of output kept per run.
+    pub log_bytes: usize,
+    /// Finished runs kept for the API.
+    pub keep_runs: usize,
+    /// How long SIGTERM waits for running deploys before killing them.
+    pub shutdown_grace: Duration,
+    /// Directory for `pass-file-to-command` files.
+    pub temp_dir: PathBuf,
+}
+
+/// Everything needed to start (or retry) one run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Hook id.
+    pub hook: String,
+    /// Program: a path, or a name looked up in the child's PATH.
+    pub command: String,
+    /// Arguments after the program.
+    pub args: Vec<String>,
+    /// Environment on top of the minimal base.
+    pub env: Vec<(String, String)>,
+    /// Files to write before the run: (environment variable that receives the path, contents).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// Timeout.
+    pub timeout: Duration,
+    /// Concurrency policy.
+    pub mode: Mode,
+    /// Delivery that asked for it.
+    pub delivery: String,
+    /// Keep the combined raw output (for `include-command-output-in-response`).
+    pub capture: bool,
+}
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Waiting for its turn.
+    Queued,
+    /// The child is running.
+    Running,
+    /// Exited 0.
+    Succeeded,
+    /// Exited non-zero, killed by a signal, or could not start.
+    Failed,
+    /// Killed at its timeout.
+    TimedOut,
+    /// Cancelled by the API or at shutdown.
+    Cancelled,
+}
+
+impl RunState {
+    /// The name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::TimedOut => "timed_out",
+            RunState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the run is over.
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunState::Queued | RunState::Running)
+    }
+}
+
+#[derive(Debug)]
+struct Pipe {
+    rx: Receiver,
+    split: LineSplitter,
+    open: bool,
+}
+
+#[derive(Debug)]
+struct Proc {
+    child: Child,
+    pgid: u32,
+    pipes: [Pipe; 2],
+    deadline: Instant,
+    term_sent: Option<Instant>,
+    killed: bool,
+    exited: Option<(ExitStatus, Instant)>,
+    /// Why we are ending it, if we are: the final state to record.
+    ending: Option<RunState>,
+    files: Vec<PathBuf>,
+}
+
+/// One run.
+#[derive(Debug)]
+pub struct Run {
+    /// Id.
+    pub id: RunId,
+    /// What it runs.
+    pub spec: RunSpec,
+    /// State.
+    pub state: RunState,
+    /// Deliveries it covers (more than one when coalesced).
+    pub deliveries: Vec<String>,
+    /// Exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal that ended it, when one did.
+    pub signal: Option<i32>,
+    /// Why it failed to start, or other trouble.
+    pub error: Option<String>,
+    /// Times (ms since the epoch).
+    pub queued_ms: u64,
+    /// Start time.
+    pub started_ms: Option<u64>,
+    /// End time.
+    pub finished_ms: Option<u64>,
+    log: VecDeque<(u8, String)>,
+    log_bytes: usize,
+    log_dropped: u64,
+    /// Combined raw output, bounded, when the spec asks for it.
+    pub raw: Vec<u8>,
+    proc: Option<Proc>,
+}
+
+/// A message for the hub: (topic, event type, JSON data).
+pub type Pub = (String, &'static str, String);
+
+/// All runs, their processes and the scheduler.
+pub struct Runner {
+    cfg: RunnerConfig,
+    sched: Scheduler,
+    runs: BTreeMap<RunId, Run>,
+    next_id: RunId,
+    registry: Registry,
+    /// Pipes with input left over after their read budget.
+    more: Vec<Token>,
+    /// Messages to publish (the loop drains this).
+    pub out: Vec<Pub>,
+    /// Runs that reached a final state since the loop last looked.
+    pub finished: Vec<RunId>,
+    mode_of: HashMap<String, Mode>,
+}
+
+fn now_ms() -> u64 {
+    crate::clock::unix_ms()
+}
+
+impl Runner {
+    /// A runner whose pipes register with `registry` (a clone of the loop's).
+    pub fn new(cfg: RunnerConfig, registry: Registry) -> Runner {
+        let sched = Scheduler::new(cfg.max_concurrent);
+        Runner {
+            cfg,
+            sched,
+            runs: BTreeMap::new(),
+            next_id: 1,
+            registry,
+            more: Vec::new(),
+            out: Vec::new(),
+            finished: Vec::new(),
+            mode_of: HashMap::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RunnerConfig {
+        &self.cfg
+    }
+
+    /// A run by id.
+    pub fn get(&self, id: RunId) -> Option<&Run> {
+        self.runs.get(&id)
+    }
+
+    /// Runs queued or running.
+    pub fn active(&self) -> usize {
+        self.sched.running() + self.sched.waiting()
+    }
+
+    /// Submits a delivery's run. Returns the run that will carry it, or None when the hook's
+    /// queue is full (the caller answers 503 and does not acknowledge the delivery).
+    pub fn submit(&mut self, spec: RunSpec, now: Instant) -> Option<RunId> {
+        let id = self.next_id;
+        self.mode_of.insert(spec.hook.clone(), spec.mode);
+        let decision = self.sched.submit(&spec.hook, spec.mode, id);
+        match decision {
+            Submit::Full => None,
+            Submit::Coalesced(into) => {
+                let run = self.runs.get_mut(&into).expect("a waiting run has a record");
+                run.deliveries.push(spec.delivery.clone());
+                // The follow-up run carries the newest payload.
+                run.spec = spec;
+                self.publish_state(into);
+                Some(into)
+            }
+            Submit::Start(_) | Submit::Queued(_) => {
+                self.next_id += 1;
+                let run = Run {
+                    id,
+                    deliveries: vec![spec.delivery.clone()],
+                    spec,
+                    state: RunState::Queued,
+                    exit_code: None,
+                    signal: None,
+                    error: None,
+                    queued_ms: now_ms(),
+                    started_ms: None,
+                    finished_ms: None,
+                    log: VecDeque::new(),
+                    log_bytes: 0,
+                    log_dropped: 0,
+                    raw: Vec::new(),
+                    proc: None,
+                };
+                self.runs.insert(id, run);
+                self.publish_state(id);
+                if let Submit::Start(_) = decision {
+                    self.start(id, now);
+                }
+                Some(id)
+            }
+        }
+    }
+
+    /// Runs a stored run's spec again as a new delivery (the API's retry).
+    pub fn retry(&mut self, id: RunId, now: Instant) -> Option<RunId> {
+        let mut spec = self.runs.get(&id)?.spec.clone();
+        spec.delivery = format!("retry-of-run-{id}");
+        spec.capture = false;
+        self.submit(spec, now)
+    }
+
+    /// Cancels a run: a queued one at once, a running one by SIGTERM to its group.
+    pub fn cancel(&mut self, id: RunId, now: Instant) -> bool {
+        let Some(run) = self.runs.get_mut(&id) else { return false };
+        match run.state {
+            RunState::Queued => {
+                self.end(id, RunState::Cancelled, None, now);
+                true
+            }
+            RunState::Running => {
+                if let Some(p) = run.proc.as_mut() {
+                    p.ending = Some(RunState::Cancelled);
+                    p.deadline = now;
+                }
+                self.tick(now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn base_env(&self, run: &Run) -> Vec<(String, String)> {
+        let path = std::env::var("PATH")
+            .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        let mut env = vec![
+            ("PATH".to_string(), path),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+            ("HOOKCAST_HOOK".to_string(), run.spec.hook.clone()),
+            ("HOOKCAST_DELIVERY".to_string(), run.spec.delivery.clone()),
+            ("HOOKCAST_RUN".to_string(), run.id.to_string()),
+        ];
+        for key in ["HOME", "USER", "LOGNAME", "TZ"] {
+            if let Ok(v) = std::env::var(key) {
+                env.push((key.to_string(), v));
+            }
+        }
+        env
+    }
+
+    fn start(&mut self, id: RunId, now: Instant) {
+        let base = self.base_env(&self.runs[&id]);
+        let run = self.runs.get_mut(&id).expect("started runs exist");
+        run.state = RunState::Running;
+        run.started_ms = Some(now_ms());
+        match spawn(&self.cfg, &self.registry, run, base, now) {
+            Ok(p) => {
+                run.proc = Some(p);
+                self.publish_state(id);
+            }
+            Err(e) => {
+                let msg = format!("could not start {:?}: {e}", run.spec.command);
+                log::warn!("run {id} ({}): {msg}", run.spec.hook);
+                self.end(id, RunState::Failed, Some(msg), now);
+            }
+        }
+    }
+
+    /// Reads a pipe that became readable (up to a budget; the rest next turn).
+    pub fn on_readable(&mut self, token: Token) {
+        let index = token.0 - TOKEN_BASE;
+        let (id, stream) = ((index / 2) as RunId, index % 2);
+        let log_cap = self.cfg.log_bytes;
+        let Some(run) = self.runs.get_mut(&id) else { return };
+        let Some(p) = run.proc.as_mut() else { return };
+        let pipe = &mut p.pipes[stream];
+        if !pipe.open {
+            return;
+        }
+        let mut buf = [0u8; 16 * 1024];
+        let mut budget = READ_BUDGET;
+        let mut lines = Vec::new();
+        loop {
+            if budget == 0 {
+                self.more.push(token);
+                break;
+            }
+            match pipe.rx.read(&mut buf[..budget.min(16 * 1024)]) {
+                Ok(0) => {
+                    pipe.split.finish(&mut lines);
+                    pipe.open = false;
+                    let _ = self.registry.deregister(&mut pipe.rx);
+                    break;
+                }
+                Ok(n) => {
+                    budget -= n;
+                    pipe.split.feed(&buf[..n], &mut lines);
+                    if run.spec.capture && run.raw.len() < log_cap {
+                        let take = n.min(log_cap - run.raw.len());
+                        run.raw.extend_from_slice(&buf[..take]);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    pipe.open = false;
+                    let _ = self.registry.deregister(&mut pipe.rx);
+                    break;
+                }
+            }
+        }
+        let kind = if stream == 0 { "stdout" } else { "stderr" };
+        let topic = format!("$runs/{id}");
+        for Line { text, cut } in lines {
+            let data = json!({ "run": id, "stream": kind, "line": text, "cut": cut }).to_string();
+            run.log_bytes += text.len();
+            run.log.push_back((stream as u8, text));
+            while run.log_bytes > log_cap {
+                let Some((_, old)) = run.log.pop_front() else { break };
+                run.log_bytes -= old.len();
+                run.log_dropped += 1;
+            }
+            self.out.push((topic.clone(), kind, data));
+        }
+    }
+
+    /// Pipes that hit their budget last turn; the loop calls this when [`Runner::has_more`].
+    pub fn read_more(&mut self) {
+        for t in std::mem::take(&mut self.more) {
+            self.on_readable(t);
+        }
+    }
+
+    /// Whether some pipe still has unread input (the loop should not sleep).
+    pub fn has_more(&self) -> bool {
+        !self.more.is_empty()
+    }
+
+    /// After SIGCHLD: collects exited children without blocking.
+    pub fn reap(&mut self, now: Instant) {
+        for run in self.runs.values_mut() {
+            if let Some(p) = run.proc.as_mut() {
+                if p.exited.is_none() {
+                    if let Ok(Some(status)) = p.child.try_wait() {
+                        p.exited = Some((status, now));
+                    }
+                }
+            }
+        }
+        self.tick(now);
+    }
+
+    /// The next time [`Runner::tick`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.runs
+            .values()
+            .filter_map(|r| r.proc.as_ref())
+            .map(|p| match (p.exited, p.term_sent) {
+                (Some((_, at)), _) => at + PIPE_LINGER,
+                (None, Some(at)) => at + self.cfg.kill_grace,
+                (None, None) => p.deadline,
+            })
+            .min()
+    }
+
+    /// Timeouts, kills, and finishing runs whose child and pipes are done.
+    pub fn tick(&mut self, now: Instant) {
+        let grace = self.cfg.kill_grace;
+        let mut done = Vec::new();
+        for run in self.runs.values_mut() {
+            let Some(p) = run.proc.as_mut() else { continue };
+            if p.exited.is_none() {
+                if p.term_sent.is_none() && now >= p.deadline {
+                    p.ending.get_or_insert(RunState::TimedOut);
+                    p.term_sent = Some(now);
+                    let _ = crate::sys::kill_group(p.pgid, libc::SIGTERM);
+                } else if let Some(at) = p.term_sent {
+                    if !p.killed && now >= at + grace {
+                        p.killed = true;
+                        let _ = crate::sys::kill_group(p.pgid, libc::SIGKILL);
+                    }
+                }
+                continue;
+            }
+            let (_, exited_at) = p.exited.expect("checked above");
+            let pipes_done = p.pipes.iter().all(|x| !x.open);
+            if pipes_done || now >= exited_at + PIPE_LINGER {
+                done.push(run.id);
+            }
+        }
+        for id in done {
+            self.complete(id, now);
+        }
+    }
+
+    fn complete(&mut self, id: RunId, now: Instant) {
+        let run = self.runs.get_mut(&id).expect("completing runs exist");
+        let mut p = run.proc.take().expect("completing runs have a process");
+        // Flush partial lines and release the pipes.
+        let mut tail = Vec::new();
+        for (i, pipe) in p.pipes.iter_mut().enumerate() {
+            if pipe.open {
+                let _ = self.registry.deregister(&mut pipe.rx);
+                pipe.open = false;
+            }
+            pipe.split.finish(&mut tail);
+            for Line { text, cut } in tail.drain(..) {
+                let kind = if i == 0 { "stdout" } else { "stderr" };
+                let data = json!({ "run": id, "stream": kind, "line": text, "cut": cut }).to_string();
+                self.out.push((format!("$runs/{id}"), kind, data));
+                run.log.push_back((i as u8, text));
+            }
+        }
+        if matches!(p.ending, Some(RunState::TimedOut | RunState::Cancelled)) {
+            // Whatever the child left behind in its group goes too.
+            let _ = crate::sys::kill_group(p.pgid, libc::SIGKILL);
+        }
+        for f in &p.files {
+            let _ = std::fs::remove_file(f);
+        }
+        use std::os::unix::process::ExitStatusExt;
+        let status = p.exited.map(|(s, _)| s);
+        run.exit_code = status.and_then(|s| s.code());
+        run.signal = status.and_then(|s| s.signal());
+        let state = match (p.ending, status) {
+            (Some(end), _) => end,
+            (None, Some(s)) if s.success() => RunState::Succeeded,
+            _ => RunState::Failed,
+        };
+        self.end(id, state, None, now);
+    }
+
+    /// Records a final state, publishes it, and starts whatever the scheduler frees.
+    fn end(&mut self, id: RunId, state: RunState, error: Option<String>, now: Instant) {
+        let Some(run) = self.runs.get_mut(&id) else { return };
+        run.state = state;
+        run.finished_ms = Some(now_ms());
+        if error.is_some() {
+            run.error = error;
+        }
+        let hook = run.spec.hook.clone();
+        self.publish_state(id);
+        self.finished.push(id);
+        let modes = &self.mode_of;
+        let next = self.sched.finished(&hook, id, |h| modes.get(h).copied().unwrap_or(Mode::Coalesce));
+        for (_, next_id) in next {
+            self.start(next_id, now);
+        }
+        self.forget_old();
+    }
+
+    fn forget_old(&mut self) {
+        let finished: Vec<RunId> = self.runs.values().filter(|r| r.state.is_final()).map(|r| r.id).collect();
+        let excess = finished.len().saturating_sub(self.cfg.keep_runs);
+        for id in finished.into_iter().take(excess) {
+            self.runs.remove(&id);
+        }
+    }
+
+    /// At shutdown: cancels queued runs; returns whether any is still running.
+    pub fn cancel_queued(&mut self, now: Instant) -> bool {
+        let queued: Vec<RunId> = self.runs.values().filter(|r| r.state == RunState::Queued).map(|r| r.id).collect();
+        for id in queued {
+            self.end(id, RunState::Cancelled, Some("daemon shutting down".into()), now);
+        }
+        self.runs.values().any(|r| r.state == RunState::Running)
+    }
+
+    /// At the end of the shutdown grace: kills every running group and records the runs as
+    /// cancelled (blocking briefly to reap them, since the process is about to exit).
+    pub fn kill_all(&mut self, now: Instant) {
+        let running: Vec<RunId> = self.runs.values().filter(|r| r.state == RunState::Running).map(|r| r.id).collect();
+        for id in running {
+            if let Some(p) = self.runs.get_mut(&id).and_then(|r| r.proc.as_mut()) {
+                let _ = crate::sys::kill_group(p.pgid, libc::SIGKILL);
+                p.ending = Some(RunState::Cancelled);
+                if let Ok(status) = p.child.wait() {
+                    p.exited = Some((status, now));
+                }
+            }
+            self.complete(id, now);
+        }
+    }
+
+    fn publish_state(&mut self, id: RunId) {
+        let Some(run) = self.runs.get(&id) else { return };
+        let data = summary(run).to_string();
+        self.out.push(("$runs".to_string(), "run", data));
+    }
+
+    /// The JSON record of a run, with its log when `with_log`.
+    pub fn record(&self, id: RunId, with_log: bool) -> Option<Value> {
+        let run = self.runs.get(&id)?;
+        let mut v = summary(run);
+        if with_log {
+            let lines: Vec<Value> = run
+                .log
+                .iter()
+                .map(|(s, t)| json!({ "stream": if *s == 0 { "stdout" } else { "stderr" }, "line": t }))
+                .collect();
+            v["log"] = Value::Array(lines);
+            v["log_lines_dropped"] = json!(run.log_dropped);
+        }
+        Some(v)
+    }
+
+    /// The most recent runs, newest first.
+    pub fn recent(&self, limit: usize) -> Vec<Value> {
+        self.runs.values().rev().take(limit).map(summary).collect()
+    }
+}
+
+fn summary(run: &Run) -> Value {
+    let mut v = json!({
+        "id": run.id,
+        "hook": run.spec.hook,
+        "state": run.state.as_str(),
+        "deliveries": run.deliveries,
+        "command": run.spec.command,
+        "queued": crate::clock::rfc3339(run.queued_ms),
+    });
+    let m = v.as_object_mut().expect("an object");
+    if let Some(t) = run.started_ms {
+        m.insert("started".into(), json!(crate::clock::rfc3339(t)));
+    }
+    if let Some(t) = run.finished_ms {
+        m.insert("finished".into(), json!(crate::clock::rfc3339(t)));
+        m.insert("duration_ms".into(), json!(t.saturating_sub(run.started_ms.unwrap_or(t))));
+    }
+    if let Some(c) = run.exit_code {
+        m.insert("exit_code".into(), json!(c));
+    }
+    if let Some(s) = run.signal {
+        m.insert("signal".into(), json!(s));
+    }
+    if let Some(e) = &run.error {
+        m.insert("error".into(), json!(e));
+    }
+    v
+}
+
+/// Resolves the program: a relative path with a `/` is relative to the working directory (as
+/// adnanh/webhook does); a bare name is looked up in PATH by the OS.
+fn program(spec: &RunSpec) -> PathBuf {
+    let cmd = PathBuf::from(&spec.command);
+    match &spec.cwd {
+        Some(dir) if cmd.is_relative() && spec.command.contains('/') => dir.join(cmd),
+        _ => cmd,
+    }
+}
+
+fn spawn(
+    cfg: &RunnerConfig,
+    registry: &Registry,
+    run: &Run,
+    base: Vec<(String, String)>,
+    now: Instant,
+) -> io::Result<Proc> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::process::CommandExt;
+    let mut env = base;
+    let mut files = Vec::new();
+    for (i, (var, contents)) in run.spec.files.iter().enumerate() {
+        let path = cfg.temp_dir.join(format!("hookcast-run{}-{i}-{}", run.id, var.to_ascii_lowercase()));
+        // 0600 and create_new: the payload may be private, and a planted file must not be reused.
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        std::io::Write::write_all(&mut f, contents)?;
+        files.push(path.clone());
+        env.push((var.clone(), path.to_string_lossy().into_owned()));
+    }
+    env.extend(run.spec.env.iter().cloned());
+    let mut cmd = Command::new(program(&run.spec));
+    cmd.args(&run.spec.args)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(dir) = &run.spec.cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            for f in &files {
+                let _ = std::fs::remove_file(f);
+            }
+            return Err(e);
+        }
+    };
+    let pgid = child.id();
+    let mut pipes = Vec::with_capacity(2);
+    for (i, rx) in
+        [Receiver::from(child.stdout.take().expect("piped")), Receiver::from(child.stderr.take().expect("piped"))]
+            .into_iter()
+            .enumerate()
+    {
+        let mut rx = rx;
+        rx.set_nonblocking(true)?;
+        let token = Token(TOKEN_BASE + run.id as usize * 2 + i);
+        registry.register(&mut rx, token, Interest::READABLE)?;
+        pipes.push(Pipe { rx, split: LineSplitter::new(cfg.max_line_bytes), open: true });
+    }
+    let [out, err]: [Pipe; 2] = pipes.try_into().expect("two pipes");
+    Ok(Proc {
+        child,
+        pgid,
+        pipes: [out, err],
+        deadline: now + run.spec.timeout,
+        term_sent: None,
+        killed: false,
+        exited: None,
+        ending: None,
+        files,
+    })
+}
