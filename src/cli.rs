@@ -18,6 +18,8 @@ USAGE:
     hookcast tail [--url URL] [--token TOKEN] [--since ID] [--json] TOPIC...
     hookcast token new
     hookcast token hash [TOKEN]
+    hookcast sign --provider P --secret S [--event E] [--id ID] [FILE]
+    hookcast send URL --provider P --secret S [--event E] [--id ID] [--content-type T] FILE
 
 COMMANDS:
     serve     run the daemon (without --config: loopback on 127.0.0.1:9000, topic `demo` open)
@@ -28,6 +30,11 @@ COMMANDS:
               arrive; reconnects and resumes where it left off
     token     `new` prints a fresh random token and the sha256 to put in the config;
               `hash` prints the sha256 of a token (argument or stdin)
+    sign      print the headers provider P would send with this body (FILE or stdin)
+    send      POST FILE to a hook URL signed as provider P would, print the answer
+              (providers: github, gitlab, gitea, forgejo, bitbucket, stripe, slack,
+              standard-webhooks, hmac; --secret @FILE reads the secret from a file;
+              hmac takes --hmac-header, --hmac-algorithm, --hmac-encoding, --hmac-prefix)
 
 OPTIONS:
     --url URL        daemon to talk to (default http://127.0.0.1:9000, or $HOOKCAST_URL)
@@ -70,6 +77,8 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
         "publish" => publish(rest),
         "tail" => tail(rest),
         "token" => token(rest),
+        "sign" => sign(rest),
+        "send" => send(rest),
         other => Err(Fail::Usage(format!("unknown command {other:?}"))),
     };
     match result {
@@ -335,6 +344,107 @@ fn print_event(ev: &crate::sse::Received, json: bool) {
     let kind = v["event"].as_str().unwrap_or("message");
     let kind = if kind == "message" { String::new() } else { format!(" [{kind}]") };
     println!("{} {} #{}{kind} {data}", v["time"].as_str().unwrap_or("-"), v["topic"].as_str().unwrap_or("?"), ev.id);
+}
+
+/// Flags shared by `sign` and `send`.
+const SIGN_FLAGS: &[&str] = &[
+    "--provider",
+    "--secret",
+    "--event",
+    "--id",
+    "--content-type",
+    "--hmac-header",
+    "--hmac-algorithm",
+    "--hmac-encoding",
+    "--hmac-prefix",
+];
+
+/// The provider, secret and headers `sign`/`send` produce for `body`.
+fn signed_headers(a: &Args, body: &[u8]) -> Result<Vec<(String, String)>, Fail> {
+    use crate::hooks::providers::{self, Algorithm, Encoding, Provider};
+    let name = a.value("--provider").ok_or_else(|| Fail::Usage("--provider is required".into()))?;
+    let mut p = Provider::parse(name).ok_or_else(|| Fail::Usage(format!("unknown provider {name:?}")))?;
+    if let Provider::Hmac(spec) = &mut p {
+        if let Some(h) = a.value("--hmac-header") {
+            spec.header = h.to_ascii_lowercase();
+        }
+        if let Some(v) = a.value("--hmac-algorithm") {
+            spec.algorithm = Algorithm::parse(v).ok_or_else(|| Fail::Usage(format!("unknown algorithm {v:?}")))?;
+        }
+        if let Some(v) = a.value("--hmac-encoding") {
+            spec.encoding = Encoding::parse(v).ok_or_else(|| Fail::Usage(format!("unknown encoding {v:?}")))?;
+        }
+        if let Some(v) = a.value("--hmac-prefix") {
+            spec.prefix = v.to_string();
+        }
+    }
+    let env_secret = std::env::var("HOOKCAST_SECRET").ok();
+    let secret = a
+        .value("--secret")
+        .or(env_secret.as_deref())
+        .ok_or_else(|| Fail::Usage("--secret is required (or $HOOKCAST_SECRET)".into()))?;
+    let secret = match secret.strip_prefix('@') {
+        Some(path) => {
+            let raw = std::fs::read(path).map_err(|e| Fail::Run(format!("{path}: {e}")))?;
+            let trimmed = raw.strip_suffix(b"\n").unwrap_or(&raw);
+            trimmed.strip_suffix(b"\r").unwrap_or(trimmed).to_vec()
+        }
+        None => secret.as_bytes().to_vec(),
+    };
+    let id = match a.value("--id") {
+        Some(id) => id.to_string(),
+        None => {
+            let mut raw = [0u8; 16];
+            crate::sys::random_bytes(&mut raw).map_err(|e| Fail::Run(format!("random: {e}")))?;
+            let h = crate::auth::hex(&raw);
+            format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+        }
+    };
+    let event = a.value("--event").unwrap_or("push");
+    let now = crate::clock::unix_ms() / 1000;
+    Ok(providers::sign(&p, &secret, body, now, event, &id))
+}
+
+fn read_body(path: Option<&String>) -> Result<Vec<u8>, Fail> {
+    match path.map(String::as_str) {
+        None | Some("-") => {
+            let mut b = Vec::new();
+            std::io::stdin().read_to_end(&mut b).map_err(|e| Fail::Run(format!("stdin: {e}")))?;
+            Ok(b)
+        }
+        Some(p) => std::fs::read(p).map_err(|e| Fail::Run(format!("{p}: {e}"))),
+    }
+}
+
+fn sign(words: &[String]) -> Result<(), Fail> {
+    let a = Args::parse(words, SIGN_FLAGS, &[])?;
+    let body = read_body(a.positional.first())?;
+    for (k, v) in signed_headers(&a, &body)? {
+        println!("{k}: {v}");
+    }
+    Ok(())
+}
+
+fn send(words: &[String]) -> Result<(), Fail> {
+    let a = Args::parse(words, SIGN_FLAGS, &[])?;
+    let [url, file] = a.positional.as_slice() else {
+        return Err(Fail::Usage("send needs URL and FILE (- for stdin)".into()));
+    };
+    let body = read_body(Some(file))?;
+    let t = Target::parse(url).map_err(Fail::Usage)?;
+    let headers = signed_headers(&a, &body)?;
+    let ct = a.value("--content-type").unwrap_or("application/json");
+    let mut all: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    all.push(("Content-Type", ct));
+    all.push(("Connection", "close"));
+    let (status, fields, mut r) = t.request("POST", "", &all, &body).map_err(|e| Fail::Run(format!("send: {e}")))?;
+    let answer = client::read_body(&fields, &mut r).map_err(|e| Fail::Run(format!("send: {e}")))?;
+    println!("{status} {}", String::from_utf8_lossy(&answer).trim_end());
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(Fail::Run(format!("the hook answered {status}")))
+    }
 }
 
 fn token(words: &[String]) -> Result<(), Fail> {

@@ -276,8 +276,10 @@ pub struct HookDef {
     pub trigger_rule_mismatch_http_response_code: Option<u16>,
     /// `trigger-signature-soft-failures`: a bad signature inside an `or` only makes that branch false.
     pub trigger_signature_soft_failures: bool,
-    /// hookcast: `provider`, the signature scheme checked before the rules.
+    /// hookcast: `provider`, the signature scheme checked before the rules (its name).
     pub provider: Option<String>,
+    /// The provider with its settings (`allow_sha1`, replay window, generic HMAC's header…).
+    pub provider_spec: Option<Provider>,
     /// hookcast: `secrets` of the provider, several while rotating.
     pub secrets: Vec<SecretSource>,
     /// hookcast: `events` accepted (provider event names); empty accepts all.
@@ -447,12 +449,11 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
 
     // hookcast's fields.
     let provider_path = o.at("provider");
-    let provider = o.opt_str("provider")?;
-    if let Some(p) = &provider {
-        if Provider::parse(p).is_none() {
-            return cerr(&provider_path, format!("unknown provider {p:?}"));
-        }
-    }
+    let provider_spec = match o.take_raw("provider") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse_provider(v, &provider_path)?),
+    };
+    let provider = provider_spec.as_ref().map(|p| p.name().to_string());
     let secrets_path = o.at("secrets");
     let secrets =
         o.opt_list("secrets")?.into_iter().map(|(p, v)| parse_secret(v, &p)).collect::<Result<Vec<_>, _>>()?;
@@ -546,6 +547,7 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         trigger_rule_mismatch_http_response_code,
         trigger_signature_soft_failures,
         provider,
+        provider_spec,
         secrets,
         events,
         branches,
@@ -555,6 +557,61 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         concurrency,
         timeout_secs,
     })
+}
+
+/// `provider`: a name (`"github"`) or an object with settings:
+/// `{"name": "github", "allow_sha1": true}`, `{"name": "stripe", "tolerance_secs": 600}`,
+/// `{"name": "hmac", "header": "X-Signature", "algorithm": "sha512", "encoding": "base64", "prefix": ""}`.
+fn parse_provider(v: Value, path: &str) -> Result<Provider, ConfigError> {
+    use crate::hooks::providers::{Algorithm, Encoding};
+    let (name, settings) = match v {
+        Value::String(name) => (name, None),
+        other => {
+            let mut o = Obj::new(other, path)?;
+            let Some(name) = o.opt_str("name")? else {
+                return cerr(&o.at("name"), "missing: the provider's name");
+            };
+            (name, Some(o))
+        }
+    };
+    let Some(mut p) = Provider::parse(&name) else {
+        return cerr(path, format!("unknown provider {name:?} (github, gitlab, gitea, forgejo, bitbucket, stripe, slack, standard-webhooks, hmac)"));
+    };
+    let Some(mut o) = settings else { return Ok(p) };
+    match &mut p {
+        Provider::Github { allow_sha1 } => *allow_sha1 = o.opt_bool("allow_sha1")?.unwrap_or(false),
+        Provider::Stripe { tolerance_secs }
+        | Provider::Slack { tolerance_secs }
+        | Provider::StandardWebhooks { tolerance_secs } => {
+            *tolerance_secs = o.num("tolerance_secs", *tolerance_secs, 1, 86_400)?;
+        }
+        Provider::Hmac(spec) => {
+            if let Some(h) = o.opt_str("header")? {
+                if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                    return cerr(&o.at("header"), format!("not a header name: {h:?}"));
+                }
+                spec.header = h.to_ascii_lowercase();
+            }
+            if let Some(a) = o.opt_str("algorithm")? {
+                spec.algorithm = Algorithm::parse(&a).ok_or_else(|| ConfigError {
+                    path: o.at("algorithm"),
+                    message: format!("unknown algorithm {a:?} (sha1, sha256, sha512)"),
+                })?;
+            }
+            if let Some(e) = o.opt_str("encoding")? {
+                spec.encoding = Encoding::parse(&e).ok_or_else(|| ConfigError {
+                    path: o.at("encoding"),
+                    message: format!("unknown encoding {e:?} (hex, base64)"),
+                })?;
+            }
+            if let Some(pfx) = o.opt_str("prefix")? {
+                spec.prefix = pfx;
+            }
+        }
+        Provider::Gitlab | Provider::Gitea | Provider::Forgejo | Provider::Bitbucket => {}
+    }
+    o.finish()?;
+    Ok(p)
 }
 
 /// Parses hooks given with their paths (as [`Obj::opt_list`] returns them), refusing a repeated
@@ -1032,5 +1089,45 @@ mod tests {
         // A manual trigger from the LAN with the shared word in the query needs no signature.
         let rv = request(combo, &[], "trigger=manual", b"", "192.168.1.20:1");
         assert_eq!(evaluate(rule, &rv, &secrets, true), Ok(true));
+    }
+
+    #[test]
+    fn provider_settings() {
+        use crate::hooks::providers::{Algorithm, Encoding, HmacSpec};
+        let h = parse_hook(
+            json!({"id": "g", "provider": {"name": "github", "allow_sha1": true}, "secrets": ["s"]}),
+            "hooks[0]",
+        )
+        .unwrap();
+        assert_eq!(h.provider_spec, Some(Provider::Github { allow_sha1: true }));
+        assert_eq!(h.provider.as_deref(), Some("github"));
+        let h = parse_hook(
+            json!({"id": "s", "provider": {"name": "stripe", "tolerance_secs": 600}, "secrets": ["s"]}),
+            "x",
+        )
+        .unwrap();
+        assert_eq!(h.provider_spec, Some(Provider::Stripe { tolerance_secs: 600 }));
+        let h = parse_hook(
+            json!({"id": "h", "provider": {"name": "hmac", "header": "X-Signature", "algorithm": "sha512", "encoding": "base64", "prefix": ""}, "secrets": ["s"]}),
+            "x",
+        )
+        .unwrap();
+        let want = HmacSpec {
+            header: "x-signature".into(),
+            algorithm: Algorithm::Sha512,
+            encoding: Encoding::Base64,
+            prefix: String::new(),
+        };
+        assert_eq!(h.provider_spec, Some(Provider::Hmac(want)));
+        for (v, msg) in [
+            (json!({"name": "hmac", "algorithm": "md5"}), "hooks[0].provider.algorithm: unknown algorithm \"md5\""),
+            (json!({"name": "github", "tolerance_secs": 5}), "hooks[0].provider.tolerance_secs: unknown field"),
+            (json!({"allow_sha1": true}), "hooks[0].provider.name: missing"),
+            (json!({"name": "hmac", "header": "X Sig"}), "hooks[0].provider.header: not a header name"),
+        ] {
+            let e =
+                parse_hook(json!({"id": "x", "provider": v, "secrets": ["s"]}), "hooks[0]").unwrap_err().to_string();
+            assert!(e.starts_with(msg), "{e}");
+        }
     }
 }

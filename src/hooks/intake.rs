@@ -59,7 +59,7 @@ impl Hooks {
         let mut hooks = Hooks::default();
         for def in defs {
             let at = |what: &str| format!("hooks[{:?}].{what}", def.id);
-            let provider = def.provider.as_deref().and_then(Provider::parse);
+            let provider = def.provider_spec.clone();
             let mut provider_secrets = Vec::new();
             for s in &def.secrets {
                 let bytes = s.resolve().map_err(|e| ConfigError { path: at("secrets"), message: e })?;

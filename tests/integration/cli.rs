@@ -115,3 +115,39 @@ fn publish_and_tail_against_a_daemon() {
     assert_eq!(code, 1);
     assert!(err.contains("401"), "{err}");
 }
+
+#[test]
+fn sign_and_send_produce_what_the_provider_would() {
+    let d = Daemon::start(
+        r#"{"public":[{"topics":["hooks/**"],"scopes":["subscribe"]}],
+            "hooks":[{"id":"gh","provider":"github","secrets":["old","s3cret"]}]}"#,
+    );
+    let dir = TempDir::new("sign");
+    let body = dir.0.join("push.json");
+    std::fs::write(&body, br#"{"ref":"refs/heads/main","repository":{"full_name":"me/site"}}"#).unwrap();
+    let body = body.to_str().unwrap();
+    // GitHub's documented vector, through the CLI.
+    let vector = dir.0.join("vector");
+    std::fs::write(&vector, "Hello, World!").unwrap();
+    let (code, out, _) =
+        run(&["sign", "--provider", "github", "--secret", "It's a Secret to Everybody", vector.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("X-Hub-Signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"),
+        "{out}"
+    );
+    // send: accepted with the second (rotated-in) secret, then refused with a wrong one.
+    let url = format!("{}/hooks/gh", d.url());
+    let (code, out, err) = run(&["send", &url, "--provider", "github", "--secret", "s3cret", "--id", "cli-1", body]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("202 ") && out.contains("\"delivery\":\"cli-1\""), "{out}");
+    let (code, out, _) = run(&["send", &url, "--provider", "github", "--secret", "wrong", body]);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("403 "), "{out}");
+    // The secret can come from a file (as systemd credentials do).
+    let secret = dir.0.join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let at = format!("@{}", secret.display());
+    let (code, out, _) = run(&["send", &url, "--provider", "github", "--secret", &at, body]);
+    assert_eq!(code, 0, "{out}");
+}
