@@ -32,8 +32,10 @@ pub const TOKEN_BASE: usize = 1 << 40;
 /// Bytes read from one pipe per loop turn, so a chatty child cannot starve other connections.
 const READ_BUDGET: usize = 256 * 1024;
 /// How long pipes may stay open after the child exited (a grandchild holding them) before
-/// the run is finished anyway.
+/// the run is finished anyway; the pipes are then drained and discarded until they close.
 const PIPE_LINGER: Duration = Duration::from_secs(1);
+/// Most pipes kept draining for processes a run left behind; beyond it the oldest is closed.
+const MAX_ORPHAN_PIPES: usize = 64;
 
 /// Runner settings (config `runner`).
 #[derive(Debug, Clone)]
@@ -132,7 +134,8 @@ struct Pipe {
 struct Proc {
     child: Child,
     pgid: u32,
-    pipes: [Pipe; 2],
+    /// stdout then stderr; emptied when the run completes.
+    pipes: Vec<Pipe>,
     deadline: Instant,
     term_sent: Option<Instant>,
     killed: bool,
@@ -190,6 +193,10 @@ pub struct Runner {
     /// Runs that reached a final state since the loop last looked.
     pub finished: Vec<RunId>,
     mode_of: HashMap<String, Mode>,
+    /// Pipes still held by processes a finished run left running (a daemon a deploy script
+    /// started in the background). Closing them would kill those processes with SIGPIPE at
+    /// their next write, so they are read and discarded until their last writer closes them.
+    orphans: VecDeque<(Token, Receiver)>,
 }
 
 fn now_ms() -> u64 {
@@ -210,6 +217,7 @@ impl Runner {
             out: Vec::new(),
             finished: Vec::new(),
             mode_of: HashMap::new(),
+            orphans: VecDeque::new(),
         }
     }
 
@@ -339,12 +347,15 @@ impl Runner {
 
     /// Reads a pipe that became readable (up to a budget; the rest next turn).
     pub fn on_readable(&mut self, token: Token) {
+        if let Some(i) = self.orphans.iter().position(|(t, _)| *t == token) {
+            return self.drain_orphan(i);
+        }
         let index = token.0 - TOKEN_BASE;
         let (id, stream) = ((index / 2) as RunId, index % 2);
         let log_cap = self.cfg.log_bytes;
         let Some(run) = self.runs.get_mut(&id) else { return };
         let Some(p) = run.proc.as_mut() else { return };
-        let pipe = &mut p.pipes[stream];
+        let Some(pipe) = p.pipes.get_mut(stream) else { return };
         if !pipe.open {
             return;
         }
@@ -393,6 +404,29 @@ impl Runner {
             }
             self.out.push((topic.clone(), kind, data));
         }
+    }
+
+    fn drain_orphan(&mut self, i: usize) {
+        let mut buf = [0u8; 16 * 1024];
+        let rx = &mut self.orphans[i].1;
+        for _ in 0..64 {
+            match rx.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        // EOF, an error, or a writer that never stops: let it go.
+        if let Some((_, mut rx)) = self.orphans.remove(i) {
+            let _ = self.registry.deregister(&mut rx);
+        }
+    }
+
+    /// Pipes still drained for processes finished runs left behind.
+    pub fn orphan_pipes(&self) -> usize {
+        self.orphans.len()
     }
 
     /// Pipes that hit their budget last turn; the loop calls this when [`Runner::has_more`].
@@ -467,19 +501,24 @@ impl Runner {
     fn complete(&mut self, id: RunId, now: Instant) {
         let run = self.runs.get_mut(&id).expect("completing runs exist");
         let mut p = run.proc.take().expect("completing runs have a process");
-        // Flush partial lines and release the pipes.
+        // Flush partial lines; pipes a leftover process still holds keep being drained.
         let mut tail = Vec::new();
-        for (i, pipe) in p.pipes.iter_mut().enumerate() {
-            if pipe.open {
-                let _ = self.registry.deregister(&mut pipe.rx);
-                pipe.open = false;
-            }
+        for (i, mut pipe) in std::mem::take(&mut p.pipes).into_iter().enumerate() {
             pipe.split.finish(&mut tail);
             for Line { text, cut } in tail.drain(..) {
                 let kind = if i == 0 { "stdout" } else { "stderr" };
                 let data = json!({ "run": id, "stream": kind, "line": text, "cut": cut }).to_string();
                 self.out.push((format!("$runs/{id}"), kind, data));
                 run.log.push_back((i as u8, text));
+            }
+            if pipe.open {
+                let token = Token(TOKEN_BASE + id as usize * 2 + i);
+                self.orphans.push_back((token, pipe.rx));
+                if self.orphans.len() > MAX_ORPHAN_PIPES {
+                    if let Some((_, mut old)) = self.orphans.pop_front() {
+                        let _ = self.registry.deregister(&mut old);
+                    }
+                }
             }
         }
         if matches!(p.ending, Some(RunState::TimedOut | RunState::Cancelled)) {
@@ -673,11 +712,10 @@ fn spawn(
         registry.register(&mut rx, token, Interest::READABLE)?;
         pipes.push(Pipe { rx, split: LineSplitter::new(cfg.max_line_bytes), open: true });
     }
-    let [out, err]: [Pipe; 2] = pipes.try_into().expect("two pipes");
     Ok(Proc {
         child,
         pgid,
-        pipes: [out, err],
+        pipes,
         deadline: now + run.spec.timeout,
         term_sent: None,
         killed: false,
