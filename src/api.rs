@@ -20,6 +20,8 @@ pub enum Outcome {
     Subscribe(SubscribeRequest),
     /// The connection becomes a WebSocket.
     Upgrade(WsUpgrade),
+    /// Long poll: nothing to answer yet; wait for a matching event or the timeout.
+    Poll(PollRequest),
     /// The answer is the output of a run, when it ends.
     AwaitRun {
         /// The run.
@@ -27,6 +29,94 @@ pub enum Outcome {
         /// The hook (for its response settings).
         hook: String,
     },
+}
+
+/// A long poll that has to wait.
+#[derive(Debug)]
+pub struct PollRequest {
+    /// Validated, authorised patterns.
+    pub patterns: Vec<String>,
+    /// Answer with events after this id.
+    pub since: u64,
+    /// How long to hold the request.
+    pub timeout: std::time::Duration,
+    /// Most events in one answer.
+    pub limit: usize,
+}
+
+/// Default and largest `timeout` of a long poll, in seconds.
+const POLL_TIMEOUT: (u64, u64) = (25, 120);
+/// Default and largest number of events in one long-poll answer.
+const POLL_LIMIT: (usize, usize) = (100, 1000);
+
+/// The long-poll answer: `{"events":[…],"next":ID}` plus `"reset":true` after a history gap
+/// and `"more":true` when the limit cut the batch (poll again at once with `since=next`).
+pub fn poll_answer(app: &App, patterns: &[&str], since: u64, limit: usize) -> Option<Response> {
+    let r = app.hub.replay(patterns, since, usize::MAX, None);
+    if r.events.is_empty() && !r.gap {
+        return None;
+    }
+    let more = r.events.len() > limit;
+    let events = &r.events[..r.events.len().min(limit)];
+    let next = events.last().map_or(app.hub.last_id().max(since), |e| e.id);
+    let mut body = Vec::with_capacity(64 + events.iter().map(|e| e.cost()).sum::<usize>());
+    body.extend_from_slice(b"{\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&e.encoded(Wire::Json));
+    }
+    body.extend_from_slice(format!("],\"next\":{next}").as_bytes());
+    if r.gap {
+        body.extend_from_slice(b",\"reset\":true");
+    }
+    if more {
+        body.extend_from_slice(b",\"more\":true");
+    }
+    body.extend_from_slice(b"}\n");
+    Some(Response::new(200, "application/json", body).with("Cache-Control", "no-cache"))
+}
+
+/// `GET /poll`: answers at once when history has something after `since`, else waits.
+fn poll(app: &mut App, ip: IpAddr, head: &Head) -> Outcome {
+    let patterns = match query_patterns(head) {
+        Ok(p) if p.is_empty() => return respond(Response::error(400, "name the topics: /poll?topics=a,b")),
+        Ok(p) => p,
+        Err(r) => return respond(r),
+    };
+    let who = caller(app, ip, head);
+    if let Some(p) = patterns.iter().find(|p| !app.auth.allows(&who, Scope::Subscribe, p)) {
+        return respond(denied(&who, &format!("subscribe to {p:?}")));
+    }
+    let q = head.query();
+    let num = |key: &str, (default, max): (u64, u64)| -> Result<u64, Response> {
+        match query_param(q, key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| Response::error(400, &format!("{key} must be a whole number from 1 to {max}"))),
+        }
+    };
+    let (timeout, limit) =
+        match (num("timeout", POLL_TIMEOUT), num("limit", (POLL_LIMIT.0 as u64, POLL_LIMIT.1 as u64))) {
+            (Ok(t), Ok(l)) => (t, l as usize),
+            (Err(r), _) | (_, Err(r)) => return respond(r),
+        };
+    let since = match query_param(q, "since").or_else(|| head.header_str("last-event-id").map(str::to_string)) {
+        None => app.hub.last_id(),
+        Some(s) => s.trim().parse::<u64>().unwrap_or(0),
+    };
+    let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+    if let Some(r) = poll_answer(app, &refs, since, limit) {
+        return respond(r);
+    }
+    if head.method == crate::http::request::Method::Head {
+        return respond(Response::new(200, "application/json", Vec::new()));
+    }
+    Outcome::Poll(PollRequest { patterns, since, timeout: std::time::Duration::from_secs(timeout), limit })
 }
 
 /// An accepted WebSocket handshake.
@@ -96,6 +186,7 @@ pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcom
         Route::Events(single) => events(app, ip, head, single),
         Route::Publish(topic) => respond(publish(app, ip, head, &topic, body)),
         Route::Ws => ws_upgrade(app, ip, head, false),
+        Route::Poll => poll(app, ip, head),
         Route::WsEcho if app.cfg.ws.echo => ws_upgrade(app, ip, head, true),
         Route::WsEcho => respond(Response::error(404, "no such route (set ws.echo to enable)")),
         Route::Ticket => respond(ticket(app, ip, head)),

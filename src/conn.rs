@@ -70,6 +70,17 @@ pub struct AwaitRun {
     served: u32,
 }
 
+/// A held long-poll request.
+#[derive(Debug)]
+pub struct PollWait {
+    patterns: Box<[PatternId]>,
+    since: u64,
+    limit: usize,
+    keep_alive: bool,
+    head_only: bool,
+    served: u32,
+}
+
 /// A Server-Sent Events subscriber.
 #[derive(Debug)]
 pub struct Subscriber {
@@ -112,6 +123,8 @@ pub enum State {
     Subscriber(Subscriber),
     /// Waiting for a run's output to answer a webhook.
     AwaitRun(Box<AwaitRun>),
+    /// A long poll waiting for an event or its timeout.
+    Poll(Box<PollWait>),
     /// A final response is queued; close once it is written.
     Closing,
     /// Write side shut; reading and dropping input until EOF or the deadline.
@@ -187,7 +200,7 @@ impl Conn {
     /// subscriber's or a closing connection's input is dropped.
     pub fn read(&mut self, scratch: &mut [u8], cap: usize) {
         let keep = match &self.state {
-            State::Head { .. } | State::Body(_) | State::AwaitRun(_) => true,
+            State::Head { .. } | State::Body(_) | State::AwaitRun(_) | State::Poll(_) => true,
             State::Subscriber(s) => s.ws.is_some(),
             State::Closing | State::Lingering => false,
         };
@@ -286,6 +299,17 @@ impl Conn {
     /// Queues a live event for a subscriber. Returns false when the subscriber is over its
     /// queue limit and must be cut loose (it resumes from history with `Last-Event-ID`).
     pub fn push_event(&mut self, ev: &Rc<Event>, app: &mut App) -> bool {
+        if let State::Poll(p) = &self.state {
+            if ev.id > p.since {
+                let patterns: Vec<&str> = p.patterns.iter().filter_map(|&id| app.hub.pattern_text(id)).collect();
+                let answer = api::poll_answer(app, &patterns, p.since, p.limit);
+                if let Some(r) = answer {
+                    app.metrics.messages_sent[Transport::Poll as usize] += 1;
+                    self.end_poll(app, r);
+                }
+            }
+            return true;
+        }
         let State::Subscriber(s) = &mut self.state else { return true };
         if ev.id <= s.last_id || s.catch_up.is_some() {
             // Already queued through another pattern or by replay; or history will bring it.
@@ -316,6 +340,12 @@ impl Conn {
             }
             State::Body(_) => self.fail(app, Response::error(408, "request body not received in time")),
             State::AwaitRun(_) => self.fail(app, Response::error(504, "the hook's command did not finish in time")),
+            State::Poll(p) => {
+                // Nothing arrived: an empty answer, the cursor unchanged.
+                let since = p.since;
+                let body = format!("{{\"events\":[],\"next\":{since}}}\n");
+                self.end_poll(app, Response::new(200, "application/json", body).with("Cache-Control", "no-cache"));
+            }
             // Idle keep-alive, a client that never started, or a stuck final write: just close.
             _ => self.close = Close::Now,
         }
@@ -447,8 +477,14 @@ impl Conn {
                         }
                     }
                 }
-                // Pipelined requests wait until the run answers this one.
-                State::AwaitRun(_) => break,
+                // Pipelined requests wait until the run (or the poll) answers this one; a client
+                // that hangs up meanwhile is gone.
+                State::AwaitRun(_) | State::Poll(_) => {
+                    if self.eof {
+                        self.close = Close::Now;
+                    }
+                    break;
+                }
                 State::Closing | State::Lingering => {
                     pos = self.inbuf.len();
                     break;
@@ -525,6 +561,20 @@ impl Conn {
             Outcome::Subscribe(sub) => {
                 let s = self.subscribe(app, Transport::Sse, sub.head, &sub.patterns, sub.wire, None);
                 self.start_stream(app, s, sub.last_event_id);
+            }
+            Outcome::Poll(p) => {
+                app.metrics.switch(self.transport, Transport::Poll);
+                self.transport = Transport::Poll;
+                let patterns = p.patterns.iter().map(|pat| app.hub.subscribe(self.token, pat)).collect();
+                self.deadline = Some(app.now + p.timeout);
+                self.state = State::Poll(Box::new(PollWait {
+                    patterns,
+                    since: p.since,
+                    limit: p.limit,
+                    keep_alive,
+                    head_only,
+                    served,
+                }));
             }
             Outcome::AwaitRun { run, hook } => {
                 app.run_waiters.entry(run).or_default().push(self.token);
@@ -733,8 +783,35 @@ impl Conn {
         }
     }
 
+    /// Answers a held long poll and returns to serving requests on this connection.
+    fn end_poll(&mut self, app: &mut App, resp: Response) {
+        let State::Poll(p) = std::mem::replace(&mut self.state, State::Head { served: 0 }) else { return };
+        for &id in p.patterns.iter() {
+            app.hub.unsubscribe(self.token, id);
+        }
+        // Back to plain HTTP: an active connection again, not a new one.
+        app.metrics.active[Transport::Poll as usize] = app.metrics.active[Transport::Poll as usize].saturating_sub(1);
+        app.metrics.active[Transport::Http as usize] += 1;
+        self.transport = Transport::Http;
+        app.metrics.response(resp.status);
+        self.out.push_owned(resp.to_bytes(p.keep_alive, p.head_only, app.date()));
+        if p.keep_alive {
+            self.state = State::Head { served: p.served + 1 };
+            self.deadline = Some(app.now + app.cfg.limits.idle_timeout);
+            self.process(app);
+        } else {
+            self.enter_closing(app);
+        }
+    }
+
     /// Releases the hub subscriptions; called once when the connection goes away.
     pub fn unsubscribe(&mut self, app: &mut App) {
+        if let State::Poll(p) = &mut self.state {
+            for &id in p.patterns.iter() {
+                app.hub.unsubscribe(self.token, id);
+            }
+            p.patterns = Box::new([]);
+        }
         if let State::Subscriber(s) = &mut self.state {
             for &p in s.patterns.iter() {
                 app.hub.unsubscribe(self.token, p);

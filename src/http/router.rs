@@ -16,6 +16,8 @@ pub enum Route {
     Events(Option<String>),
     /// `GET /ws?topics=…`
     Ws,
+    /// `GET /poll?topics=…&since=ID&timeout=25` — long polling.
+    Poll,
     /// `GET /ws/echo` — echo endpoint for conformance tests (when enabled).
     WsEcho,
     /// `POST /api/ticket` — trade a bearer token for a one-time ticket.
@@ -56,6 +58,7 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
         "/metrics" => ("GET, HEAD", Route::Metrics),
         "/events" => ("GET, HEAD, OPTIONS", Route::Events(None)),
         "/ws" => ("GET", Route::Ws),
+        "/poll" => ("GET, HEAD, OPTIONS", Route::Poll),
         "/ws/echo" => ("GET", Route::WsEcho),
         "/api/ticket" => ("POST, OPTIONS", Route::Ticket),
         "/api/runs" => ("GET, HEAD", Route::Runs),

@@ -6,5 +6,6 @@ mod util;
 mod cli;
 mod eventsource;
 mod http;
+mod poll;
 mod sse;
 mod ws;
