@@ -10,5 +10,32 @@ if [[ ! -d tests/js/node_modules/eventsource ]]; then
     npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 fi
 
+# The providers' own SDKs that sign the webhook tests' deliveries (tests/sdk/README.md): the
+# Python ones at the versions pinned in requirements.txt (installed only when one is missing or
+# at another version, so reruns stay fast), the npm ones like tests/js.
+command -v python3 >/dev/null || { echo "test.sh: python3 (3.9+) with pip is needed for tests/sdk" >&2; exit 1; }
+sdk_pins_installed() {
+    python3 - tests/sdk/requirements.txt <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+for line in open(sys.argv[1], encoding="utf-8"):
+    name, _, want = line.split("#")[0].strip().partition("==")
+    if not name:
+        continue
+    try:
+        if want and version(name) != want:
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+PY
+}
+if ! sdk_pins_installed; then
+    python3 -m pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
+fi
+if [[ ! -d tests/sdk/node_modules/@octokit/webhooks-methods ]]; then
+    npm ci --prefix tests/sdk --no-audit --no-fund --loglevel=error
+fi
+
 cargo test --all-targets
 scripts/autobahn.sh

@@ -22,6 +22,13 @@ pub enum Outcome {
     Upgrade(WsUpgrade),
     /// Long poll: nothing to answer yet; wait for a matching event or the timeout.
     Poll(PollRequest),
+    /// The answer is ready but must wait until journal record `seq` is durable.
+    Durable {
+        /// Journal sequence number to wait for.
+        seq: u64,
+        /// The answer.
+        resp: Response,
+    },
     /// The answer is the output of a run, when it ends.
     AwaitRun {
         /// The run.
@@ -179,12 +186,23 @@ pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcom
         Route::Health => respond(Response::json(200, &json!({"status": "ok"}))),
         Route::Metrics => {
             let uptime = app.now.duration_since(app.started).as_secs();
-            let text = app.metrics.render(&app.hub.stats(), uptime);
+            let mut text = app.metrics.render(&app.hub.stats(), uptime);
+            if let Some(j) = &app.journal {
+                crate::metrics::render_journal(&mut text, &j.stats());
+            }
             respond(Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text))
         }
         Route::Index => respond(index(app)),
         Route::Events(single) => events(app, ip, head, single),
-        Route::Publish(topic) => respond(publish(app, ip, head, &topic, body)),
+        Route::Publish(topic) => {
+            let before = app.last_seq();
+            let r = publish(app, ip, head, &topic, body);
+            // Acknowledged only once the event is durable (no journal: at once).
+            match app.last_seq() {
+                seq if seq > before && r.status < 300 => Outcome::Durable { seq, resp: r },
+                _ => respond(r),
+            }
+        }
         Route::Ws => ws_upgrade(app, ip, head, false),
         Route::Poll => poll(app, ip, head),
         Route::WsEcho if app.cfg.ws.echo => ws_upgrade(app, ip, head, true),
@@ -193,6 +211,7 @@ pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcom
         Route::Preflight(allow) => respond(preflight(app, head, allow)),
         Route::Runs | Route::Run(_) | Route::CancelRun(_) | Route::RetryRun(_) => respond(runs(app, ip, head, route)),
         Route::Hook(id) => hook(app, ip, head, body, &id),
+        Route::Deliveries | Route::ReplayDelivery(_) => deliveries(app, ip, head, route),
     };
     match out {
         Outcome::Respond(r) => Outcome::Respond(with_cors(app, head, r)),
@@ -452,22 +471,50 @@ fn method_name(m: crate::http::request::Method) -> &'static str {
 /// `/hooks/{id}`: the intake decides; here its decision meets the daemon's state (idempotency
 /// window, runner, hub, metrics, log).
 fn hook(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>, id: &str) -> Outcome {
+    if app.hooks.get(id).is_none() {
+        return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
+    }
+    // Kept for replay (and journalled) if accepted.
+    let kept = crate::hooks::stored::Stored {
+        delivery: String::new(),
+        hook: id.to_string(),
+        time_ms: crate::clock::unix_ms(),
+        method: method_name(head.method).to_string(),
+        headers: head.headers.clone(),
+        query: head.query().to_string(),
+        body,
+        ip,
+    };
+    deliver(app, kept, false)
+}
+
+/// Runs one delivery through the intake and acts on the decision. A replay (`POST
+/// /api/deliveries/{id}/replay`) is the stored request verified again at the time it first
+/// arrived (so a replay window does not refuse the authentic bytes), never a duplicate, and
+/// not stored or journalled a second time.
+fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> Outcome {
     use crate::hooks::intake::{self, Outcome as Delivery};
     let started = app.now;
+    let id = kept.hook.clone();
+    let id = id.as_str();
     let Some(h) = app.hooks.get(id) else {
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
     };
+    let ip = kept.ip;
     let req = intake::Request {
-        method: method_name(head.method),
-        headers: &head.headers,
-        query: head.query(),
-        body,
+        method: &kept.method,
+        headers: &kept.headers,
+        query: &kept.query,
+        body: kept.body.clone(),
         ip,
-        now_unix: crate::clock::unix_ms() / 1000,
+        now_unix: if replay { kept.time_ms / 1000 } else { crate::clock::unix_ms() / 1000 },
     };
     let now = app.now;
     let dedup = &mut app.dedup;
-    let mut d = intake::decide(h, req, app.runner.config(), |delivery| dedup.contains(id, delivery, now));
+    let mut d = intake::decide(h, req, app.runner.config(), |delivery| !replay && dedup.contains(id, delivery, now));
+    if replay {
+        d.record["replay"] = json!(true);
+    }
     let topic = h.topic.clone();
     if let Some(reason) = d.signature_failure {
         *app.metrics.signature_failures.entry((id.to_string(), reason)).or_default() += 1;
@@ -486,8 +533,14 @@ fn hook(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>, id: &str) -> Outc
             }
         }
     }
+    let mut durable = 0;
     if d.outcome == Delivery::Accepted {
-        app.dedup.insert(id, &d.delivery, now);
+        if !replay {
+            app.dedup.insert(id, &d.delivery, now);
+            let kept = crate::hooks::stored::Stored { delivery: d.delivery.clone(), ..kept };
+            durable = app.journal_delivery(&kept);
+            app.deliveries.insert(kept);
+        }
         if let Some(r) = run {
             d.record["run"] = json!(r);
         }
@@ -511,10 +564,48 @@ fn hook(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>, id: &str) -> Outc
         run.map_or("-".to_string(), |r| r.to_string()),
         std::time::Instant::now().duration_since(started),
     );
+    let durable = durable.max(app.last_seq());
+    if replay {
+        let status = if d.outcome == Delivery::Accepted { 202 } else { 409 };
+        let body = json!({ "replayed": d.delivery, "outcome": d.outcome.as_str(), "run": run, "record": d.record });
+        return Outcome::Durable { seq: durable, resp: Response::json(status, &body) };
+    }
     match (d.response, run) {
+        // A provider that got a 2xx never resends: only answer once the delivery is durable.
+        (Some(r), _) if d.outcome == Delivery::Accepted && durable > 0 => Outcome::Durable { seq: durable, resp: r },
         (Some(r), _) => respond(r),
         (None, Some(run)) => Outcome::AwaitRun { run, hook: id.to_string() },
         (None, None) => respond(Response::error(500, "no run to wait for")),
+    }
+}
+
+/// `GET /api/deliveries` (recent accepted deliveries kept for replay) and
+/// `POST /api/deliveries/{id}/replay` (admin): the dead-letter story for failed deploys.
+fn deliveries(app: &mut App, ip: IpAddr, head: &Head, route: Route) -> Outcome {
+    let who = caller(app, ip, head);
+    match route {
+        Route::Deliveries => {
+            if !app.auth.allows(&who, Scope::Subscribe, "$deliveries") && !app.auth.has_scope(&who, Scope::Admin) {
+                return respond(denied(&who, "read deliveries"));
+            }
+            respond(Response::json(200, &json!({ "deliveries": app.deliveries.recent(100) })))
+        }
+        Route::ReplayDelivery(id) => {
+            if !app.auth.has_scope(&who, Scope::Admin) {
+                return respond(denied(&who, "replay deliveries"));
+            }
+            match app.deliveries.get(&id).cloned() {
+                None => respond(Response::error(
+                    404,
+                    &format!("no stored delivery {id:?} (kept up to journal.max_delivery_bytes)"),
+                )),
+                Some(kept) if app.hooks.get(&kept.hook).is_none() => {
+                    respond(Response::error(409, &format!("hook {:?} no longer exists", kept.hook)))
+                }
+                Some(kept) => deliver(app, kept, true),
+            }
+        }
+        _ => respond(Response::error(404, "no such route")),
     }
 }
 

@@ -39,10 +39,37 @@ pub struct App {
     pub dedup: crate::hooks::dedup::DedupWindow,
     /// Connections waiting for a run's output (`include-command-output-in-response`).
     pub run_waiters: HashMap<crate::runner::sched::RunId, Vec<usize>>,
+    /// The on-disk journal, when `state_dir` is set.
+    pub journal: Option<crate::journal::Journal>,
+    /// Requests whose answer waits for their journal record to be durable: seq → tokens.
+    pub durable_waiters: std::collections::BTreeMap<u64, Vec<usize>>,
+    /// Accepted webhook deliveries kept for replay (bounded by bytes), by delivery id.
+    pub deliveries: crate::hooks::stored::StoredDeliveries,
     /// Outstanding one-time tickets: SHA-256 of the ticket → (token index, expiry).
     tickets: HashMap<[u8; 32], (usize, Instant)>,
     date: String,
     date_secs: u64,
+    last_seq: u64,
+}
+
+/// An event's journal payload: `[flags][type length][type][data]`, flags bit 0 = JSON.
+pub fn encode_event_data(kind: &str, is_json: bool, data: &str) -> Vec<u8> {
+    let kind = &kind.as_bytes()[..kind.len().min(255)];
+    let mut out = Vec::with_capacity(2 + kind.len() + data.len());
+    out.push(u8::from(is_json));
+    out.push(kind.len() as u8);
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data.as_bytes());
+    out
+}
+
+/// The inverse of [`encode_event_data`]: (type, is JSON, data).
+pub fn decode_event_data(raw: &[u8]) -> Option<(String, bool, String)> {
+    let (&flags, rest) = raw.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    let kind = std::str::from_utf8(rest.get(..len as usize)?).ok()?;
+    let data = std::str::from_utf8(&rest[len as usize..]).ok()?;
+    Some((kind.to_string(), flags & 1 == 1, data.to_string()))
 }
 
 impl App {
@@ -50,6 +77,7 @@ impl App {
     /// Run pipes register with `registry`.
     pub fn new(cfg: Config, hooks: crate::hooks::intake::Hooks, registry: mio::Registry) -> App {
         let dedup = crate::hooks::dedup::DedupWindow::new(cfg.dedup_window, 100_000);
+        let deliveries = crate::hooks::stored::StoredDeliveries::new(cfg.journal.max_delivery_bytes);
         let runner = crate::runner::Runner::new(cfg.runner.clone(), registry);
         let auth = Auth::new(cfg.tokens.clone(), cfg.public.clone());
         let hub = Hub::new(cfg.history.clone(), crate::clock::unix_us());
@@ -66,9 +94,13 @@ impl App {
             hooks,
             dedup,
             run_waiters: HashMap::new(),
+            journal: None,
+            durable_waiters: std::collections::BTreeMap::new(),
+            deliveries,
             tickets: HashMap::new(),
             date: String::new(),
             date_secs: 0,
+            last_seq: 0,
         };
         app.tick();
         app
@@ -118,11 +150,92 @@ impl App {
         }
     }
 
-    /// Publishes an event and queues it for fan-out.
+    /// Publishes an event: into the hub, the journal (when there is one) and the fan-out.
+    /// Subscribers get it at once; a publisher's acknowledgement waits for [`App::last_seq`].
     pub fn publish(&mut self, topic: &str, kind: &str, data: String, data_is_json: bool) -> Rc<Event> {
         let ev = self.hub.publish(topic, kind, data, data_is_json, crate::clock::unix_ms());
         self.metrics.events_published += 1;
+        if let Some(j) = self.journal.as_mut() {
+            let rec = crate::journal::Record {
+                kind: crate::journal::record::Kind::Event,
+                id: ev.id,
+                time_ms: ev.time_ms,
+                topic: ev.topic.to_string(),
+                data: encode_event_data(&ev.kind, ev.data_is_json, &ev.data),
+            };
+            if let Ok(seq) = j.append_owned(rec) {
+                self.last_seq = seq;
+            }
+        }
         self.outbox.push(ev.clone());
         ev
+    }
+
+    /// Rebuilds state from the journal read at start: topic history (ids continue after it),
+    /// run records (unfinished ones become `interrupted`), stored deliveries and the
+    /// idempotency window. Returns (events, deliveries, runs) restored.
+    pub fn restore(&mut self, records: Vec<crate::journal::Record>) -> (usize, usize, usize) {
+        use crate::journal::record::Kind;
+        let (mut events, mut deliveries) = (0, 0);
+        let mut runs = Vec::new();
+        let now_ms = crate::clock::unix_ms();
+        for rec in records {
+            match rec.kind {
+                Kind::Event => {
+                    let Some((kind, is_json, data)) = decode_event_data(&rec.data) else { continue };
+                    if rec.topic == "$runs" {
+                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) {
+                            runs.push(v);
+                        }
+                    }
+                    if self.hub.restore(rec.id, &rec.topic, &kind, data, is_json, rec.time_ms) {
+                        events += 1;
+                    }
+                }
+                Kind::Delivery => {
+                    let Some(d) = crate::hooks::stored::Stored::from_json(&rec.data) else { continue };
+                    let age = Duration::from_millis(now_ms.saturating_sub(d.time_ms));
+                    if age < self.cfg.dedup_window {
+                        let at = self.now.checked_sub(age).unwrap_or(self.now);
+                        self.dedup.insert(&d.hook, &d.delivery, at);
+                    }
+                    self.deliveries.insert(d);
+                    deliveries += 1;
+                }
+                Kind::Run => {}
+            }
+        }
+        let run_count = runs.len();
+        self.runner.restore(runs);
+        (events, deliveries, run_count)
+    }
+
+    /// The journal sequence of the last append (0 without a journal): wait for it before
+    /// acknowledging what was just published.
+    pub fn last_seq(&self) -> u64 {
+        if self.journal.is_some() {
+            self.last_seq
+        } else {
+            0
+        }
+    }
+
+    /// Appends an accepted delivery's request, for replay after a restart; returns its seq.
+    pub fn journal_delivery(&mut self, d: &crate::hooks::stored::Stored) -> u64 {
+        let Some(j) = self.journal.as_mut() else { return 0 };
+        let rec = crate::journal::Record {
+            kind: crate::journal::record::Kind::Delivery,
+            id: 0,
+            time_ms: d.time_ms,
+            topic: d.hook.chars().take(256).collect(),
+            data: d.to_json().into_bytes(),
+        };
+        match j.append_owned(rec) {
+            Ok(seq) => {
+                self.last_seq = seq;
+                seq
+            }
+            Err(_) => 0,
+        }
     }
 }

@@ -179,12 +179,6 @@ fn serve(words: &[String]) -> Result<(), Fail> {
         Ok(n) => log::debug!("open-file limit {n}"),
         Err(e) => log::warn!("could not raise the open-file limit: {e}"),
     }
-    if let Some(dir) = &cfg.state_dir {
-        // The journal that will live here is not built yet; fail now on an unusable directory
-        // rather than later, and say plainly that history is in memory only.
-        std::fs::create_dir_all(dir).map_err(|e| Fail::Run(format!("state dir {}: {e}", dir.display())))?;
-        log::warn!("state_dir {} is set, but this build keeps history in memory only (no journal yet)", dir.display());
-    }
     let hook_count = hooks.len();
     let mut server = crate::event_loop::Server::bind(cfg.clone(), hooks)
         .map_err(|e| Fail::Run(format!("cannot listen on {}: {e}", cfg.listen)))?;
@@ -197,13 +191,25 @@ fn serve(words: &[String]) -> Result<(), Fail> {
 }
 
 fn check(words: &[String]) -> Result<(), Fail> {
-    let a = Args::parse(words, &["--config"], &[])?;
+    let a = Args::parse(words, &["--config", "--hooks"], &[])?;
     let path = a.value("--config").or(a.positional.first().map(String::as_str));
-    let Some(path) = path else {
-        return Err(Fail::Usage("check needs --config FILE".into()));
-    };
-    let cfg = load_config(Some(path))?;
-    println!("{path}: ok (listen {}, {} token(s), {} public rule(s))", cfg.listen, cfg.tokens.len(), cfg.public.len());
+    let hook_files: Vec<PathBuf> = a.values("--hooks").map(PathBuf::from).collect();
+    if path.is_none() && hook_files.is_empty() {
+        return Err(Fail::Usage("check needs --config FILE and/or --hooks FILE".into()));
+    }
+    let mut cfg = load_config(path)?;
+    cfg.add_hooks_files(&hook_files).map_err(|e| Fail::Run(e.to_string()))?;
+    // Reads every secret too, so a missing credential fails here and not at the first delivery.
+    let hooks =
+        crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(|e| Fail::Run(e.to_string()))?;
+    println!(
+        "{}: ok (listen {}, {} hook(s), {} token(s), {} public rule(s))",
+        path.unwrap_or("(embedded default)"),
+        cfg.listen,
+        hooks.len(),
+        cfg.tokens.len(),
+        cfg.public.len()
+    );
     Ok(())
 }
 

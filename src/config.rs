@@ -155,6 +155,23 @@ pub struct Config {
     pub hooks: Vec<crate::hooks::def::HookDef>,
     /// How long delivery ids are remembered for idempotency.
     pub dedup_window: Duration,
+    /// Journal settings (used when `state_dir` is set).
+    pub journal: JournalSettings,
+}
+
+/// How the on-disk journal under `state_dir` behaves.
+#[derive(Debug, Clone)]
+pub struct JournalSettings {
+    /// When an append counts as durable (and a 2xx may be sent).
+    pub fsync: crate::journal::Fsync,
+    /// Segment file size.
+    pub segment_bytes: u64,
+    /// Total size bound.
+    pub max_bytes: u64,
+    /// Age bound.
+    pub max_age: Option<Duration>,
+    /// Bytes of webhook payloads kept for `POST /api/deliveries/{id}/replay`.
+    pub max_delivery_bytes: usize,
 }
 
 impl Config {
@@ -217,6 +234,7 @@ impl Config {
             }
         };
         let dedup_window = Duration::from_secs(root.num("dedup_window_secs", 86_400, 0, 30 * 86_400)?);
+        let journal = journal(root.opt_obj("journal")?)?;
         let tp_path = root.at("trusted_proxies");
         let trusted_proxies = root
             .opt_str_list("trusted_proxies")?
@@ -246,6 +264,7 @@ impl Config {
             runner,
             hooks,
             dedup_window,
+            journal,
         })
     }
 
@@ -342,6 +361,31 @@ fn runner(o: Option<Obj>) -> Result<crate::runner::RunnerConfig, ConfigError> {
     };
     o.finish()?;
     Ok(r)
+}
+
+fn journal(o: Option<Obj>) -> Result<JournalSettings, ConfigError> {
+    use crate::journal::Fsync;
+    let mut o = o.unwrap_or_else(Obj::empty);
+    let delay = Duration::from_millis(o.num("fsync_delay_ms", 20, 1, 60_000)?);
+    let fsync = match o.opt_str("fsync")?.as_deref() {
+        None | Some("always") => Fsync::Always,
+        Some("batch") => Fsync::Batch(delay),
+        Some("never") => Fsync::Never,
+        Some(other) => return err(&o.at("fsync"), format!("unknown policy {other:?} (always, batch, never)")),
+    };
+    let max_age = match o.num("max_age_secs", 0, 0, 10 * 365 * 86_400)? {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    };
+    let j = JournalSettings {
+        fsync,
+        segment_bytes: o.num("segment_bytes", 16 << 20, 4096, 1 << 32)?,
+        max_bytes: o.num("max_bytes", 1 << 30, 1 << 16, 1 << 44)?,
+        max_age,
+        max_delivery_bytes: o.num("max_delivery_bytes", 32 << 20, 0, 1 << 34)? as usize,
+    };
+    o.finish()?;
+    Ok(j)
 }
 
 fn history(o: Option<Obj>) -> Result<HistoryConfig, ConfigError> {

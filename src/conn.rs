@@ -43,6 +43,8 @@ const PIPELINE_OUT_LIMIT: usize = 256 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// Replay batch size for a resuming subscriber, at most (also bounded by half the queue limit).
 const REPLAY_BATCH: usize = 256 * 1024;
+/// How long an acknowledgement may wait for the journal before it becomes a 503.
+const DURABLE_WAIT: Duration = Duration::from_secs(10);
 /// `Subscriber::catch_up` before the first replay batch (no eviction mark yet).
 const FIRST_BATCH: u64 = u64::MAX;
 
@@ -65,6 +67,16 @@ enum BodyFraming {
 pub struct AwaitRun {
     run: crate::runner::sched::RunId,
     hook: String,
+    keep_alive: bool,
+    head_only: bool,
+    served: u32,
+}
+
+/// An acknowledgement waiting for the journal.
+#[derive(Debug)]
+pub struct AwaitDurable {
+    seq: u64,
+    resp: Response,
     keep_alive: bool,
     head_only: bool,
     served: u32,
@@ -125,6 +137,8 @@ pub enum State {
     AwaitRun(Box<AwaitRun>),
     /// A long poll waiting for an event or its timeout.
     Poll(Box<PollWait>),
+    /// An answer ready but held until its journal record is durable.
+    AwaitDurable(Box<AwaitDurable>),
     /// A final response is queued; close once it is written.
     Closing,
     /// Write side shut; reading and dropping input until EOF or the deadline.
@@ -200,7 +214,7 @@ impl Conn {
     /// subscriber's or a closing connection's input is dropped.
     pub fn read(&mut self, scratch: &mut [u8], cap: usize) {
         let keep = match &self.state {
-            State::Head { .. } | State::Body(_) | State::AwaitRun(_) | State::Poll(_) => true,
+            State::Head { .. } | State::Body(_) | State::AwaitRun(_) | State::Poll(_) | State::AwaitDurable(_) => true,
             State::Subscriber(s) => s.ws.is_some(),
             State::Closing | State::Lingering => false,
         };
@@ -340,6 +354,10 @@ impl Conn {
             }
             State::Body(_) => self.fail(app, Response::error(408, "request body not received in time")),
             State::AwaitRun(_) => self.fail(app, Response::error(504, "the hook's command did not finish in time")),
+            State::AwaitDurable(_) => self.fail(
+                app,
+                Response::error(503, "the journal did not confirm the write in time").with("Retry-After", "5"),
+            ),
             State::Poll(p) => {
                 // Nothing arrived: an empty answer, the cursor unchanged.
                 let since = p.since;
@@ -479,7 +497,7 @@ impl Conn {
                 }
                 // Pipelined requests wait until the run (or the poll) answers this one; a client
                 // that hangs up meanwhile is gone.
-                State::AwaitRun(_) | State::Poll(_) => {
+                State::AwaitRun(_) | State::Poll(_) | State::AwaitDurable(_) => {
                     if self.eof {
                         self.close = Close::Now;
                     }
@@ -548,19 +566,20 @@ impl Conn {
         let head_only = head.method == Method::Head;
         let keep_alive = head.keep_alive && !self.eof;
         match api::handle(app, self.ip, &head, body) {
-            Outcome::Respond(resp) => {
-                app.metrics.response(resp.status);
-                self.out.push_owned(resp.to_bytes(keep_alive, head_only, app.date()));
-                if keep_alive {
-                    self.state = State::Head { served: served + 1 };
-                    self.deadline = Some(app.now + app.cfg.limits.idle_timeout);
-                } else {
-                    self.enter_closing(app);
-                }
-            }
+            Outcome::Respond(resp) => self.answer(app, resp, keep_alive, head_only, served),
             Outcome::Subscribe(sub) => {
                 let s = self.subscribe(app, Transport::Sse, sub.head, &sub.patterns, sub.wire, None);
                 self.start_stream(app, s, sub.last_event_id);
+            }
+            Outcome::Durable { seq, resp } => {
+                if app.journal.as_ref().is_none_or(|j| j.durable_seq() >= seq) {
+                    self.answer(app, resp, keep_alive, head_only, served);
+                } else {
+                    app.durable_waiters.entry(seq).or_default().push(self.token);
+                    self.deadline = Some(app.now + DURABLE_WAIT);
+                    self.state =
+                        State::AwaitDurable(Box::new(AwaitDurable { seq, resp, keep_alive, head_only, served }));
+                }
             }
             Outcome::Poll(p) => {
                 app.metrics.switch(self.transport, Transport::Poll);
@@ -772,12 +791,45 @@ impl Conn {
             }
             _ => Response::error(500, "the run's record is gone"),
         };
+        self.answer(app, resp, w.keep_alive, w.head_only, w.served);
+        self.process(app);
+    }
+
+    /// The journal made `durable` (or failed): answer if this connection was waiting for it.
+    pub fn finish_durable(&mut self, app: &mut App, failed: bool) {
+        let State::AwaitDurable(w) = std::mem::replace(&mut self.state, State::Head { served: 0 }) else { return };
+        let resp = if failed {
+            Response::error(503, "the journal cannot write; not acknowledged, send again later")
+                .with("Retry-After", "30")
+        } else {
+            w.resp
+        };
+        let _ = w.seq;
+        self.answer(app, resp, w.keep_alive, w.head_only, w.served);
+        self.process(app);
+    }
+
+    /// Whether a request was taken that has not been answered yet (a body still arriving, an
+    /// acknowledgement waiting for the journal, a run's output): a drain lets these finish.
+    pub fn owes_answer(&self) -> bool {
+        matches!(self.state, State::Body(_) | State::AwaitDurable(_) | State::AwaitRun(_))
+    }
+
+    /// The seq this connection waits for, if it waits for the journal.
+    pub fn awaiting_seq(&self) -> Option<u64> {
+        match &self.state {
+            State::AwaitDurable(w) => Some(w.seq),
+            _ => None,
+        }
+    }
+
+    /// Writes an answer and moves on: back to reading requests, or to closing.
+    fn answer(&mut self, app: &mut App, resp: Response, keep_alive: bool, head_only: bool, served: u32) {
         app.metrics.response(resp.status);
-        self.out.push_owned(resp.to_bytes(w.keep_alive, w.head_only, app.date()));
-        if w.keep_alive {
-            self.state = State::Head { served: w.served + 1 };
+        self.out.push_owned(resp.to_bytes(keep_alive, head_only, app.date()));
+        if keep_alive {
+            self.state = State::Head { served: served + 1 };
             self.deadline = Some(app.now + app.cfg.limits.idle_timeout);
-            self.process(app);
         } else {
             self.enter_closing(app);
         }
@@ -793,15 +845,8 @@ impl Conn {
         app.metrics.active[Transport::Poll as usize] = app.metrics.active[Transport::Poll as usize].saturating_sub(1);
         app.metrics.active[Transport::Http as usize] += 1;
         self.transport = Transport::Http;
-        app.metrics.response(resp.status);
-        self.out.push_owned(resp.to_bytes(p.keep_alive, p.head_only, app.date()));
-        if p.keep_alive {
-            self.state = State::Head { served: p.served + 1 };
-            self.deadline = Some(app.now + app.cfg.limits.idle_timeout);
-            self.process(app);
-        } else {
-            self.enter_closing(app);
-        }
+        self.answer(app, resp, p.keep_alive, p.head_only, p.served);
+        self.process(app);
     }
 
     /// Releases the hub subscriptions; called once when the connection goes away.

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
+/// The journal's writer thread wakes the loop through this when records became durable.
+const WAKER: Token = Token(usize::MAX - 3);
 /// Scratch buffer every read goes through; only leftovers are copied into a connection.
 const READ_SCRATCH: usize = 64 * 1024;
 /// How long a SIGTERM drain may take before the remaining connections are dropped.
@@ -61,6 +63,8 @@ pub struct Server {
     drain_until: Option<Instant>,
     /// While draining with deploys running: when to stop waiting for them.
     runs_deadline: Option<Instant>,
+    /// SIGTERM or SIGINT arrived.
+    draining: bool,
 }
 
 impl Server {
@@ -72,7 +76,37 @@ impl Server {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let app = App::new(cfg, hooks, poll.registry().try_clone()?);
+        let mut app = App::new(cfg, hooks, poll.registry().try_clone()?);
+        if let Some(dir) = app.cfg.state_dir.clone() {
+            let j = &app.cfg.journal;
+            let jcfg = crate::journal::JournalConfig {
+                dir: dir.join("journal"),
+                fsync: j.fsync,
+                segment_bytes: j.segment_bytes,
+                max_bytes: j.max_bytes,
+                max_age: j.max_age,
+            };
+            let waker = std::sync::Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+            let t0 = Instant::now();
+            let (journal, replay) = crate::journal::Journal::open(jcfg, waker)?;
+            if let Some(t) = &replay.truncated {
+                log::warn!(
+                    "journal: cut a torn or corrupt tail of {} at byte {} ({} bytes: {})",
+                    t.file.display(),
+                    t.offset,
+                    t.cut,
+                    t.reason
+                );
+            }
+            let segments = replay.segments;
+            let (events, deliveries, runs) = app.restore(replay.records);
+            log::info!(
+                "journal: {} segment(s) replayed in {:?}: {events} events, {deliveries} deliveries, {runs} run records",
+                segments,
+                t0.elapsed()
+            );
+            app.journal = Some(journal);
+        }
         let next_keepalive = app.now + app.cfg.sse.keepalive;
         let next_ping = app.now + app.cfg.ws.ping_interval;
         Ok(Server {
@@ -96,6 +130,7 @@ impl Server {
             accept_paused_until: None,
             drain_until: None,
             runs_deadline: None,
+            draining: false,
         })
     }
 
@@ -120,6 +155,7 @@ impl Server {
                 match ev.token() {
                     LISTENER => self.accept_all(),
                     SIGNALS => self.on_signals(),
+                    WAKER => self.release_durable(),
                     Token(t) if t >= crate::runner::TOKEN_BASE => self.app.runner.on_readable(Token(t)),
                     Token(t) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -139,16 +175,28 @@ impl Server {
             self.answer_run_waiters();
             self.fan_out();
             self.flush_dirty();
-            if let Some(until) = self.drain_until {
-                let runs_done = self.app.runner.active() == 0;
-                if runs_done && (self.open == 0 || self.app.now >= until) {
-                    log::info!("stopped ({} connections dropped at the end of the drain)", self.open);
-                    return Ok(());
-                }
-                if !runs_done && self.runs_deadline.is_some_and(|d| self.app.now >= d) {
+            if self.draining && self.drain_until.is_none() {
+                // Phase one: deploys are finishing; everyone stays connected to watch them end.
+                if self.app.runner.active() > 0 && self.runs_deadline.is_some_and(|d| self.app.now >= d) {
                     log::warn!("shutdown grace over: killing {} running deploy(s)", self.app.runner.active());
                     self.app.runner.kill_all(self.app.now);
                     self.app.pump_runner();
+                    self.answer_run_waiters();
+                    self.fan_out();
+                    self.flush_dirty();
+                }
+                if self.app.runner.active() == 0 {
+                    self.close_for_drain();
+                }
+            }
+            if let Some(until) = self.drain_until {
+                if self.open == 0 || self.app.now >= until {
+                    if let Some(j) = self.app.journal.take() {
+                        // Everything appended so far reaches the disk before we exit.
+                        j.close();
+                    }
+                    log::info!("stopped ({} connections dropped at the end of the drain)", self.open);
+                    return Ok(());
                 }
             }
         }
@@ -174,7 +222,7 @@ impl Server {
     }
 
     fn accept_all(&mut self) {
-        if self.accept_paused_until.is_some() || self.drain_until.is_some() {
+        if self.accept_paused_until.is_some() || self.draining {
             return;
         }
         loop {
@@ -267,7 +315,7 @@ impl Server {
             Close::No if peer_gone => return self.close(t, false),
             Close::No => {}
         }
-        if self.drain_until.is_some() && conn.out.is_empty() && !matches!(conn.state, State::Body(_)) {
+        if self.drain_until.is_some() && conn.out.is_empty() && !conn.owes_answer() {
             return self.close(t, false);
         }
         if let Some(d) = conn.deadline {
@@ -376,6 +424,30 @@ impl Server {
         }
     }
 
+    /// Answers the requests whose journal records became durable (or all of them with 503 when
+    /// the journal cannot write).
+    fn release_durable(&mut self) {
+        let Some(j) = self.app.journal.as_ref() else { return };
+        let (durable, failed) = (j.durable_seq(), j.is_failed());
+        while let Some((&seq, _)) = self.app.durable_waiters.first_key_value() {
+            if seq > durable && !failed {
+                break;
+            }
+            let tokens = self.app.durable_waiters.remove(&seq).unwrap_or_default();
+            for t in tokens {
+                let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
+                if slot.conn.awaiting_seq() != Some(seq) {
+                    continue; // a stale entry: the connection went away or timed out
+                }
+                slot.conn.finish_durable(&mut self.app, failed && seq > durable);
+                if !slot.dirty {
+                    slot.dirty = true;
+                    self.dirty.push(t);
+                }
+            }
+        }
+    }
+
     /// Answers the requests that waited for a run's output, now that their runs ended.
     fn answer_run_waiters(&mut self) {
         for id in std::mem::take(&mut self.app.runner.finished) {
@@ -437,19 +509,26 @@ impl Server {
 
     /// Stops accepting, closes idle connections, and gives the rest a moment to flush.
     fn begin_drain(&mut self) {
-        if self.drain_until.is_some() {
+        if self.draining {
             return;
         }
+        self.draining = true;
         log::info!("shutting down: {} connections open", self.open);
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        self.drain_until = Some(self.app.now + DRAIN);
         if self.app.runner.cancel_queued(self.app.now) {
             let grace = self.app.runner.config().shutdown_grace;
             log::info!("waiting up to {grace:?} for {} running deploy(s)", self.app.runner.active());
             self.runs_deadline = Some(self.app.now + grace);
         }
+        // The loop calls close_for_drain once no deploy is running any more.
+    }
+
+    /// Phase two of a drain: WebSockets get 1001, idle connections close, the rest have
+    /// [`DRAIN`] to flush.
+    fn close_for_drain(&mut self) {
+        self.drain_until = Some(self.app.now + DRAIN);
         for t in 0..self.slots.len() {
             let Some(slot) = self.slots[t].as_mut() else { continue };
             if slot.conn.subscriber().is_some_and(|s| s.ws.is_some()) {
@@ -457,7 +536,7 @@ impl Server {
                 slot.conn.out.push_owned(crate::ws::frame::encode_close(1001, "server shutting down"));
             }
             slot.conn.flush(&mut self.app);
-            let done = slot.conn.out.is_empty() && !matches!(slot.conn.state, State::Body(_));
+            let done = slot.conn.out.is_empty() && !slot.conn.owes_answer();
             if done {
                 self.close(t, false);
             }

@@ -180,6 +180,8 @@ pub struct Hub {
     topics: HashMap<Rc<str>, TopicHistory>,
     /// Highest id of any topic dropped whole (for gap detection on wildcard replays).
     dropped_topics_through: u64,
+    /// Last id put back by `restore` (0: none).
+    restored_through: u64,
     /// Highest id ever evicted from any topic: a replay's mark, so later batches of a slow
     /// catch-up notice evictions that happened after the batch before.
     evicted_max: u64,
@@ -203,6 +205,7 @@ impl Hub {
             topics: HashMap::new(),
             dropped_topics_through: 0,
             evicted_max: 0,
+            restored_through: 0,
             pattern_ids: HashMap::new(),
             patterns: Vec::new(),
             free_patterns: Vec::new(),
@@ -220,6 +223,42 @@ impl Hub {
         debug_assert!(topic::validate_topic(topic).is_ok());
         let id = self.next_id;
         self.next_id += 1;
+        self.insert(id, topic, kind, data, data_is_json, time_ms)
+    }
+
+    /// Puts back an event from the journal at start, with its original id. Ids must come in
+    /// increasing order; afterwards new ids continue after the last one (or from the clock, if
+    /// that is later). The first restored id becomes the oldest this process can vouch for.
+    pub fn restore(
+        &mut self,
+        id: u64,
+        topic: &str,
+        kind: &str,
+        data: String,
+        data_is_json: bool,
+        time_ms: u64,
+    ) -> bool {
+        if topic::validate_topic(topic).is_err() || self.restored_through >= id {
+            return false;
+        }
+        if self.restored_through == 0 {
+            self.first_id = id;
+        }
+        self.restored_through = id;
+        self.next_id = self.next_id.max(id + 1);
+        self.insert(id, topic, kind, data, data_is_json, time_ms);
+        true
+    }
+
+    fn insert(
+        &mut self,
+        id: u64,
+        topic: &str,
+        kind: &str,
+        data: String,
+        data_is_json: bool,
+        time_ms: u64,
+    ) -> Rc<Event> {
         let topic_rc: Rc<str> = match self.topics.get_key_value(topic) {
             Some((k, _)) => k.clone(),
             None => {
@@ -476,6 +515,23 @@ mod tests {
         assert!(h.replay(&["a"], 500, usize::MAX, None).gap, "ids from the future");
         let r = h.replay(&["a"], 109, usize::MAX, None);
         assert!(!r.gap && r.events.is_empty() && r.done);
+    }
+
+    #[test]
+    fn restored_history_resumes_and_ids_continue() {
+        let mut h = Hub::new(cfg(10, 1 << 20), 50);
+        assert!(h.restore(10, "a", "message", "x".into(), false, 0));
+        assert!(h.restore(12, "a", "deploy", "{}".into(), true, 0));
+        assert!(!h.restore(11, "a", "message", "late".into(), false, 0), "out of order");
+        assert!(!h.restore(13, "bad topic", "message", String::new(), false, 0));
+        let r = h.replay(&["a"], 10, usize::MAX, None);
+        assert!(!r.gap, "10 is the oldest we vouch for: after it nothing is missing");
+        assert_eq!(r.events.iter().map(|e| e.id).collect::<Vec<_>>(), [12]);
+        assert!(h.replay(&["a"], 5, usize::MAX, None).gap, "before the journal's oldest");
+        assert_eq!(h.publish("a", "message", String::new(), false, 0).id, 50, "the clock seed is later");
+        let mut h = Hub::new(cfg(10, 1 << 20), 5);
+        h.restore(100, "a", "message", String::new(), false, 0);
+        assert_eq!(h.publish("a", "message", String::new(), false, 0).id, 101, "continues after the journal");
     }
 
     #[test]

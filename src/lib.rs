@@ -17,6 +17,7 @@ pub mod event_loop;
 pub mod hooks;
 pub mod http;
 pub mod hub;
+pub mod journal;
 pub mod logger;
 pub mod metrics;
 pub mod runner;

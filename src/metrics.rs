@@ -155,6 +155,25 @@ impl Metrics {
     }
 }
 
+/// The journal's figures, appended to the exposition when there is a journal.
+pub fn render_journal(s: &mut String, j: &crate::journal::Stats) {
+    let mut one = |name: &str, kind: &str, help: &str, v: u64| {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    };
+    one("hookcast_journal_disk_bytes", "gauge", "Bytes of journal segments on disk.", j.disk_bytes);
+    one("hookcast_journal_segments", "gauge", "Journal segment files.", j.segments);
+    one("hookcast_journal_appended_total", "counter", "Records appended to the journal.", j.appended);
+    one("hookcast_journal_fsyncs_total", "counter", "fsync calls on journal segments.", j.fsyncs);
+    one("hookcast_journal_write_errors_total", "counter", "Failed journal writes.", j.write_errors);
+    one("hookcast_journal_queued_bytes", "gauge", "Bytes appended but not durable yet.", j.queued_bytes);
+    one(
+        "hookcast_journal_failed",
+        "gauge",
+        "1 while the journal cannot write (acknowledgements get 503).",
+        u64::from(j.failed.is_some()),
+    );
+}
+
 /// Escapes a label value (backslash, quote, newline) per the exposition format.
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")

@@ -5,7 +5,8 @@
 //! ```text
 //! hook known? → method allowed? → client address allowed? → provider signature (raw body,
 //! constant time) → duplicate delivery? → body parsed → events / branches filters →
-//! trigger-rule → accepted: summary published, run submitted → response
+//! trigger-rule → (no provider: duplicate delivery?) → accepted: summary published, run
+//! submitted → response
 //! ```
 //!
 //! Hooks in adnanh/webhook's format answer as adnanh does (status, `response-message`,
@@ -243,10 +244,31 @@ pub fn decide(hook: &Hook, req: Request<'_>, runner: &RunnerConfig, seen: impl F
     }
     d.event = event.clone();
     d.delivery = delivery.or_else(|| header_delivery_id(req.headers)).unwrap_or_else(|| made_up_id(req.now_unix));
-    if seen(&d.delivery) {
+    if matches!(hook.provider, Some(Provider::Slack { .. })) && d.event.as_deref() == Some("url_verification") {
+        // Slack checks a new Events API URL with a signed `url_verification` request and wants
+        // its `challenge` back. Not a delivery: nothing runs, nothing goes to the topic.
+        let challenge = serde_json::from_slice::<Value>(&req.body)
+            .ok()
+            .and_then(|v| v.get("challenge").and_then(Value::as_str).map(str::to_string));
+        if let Some(challenge) = challenge {
+            d.outcome = Outcome::Ignored;
+            let body = json!({ "challenge": challenge });
+            return finish(d, 200, Response::json(200, &body), "slack url_verification answered");
+        }
+    }
+    let duplicate = |mut d: Decision| {
         d.outcome = Outcome::Duplicate;
         let body = json!({ "duplicate": true, "delivery": d.delivery, "hook": def.id });
-        return finish(d, 200, Response::json(200, &body), "duplicate delivery");
+        finish(d, 200, Response::json(200, &body), "duplicate delivery")
+    };
+    // A provider's delivery id is vouched for by its signature, so a repeat is answered before
+    // the body is parsed. Without a provider the id header is only the sender's word until the
+    // trigger rule (which holds any signature check) is true: an unsigned request reusing an
+    // accepted id gets the rule's answer, not "duplicate".
+    let mut seen = Some(seen);
+    let mut repeated = |delivery: &str| seen.take().is_some_and(|f| f(delivery));
+    if hook.provider.is_some() && repeated(&d.delivery) {
+        return duplicate(d);
     }
     let remote = match req.ip {
         IpAddr::V4(ip) => format!("{ip}:0"),
@@ -307,6 +329,9 @@ pub fn decide(hook: &Hook, req: Request<'_>, runner: &RunnerConfig, seen: impl F
                 return finish(d, 500, Response::error(500, &msg), &msg);
             }
         }
+    }
+    if repeated(&d.delivery) {
+        return duplicate(d);
     }
     d.outcome = Outcome::Accepted;
     let facts = Facts {

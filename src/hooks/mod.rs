@@ -7,4 +7,5 @@ pub mod intake;
 pub mod params;
 pub mod providers;
 pub mod rules;
+pub mod stored;
 pub mod summary;

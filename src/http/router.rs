@@ -32,6 +32,10 @@ pub enum Route {
     CancelRun(u64),
     /// `POST /api/runs/{id}/retry`
     RetryRun(u64),
+    /// `GET /api/deliveries` — recent accepted deliveries kept for replay.
+    Deliveries,
+    /// `POST /api/deliveries/{id}/replay`
+    ReplayDelivery(String),
     /// `POST /hooks/{id}` (or the hook's `http-methods`) — webhook intake.
     Hook(String),
     /// `OPTIONS` on a route that has CORS (preflight); carries the route's `Allow` value.
@@ -62,6 +66,7 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
         "/ws/echo" => ("GET", Route::WsEcho),
         "/api/ticket" => ("POST, OPTIONS", Route::Ticket),
         "/api/runs" => ("GET, HEAD", Route::Runs),
+        "/api/deliveries" => ("GET, HEAD", Route::Deliveries),
         _ => {
             if let Some(t) = path.strip_prefix("/events/") {
                 let t = super::request::percent_decode(t).ok_or(RouteError::BadPath)?;
@@ -75,6 +80,10 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
                     "retry" => ("POST", Route::RetryRun(id)),
                     _ => return Err(RouteError::NotFound),
                 }
+            } else if let Some(rest) = path.strip_prefix("/api/deliveries/") {
+                let Some(id) = rest.strip_suffix("/replay") else { return Err(RouteError::NotFound) };
+                let id = super::request::percent_decode(id).ok_or(RouteError::BadPath)?;
+                ("POST", Route::ReplayDelivery(id))
             } else if let Some(id) = path.strip_prefix("/hooks/") {
                 // Methods are the hook's business (adnanh's `http-methods`): checked by intake.
                 let id = super::request::percent_decode(id).ok_or(RouteError::BadPath)?;

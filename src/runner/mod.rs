@@ -31,6 +31,15 @@ use std::time::{Duration, Instant};
 pub const TOKEN_BASE: usize = 1 << 40;
 /// Bytes read from one pipe per loop turn, so a chatty child cannot starve other connections.
 const READ_BUDGET: usize = 256 * 1024;
+/// Output lines taken from one pipe per loop turn. Each line becomes an event, which costs far
+/// more than its bytes: 256 KiB of `y\n` is 131 072 events, which held every other connection
+/// for half a second (release) to seconds (debug) per turn.
+const LINE_BUDGET: usize = 1024;
+/// Bytes per read: small enough that one read of one-byte lines stays near the line budget.
+const READ_CHUNK: usize = 4 * 1024;
+/// What a kept line costs against `runner.log_bytes` beyond its text: the log entry itself. The
+/// log counted text bytes only, so empty lines grew it without bound.
+const LOG_LINE_OVERHEAD: usize = std::mem::size_of::<(u8, String)>();
 /// How long pipes may stay open after the child exited (a grandchild holding them) before
 /// the run is finished anyway; the pipes are then drained and discarded until they close.
 const PIPE_LINGER: Duration = Duration::from_secs(1);
@@ -102,6 +111,8 @@ pub enum RunState {
     TimedOut,
     /// Cancelled by the API or at shutdown.
     Cancelled,
+    /// Was queued or running when the daemon stopped without finishing it (a crash).
+    Interrupted,
 }
 
 impl RunState {
@@ -114,6 +125,7 @@ impl RunState {
             RunState::Failed => "failed",
             RunState::TimedOut => "timed_out",
             RunState::Cancelled => "cancelled",
+            RunState::Interrupted => "interrupted",
         }
     }
 
@@ -176,6 +188,19 @@ pub struct Run {
     proc: Option<Proc>,
 }
 
+impl Run {
+    /// Keeps an output line in the bounded log, dropping the oldest lines beyond `cap`.
+    fn keep_line(&mut self, stream: u8, text: String, cap: usize) {
+        self.log_bytes += text.len() + LOG_LINE_OVERHEAD;
+        self.log.push_back((stream, text));
+        while self.log_bytes > cap {
+            let Some((_, old)) = self.log.pop_front() else { break };
+            self.log_bytes -= old.len() + LOG_LINE_OVERHEAD;
+            self.log_dropped += 1;
+        }
+    }
+}
+
 /// A message for the hub: (topic, event type, JSON data).
 pub type Pub = (String, &'static str, String);
 
@@ -197,6 +222,8 @@ pub struct Runner {
     /// started in the background). Closing them would kill those processes with SIGPIPE at
     /// their next write, so they are read and discarded until their last writer closes them.
     orphans: VecDeque<(Token, Receiver)>,
+    /// Records of runs from before a restart (from the journal), newest state of each.
+    restored: BTreeMap<RunId, Value>,
 }
 
 fn now_ms() -> u64 {
@@ -218,6 +245,7 @@ impl Runner {
             finished: Vec::new(),
             mode_of: HashMap::new(),
             orphans: VecDeque::new(),
+            restored: BTreeMap::new(),
         }
     }
 
@@ -278,6 +306,38 @@ impl Runner {
                 }
                 Some(id)
             }
+        }
+    }
+
+    /// Puts back run records from before a restart (the `$runs` events of the journal, in
+    /// order). A run whose last record is not final was cut off by a crash: it is recorded as
+    /// `interrupted` and that is published. New run ids continue after the restored ones.
+    pub fn restore(&mut self, records: impl IntoIterator<Item = Value>) {
+        for r in records {
+            if let Some(id) = r.get("id").and_then(Value::as_u64) {
+                self.restored.insert(id, r);
+            }
+        }
+        let keep = self.cfg.keep_runs;
+        while self.restored.len() > keep {
+            self.restored.pop_first();
+        }
+        if let Some(&last) = self.restored.keys().next_back() {
+            self.next_id = self.next_id.max(last + 1);
+        }
+        let now = crate::clock::rfc3339(now_ms());
+        let mut interrupted = Vec::new();
+        for (id, r) in self.restored.iter_mut() {
+            if matches!(r.get("state").and_then(Value::as_str), Some("queued" | "running")) {
+                r["state"] = json!("interrupted");
+                r["finished"] = json!(now);
+                r["error"] = json!("the daemon stopped before this run finished");
+                interrupted.push(*id);
+            }
+        }
+        for id in interrupted {
+            let data = self.restored[&id].to_string();
+            self.out.push(("$runs".to_string(), "run", data));
         }
     }
 
@@ -347,6 +407,10 @@ impl Runner {
 
     /// Reads a pipe that became readable (up to a budget; the rest next turn).
     pub fn on_readable(&mut self, token: Token) {
+        if self.more.contains(&token) {
+            // Already owed a read this turn (`read_more`): one budget per pipe per turn.
+            return;
+        }
         if let Some(i) = self.orphans.iter().position(|(t, _)| *t == token) {
             return self.drain_orphan(i);
         }
@@ -359,15 +423,17 @@ impl Runner {
         if !pipe.open {
             return;
         }
-        let mut buf = [0u8; 16 * 1024];
+        let mut buf = [0u8; READ_CHUNK];
         let mut budget = READ_BUDGET;
         let mut lines = Vec::new();
         loop {
-            if budget == 0 {
-                self.more.push(token);
+            if budget == 0 || lines.len() >= LINE_BUDGET {
+                if !self.more.contains(&token) {
+                    self.more.push(token);
+                }
                 break;
             }
-            match pipe.rx.read(&mut buf[..budget.min(16 * 1024)]) {
+            match pipe.rx.read(&mut buf[..budget.min(READ_CHUNK)]) {
                 Ok(0) => {
                     pipe.split.finish(&mut lines);
                     pipe.open = false;
@@ -395,13 +461,7 @@ impl Runner {
         let topic = format!("$runs/{id}");
         for Line { text, cut } in lines {
             let data = json!({ "run": id, "stream": kind, "line": text, "cut": cut }).to_string();
-            run.log_bytes += text.len();
-            run.log.push_back((stream as u8, text));
-            while run.log_bytes > log_cap {
-                let Some((_, old)) = run.log.pop_front() else { break };
-                run.log_bytes -= old.len();
-                run.log_dropped += 1;
-            }
+            run.keep_line(stream as u8, text, log_cap);
             self.out.push((topic.clone(), kind, data));
         }
     }
@@ -509,7 +569,7 @@ impl Runner {
                 let kind = if i == 0 { "stdout" } else { "stderr" };
                 let data = json!({ "run": id, "stream": kind, "line": text, "cut": cut }).to_string();
                 self.out.push((format!("$runs/{id}"), kind, data));
-                run.log.push_back((i as u8, text));
+                run.keep_line(i as u8, text, self.cfg.log_bytes);
             }
             if pipe.open {
                 let token = Token(TOKEN_BASE + id as usize * 2 + i);
@@ -598,9 +658,12 @@ impl Runner {
         self.out.push(("$runs".to_string(), "run", data));
     }
 
-    /// The JSON record of a run, with its log when `with_log`.
+    /// The JSON record of a run, with its log when `with_log` (restored runs: the record only;
+    /// their output lines are in the `$runs/{id}` history).
     pub fn record(&self, id: RunId, with_log: bool) -> Option<Value> {
-        let run = self.runs.get(&id)?;
+        let Some(run) = self.runs.get(&id) else {
+            return self.restored.get(&id).cloned();
+        };
         let mut v = summary(run);
         if with_log {
             let lines: Vec<Value> = run
@@ -614,9 +677,9 @@ impl Runner {
         Some(v)
     }
 
-    /// The most recent runs, newest first.
+    /// The most recent runs, newest first (restored ones after this process's own).
     pub fn recent(&self, limit: usize) -> Vec<Value> {
-        self.runs.values().rev().take(limit).map(summary).collect()
+        self.runs.values().rev().map(summary).chain(self.restored.values().rev().cloned()).take(limit).collect()
     }
 }
 

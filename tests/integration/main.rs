@@ -5,6 +5,7 @@ mod util;
 
 mod cli;
 mod eventsource;
+mod hooks;
 mod http;
 mod poll;
 mod sse;

@@ -344,3 +344,52 @@ impl Relay {
         }
     }
 }
+
+/// Helpers for the webhook tests (`hooks.rs`).
+impl Daemon {
+    /// Like [`Daemon::start_args`], with extra environment variables for the daemon (secrets
+    /// read from `{"env": …}`, `CREDENTIALS_DIRECTORY`).
+    pub fn start_env(config: Option<&str>, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = TempDir::new("daemon");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0");
+        if let Some(c) = config {
+            let path = dir.0.join("hookcast.json");
+            std::fs::write(&path, c).unwrap();
+            cmd.arg("--config").arg(&path);
+        }
+        cmd.args(extra).envs(env.iter().copied()).env("HOOKCAST_LOG", "debug");
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn hookcast");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find("listening on http://") {
+                    if let Some(tx) = tx.take() {
+                        let rest = &line[i + "listening on http://".len()..];
+                        let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                    }
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+            // EOF before the address: the daemon refused to start; say so at once.
+            drop(tx);
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(a) => a.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("daemon did not report its address; log:\n{}", log.lock().unwrap());
+            }
+        };
+        Daemon { child, addr, log, dir }
+    }
+}

@@ -1,0 +1,179 @@
+//! Accepted webhook deliveries kept for `POST /api/deliveries/{id}/replay`: the request as it
+//! arrived (method, headers, query, raw body, client address), bounded by total bytes, oldest
+//! dropped first. With a journal they are also written there and read back at start.
+
+use base64::Engine;
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+/// One stored delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// The delivery id.
+    pub delivery: String,
+    /// The hook it went to.
+    pub hook: String,
+    /// When it arrived (ms since the epoch).
+    pub time_ms: u64,
+    /// Request method.
+    pub method: String,
+    /// Header fields, names lower-cased.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Raw query string.
+    pub query: String,
+    /// Raw body.
+    pub body: Vec<u8>,
+    /// Client address.
+    pub ip: IpAddr,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn unb64(v: &Value) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(v.as_str()?).ok()
+}
+
+impl Stored {
+    /// Bytes this record is counted for.
+    pub fn cost(&self) -> usize {
+        200 + self.body.len()
+            + self.query.len()
+            + self.headers.iter().map(|(k, v)| k.len() + v.len() + 16).sum::<usize>()
+    }
+
+    /// The journal form (binary parts in base64).
+    pub fn to_json(&self) -> String {
+        json!({
+            "delivery": self.delivery, "hook": self.hook, "time_ms": self.time_ms, "method": self.method,
+            "headers": self.headers.iter().map(|(k, v)| json!([k, b64(v)])).collect::<Vec<_>>(),
+            "query": self.query, "body": b64(&self.body), "ip": self.ip.to_string(),
+        })
+        .to_string()
+    }
+
+    /// Reads the journal form back.
+    pub fn from_json(raw: &[u8]) -> Option<Stored> {
+        let v: Value = serde_json::from_slice(raw).ok()?;
+        let headers = v["headers"]
+            .as_array()?
+            .iter()
+            .map(|h| Some((h.get(0)?.as_str()?.to_string(), unb64(h.get(1)?)?)))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Stored {
+            delivery: v["delivery"].as_str()?.to_string(),
+            hook: v["hook"].as_str()?.to_string(),
+            time_ms: v["time_ms"].as_u64()?,
+            method: v["method"].as_str()?.to_string(),
+            headers,
+            query: v["query"].as_str()?.to_string(),
+            body: unb64(&v["body"])?,
+            ip: v["ip"].as_str()?.parse().ok()?,
+        })
+    }
+
+    /// What the API shows of it (not the body or headers: they may carry secrets).
+    pub fn summary(&self) -> Value {
+        json!({
+            "delivery": self.delivery, "hook": self.hook, "time": crate::clock::rfc3339(self.time_ms),
+            "method": self.method, "bytes": self.body.len(), "source": self.ip.to_string(),
+        })
+    }
+}
+
+/// The bounded store.
+#[derive(Debug)]
+pub struct StoredDeliveries {
+    by_id: HashMap<String, Stored>,
+    order: VecDeque<String>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl StoredDeliveries {
+    /// A store holding at most `max_bytes` (0 keeps nothing).
+    pub fn new(max_bytes: usize) -> StoredDeliveries {
+        StoredDeliveries { by_id: HashMap::new(), order: VecDeque::new(), bytes: 0, max_bytes }
+    }
+
+    /// Keeps a delivery, dropping the oldest beyond the bound. Returns whether it was kept.
+    pub fn insert(&mut self, d: Stored) -> bool {
+        let cost = d.cost();
+        if cost > self.max_bytes {
+            return false;
+        }
+        if let Some(old) = self.by_id.remove(&d.delivery) {
+            self.bytes -= old.cost();
+            self.order.retain(|k| k != &d.delivery);
+        }
+        self.bytes += cost;
+        self.order.push_back(d.delivery.clone());
+        self.by_id.insert(d.delivery.clone(), d);
+        while self.bytes > self.max_bytes {
+            let Some(k) = self.order.pop_front() else { break };
+            if let Some(old) = self.by_id.remove(&k) {
+                self.bytes -= old.cost();
+            }
+        }
+        true
+    }
+
+    /// A delivery by id.
+    pub fn get(&self, id: &str) -> Option<&Stored> {
+        self.by_id.get(id)
+    }
+
+    /// The newest deliveries first.
+    pub fn recent(&self, limit: usize) -> Vec<Value> {
+        self.order.iter().rev().filter_map(|k| self.by_id.get(k)).take(limit).map(Stored::summary).collect()
+    }
+
+    /// How many are kept.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(id: &str, body: usize) -> Stored {
+        Stored {
+            delivery: id.into(),
+            hook: "h".into(),
+            time_ms: 1,
+            method: "POST".into(),
+            headers: vec![("x-hub-signature-256".into(), b"sha256=00".to_vec())],
+            query: "a=1".into(),
+            body: vec![0xff; body],
+            ip: "::1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn round_trips_binary_bodies() {
+        let x = d("a", 10);
+        assert_eq!(Stored::from_json(x.to_json().as_bytes()), Some(x));
+        assert_eq!(Stored::from_json(b"{}"), None);
+    }
+
+    #[test]
+    fn bounded_by_bytes_oldest_first() {
+        let mut s = StoredDeliveries::new(3 * d("x", 1000).cost());
+        for id in ["a", "b", "c", "d"] {
+            assert!(s.insert(d(id, 1000)));
+        }
+        assert_eq!(s.len(), 3);
+        assert!(s.get("a").is_none() && s.get("d").is_some());
+        assert!(!s.insert(d("huge", 10_000)), "larger than the whole bound");
+        assert_eq!(s.recent(10)[0]["delivery"], "d");
+    }
+}
