@@ -171,6 +171,30 @@ impl App {
         ev
     }
 
+    /// Puts a reloaded configuration in force. Connections, history, runs and the journal stay;
+    /// what only a restart can change (listen address, state dir, journal settings) keeps its
+    /// old value and is named in the returned notes.
+    pub fn reload(&mut self, mut cfg: Config, hooks: crate::hooks::intake::Hooks) -> Vec<String> {
+        let mut notes = Vec::new();
+        if cfg.listen != self.cfg.listen {
+            notes.push(format!("listen {} → {} needs a restart", self.cfg.listen, cfg.listen));
+            cfg.listen = self.cfg.listen;
+        }
+        if cfg.state_dir != self.cfg.state_dir {
+            notes.push("state_dir changes need a restart".to_string());
+            cfg.state_dir = self.cfg.state_dir.clone();
+        }
+        cfg.journal = self.cfg.journal.clone();
+        self.auth = Auth::new(cfg.tokens.clone(), cfg.public.clone());
+        self.hub.set_history_config(cfg.history.clone());
+        self.runner.set_config(cfg.runner.clone());
+        self.dedup.set_max_age(cfg.dedup_window);
+        self.hooks = hooks;
+        log::set_max_level(cfg.log_level);
+        self.cfg = cfg;
+        notes
+    }
+
     /// Rebuilds state from the journal read at start: topic history (ids continue after it),
     /// run records (unfinished ones become `interrupted`), stored deliveries and the
     /// idempotency window. Returns (events, deliveries, runs) restored.

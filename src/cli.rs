@@ -163,17 +163,17 @@ fn serve(words: &[String]) -> Result<(), Fail> {
     if let Some(p) = a.positional.first() {
         return Err(Fail::Usage(format!("serve takes no argument {p:?}")));
     }
-    let mut cfg = load_config(a.value("--config"))?;
-    let hook_files: Vec<PathBuf> = a.values("--hooks").map(PathBuf::from).collect();
-    cfg.add_hooks_files(&hook_files).map_err(|e| Fail::Run(e.to_string()))?;
-    let hooks =
-        crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(|e| Fail::Run(e.to_string()))?;
-    if let Some(l) = a.value("--listen") {
-        cfg.listen = l.parse().map_err(|_| Fail::Usage(format!("--listen: not an address:port: {l:?}")))?;
-    }
-    if let Some(d) = a.value("--state-dir") {
-        cfg.state_dir = Some(PathBuf::from(d));
-    }
+    let listen = match a.value("--listen") {
+        Some(l) => Some(l.parse().map_err(|_| Fail::Usage(format!("--listen: not an address:port: {l:?}")))?),
+        None => None,
+    };
+    let source = crate::config::ConfigSource {
+        file: a.value("--config").map(PathBuf::from),
+        hooks_files: a.values("--hooks").map(PathBuf::from).collect(),
+        listen,
+        state_dir: a.value("--state-dir").map(PathBuf::from),
+    };
+    let (cfg, hooks) = source.load().map_err(Fail::Run)?;
     crate::logger::init(cfg.log_level);
     match crate::sys::raise_nofile_limit() {
         Ok(n) => log::debug!("open-file limit {n}"),
@@ -182,6 +182,7 @@ fn serve(words: &[String]) -> Result<(), Fail> {
     let hook_count = hooks.len();
     let mut server = crate::event_loop::Server::bind(cfg.clone(), hooks)
         .map_err(|e| Fail::Run(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    server.set_source(source);
     log::info!(
         "hookcast {} listening on http://{} ({hook_count} hooks)",
         env!("CARGO_PKG_VERSION"),

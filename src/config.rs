@@ -42,6 +42,39 @@ fn err<T>(path: &str, message: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError { path: path.to_string(), message: message.into() })
 }
 
+/// Where the configuration comes from, so SIGHUP can read it again the same way.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    /// `--config FILE` (none: the embedded default).
+    pub file: Option<PathBuf>,
+    /// `--hooks FILE`, repeatable.
+    pub hooks_files: Vec<PathBuf>,
+    /// `--listen` override.
+    pub listen: Option<SocketAddr>,
+    /// `--state-dir` override.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl ConfigSource {
+    /// Reads and validates everything, secrets included: the config with the overrides applied
+    /// and the hooks ready to serve. Any error names the file and the JSON path.
+    pub fn load(&self) -> Result<(Config, crate::hooks::intake::Hooks), String> {
+        let mut cfg = match &self.file {
+            None => Config::default_embedded(),
+            Some(p) => Config::from_file(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        };
+        cfg.add_hooks_files(&self.hooks_files).map_err(|e| e.to_string())?;
+        let hooks = crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(|e| e.to_string())?;
+        if let Some(l) = self.listen {
+            cfg.listen = l;
+        }
+        if let Some(d) = &self.state_dir {
+            cfg.state_dir = Some(d.clone());
+        }
+        Ok((cfg, hooks))
+    }
+}
+
 /// Connection and request limits; each one maps to a status or a close (see README).
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::auth::canonical;
 use crate::config::Config;
 use crate::conn::{Close, Conn, State};
-use crate::metrics::Transport;
+use crate::metrics::{Histogram, Transport, LATENCY_BUCKETS, RUN_BUCKETS};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
@@ -55,6 +55,8 @@ pub struct Server {
     scratch: Box<[u8]>,
     dirty: Vec<usize>,
     fanout: Vec<usize>,
+    /// Birth times of the events fanned out this turn (for the latency histogram).
+    fanned: Vec<Instant>,
     keepalive: Rc<[u8]>,
     next_keepalive: Instant,
     ping: Rc<[u8]>,
@@ -65,6 +67,8 @@ pub struct Server {
     runs_deadline: Option<Instant>,
     /// SIGTERM or SIGINT arrived.
     draining: bool,
+    /// Where SIGHUP reads the configuration again.
+    source: Option<crate::config::ConfigSource>,
 }
 
 impl Server {
@@ -123,6 +127,7 @@ impl Server {
             scratch: vec![0; READ_SCRATCH].into_boxed_slice(),
             dirty: Vec::new(),
             fanout: Vec::new(),
+            fanned: Vec::new(),
             keepalive: Rc::from(crate::sse::KEEPALIVE),
             next_keepalive,
             ping: Rc::from(crate::ws::frame::encode_frame(crate::ws::frame::Opcode::Ping, b"")),
@@ -131,7 +136,32 @@ impl Server {
             drain_until: None,
             runs_deadline: None,
             draining: false,
+            source: None,
         })
+    }
+
+    /// Remembers where the configuration came from, for SIGHUP.
+    pub fn set_source(&mut self, source: crate::config::ConfigSource) {
+        self.source = Some(source);
+    }
+
+    /// SIGHUP: reads and checks the configuration again and, if it is good, puts it in force
+    /// without touching a connection. A broken one is logged and the running one stays.
+    fn reload(&mut self) {
+        let Some(source) = self.source.clone() else {
+            log::warn!("SIGHUP: no configuration source to reload from");
+            return;
+        };
+        let t0 = Instant::now();
+        match source.load() {
+            Err(e) => log::error!("SIGHUP: configuration refused, the running one stays: {e}"),
+            Ok((cfg, hooks)) => {
+                for note in self.app.reload(cfg, hooks) {
+                    log::warn!("SIGHUP: {note}");
+                }
+                log::info!("SIGHUP: configuration reloaded in {:?} ({} hooks)", t0.elapsed(), self.app.hooks.len());
+            }
+        }
     }
 
     /// The address actually bound (port 0 resolved).
@@ -175,6 +205,13 @@ impl Server {
             self.answer_run_waiters();
             self.fan_out();
             self.flush_dirty();
+            if !self.fanned.is_empty() {
+                let done = Instant::now();
+                let h = self.app.metrics.delivery_latency.get_or_insert_with(|| Histogram::new(LATENCY_BUCKETS));
+                for born in self.fanned.drain(..) {
+                    h.observe(done.duration_since(born).as_secs_f64());
+                }
+            }
             if self.draining && self.drain_until.is_none() {
                 // Phase one: deploys are finishing; everyone stays connected to watch them end.
                 if self.app.runner.active() > 0 && self.runs_deadline.is_some_and(|d| self.app.now >= d) {
@@ -451,6 +488,13 @@ impl Server {
     /// Answers the requests that waited for a run's output, now that their runs ended.
     fn answer_run_waiters(&mut self) {
         for id in std::mem::take(&mut self.app.runner.finished) {
+            if let Some(run) = self.app.runner.get(id) {
+                if let (Some(start), Some(end)) = (run.started_ms, run.finished_ms) {
+                    let secs = end.saturating_sub(start) as f64 / 1000.0;
+                    let h = self.app.metrics.run_durations.entry(run.spec.hook.clone());
+                    h.or_insert_with(|| Histogram::new(RUN_BUCKETS)).observe(secs);
+                }
+            }
             for t in self.app.run_waiters.remove(&id).unwrap_or_default() {
                 let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
                 slot.conn.finish_await(&mut self.app, id);
@@ -466,6 +510,9 @@ impl Server {
         let outbox = std::mem::take(&mut self.app.outbox);
         for ev in &outbox {
             self.app.hub.subscribers_into(&ev.topic, &mut self.fanout);
+            if !self.fanout.is_empty() {
+                self.fanned.push(ev.born);
+            }
             for i in 0..self.fanout.len() {
                 let t = self.fanout[i];
                 let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
@@ -501,7 +548,7 @@ impl Server {
         for sig in pending {
             match sig {
                 SIGCHLD => self.app.runner.reap(self.app.now),
-                SIGHUP => log::warn!("SIGHUP: configuration reload is not implemented yet; restart to apply changes"),
+                SIGHUP => self.reload(),
                 _ => self.begin_drain(),
             }
         }

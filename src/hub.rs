@@ -36,6 +36,8 @@ pub struct Event {
     pub data: Box<str>,
     /// Whether `data` is JSON (embedded as a value in envelopes) or text (embedded as a string).
     pub data_is_json: bool,
+    /// When this process made (or restored) it, for the delivery latency metric.
+    pub born: std::time::Instant,
     sse: OnceCell<Rc<[u8]>>,
     sse_envelope: OnceCell<Rc<[u8]>>,
     json: OnceCell<Rc<[u8]>>,
@@ -65,6 +67,7 @@ impl Event {
             time_ms,
             data: data.into_boxed_str(),
             data_is_json,
+            born: std::time::Instant::now(),
             sse: OnceCell::new(),
             sse_envelope: OnceCell::new(),
             json: OnceCell::new(),
@@ -211,6 +214,11 @@ impl Hub {
             free_patterns: Vec::new(),
             wildcards: Vec::new(),
         }
+    }
+
+    /// New history bounds (SIGHUP); they apply from the next event on.
+    pub fn set_history_config(&mut self, cfg: HistoryConfig) {
+        self.cfg = cfg;
     }
 
     /// The last id given out (`first_id - 1` before any).

@@ -31,6 +31,50 @@ impl Transport {
     }
 }
 
+/// A Prometheus histogram with fixed buckets (seconds).
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+/// Buckets for event delivery latency: 100 µs to 2.5 s.
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+/// Buckets for deploy run durations: 100 ms to an hour.
+pub const RUN_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+
+impl Histogram {
+    /// An empty histogram over `bounds` (upper bounds, increasing).
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 }
+    }
+
+    /// Records one observation in seconds.
+    pub fn observe(&mut self, secs: f64) {
+        if let Some(i) = self.bounds.iter().position(|&b| secs <= b) {
+            self.counts[i] += 1;
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    /// Writes `name_bucket`, `name_sum` and `name_count` lines with extra `labels` (`a="b",` or empty).
+    pub fn render(&self, s: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c;
+            let _ = writeln!(s, "{name}_bucket{{{labels}le=\"{b}\"}} {cumulative}");
+        }
+        let _ = writeln!(s, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count);
+        let plain = labels.trim_end_matches(',');
+        let braces = if plain.is_empty() { String::new() } else { format!("{{{plain}}}") };
+        let _ = writeln!(s, "{name}_sum{braces} {}\n{name}_count{braces} {}", self.sum, self.count);
+    }
+}
+
 /// Everything `/metrics` reports that the loop counts itself.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -52,6 +96,10 @@ pub struct Metrics {
     pub deliveries: BTreeMap<(String, &'static str), u64>,
     /// Signature failures by hook and reason.
     pub signature_failures: BTreeMap<(String, &'static str), u64>,
+    /// Time from publish to the end of the loop turn that wrote it to its subscribers.
+    pub delivery_latency: Option<Histogram>,
+    /// Deploy run durations by hook.
+    pub run_durations: BTreeMap<String, Histogram>,
 }
 
 impl Metrics {
@@ -137,6 +185,19 @@ impl Metrics {
                     let _ = writeln!(s, "{name}{{hook=\"{}\",{second}=\"{label}\"}} {n}", escape(hook));
                 }
             };
+        let _ = writeln!(
+            s,
+            "# HELP hookcast_event_delivery_seconds Time from publish to the write to subscribers' sockets.\n# TYPE hookcast_event_delivery_seconds histogram"
+        );
+        self.delivery_latency.clone().unwrap_or_else(|| Histogram::new(LATENCY_BUCKETS)).render(
+            &mut s,
+            "hookcast_event_delivery_seconds",
+            "",
+        );
+        let _ = writeln!(s, "# HELP hookcast_run_duration_seconds Deploy run durations.\n# TYPE hookcast_run_duration_seconds histogram");
+        for (hook, h) in &self.run_durations {
+            h.render(&mut s, "hookcast_run_duration_seconds", &format!("hook=\"{}\",", escape(hook)));
+        }
         labelled(
             &mut s,
             "hookcast_deliveries_total",
@@ -182,6 +243,20 @@ fn escape(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut h = Histogram::new(&[0.1, 1.0]);
+        for v in [0.05, 0.5, 0.7, 3.0] {
+            h.observe(v);
+        }
+        let mut s = String::new();
+        h.render(&mut s, "x", "hook=\"a\",");
+        assert!(s.contains("x_bucket{hook=\"a\",le=\"0.1\"} 1\n"), "{s}");
+        assert!(s.contains("x_bucket{hook=\"a\",le=\"1\"} 3\n"), "{s}");
+        assert!(s.contains("x_bucket{hook=\"a\",le=\"+Inf\"} 4\n"), "{s}");
+        assert!(s.contains("x_count{hook=\"a\"} 4"), "{s}");
+    }
 
     #[test]
     fn exposition_has_types_and_labels() {

@@ -36,6 +36,11 @@ impl DedupWindow {
         }
     }
 
+    /// Changes how long ids are remembered.
+    pub fn set_max_age(&mut self, max_age: Duration) {
+        self.max_age = max_age;
+    }
+
     /// Whether `id` was already seen for `hook` within the window.
     pub fn contains(&mut self, hook: &str, id: &str, now: Instant) -> bool {
         self.expire(now);

@@ -61,7 +61,7 @@ pub struct RunnerConfig {
     pub kill_grace: Duration,
     /// Output lines are cut at this many bytes.
     pub max_line_bytes: usize,
-    /// Bytes of output kept per run.
+    /// Bytes of output kept per run (each line counts its text and `LOG_LINE_OVERHEAD`).
     pub log_bytes: usize,
     /// Finished runs kept for the API.
     pub keep_runs: usize,
@@ -247,6 +247,12 @@ impl Runner {
             orphans: VecDeque::new(),
             restored: BTreeMap::new(),
         }
+    }
+
+    /// New settings (SIGHUP): the global cap and defaults apply to runs started from now on.
+    pub fn set_config(&mut self, cfg: RunnerConfig) {
+        self.sched.set_global_max(cfg.max_concurrent);
+        self.cfg = cfg;
     }
 
     /// The settings.

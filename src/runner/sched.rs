@@ -152,6 +152,11 @@ impl Scheduler {
         start
     }
 
+    /// Changes the cap on runs at once (runs above a lowered cap finish normally).
+    pub fn set_global_max(&mut self, global_max: usize) {
+        self.global_max = global_max.max(1);
+    }
+
     /// Runs going on now, over all hooks.
     pub fn running(&self) -> usize {
         self.running_total

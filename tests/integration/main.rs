@@ -8,5 +8,6 @@ mod eventsource;
 mod hooks;
 mod http;
 mod poll;
+mod reload;
 mod sse;
 mod ws;
