@@ -281,9 +281,19 @@ impl Runner {
             Submit::Coalesced(into) => {
                 let run = self.runs.get_mut(&into).expect("a waiting run has a record");
                 run.deliveries.push(spec.delivery.clone());
+                // A small record per coalesced delivery: the full list goes out when the run
+                // starts and ends, so a pile-up behind a long run costs linear, not quadratic.
+                let data = json!({
+                    "id": into,
+                    "hook": spec.hook,
+                    "state": "queued",
+                    "coalesced": spec.delivery,
+                    "deliveries_count": run.deliveries.len(),
+                })
+                .to_string();
                 // The follow-up run carries the newest payload.
                 run.spec = spec;
-                self.publish_state(into);
+                self.out.push(("$runs".to_string(), "run", data));
                 Some(into)
             }
             Submit::Start(_) | Submit::Queued(_) => {
@@ -320,8 +330,21 @@ impl Runner {
     /// `interrupted` and that is published. New run ids continue after the restored ones.
     pub fn restore(&mut self, records: impl IntoIterator<Item = Value>) {
         for r in records {
-            if let Some(id) = r.get("id").and_then(Value::as_u64) {
-                self.restored.insert(id, r);
+            let Some(id) = r.get("id").and_then(Value::as_u64) else { continue };
+            match r.get("coalesced") {
+                // A delivery that joined a waiting run: merged into that run's record.
+                Some(delivery) => {
+                    let run = self.restored.entry(id).or_insert_with(|| json!({ "id": id, "deliveries": [] }));
+                    if let Some(list) = run.get_mut("deliveries").and_then(Value::as_array_mut) {
+                        list.push(delivery.clone());
+                    }
+                    for key in ["hook", "state"] {
+                        run[key] = r[key].clone();
+                    }
+                }
+                None => {
+                    self.restored.insert(id, r);
+                }
             }
         }
         let keep = self.cfg.keep_runs;

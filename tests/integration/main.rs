@@ -9,5 +9,6 @@ mod hooks;
 mod http;
 mod poll;
 mod reload;
+mod runner;
 mod sse;
 mod ws;
