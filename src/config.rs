@@ -268,19 +268,7 @@ impl Config {
         };
         let dedup_window = Duration::from_secs(root.num("dedup_window_secs", 86_400, 0, 30 * 86_400)?);
         let journal = journal(root.opt_obj("journal")?)?;
-        let tp_path = root.at("trusted_proxies");
-        let trusted_proxies = root
-            .opt_str_list("trusted_proxies")?
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                Cidr::parse(s).ok_or_else(|| ConfigError {
-                    path: format!("{tp_path}[{i}]"),
-                    message: format!("not an address or CIDR: {s:?}"),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let trusted_proxies = root.opt_cidr_list("trusted_proxies")?;
         root.finish()?;
         Ok(Config {
             listen,
@@ -481,19 +469,7 @@ fn token(mut o: Obj) -> Result<TokenConfig, ConfigError> {
 fn public_rule(mut o: Obj) -> Result<PublicRule, ConfigError> {
     let topics = patterns(&mut o, "topics", None)?;
     let scopes = scopes(&mut o, "scopes")?;
-    let from_path = o.at("from");
-    let from = o
-        .opt_str_list("from")?
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            Cidr::parse(s).ok_or_else(|| ConfigError {
-                path: format!("{from_path}[{i}]"),
-                message: format!("not an address or CIDR: {s:?}"),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let from = o.opt_cidr_list("from")?;
     if scopes.contains(&Scope::Admin) {
         return err(&o.at("scopes"), "\"admin\" cannot be public");
     }
@@ -598,6 +574,22 @@ impl Obj {
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
+    }
+
+    /// Takes an optional list of addresses or CIDR networks (empty when absent).
+    pub fn opt_cidr_list(&mut self, key: &str) -> Result<Vec<Cidr>, ConfigError> {
+        let path = self.at(key);
+        self.opt_str_list(key)?
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Cidr::parse(s).ok_or_else(|| ConfigError {
+                    path: format!("{path}[{i}]"),
+                    message: format!("not an address or CIDR: {s:?}"),
+                })
+            })
+            .collect()
     }
 
     /// Rejects the keys nobody took, naming the first.

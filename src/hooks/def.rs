@@ -491,19 +491,7 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         Some("none") => PublishMode::None,
         Some(other) => return cerr(&publish_path, format!("unknown publish mode {other:?} (summary, full, none)")),
     };
-    let ips_path = o.at("allowed-ips");
-    let allowed_ips = o
-        .opt_str_list("allowed-ips")?
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            Cidr::parse(s).ok_or_else(|| ConfigError {
-                path: format!("{ips_path}[{i}]"),
-                message: format!("not an address or CIDR: {s:?}"),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let allowed_ips = o.opt_cidr_list("allowed-ips")?;
     let concurrency_path = o.at("concurrency");
     let concurrency = match o.opt_str("concurrency")?.as_deref() {
         None => None,

@@ -76,23 +76,9 @@ impl HmacAlgo {
     }
 }
 
-/// HMAC-SHA1 from RFC 2104 §2 ("H(K XOR opad, H(K XOR ipad, text))", B = 64, longer keys hashed
-/// first), because `sha1_smol` does not implement the `digest` traits the `hmac` crate needs.
+/// HMAC-SHA1 (the providers module has the one implementation).
 fn hmac_sha1(key: &[u8], text: &[u8]) -> [u8; 20] {
-    const B: usize = 64;
-    let mut k = [0u8; B];
-    if key.len() > B {
-        k[..20].copy_from_slice(&sha1_smol::Sha1::from(key).digest().bytes());
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = sha1_smol::Sha1::new();
-    inner.update(&k.map(|b| b ^ 0x36));
-    inner.update(text);
-    let mut outer = sha1_smol::Sha1::new();
-    outer.update(&k.map(|b| b ^ 0x5c));
-    outer.update(&inner.digest().bytes());
-    outer.digest().bytes()
+    crate::hooks::providers::hmac_sha1(key, &[text])
 }
 
 /// The test of a `match` rule.

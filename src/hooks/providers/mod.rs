@@ -504,7 +504,7 @@ fn mac(alg: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 /// byte 0x5C repeated B times", B = 64 for SHA-1, and "Applications that use keys longer than B
 /// bytes will first hash the key using H and then use the resultant L byte string as the
 /// actual key to HMAC."
-fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
+pub(crate) fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
     const B: usize = 64;
     let mut k = [0u8; B];
     if key.len() > B {
