@@ -38,4 +38,12 @@ if [[ ! -d tests/sdk/node_modules/@octokit/webhooks-methods ]]; then
 fi
 
 cargo test --all-targets
+
+# The status page in headless Chromium (tests/browser/README.md): the system's browser driven by
+# playwright-core from npm, against the debug binary cargo test just built.
+[[ -x /usr/bin/chromium ]] || { echo "test.sh: /usr/bin/chromium is needed for the status page's browser test (apt-get install chromium)" >&2; exit 1; }
+if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
+    npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+fi
+node tests/browser/status.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 scripts/autobahn.sh

@@ -192,7 +192,11 @@ pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcom
             }
             respond(Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text))
         }
-        Route::Index => respond(index(app)),
+        Route::Index => respond(crate::status::page(app, ip, head)),
+        Route::StatusAsset(name) => respond(crate::status::asset(head, name)),
+        Route::Status => respond(crate::status::api(app, ip, head)),
+        Route::Login => respond(crate::status::login(app, peer, ip, head, &body)),
+        Route::Logout => respond(crate::status::logout(app, peer, head)),
         Route::Events(single) => events(app, ip, head, single),
         Route::Publish(topic) => {
             let before = app.last_seq();
@@ -221,19 +225,6 @@ pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcom
 
 fn respond(r: Response) -> Outcome {
     Outcome::Respond(r)
-}
-
-fn index(app: &App) -> Response {
-    let s = app.hub.stats();
-    Response::json(
-        200,
-        &json!({
-            "name": "hookcast",
-            "version": env!("CARGO_PKG_VERSION"),
-            "last_event_id": s.last_id,
-            "endpoints": ["/events?topics=", "/publish/{topic}", "/healthz", "/metrics"],
-        }),
-    )
 }
 
 /// The token a request presents: `Authorization: Bearer`, the `hookcast_token` cookie, or
@@ -554,6 +545,7 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
     }
     *app.metrics.deliveries.entry((id.to_string(), d.outcome.as_str())).or_default() += 1;
     app.publish("$deliveries", "delivery", d.record.to_string(), true);
+    crate::status::note_delivery(app, &d.record, d.signature_failure);
     let status = d.response.as_ref().map_or(0, |r| r.status);
     log::info!(
         "delivery hook={id} source={ip} event={} id={} outcome={} status={} run={} in {:?}",

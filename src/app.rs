@@ -45,6 +45,9 @@ pub struct App {
     pub durable_waiters: std::collections::BTreeMap<u64, Vec<usize>>,
     /// Accepted webhook deliveries kept for replay (bounded by bytes), by delivery id.
     pub deliveries: crate::hooks::stored::StoredDeliveries,
+    /// Each hook's last `$deliveries` record with its time and verification result, for the
+    /// status page (kept by `status::note_delivery`).
+    pub last_deliveries: HashMap<String, serde_json::Value>,
     /// Outstanding one-time tickets: SHA-256 of the ticket → (token index, expiry).
     tickets: HashMap<[u8; 32], (usize, Instant)>,
     date: String,
@@ -72,6 +75,16 @@ pub fn decode_event_data(raw: &[u8]) -> Option<(String, bool, String)> {
     Some((kind.to_string(), flags & 1 == 1, data.to_string()))
 }
 
+/// The (hook, delivery id) of a `$deliveries` record that accepted a delivery as it arrived
+/// (not a replay), if `data` is one.
+fn accepted_delivery(data: &str) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(data).ok()?;
+    if v.get("outcome")?.as_str()? != "accepted" || v.get("replay").is_some() {
+        return None;
+    }
+    Some((v.get("hook")?.as_str()?.to_string(), v.get("delivery")?.as_str()?.to_string()))
+}
+
 impl App {
     /// Builds the state from a validated config; ids start from the clock (see `Hub::new`).
     /// Run pipes register with `registry`.
@@ -97,6 +110,7 @@ impl App {
             journal: None,
             durable_waiters: std::collections::BTreeMap::new(),
             deliveries,
+            last_deliveries: HashMap::new(),
             tickets: HashMap::new(),
             date: String::new(),
             date_secs: 0,
@@ -198,10 +212,19 @@ impl App {
     /// Rebuilds state from the journal read at start: topic history (ids continue after it),
     /// run records (unfinished ones become `interrupted`), stored deliveries and the
     /// idempotency window. Returns (events, deliveries, runs) restored.
+    ///
+    /// A delivery counts only once its `$deliveries` record (`"outcome":"accepted"`) follows its
+    /// delivery record: the two are appended in one turn of the loop, but the writer thread may
+    /// make them durable in two batches, and the 202 waits for the later one. A crash between
+    /// them leaves a delivery that was never acknowledged; it must not be a duplicate when the
+    /// sender tries again (nor be replayable: its events were never published).
     pub fn restore(&mut self, records: Vec<crate::journal::Record>) -> (usize, usize, usize) {
+        use crate::hooks::stored::Stored;
         use crate::journal::record::Kind;
         let (mut events, mut deliveries) = (0, 0);
         let mut runs = Vec::new();
+        // Delivery records waiting for their accepted outcome, by (hook, delivery id).
+        let mut pending: HashMap<(String, String), Stored> = HashMap::new();
         let now_ms = crate::clock::unix_ms();
         for rec in records {
             match rec.kind {
@@ -212,22 +235,34 @@ impl App {
                             runs.push(v);
                         }
                     }
+                    if rec.topic == "$deliveries" && !pending.is_empty() {
+                        if let Some(d) = accepted_delivery(&data).and_then(|key| pending.remove(&key)) {
+                            let age = Duration::from_millis(now_ms.saturating_sub(d.time_ms));
+                            if age < self.cfg.dedup_window {
+                                let at = self.now.checked_sub(age).unwrap_or(self.now);
+                                self.dedup.insert(&d.hook, &d.delivery, at);
+                            }
+                            self.deliveries.insert(d);
+                            deliveries += 1;
+                        }
+                    }
                     if self.hub.restore(rec.id, &rec.topic, &kind, data, is_json, rec.time_ms) {
                         events += 1;
                     }
                 }
                 Kind::Delivery => {
-                    let Some(d) = crate::hooks::stored::Stored::from_json(&rec.data) else { continue };
-                    let age = Duration::from_millis(now_ms.saturating_sub(d.time_ms));
-                    if age < self.cfg.dedup_window {
-                        let at = self.now.checked_sub(age).unwrap_or(self.now);
-                        self.dedup.insert(&d.hook, &d.delivery, at);
-                    }
-                    self.deliveries.insert(d);
-                    deliveries += 1;
+                    let Some(d) = Stored::from_json(&rec.data) else { continue };
+                    pending.insert((d.hook.clone(), d.delivery.clone()), d);
                 }
                 Kind::Run => {}
             }
+        }
+        if !pending.is_empty() {
+            log::warn!(
+                "journal: {} delivery record(s) without their outcome (cut off before they were acknowledged) \
+                 dropped; their senders will retry",
+                pending.len()
+            );
         }
         let run_count = runs.len();
         self.runner.restore(runs);

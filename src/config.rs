@@ -624,8 +624,11 @@ mod tests {
     fn embedded_default_is_valid_and_loopback() {
         let c = Config::default_embedded();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
-        assert_eq!(c.public.len(), 1);
+        assert_eq!(c.public.len(), 2);
         assert_eq!(c.public[0].topics, ["demo"]);
+        // The status page's topics, for loopback only (src/status).
+        assert_eq!(c.public[1].topics, ["$deliveries", "$runs", "$runs/**"]);
+        assert!(c.public[1].scopes == [crate::auth::Scope::Subscribe] && c.public[1].from.len() == 2);
     }
 
     #[test]

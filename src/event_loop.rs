@@ -69,13 +69,25 @@ pub struct Server {
     draining: bool,
     /// Where SIGHUP reads the configuration again.
     source: Option<crate::config::ConfigSource>,
+    /// systemd's notification socket, when running under `Type=notify`.
+    notifier: Option<crate::notify::Notifier>,
+    /// When the next `WATCHDOG=1` is due.
+    next_watchdog: Option<Instant>,
 }
 
 impl Server {
     /// Binds the listener and prepares the loop (nothing runs until [`Server::run`]).
     pub fn bind(cfg: Config, hooks: crate::hooks::intake::Hooks) -> io::Result<Server> {
+        // Adopt systemd's sockets (socket activation) before opening any descriptor of our own.
+        let passed = crate::notify::listener_from_env()?;
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(cfg.listen)?;
+        let mut listener = match passed {
+            Some(l) => {
+                log::info!("socket activation: using the listener systemd passed (listen {} ignored)", cfg.listen);
+                TcpListener::from_std(l)
+            }
+            None => TcpListener::bind(cfg.listen)?,
+        };
         let local_addr = listener.local_addr()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])?;
@@ -137,6 +149,8 @@ impl Server {
             runs_deadline: None,
             draining: false,
             source: None,
+            notifier: crate::notify::Notifier::from_env(),
+            next_watchdog: None,
         })
     }
 
@@ -172,6 +186,10 @@ impl Server {
     /// Runs until SIGTERM or SIGINT, then drains and returns.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        if let Some(n) = &self.notifier {
+            n.ready();
+            self.next_watchdog = n.watchdog_interval().map(|i| Instant::now() + i);
+        }
         loop {
             let timeout = self.next_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -181,6 +199,12 @@ impl Server {
                 return Err(e);
             }
             self.app.tick();
+            if let (Some(n), Some(at)) = (&self.notifier, self.next_watchdog) {
+                if self.app.now >= at {
+                    n.watchdog();
+                    self.next_watchdog = n.watchdog_interval().map(|i| self.app.now + i);
+                }
+            }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_all(),
@@ -248,9 +272,15 @@ impl Server {
         if self.app.runner.has_more() {
             return Some(Duration::ZERO);
         }
-        for t in [self.accept_paused_until, self.drain_until, self.runs_deadline, self.app.runner.next_deadline()]
-            .into_iter()
-            .flatten()
+        for t in [
+            self.accept_paused_until,
+            self.drain_until,
+            self.runs_deadline,
+            self.app.runner.next_deadline(),
+            self.next_watchdog,
+        ]
+        .into_iter()
+        .flatten()
         {
             next = next.min(t);
         }
@@ -548,7 +578,16 @@ impl Server {
         for sig in pending {
             match sig {
                 SIGCHLD => self.app.runner.reap(self.app.now),
-                SIGHUP => self.reload(),
+                SIGHUP => {
+                    if let Some(n) = &self.notifier {
+                        n.reloading();
+                    }
+                    self.reload();
+                    // READY even after a refused reload: systemd waits for it either way.
+                    if let Some(n) = &self.notifier {
+                        n.ready();
+                    }
+                }
                 _ => self.begin_drain(),
             }
         }
@@ -560,6 +599,9 @@ impl Server {
             return;
         }
         self.draining = true;
+        if let Some(n) = &self.notifier {
+            n.stopping();
+        }
         log::info!("shutting down: {} connections open", self.open);
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);

@@ -57,3 +57,56 @@ pub fn group_alive(pgid: u32) -> bool {
     // SAFETY: signal 0 only checks for existence; plain integers, no memory.
     pgid > 1 && unsafe { libc::killpg(pgid, 0) } == 0
 }
+
+/// `CLOCK_MONOTONIC` in microseconds: the clock systemd wants in `MONOTONIC_USEC=` next to
+/// `RELOADING=1` (std's `Instant` reads the same clock but will not say its value).
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call; CLOCK_MONOTONIC
+    // always exists on Linux, so the call cannot fail (and `ts` stays zero if it did).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000).saturating_add(ts.tv_nsec as u64 / 1_000)
+}
+
+/// Takes ownership of a file descriptor the service manager passed at exec (`LISTEN_FDS`,
+/// numbered from 3) and marks it close-on-exec, so deploy commands do not inherit our listener.
+/// Only `notify::listen_fds` calls this, once per passed descriptor, after removing
+/// `LISTEN_FDS` from the environment, so no second owner can come from there.
+pub(crate) fn adopt_passed_fd(fd: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 3 {
+        // 0, 1 and 2 are stdio, which std owns; sd_listen_fds(3) starts at 3.
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: F_GETFD and F_SETFD take and return plain integers and touch no memory of ours.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        // EBADF: the manager said there would be a descriptor here and there is none.
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above, plain integers.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open (F_GETFD succeeded) and was inherited from the service manager, not
+    // opened by anything in this process: the caller adopts only descriptors in the range
+    // LISTEN_FDS announced for our pid, before opening any file of its own, and has removed
+    // LISTEN_FDS from the environment, so this is the only OwnedFd for it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether `fd` is a stream socket in the listening state (`SO_TYPE`, `SO_ACCEPTCONN`).
+pub fn is_listening_stream(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    let get = |opt: libc::c_int| -> Option<libc::c_int> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` and `len` are valid and writable for the call, and `len` holds `v`'s size,
+        // so getsockopt writes at most that many bytes into `v`.
+        let r = unsafe {
+            libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, opt, (&mut v as *mut libc::c_int).cast(), &mut len)
+        };
+        (r == 0).then_some(v)
+    };
+    get(libc::SO_TYPE) == Some(libc::SOCK_STREAM) && get(libc::SO_ACCEPTCONN) == Some(1)
+}

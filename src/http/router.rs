@@ -8,6 +8,14 @@ use super::request::Method;
 pub enum Route {
     /// `GET /` — the status page.
     Index,
+    /// `GET /status/{app.js,style.css}` — the status page's embedded assets (by file name).
+    StatusAsset(&'static str),
+    /// `GET /api/status` — the status page's snapshot.
+    Status,
+    /// `GET /login` (the form) and `POST /login` (token → cookie).
+    Login,
+    /// `POST /logout` — clears the login cookie.
+    Logout,
     /// `GET /healthz`
     Health,
     /// `GET /metrics`
@@ -58,6 +66,11 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
     use Method::*;
     let (allow, route) = match path {
         "/" => ("GET, HEAD", Route::Index),
+        "/status/app.js" => ("GET, HEAD", Route::StatusAsset("app.js")),
+        "/status/style.css" => ("GET, HEAD", Route::StatusAsset("style.css")),
+        "/api/status" => ("GET, HEAD", Route::Status),
+        "/login" => ("GET, HEAD, POST", Route::Login),
+        "/logout" => ("POST", Route::Logout),
         "/healthz" => ("GET, HEAD", Route::Health),
         "/metrics" => ("GET, HEAD", Route::Metrics),
         "/events" => ("GET, HEAD, OPTIONS", Route::Events(None)),
@@ -133,5 +146,9 @@ mod tests {
         assert_eq!(route(Get, "/api/runs/7/cancel"), Err(RouteError::MethodNotAllowed("POST")));
         assert_eq!(route(Get, "/api/runs/x"), Err(RouteError::NotFound));
         assert_eq!(route(Put, "/hooks/deploy"), Ok(Route::Hook("deploy".into())));
+        assert_eq!(route(Get, "/status/app.js"), Ok(Route::StatusAsset("app.js")));
+        assert_eq!(route(Get, "/status/nope.js"), Err(RouteError::NotFound));
+        assert_eq!(route(Post, "/login"), Ok(Route::Login));
+        assert_eq!(route(Get, "/logout"), Err(RouteError::MethodNotAllowed("POST")));
     }
 }

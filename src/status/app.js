@@ -1,0 +1,350 @@
+// hookcast status page. A snapshot from /api/status, then one EventSource on the system topics
+// resumed from the snapshot's last_event_id: nothing is missed between the two, EventSource
+// resends Last-Event-ID after a reconnect, and a `reset` (history gap) refetches the snapshot.
+// Everything from the server goes into the DOM through textContent, never as markup.
+'use strict';
+
+const TOPICS = '$deliveries,$runs,$runs/*';
+const KINDS = ['delivery', 'run', 'stdout', 'stderr', 'message'];
+const MAX_FEED = 100, MAX_RUNS = 20, MAX_LINES = 1000, RETRY_MS = 2000;
+const FINAL = ['succeeded', 'failed', 'timed_out', 'cancelled', 'interrupted'];
+
+// State, also read by the browser test (window.hookcast).
+const S = window.hookcast = {
+  state: 'connecting', last: 0, es: null, timer: 0, events: 0, resets: 0, seen: [],
+  hooks: new Map(), runs: new Map(), up: null, samples: [], soon: 0, again: false,
+};
+
+const $ = (id) => document.getElementById(id);
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text != null) e.textContent = String(text);
+  return e;
+}
+function badge(kind, text) { return el('span', 'badge b-' + kind, text); }
+
+function setConn(state) {
+  S.state = state;
+  document.body.dataset.state = state;
+  const c = $('conn');
+  c.dataset.state = state;
+  c.textContent = state;
+}
+
+// --- formatting -----------------------------------------------------------------------------
+
+function dur(ms) {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return ms < 10000 && ms % 1000 ? (ms / 1000).toFixed(1) + ' s' : s + ' s';
+  const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+  if (d) return d + 'd ' + h + 'h';
+  if (h) return h + 'h ' + m + 'm';
+  return m + 'm ' + (s % 60) + 's';
+}
+function bytes(n) {
+  return n < 1024 ? n + ' B' : n < 1048576 ? (n / 1024).toFixed(1) + ' KiB' : (n / 1048576).toFixed(1) + ' MiB';
+}
+function clock(iso) {
+  const t = new Date(iso);
+  return isNaN(t) ? '' : t.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+function ago(iso) {
+  const s = Math.max(0, Math.round((Date.now() - new Date(iso)) / 1000));
+  return s < 5 ? 'just now' : dur(s * 1000) + ' ago';
+}
+function timeEl(iso) {
+  const t = el('time', '', clock(iso));
+  t.dateTime = iso || '';
+  t.title = iso || '';
+  return t;
+}
+
+// ANSI SGR colour codes become spans (bold, 8/16 foreground and background colours); every
+// other escape sequence is dropped. A carriage return keeps what was written after it.
+function ansi(parent, text) {
+  const cr = text.lastIndexOf('\r', text.length - 2);
+  if (cr >= 0) text = text.slice(cr + 1);
+  text = text.replace(/\x1b\][^\x07\x1b]*(\x07|\x1b\\)/g, '');
+  const re = /\x1b\[([0-9;]*)([@-~])/g;
+  let st = { b: 0, fg: 0, bg: 0 }, i = 0, m;
+  const put = (s) => {
+    s = s.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '');
+    if (!s) return;
+    if (!st.b && !st.fg && !st.bg) return parent.append(s);
+    const cls = [st.b ? 'a-b' : '', st.fg ? 'a-f' + st.fg : '', st.bg ? 'a-g' + st.bg : ''];
+    parent.append(el('span', cls.join(' ').trim(), s));
+  };
+  while ((m = re.exec(text))) {
+    put(text.slice(i, m.index));
+    i = re.lastIndex;
+    if (m[2] !== 'm') continue;
+    const codes = m[1] === '' ? [0] : m[1].split(';').map(Number);
+    for (let k = 0; k < codes.length; k++) {
+      const c = codes[k];
+      if (c === 0) st = { b: 0, fg: 0, bg: 0 };
+      else if (c === 1) st.b = 1;
+      else if (c === 22) st.b = 0;
+      else if (c >= 30 && c <= 37) st.fg = c - 29;
+      else if (c >= 90 && c <= 97) st.fg = c - 81;
+      else if (c === 39) st.fg = 0;
+      else if (c >= 40 && c <= 47) st.bg = c - 39;
+      else if (c === 49) st.bg = 0;
+      else if (c === 38 || c === 48) k += codes[k + 1] === 5 ? 2 : 4; // 256/true colour: dropped
+    }
+  }
+  put(text.slice(i));
+}
+
+// --- the daemon's figures -------------------------------------------------------------------
+
+function gauges(st) {
+  $('version').textContent = 'v' + st.version;
+  S.up = { ms: st.uptime_ms, at: performance.now() };
+  $('uptime').textContent = dur(st.uptime_ms);
+  // The event rate over the last minute of samples (since start until there are two).
+  const sm = S.samples;
+  if (sm.length && st.uptime_ms + 2000 < sm[sm.length - 1].ms) sm.length = 0; // the daemon restarted
+  if (!sm.length || st.uptime_ms > sm[sm.length - 1].ms) sm.push({ ms: st.uptime_ms, n: st.events.published });
+  while (sm.length > 2 && st.uptime_ms - sm[1].ms >= 60000) sm.shift();
+  const a = sm[0], b = sm[sm.length - 1];
+  const rate = b.ms - a.ms >= 1000 ? (b.n - a.n) * 1000 / (b.ms - a.ms) : st.events.per_sec_since_start;
+  $('rate').textContent = rate < 10 ? rate.toFixed(2) : Math.round(rate);
+  $('published').textContent = st.events.published.toLocaleString();
+  for (const t of ['sse', 'ws', 'poll', 'http']) {
+    const c = st.connections[t], b = $('c-' + t);
+    b.textContent = c.active;
+    b.title = c.total + ' since start';
+  }
+  const j = st.journal, h = st.history;
+  let foot = `history ${h.events} events in ${h.topics} topics (${bytes(h.bytes)}) · last event id ${st.last_event_id}`;
+  if (j) foot += ` · journal ${bytes(j.disk_bytes)} in ${j.segments} segment${j.segments === 1 ? '' : 's'}`
+    + (j.failed ? ` · JOURNAL FAILING: ${j.failed}` : '');
+  $('foot').textContent = foot;
+  $('logout').hidden = st.auth !== 'token';
+  const w = $('warn');
+  w.hidden = st.can_subscribe;
+  w.textContent = st.can_subscribe ? '' : 'This token cannot subscribe to $deliveries, $runs and $runs/*: '
+    + 'give it the subscribe scope on those topics for live updates.';
+}
+
+function tick() {
+  if (S.up && S.state !== 'reconnecting') $('uptime').textContent = dur(S.up.ms + performance.now() - S.up.at);
+  for (const t of document.querySelectorAll('#hooks .ago')) t.textContent = ago(t.dataset.t);
+}
+
+// --- hooks ----------------------------------------------------------------------------------
+
+// Mirrors status::verification on the server (for live records, which do not carry it).
+function verification(provider, d) {
+  const msg = d.message || '', rejected = d.outcome === 'rejected';
+  const sig = ['missing header', 'malformed header', 'signature', 'replay window', 'appears more than once']
+    .some((p) => msg.includes(p));
+  if (d.signature_failure || (rejected && sig)) return 'failed';
+  if (!provider) return 'none';
+  if (rejected && (d.status === 405 || msg === 'address not allowed')) return 'not_checked';
+  return 'ok';
+}
+const VERIFY = { ok: ['ok', 'verified'], failed: ['bad', 'failed'], not_checked: ['nil', 'not checked'], none: ['nil', 'unsigned'] };
+
+function hookRow(h) {
+  let r = S.hooks.get(h.id);
+  if (!r) {
+    r = { h, tr: el('tr') };
+    S.hooks.set(h.id, r);
+    $('hooks').tBodies[0].append(r.tr);
+    $('no-hooks').hidden = true;
+  }
+  r.h = h;
+  const tr = r.tr, d = h.last_delivery;
+  tr.replaceChildren();
+  const cell = (label, ...kids) => { const td = el('td'); td.dataset.l = label; td.append(...kids); tr.append(td); return td; };
+  const name = cell('Hook', el('b', '', h.id));
+  name.append(el('small', 'muted', ' ' + (h.provider || 'no provider') + (h.command ? ' · deploys' : '')));
+  if (!d) {
+    cell('Last delivery', el('span', 'muted', 'never'));
+    tr.append(el('td', 'hide-sm'), el('td', 'hide-sm'), el('td', 'hide-sm'), el('td', 'hide-sm'));
+    return;
+  }
+  const when = cell('Last delivery', timeEl(d.time), ' ');
+  const a = el('small', 'muted ago', ago(d.time));
+  a.dataset.t = d.time;
+  when.append(a);
+  cell('Event', d.event || '–');
+  cell('Outcome', badge(d.outcome, d.outcome), ' ', el('small', 'muted', d.status || ''));
+  const v = VERIFY[d.verification || verification(h.provider, d)];
+  const sig = cell('Signature', badge(v[0], v[1]));
+  if (d.signature_failure) sig.append(' ', el('small', 'muted', d.signature_failure));
+  cell('Message', el('span', 'msg', d.message || ''));
+}
+
+// --- deliveries -----------------------------------------------------------------------------
+
+function delivery(d, time, live) {
+  const li = el('li', 'd');
+  const top = el('div', 'row');
+  top.append(timeEl(time), ' ', el('b', '', d.hook), ' ', el('span', 'ev', d.event || ''), ' ',
+    badge(d.outcome, d.outcome), ' ', el('small', 'muted', d.status || ''));
+  if (d.run != null) {
+    const a = el('a', 'runlink', 'run #' + d.run);
+    a.href = '#run-' + d.run;
+    top.append(' ', a);
+  }
+  li.append(top);
+  const sub = el('div', 'row muted');
+  if (d.message) sub.append(el('span', 'msg', d.message), ' ');
+  if (d.delivery) sub.append(el('code', '', d.delivery));
+  if (d.source) sub.append(' ', el('small', '', 'from ' + d.source));
+  li.append(sub);
+  const feed = $('feed');
+  feed.prepend(li);
+  while (feed.children.length > MAX_FEED) feed.lastChild.remove();
+  $('no-feed').hidden = true;
+  if (live) {
+    li.classList.add('new');
+    const r = S.hooks.get(d.hook);
+    if (r) hookRow({ ...r.h, last_delivery: { ...d, time } });
+    else hookRow({ id: d.hook, provider: d.provider, last_delivery: { ...d, time } });
+  }
+}
+
+// --- runs -----------------------------------------------------------------------------------
+
+function runBox(id) {
+  let r = S.runs.get(id);
+  if (r) return r;
+  const box = el('details', 'run');
+  box.id = 'run-' + id;
+  box.open = true;
+  const sum = el('summary'), log = el('pre', 'log');
+  log.tabIndex = 0;
+  box.append(sum, log);
+  r = { id, rec: { id, state: 'running' }, box, sum, log, lines: 0 };
+  S.runs.set(id, r);
+  $('runs').prepend(box);
+  $('no-runs').hidden = true;
+  // Older runs fold away; at most MAX_RUNS stay.
+  const all = [...S.runs.values()].sort((a, b) => b.id - a.id);
+  all.forEach((o, i) => {
+    if (i >= MAX_RUNS) { o.box.remove(); S.runs.delete(o.id); } else if (i >= 3 && FINAL.includes(o.rec.state)) o.box.open = false;
+  });
+  return r;
+}
+
+function runState(rec) {
+  const r = runBox(rec.id);
+  r.rec = { ...r.rec, ...rec };
+  const x = r.rec, s = r.sum;
+  s.replaceChildren(badge(x.state, x.state.replace('_', ' ')), ' ', el('b', '', '#' + x.id), ' ', el('span', '', x.hook || ''));
+  const info = [];
+  if (x.deliveries && x.deliveries.length > 1) info.push(x.deliveries.length + ' deliveries');
+  if (x.duration_ms != null) info.push(dur(x.duration_ms));
+  if (x.exit_code != null) info.push('exit ' + x.exit_code);
+  if (x.signal != null) info.push('signal ' + x.signal);
+  if (x.error) info.push(x.error);
+  s.append(' ', el('small', 'muted', info.join(' · ')), ' ');
+  const t = timeEl(x.started || x.queued);
+  t.className = 'muted right';
+  s.append(t);
+}
+
+function runLine(d) {
+  const r = runBox(d.run);
+  const log = r.log;
+  const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+  const ln = el('span', d.stream === 'stderr' ? 'ln err' : 'ln');
+  ansi(ln, d.line);
+  if (d.cut) ln.append(el('span', 'muted', ' …'));
+  ln.append('\n');
+  log.append(ln);
+  if (++r.lines > MAX_LINES) { log.firstChild.remove(); r.lines--; }
+  if (stick) log.scrollTop = log.scrollHeight;
+}
+
+// --- snapshot and stream --------------------------------------------------------------------
+
+function snapshot(st) {
+  S.hooks.clear();
+  $('hooks').tBodies[0].replaceChildren();
+  S.runs.clear();
+  $('runs').replaceChildren();
+  $('feed').replaceChildren();
+  $('no-hooks').hidden = st.hooks.length > 0;
+  $('no-runs').hidden = st.runs.length > 0;
+  $('no-feed').hidden = st.deliveries.length > 0;
+  gauges(st);
+  for (const h of st.hooks) hookRow(h);
+  for (const rec of st.runs.slice().reverse()) {
+    runState(rec);
+    for (const line of rec.output || []) runLine(line);
+  }
+  for (const d of st.deliveries.slice().reverse()) delivery(d, d.time, false);
+  S.last = st.last_event_id;
+  tick();
+}
+
+function onEvent(e) {
+  let m;
+  try { m = JSON.parse(e.data); } catch { return; }
+  if (!(m.id > S.last)) return; // already shown (a resumed stream starts after S.last)
+  S.last = m.id;
+  S.events++;
+  S.seen.push(m.id);
+  if (S.seen.length > 1000) S.seen.shift();
+  soon();
+  const d = m.data;
+  if (m.topic === '$deliveries') delivery(d, m.time, true);
+  else if (m.topic === '$runs') runState(d);
+  else if (m.topic.startsWith('$runs/')) runLine(d);
+}
+
+function open(since) {
+  if (S.es) S.es.close();
+  clearTimeout(S.timer);
+  const es = new EventSource('/events?topics=' + encodeURIComponent(TOPICS) + '&format=json&lastEventId=' + since);
+  S.es = es;
+  es.onopen = () => { setConn('connected'); refresh(); };
+  es.onerror = () => {
+    if (S.es !== es) return;
+    setConn('reconnecting');
+    // A network error makes EventSource retry by itself (with Last-Event-ID); an HTTP error
+    // closes it for good: check our access, then resume from the last event we showed.
+    if (es.readyState === EventSource.CLOSED) S.timer = setTimeout(() => refresh().then(() => open(S.last)), RETRY_MS);
+  };
+  for (const k of KINDS) es.addEventListener(k, onEvent);
+  es.addEventListener('reset', () => { S.resets++; es.close(); load(); });
+}
+
+async function fetchStatus(brief) {
+  const r = await fetch(brief ? '/api/status?brief=1' : '/api/status', { cache: 'no-store', credentials: 'same-origin' });
+  if (r.status === 401 || r.status === 403) { location.href = '/login'; throw new Error('login'); }
+  if (!r.ok) throw new Error('status ' + r.status);
+  return r.json();
+}
+
+async function load() {
+  clearTimeout(S.timer);
+  try {
+    const st = await fetchStatus();
+    snapshot(st);
+    open(st.last_event_id);
+  } catch {
+    setConn('reconnecting');
+    S.timer = setTimeout(load, RETRY_MS);
+  }
+}
+
+// The figures follow activity: refreshed at once, then at most every 250 ms while it lasts.
+function soon() {
+  if (S.soon) { S.again = true; return; }
+  refresh();
+  S.soon = setTimeout(() => { S.soon = 0; if (S.again) { S.again = false; soon(); } }, 250);
+}
+
+async function refresh() {
+  try { gauges(await fetchStatus(true)); } catch { /* the stream's state says it all */ }
+}
+
+load();
+setInterval(tick, 1000);
+setInterval(() => { if (S.state === 'connected') refresh(); }, 5000);

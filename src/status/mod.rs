@@ -1,0 +1,436 @@
+//! The live status page and its JSON: `GET /` (HTML), `GET /status/app.js` and
+//! `GET /status/style.css` (embedded with `include_str!`: no CDN, no build step), `GET
+//! /api/status` (the snapshot the page starts from), and the login form that turns an admin
+//! token into the `hookcast_token` cookie (`GET`/`POST /login`, `POST /logout`).
+//!
+//! Who sees it: a client that a `public` rule lets subscribe to the page's topics
+//! ([`PAGE_TOPICS`]; the default config opens them to loopback) without a token; anyone else
+//! needs a token with the `admin` scope (bearer, `?token=` or the cookie). The page gets the
+//! snapshot, then one EventSource on [`PAGE_TOPICS`] resumed from the snapshot's
+//! `last_event_id`, so nothing between the two is lost; after a reconnect EventSource resends
+//! `Last-Event-ID` and a `reset` makes it fetch the snapshot again.
+//!
+//! Assets are served with a content hash in `?v=` and cached as immutable; the HTML itself is
+//! `no-cache`. Every page response carries a strict `Content-Security-Policy` (the script builds
+//! its DOM with `textContent` only, so webhook data never becomes markup).
+
+use crate::api::presented_token;
+use crate::app::App;
+use crate::auth::{Caller, Scope};
+use crate::http::request::{query_param, Head, Method};
+use crate::http::response::Response;
+use crate::metrics::Transport;
+use serde_json::{json, Map, Value};
+use std::net::IpAddr;
+use std::sync::OnceLock;
+
+const INDEX_HTML: &str = include_str!("index.html");
+const APP_JS: &str = include_str!("app.js");
+const STYLE_CSS: &str = include_str!("style.css");
+
+/// The system topics the page subscribes to (a token or public rule must allow all three).
+pub const PAGE_TOPICS: [&str; 3] = ["$deliveries", "$runs", "$runs/*"];
+/// The cookie the login form sets (also read by `api::presented_token`).
+pub const COOKIE: &str = "hookcast_token";
+/// How long the login cookie lives (30 days).
+const COOKIE_MAX_AGE_SECS: u64 = 30 * 24 * 3600;
+/// How far back (in event ids) the snapshot looks for deliveries and run output.
+const HISTORY_SCAN: u64 = 5000;
+/// Deliveries in the snapshot's feed.
+const FEED_LEN: usize = 50;
+/// Runs in the snapshot; the newest [`RUNS_WITH_OUTPUT`] carry their output lines.
+const RUNS_LEN: usize = 20;
+const RUNS_WITH_OUTPUT: usize = 5;
+/// Output lines per run in the snapshot (the newest ones).
+const OUTPUT_LINES: usize = 500;
+/// Most hooks remembered in `App::last_deliveries` (entries exist only for configured hooks;
+/// this only bounds what config reloads could leave behind).
+const MAX_REMEMBERED_HOOKS: usize = 10_000;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                   img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// FNV-1a, at compile time: the assets' version for `?v=`.
+const fn fnv1a(seed: u64, s: &str) -> u64 {
+    let b = s.as_bytes();
+    let mut h = seed;
+    let mut i = 0;
+    while i < b.len() {
+        h ^= b[i] as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+const ASSETS_HASH: u64 = fnv1a(fnv1a(fnv1a(0xcbf2_9ce4_8422_2325, INDEX_HTML), APP_JS), STYLE_CSS);
+
+/// The assets' version string (the `?v=` the HTML asks for).
+pub fn asset_version() -> &'static str {
+    static V: OnceLock<String> = OnceLock::new();
+    V.get_or_init(|| format!("{ASSETS_HASH:016x}"))
+}
+
+fn index_html() -> &'static str {
+    static HTML: OnceLock<String> = OnceLock::new();
+    HTML.get_or_init(|| INDEX_HTML.replace("__V__", asset_version()))
+}
+
+/// Size in bytes of the embedded page (HTML, JS, CSS).
+pub fn page_bytes() -> usize {
+    INDEX_HTML.len() + APP_JS.len() + STYLE_CSS.len()
+}
+
+/// How a caller gets to see the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// A public rule lets this address subscribe to the page's topics (loopback by default).
+    Public,
+    /// A token with the admin scope.
+    Token,
+    /// Neither.
+    Denied,
+}
+
+impl Access {
+    fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::Token => "token",
+            Access::Denied => "denied",
+        }
+    }
+}
+
+fn access(app: &App, ip: IpAddr, head: &Head) -> (Access, Caller) {
+    let who = app.auth.identify(presented_token(head).as_deref(), ip);
+    if app.auth.has_scope(&who, Scope::Admin) {
+        return (Access::Token, who);
+    }
+    let anonymous = Caller { token: None, bad_token: false, ip };
+    if PAGE_TOPICS.iter().all(|t| app.auth.allows(&anonymous, Scope::Subscribe, t)) {
+        return (Access::Public, who);
+    }
+    (Access::Denied, who)
+}
+
+fn secure_headers(r: Response) -> Response {
+    r.with("Content-Security-Policy", CSP)
+        .with("X-Content-Type-Options", "nosniff")
+        .with("X-Frame-Options", "DENY")
+        .with("Referrer-Policy", "same-origin")
+}
+
+fn redirect(to: &'static str) -> Response {
+    Response::new(303, "text/plain; charset=utf-8", format!("see {to}\n"))
+        .with("Location", to)
+        .with("Cache-Control", "no-store")
+}
+
+/// `GET /`: the page, or a redirect to the login form.
+pub fn page(app: &App, ip: IpAddr, head: &Head) -> Response {
+    if access(app, ip, head).0 == Access::Denied {
+        return redirect("/login");
+    }
+    secure_headers(Response::new(200, "text/html; charset=utf-8", index_html()).with("Cache-Control", "no-cache"))
+}
+
+/// `GET /status/{name}`: an embedded asset, immutable when asked for by its current version.
+/// Served to anyone: they hold no data (the login form uses the stylesheet too).
+pub fn asset(head: &Head, name: &str) -> Response {
+    let (body, content_type) = match name {
+        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "style.css" => (STYLE_CSS, "text/css; charset=utf-8"),
+        _ => return Response::error(404, "no such asset"),
+    };
+    let current = query_param(head.query(), "v").is_some_and(|v| v == asset_version());
+    let cache = if current { "public, max-age=31536000, immutable" } else { "no-cache" };
+    Response::new(200, content_type, body).with("Cache-Control", cache).with("X-Content-Type-Options", "nosniff")
+}
+
+/// `GET /api/status`: the snapshot the page starts from (and a scripts' view of the daemon).
+pub fn api(app: &App, ip: IpAddr, head: &Head) -> Response {
+    let (how, who) = access(app, ip, head);
+    if how == Access::Denied {
+        return if who.token.is_some() {
+            Response::error(403, "token may not read the status (admin scope needed)")
+        } else {
+            let msg = if who.bad_token { "invalid token" } else { "a token with the admin scope is needed" };
+            Response::error(401, msg).with("WWW-Authenticate", "Bearer realm=\"hookcast\"")
+        };
+    }
+    let can_subscribe = PAGE_TOPICS.iter().all(|t| app.auth.allows(&who, Scope::Subscribe, t));
+    let brief = query_param(head.query(), "brief").is_some_and(|b| b != "0");
+    let mut v = snapshot(app, brief);
+    v["auth"] = json!(how.as_str());
+    v["can_subscribe"] = json!(can_subscribe);
+    Response::json(200, &v).with("Cache-Control", "no-store")
+}
+
+/// The daemon's state as the page shows it; consistent as of `last_event_id` (the loop is
+/// single-threaded), so a stream resumed from that id continues it with no gap. `brief` leaves
+/// out hooks, deliveries and runs (the page's periodic refresh of its figures).
+pub fn snapshot(app: &App, brief: bool) -> Value {
+    let uptime = app.now.duration_since(app.started);
+    let m = &app.metrics;
+    let mut connections = Map::new();
+    for (name, t) in
+        [("http", Transport::Http), ("sse", Transport::Sse), ("ws", Transport::Ws), ("poll", Transport::Poll)]
+    {
+        connections.insert(name.into(), json!({ "active": m.active[t as usize], "total": m.total[t as usize] }));
+    }
+    let hub = app.hub.stats();
+    let mut v = json!({
+        "name": "hookcast",
+        "version": env!("CARGO_PKG_VERSION"),
+        "now": crate::clock::rfc3339(crate::clock::unix_ms()),
+        "uptime_ms": uptime.as_millis() as u64,
+        "last_event_id": hub.last_id,
+        "connections": connections,
+        "events": {
+            "published": m.events_published,
+            "per_sec_since_start": (m.events_published as f64 / uptime.as_secs_f64().max(0.001) * 100.0).round() / 100.0,
+        },
+        "history": { "events": hub.history_events, "bytes": hub.history_bytes, "topics": hub.topics },
+        "active_runs": app.runner.active(),
+        "journal": app.journal.as_ref().map(|j| {
+            let s = j.stats();
+            json!({
+                "disk_bytes": s.disk_bytes, "segments": s.segments, "appended": s.appended, "fsyncs": s.fsyncs,
+                "write_errors": s.write_errors, "queued_bytes": s.queued_bytes, "failed": s.failed,
+            })
+        }),
+    });
+    if brief {
+        return v;
+    }
+    // The recent window of ids first (cheap: history is ordered by id); ids jump at a restart
+    // (they continue from the clock), so when that window holds too few deliveries, all of
+    // history — only when a page loads, not on its periodic `brief` refreshes.
+    let patterns = ["$deliveries", "$runs/*"];
+    let mut recent = app.hub.replay(&patterns, hub.last_id.saturating_sub(HISTORY_SCAN), usize::MAX, None).events;
+    if recent.iter().filter(|e| &*e.topic == "$deliveries").count() < FEED_LEN {
+        recent = app.hub.replay(&patterns, 0, usize::MAX, None).events;
+    }
+    let mut feed = Vec::new();
+    let mut output: std::collections::HashMap<&str, Vec<Value>> = std::collections::HashMap::new();
+    for ev in &recent {
+        let Ok(data) = serde_json::from_str::<Value>(&ev.data) else { continue };
+        if &*ev.topic == "$deliveries" {
+            feed.push(with_time(data, ev.id, ev.time_ms));
+        } else {
+            output.entry(&ev.topic).or_default().push(data);
+        }
+    }
+    let hooks: Vec<Value> = app
+        .hooks
+        .iter()
+        .map(|h| {
+            let id = h.def.id.as_str();
+            let last = app.last_deliveries.get(id).cloned().or_else(|| {
+                feed.iter().rev().find(|d| d["hook"] == id).map(|d| with_verification(app, d.clone(), None))
+            });
+            json!({
+                "id": id,
+                "provider": h.def.provider,
+                "topic": h.topic,
+                "command": h.def.execute_command.is_some(),
+                "last_delivery": last,
+            })
+        })
+        .collect();
+    let mut runs = app.runner.recent(RUNS_LEN);
+    for run in runs.iter_mut().take(RUNS_WITH_OUTPUT) {
+        let topic = format!("$runs/{}", run["id"]);
+        if let Some(lines) = output.get_mut(topic.as_str()) {
+            let skip = lines.len().saturating_sub(OUTPUT_LINES);
+            run["output"] = Value::Array(lines.drain(skip..).collect());
+        }
+    }
+    let feed: Vec<Value> = feed.into_iter().rev().take(FEED_LEN).collect();
+    v["hooks"] = Value::Array(hooks);
+    v["deliveries"] = Value::Array(feed);
+    v["runs"] = Value::Array(runs);
+    v
+}
+
+fn with_time(mut record: Value, id: u64, time_ms: u64) -> Value {
+    if let Some(m) = record.as_object_mut() {
+        m.insert("time".into(), json!(crate::clock::rfc3339(time_ms)));
+        m.insert("event_id".into(), json!(id));
+    }
+    record
+}
+
+/// What the signature check said, for the hooks table: `ok`, `failed`, `not_checked` (refused
+/// before it: method or address), or `none` (a hook without a provider). Precise when the
+/// intake's `signature_failure` is known; from the record's message otherwise (what the page
+/// does with live records too: keep the two in step).
+fn verification(provider: bool, record: &Value, signature_failure: Option<&str>) -> &'static str {
+    let msg = record["message"].as_str().unwrap_or("");
+    let rejected = record["outcome"] == "rejected";
+    let sig_msg = ["missing header", "malformed header", "signature", "replay window", "appears more than once"]
+        .iter()
+        .any(|p| msg.contains(p));
+    if signature_failure.is_some() || (rejected && sig_msg) {
+        "failed"
+    } else if !provider {
+        "none"
+    } else if rejected && (record["status"] == 405 || msg == "address not allowed") {
+        "not_checked"
+    } else {
+        "ok"
+    }
+}
+
+fn with_verification(app: &App, mut record: Value, signature_failure: Option<&str>) -> Value {
+    let provider = record["hook"].as_str().and_then(|h| app.hooks.get(h)).is_some_and(|h| h.def.provider.is_some());
+    let v = verification(provider, &record, signature_failure);
+    if let Some(m) = record.as_object_mut() {
+        m.insert("verification".into(), json!(v));
+        if let Some(r) = signature_failure {
+            m.insert("signature_failure".into(), json!(r));
+        }
+    }
+    record
+}
+
+/// Remembers a hook's last delivery (called right after its `$deliveries` record is
+/// published, which is the last event in the outbox).
+pub fn note_delivery(app: &mut App, record: &Value, signature_failure: Option<&str>) {
+    let Some(hook) = record["hook"].as_str() else { return };
+    if app.last_deliveries.len() >= MAX_REMEMBERED_HOOKS && !app.last_deliveries.contains_key(hook) {
+        return;
+    }
+    let (id, time_ms) = app
+        .outbox
+        .last()
+        .filter(|e| &*e.topic == "$deliveries")
+        .map_or((0, crate::clock::unix_ms()), |e| (e.id, e.time_ms));
+    let v = with_verification(app, with_time(record.clone(), id, time_ms), signature_failure);
+    app.last_deliveries.insert(hook.to_string(), v);
+}
+
+/// Whether a browser's `Origin` (when sent) is this host: a form posted from another site
+/// must not log anyone in or out.
+fn same_origin(head: &Head) -> bool {
+    let Some(origin) = head.header_str("origin") else { return true };
+    origin
+        .split_once("://")
+        .zip(head.header_str("host"))
+        .is_some_and(|((_, authority), host)| authority.eq_ignore_ascii_case(host))
+}
+
+/// Whether the request reached a trusted proxy over HTTPS (`X-Forwarded-Proto: https`, believed
+/// only from `trusted_proxies`, like the client address): then the cookie is `Secure`.
+fn via_https(app: &App, peer: IpAddr, head: &Head) -> bool {
+    let peer = crate::auth::canonical(peer);
+    app.cfg.trusted_proxies.iter().any(|c| c.contains(peer))
+        && head
+            .header_str("x-forwarded-proto")
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Characters a token may have to travel in a cookie value (RFC 6265 §4.1.1 `cookie-octet`).
+fn cookie_safe(token: &str) -> bool {
+    token.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e))
+}
+
+fn cookie(value: &str, max_age: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+}
+
+/// The login form, with an error when there is one.
+fn login_form(status: u16, error: Option<&'static str>) -> Response {
+    let error = error.map_or(String::new(), |e| format!("<p class=\"error\" role=\"alert\">{e}</p>"));
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"color-scheme\" content=\"light dark\"><title>hookcast · log in</title>\
+         <link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/status/style.css?v={v}\"></head>\
+         <body class=\"login\"><main><form method=\"post\" action=\"/login\" class=\"card\">\
+         <h1>hookcast</h1><p>The status page needs a token with the <code>admin</code> scope.</p>{error}\
+         <label for=\"token\">Token</label>\
+         <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
+         <button type=\"submit\">Log in</button></form></main></body></html>\n",
+        v = asset_version(),
+    );
+    secure_headers(Response::new(status, "text/html; charset=utf-8", html).with("Cache-Control", "no-store"))
+}
+
+/// `GET /login` shows the form; `POST /login` (`token=…`, form-encoded) checks the token
+/// (in constant time, by `Auth::identify`) and, when it has the admin scope, sets the cookie
+/// and sends the browser to `/`.
+pub fn login(app: &App, peer: IpAddr, ip: IpAddr, head: &Head, body: &[u8]) -> Response {
+    if head.method != Method::Post {
+        return login_form(200, None);
+    }
+    if !same_origin(head) {
+        return Response::error(403, "cross-origin login refused");
+    }
+    let token = std::str::from_utf8(body).ok().and_then(|b| query_param(b, "token")).unwrap_or_default();
+    let token = token.trim();
+    if token.is_empty() {
+        return login_form(400, Some("Enter a token."));
+    }
+    let who = app.auth.identify(Some(token), ip);
+    if who.token.is_none() {
+        log::warn!("status: failed login from {ip}");
+        return login_form(401, Some("Wrong token."));
+    }
+    if !app.auth.has_scope(&who, Scope::Admin) {
+        return login_form(403, Some("This token has no <code>admin</code> scope."));
+    }
+    if !cookie_safe(token) {
+        return login_form(400, Some("This token has characters a cookie cannot carry."));
+    }
+    log::info!("status: {} logged in from {ip}", app.auth.token_name(&who).unwrap_or("?"));
+    redirect("/").with("Set-Cookie", cookie(token, COOKIE_MAX_AGE_SECS, via_https(app, peer, head)))
+}
+
+/// `POST /logout`: clears the cookie and goes back to the form.
+pub fn logout(app: &App, peer: IpAddr, head: &Head) -> Response {
+    if !same_origin(head) {
+        return Response::error(403, "cross-origin logout refused");
+    }
+    redirect("/login").with("Set-Cookie", cookie("", 0, via_https(app, peer, head)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_is_small_and_references_its_versioned_assets() {
+        assert!(page_bytes() < 48 * 1024, "page is {} bytes", page_bytes());
+        let html = index_html();
+        assert!(html.contains(&format!("/status/app.js?v={}", asset_version())));
+        assert!(html.contains(&format!("/status/style.css?v={}", asset_version())));
+        assert!(!html.contains("__V__"));
+    }
+
+    #[test]
+    fn verification_from_records() {
+        let r = |outcome: &str, status: u16, message: &str| json!({"outcome": outcome, "status": status, "message": message});
+        assert_eq!(verification(true, &r("accepted", 202, ""), None), "ok");
+        assert_eq!(verification(true, &r("rejected", 403, "signature does not match"), None), "failed");
+        assert_eq!(verification(true, &r("rejected", 401, "missing header x-hub-signature-256"), None), "failed");
+        assert_eq!(
+            verification(true, &r("rejected", 403, "timestamp is 900 s old, outside the replay window"), None),
+            "failed"
+        );
+        assert_eq!(verification(true, &r("rejected", 403, "address not allowed"), None), "not_checked");
+        assert_eq!(verification(true, &r("rejected", 405, "method not allowed for this hook"), None), "not_checked");
+        assert_eq!(verification(true, &r("rejected", 503, "run queue full"), None), "ok");
+        assert_eq!(verification(false, &r("accepted", 200, ""), None), "none");
+        assert_eq!(verification(false, &r("rejected", 403, "invalid payload signature"), Some("mismatch")), "failed");
+    }
+
+    #[test]
+    fn cookie_values() {
+        assert!(cookie_safe("hc_3f9c0a"));
+        assert!(!cookie_safe("a;b") && !cookie_safe("a b") && !cookie_safe("a,b") && !cookie_safe("é"));
+        assert_eq!(cookie("t", 60, true), "hookcast_token=t; Path=/; HttpOnly; SameSite=Strict; Max-Age=60; Secure");
+    }
+}

@@ -1,0 +1,399 @@
+//! Operations: `scripts/install.sh --prefix` (idempotent, uninstall), the systemd units
+//! (`systemd-analyze verify` and the `security` exposure score), the cloudflared ingress, and the
+//! daemon's side of sd_notify and socket activation with a fake `$NOTIFY_SOCKET` and
+//! `systemd-socket-activate` (from the `systemd` package, which `.ci/run` installs).
+
+use crate::util::*;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The exposure score recorded in systemd/README.md; the unit must not get worse.
+const MAX_EXPOSURE: f64 = 1.1;
+
+fn install_sh(args: &[&str]) -> String {
+    let out = Command::new("bash").arg(Path::new(ROOT).join("scripts/install.sh")).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "install.sh {args:?} failed:\n{text}");
+    text
+}
+
+/// Every file and directory under `root`: relative path → (mtime, SHA-256 of the contents).
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (SystemTime, Option<[u8; 32]>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let hash = if meta.is_file() { Some(Sha256::digest(std::fs::read(&p).unwrap()).into()) } else { None };
+            if meta.is_dir() {
+                stack.push(p.clone());
+            }
+            out.insert(p.strip_prefix(root).unwrap().to_path_buf(), (meta.modified().unwrap(), hash));
+        }
+    }
+    out
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+#[test]
+fn install_sh_into_a_prefix_is_idempotent_and_uninstalls() {
+    let tmp = TempDir::new("install");
+    let prefix = tmp.0.join("root");
+    let p = prefix.to_str().unwrap();
+    let first = install_sh(&["--prefix", p, "--no-build", "--bin", BIN]);
+    assert!(first.contains("wrote a starter /etc/hookcast/hookcast.json (hookcast check: ok)"), "{first}");
+    for f in [
+        "usr/local/bin/hookcast",
+        "etc/systemd/system/hookcast.service",
+        "etc/systemd/system/hookcast.socket",
+        "etc/hookcast/hookcast.json",
+        "usr/local/share/doc/hookcast/systemd.md",
+        "usr/local/share/doc/hookcast/cloudflared-config.yml",
+    ] {
+        assert!(prefix.join(f).is_file(), "{f} not installed:\n{first}");
+    }
+    assert!(prefix.join("var/lib/hookcast").is_dir());
+    assert!(prefix.join("etc/hookcast/credentials").is_dir());
+    let mode =
+        |f: &str| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(prefix.join(f)).unwrap().permissions());
+    assert_eq!(mode("usr/local/bin/hookcast") & 0o777, 0o755);
+    assert_eq!(mode("etc/hookcast/hookcast.json") & 0o777, 0o640);
+    assert_eq!(mode("etc/hookcast/credentials") & 0o777, 0o700);
+
+    // A second run changes nothing: same bytes, same mtimes, nothing reported.
+    let before = snapshot(&prefix);
+    std::thread::sleep(Duration::from_millis(20));
+    let second = install_sh(&["--prefix", p, "--no-build", "--bin", BIN]);
+    assert_eq!(snapshot(&prefix), before, "the second run changed files:\n{second}");
+    for word in ["installed", "created", "mode ", "owner ", "wrote"] {
+        assert!(!second.contains(word), "second run says {word:?}:\n{second}");
+    }
+    assert!(second.contains("kept the existing /etc/hookcast/hookcast.json"), "{second}");
+
+    // The installed binary accepts the installed config.
+    let conf = prefix.join("etc/hookcast/hookcast.json");
+    let out =
+        Command::new(prefix.join("usr/local/bin/hookcast")).arg("check").arg("--config").arg(&conf).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&conf).unwrap()).unwrap();
+    assert_eq!(cfg["listen"], "127.0.0.1:9000");
+    assert_eq!(cfg["trusted_proxies"], serde_json::json!(["127.0.0.1/32", "::1"]));
+
+    verify_units(&prefix, &tmp.0);
+
+    // A config the user edited survives a reinstall.
+    std::fs::write(&conf, r#"{"listen": "127.0.0.1:9100"}"#).unwrap();
+    install_sh(&["--prefix", p, "--no-build", "--bin", BIN]);
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), r#"{"listen": "127.0.0.1:9100"}"#);
+
+    let out = install_sh(&["--prefix", p, "--uninstall"]);
+    for f in ["usr/local/bin/hookcast", "etc/systemd/system/hookcast.service", "etc/systemd/system/hookcast.socket"] {
+        assert!(!prefix.join(f).exists(), "{f} left after --uninstall:\n{out}");
+    }
+    assert!(!prefix.join("usr/local/share/doc/hookcast").exists());
+    assert!(conf.is_file(), "--uninstall removed the config");
+    assert!(prefix.join("var/lib/hookcast").is_dir(), "--uninstall removed the state");
+    let again = install_sh(&["--prefix", p, "--uninstall"]);
+    assert!(!again.contains("removed"), "a second --uninstall removed something:\n{again}");
+
+    install_sh(&["--prefix", p, "--uninstall", "--purge"]);
+    assert!(!prefix.join("etc/hookcast").exists());
+    assert!(!prefix.join("var/lib/hookcast").exists());
+}
+
+/// `systemd-analyze verify` on the installed units (with ExecStart= pointing into the prefix,
+/// since verify checks that the binary exists) and the offline security score.
+fn verify_units(prefix: &Path, scratch: &Path) {
+    if !have("systemd-analyze") {
+        println!("NOTE: systemd-analyze not found (Debian package `systemd`): units not verified");
+        return;
+    }
+    let dir = scratch.join("verify");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = prefix.join("usr/local/bin/hookcast");
+    let mut units = Vec::new();
+    for unit in ["hookcast.service", "hookcast.socket"] {
+        let text = std::fs::read_to_string(prefix.join("etc/systemd/system").join(unit)).unwrap();
+        let path = dir.join(unit);
+        std::fs::write(&path, text.replace("/usr/local/bin/hookcast", bin.to_str().unwrap())).unwrap();
+        units.push(path);
+    }
+    let out = Command::new("systemd-analyze").arg("verify").args(&units).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && !text.contains("hookcast"), "systemd-analyze verify:\n{text}");
+
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(prefix.join("etc/systemd/system/hookcast.service"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for hookcast.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure score in:\n{text}{}", String::from_utf8_lossy(&out.stderr)));
+    println!("systemd-analyze security --offline=yes hookcast.service: {score}");
+    assert!(score <= MAX_EXPOSURE + 1e-9, "exposure {score} is above the recorded {MAX_EXPOSURE}:\n{text}");
+}
+
+/// The `ingress` rules of cloudflared/config.yml as (hostname, path, service), in order. A
+/// small reader for the file's own shape (a list of maps), not a YAML parser.
+fn ingress_rules(yaml: &str) -> Vec<(Option<String>, Option<String>, String)> {
+    let mut rules: Vec<(Option<String>, Option<String>, Option<String>)> = Vec::new();
+    let mut inside = false;
+    for line in yaml.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('#') || trimmed.is_empty() {
+            continue;
+        }
+        if !line.starts_with(' ') {
+            inside = line.starts_with("ingress:");
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let (item, body) = match trimmed.strip_prefix("- ") {
+            Some(b) if line.len() - trimmed.len() == 2 => (true, b),
+            _ => (false, trimmed),
+        };
+        if item {
+            rules.push((None, None, None));
+        }
+        let Some((k, v)) = body.split_once(':') else { continue };
+        let v = v.trim().to_string();
+        let rule = rules.last_mut().expect("a key before the first rule");
+        match k.trim() {
+            "hostname" => rule.0 = Some(v),
+            "path" => rule.1 = Some(v),
+            "service" => rule.2 = Some(v),
+            _ => {}
+        }
+    }
+    rules.into_iter().map(|(h, p, s)| (h, p, s.expect("every rule has a service"))).collect()
+}
+
+#[test]
+fn cloudflared_forwards_only_hooks_and_ports_agree() {
+    let yaml = std::fs::read_to_string(Path::new(ROOT).join("cloudflared/config.yml")).unwrap();
+    let rules = ingress_rules(&yaml);
+    let last = rules.last().unwrap();
+    assert_eq!(last, &(None, None, "http_status:404".to_string()), "the last rule must 404 everything");
+    // Which service a request for `path` reaches, as cloudflared matches rules (the path
+    // regex is searched in the URL path; the first matching rule wins).
+    let route = |path: &str| -> &str {
+        for (host, re, service) in &rules {
+            if host.as_deref().is_some_and(|h| h != "hooks.example.org") {
+                continue;
+            }
+            if re.as_deref().is_none_or(|re| regex_lite::Regex::new(re).unwrap().is_match(path)) {
+                return service;
+            }
+        }
+        unreachable!("the catch-all matches")
+    };
+    for path in ["/hooks/site", "/hooks/a/b"] {
+        assert_eq!(route(path), "http://127.0.0.1:9000", "{path}");
+    }
+    for path in [
+        "/",
+        "/api/status",
+        "/events",
+        "/ws",
+        "/metrics",
+        "/publish/x",
+        "/login",
+        "/hooks",
+        "/x/hooks/site",
+        "/api/runs/1/cancel",
+    ] {
+        assert_eq!(route(path), "http_status:404", "{path} would reach hookcast");
+    }
+
+    // The tunnel, the socket unit, the tunnel example and the starter config name one address.
+    let socket = std::fs::read_to_string(Path::new(ROOT).join("systemd/hookcast.socket")).unwrap();
+    assert!(socket.lines().any(|l| l == "ListenStream=127.0.0.1:9000"));
+    let example: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(Path::new(ROOT).join("examples/hookcast-tunnel.json")).unwrap()).unwrap();
+    assert_eq!(example["listen"], "127.0.0.1:9000");
+    assert_eq!(example["trusted_proxies"], serde_json::json!(["127.0.0.1/32", "::1"]));
+    let install = std::fs::read_to_string(Path::new(ROOT).join("scripts/install.sh")).unwrap();
+    assert!(install.contains(r#""listen": "127.0.0.1:9000""#));
+}
+
+#[test]
+fn install_sh_is_shellcheck_clean() {
+    if !have("shellcheck") {
+        println!("NOTE: shellcheck not found: scripts/install.sh not checked");
+        return;
+    }
+    let out = Command::new("shellcheck").arg(Path::new(ROOT).join("scripts/install.sh")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// A fake service manager's notification socket: a bound datagram socket in a temp dir.
+struct FakeNotify {
+    sock: UnixDatagram,
+    path: PathBuf,
+    _dir: TempDir,
+}
+
+impl FakeNotify {
+    fn new() -> FakeNotify {
+        let dir = TempDir::new("notify");
+        let path = dir.0.join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        FakeNotify { sock, path, _dir: dir }
+    }
+
+    /// Messages until one has the line `want`; returns them all (the last holds `want`).
+    fn wait_for(&self, want: &str, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {want:?} within {within:?}; got {got:?}");
+            self.sock.set_read_timeout(Some(left)).unwrap();
+            match self.sock.recv(&mut buf) {
+                Ok(n) => {
+                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let done = msg.lines().any(|l| l == want);
+                    got.push(msg);
+                    if done {
+                        return got;
+                    }
+                }
+                Err(e) => panic!("no {want:?} within {within:?} ({e}); got {got:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn sd_notify_ready_then_stopping() {
+    let n = FakeNotify::new();
+    let mut d = Daemon::start_env(None, &[], &[("NOTIFY_SOCKET", n.path.to_str().unwrap())]);
+    n.wait_for("READY=1", Duration::from_secs(5));
+    assert_eq!(d.get("/healthz").status, 200, "READY=1 came before the daemon could answer");
+    let (status, _) = d.terminate();
+    assert!(status.success());
+    let after = n.wait_for("STOPPING=1", Duration::from_secs(1));
+    assert!(after.iter().all(|m| !m.lines().any(|l| l == "READY=1")), "READY=1 again while stopping: {after:?}");
+}
+
+#[test]
+fn sd_notify_to_an_abstract_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("hookcast-test-notify-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let sock = UnixDatagram::bind_addr(&addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _d = Daemon::start_env(None, &[], &[("NOTIFY_SOCKET", &format!("@{name}"))]);
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("a notification");
+    assert!(String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1"));
+}
+
+#[test]
+fn sd_notify_watchdog_pings() {
+    let n = FakeNotify::new();
+    // WatchdogSec=0.4s: pings every 0.2 s.
+    let _d = Daemon::start_env(None, &[], &[("NOTIFY_SOCKET", n.path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")]);
+    n.wait_for("READY=1", Duration::from_secs(5));
+    let t0 = Instant::now();
+    n.wait_for("WATCHDOG=1", Duration::from_secs(2));
+    n.wait_for("WATCHDOG=1", Duration::from_secs(2));
+    assert!(t0.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn sd_notify_reloading_then_ready_around_sighup() {
+    let n = FakeNotify::new();
+    let d = Daemon::start_env(None, &[], &[("NOTIFY_SOCKET", n.path.to_str().unwrap())]);
+    n.wait_for("READY=1", Duration::from_secs(5));
+    signal(&d.child, "HUP");
+    let msgs = n.wait_for("RELOADING=1", Duration::from_secs(5));
+    let reloading = msgs.last().unwrap();
+    let usec =
+        reloading.lines().find_map(|l| l.strip_prefix("MONOTONIC_USEC=")).expect("MONOTONIC_USEC with RELOADING");
+    assert!(usec.parse::<u64>().unwrap() > 0);
+    n.wait_for("READY=1", Duration::from_secs(5));
+    assert_eq!(d.get("/healthz").status, 200);
+}
+
+/// A free loopback port (bound, then released: the tool binds it again right after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn socket_activation_uses_the_passed_listener() {
+    if !have("systemd-socket-activate") {
+        println!("NOTE: systemd-socket-activate not found (Debian package `systemd`): test skipped");
+        return;
+    }
+    let port = free_port();
+    let dir = TempDir::new("activate");
+    // Without --accept, the tool listens, and at the first connection execs hookcast in its own
+    // process with the socket as descriptor 3 (LISTEN_FDS=1, LISTEN_PID = that process).
+    let mut child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("HOOKCAST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let sink = log.clone();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line.clone());
+            sink.lock().unwrap().push_str(&format!("{line}\n"));
+        }
+    });
+    let wait_line = |needle: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(_) => panic!("no {needle:?} in the log:\n{}", log.lock().unwrap()),
+            }
+        }
+    };
+    wait_line(&format!("Listening on 127.0.0.1:{port}"));
+    // The first connection starts hookcast, which must answer it on the passed socket.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    let line = wait_line("listening on http://");
+    let resp = read_response(&mut s).expect("an answer on the activated socket");
+    assert_eq!(resp.status, 200);
+    assert!(line.contains(&format!("listening on http://127.0.0.1:{port}")), "bound its own socket: {line}");
+    let mut d = Daemon { child, addr: format!("127.0.0.1:{port}").parse().unwrap(), log, dir };
+    assert_eq!(d.get("/healthz").status, 200);
+    let (status, _) = d.terminate();
+    assert!(status.success());
+}
