@@ -35,6 +35,8 @@ pub enum Outcome {
         run: crate::runner::sched::RunId,
         /// The hook (for its response settings).
         hook: String,
+        /// The delivery's journal record: the answer also waits until it is durable.
+        seq: u64,
     },
 }
 
@@ -566,7 +568,7 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
         // A provider that got a 2xx never resends: only answer once the delivery is durable.
         (Some(r), _) if d.outcome == Delivery::Accepted && durable > 0 => Outcome::Durable { seq: durable, resp: r },
         (Some(r), _) => respond(r),
-        (None, Some(run)) => Outcome::AwaitRun { run, hook: id.to_string() },
+        (None, Some(run)) => Outcome::AwaitRun { run, hook: id.to_string(), seq: durable },
         (None, None) => respond(Response::error(500, "no run to wait for")),
     }
 }

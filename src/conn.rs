@@ -67,6 +67,7 @@ enum BodyFraming {
 pub struct AwaitRun {
     run: crate::runner::sched::RunId,
     hook: String,
+    seq: u64,
     keep_alive: bool,
     head_only: bool,
     served: u32,
@@ -119,6 +120,8 @@ pub struct WsSession {
     /// Pings sent since the client last showed signs of life.
     pub missed_pongs: u8,
     echo: bool,
+    /// Publish acks held until their journal record is durable: (journal seq, ack).
+    pending_acks: std::collections::VecDeque<(u64, String)>,
 }
 
 /// Where a connection is in its life.
@@ -571,16 +574,7 @@ impl Conn {
                 let s = self.subscribe(app, Transport::Sse, sub.head, &sub.patterns, sub.wire, None);
                 self.start_stream(app, s, sub.last_event_id);
             }
-            Outcome::Durable { seq, resp } => {
-                if app.journal.as_ref().is_none_or(|j| j.durable_seq() >= seq) {
-                    self.answer(app, resp, keep_alive, head_only, served);
-                } else {
-                    app.durable_waiters.entry(seq).or_default().push(self.token);
-                    self.deadline = Some(app.now + DURABLE_WAIT);
-                    self.state =
-                        State::AwaitDurable(Box::new(AwaitDurable { seq, resp, keep_alive, head_only, served }));
-                }
-            }
+            Outcome::Durable { seq, resp } => self.answer_when_durable(app, seq, resp, keep_alive, head_only, served),
             Outcome::Poll(p) => {
                 app.metrics.switch(self.transport, Transport::Poll);
                 self.transport = Transport::Poll;
@@ -595,7 +589,7 @@ impl Conn {
                     served,
                 }));
             }
-            Outcome::AwaitRun { run, hook } => {
+            Outcome::AwaitRun { run, hook, seq } => {
                 app.run_waiters.entry(run).or_default().push(self.token);
                 let wait = app
                     .hooks
@@ -603,7 +597,7 @@ impl Conn {
                     .and_then(|h| h.def.timeout_secs)
                     .map_or(app.runner.config().timeout, Duration::from_secs);
                 self.deadline = Some(app.now + wait + app.runner.config().kill_grace + Duration::from_secs(10));
-                self.state = State::AwaitRun(Box::new(AwaitRun { run, hook, keep_alive, head_only, served }));
+                self.state = State::AwaitRun(Box::new(AwaitRun { run, hook, seq, keep_alive, head_only, served }));
             }
             Outcome::Upgrade(up) => {
                 let ws = WsSession {
@@ -611,6 +605,7 @@ impl Conn {
                     token: up.token,
                     missed_pongs: 0,
                     echo: up.echo,
+                    pending_acks: std::collections::VecDeque::new(),
                 };
                 app.metrics.response(101);
                 let s = self.subscribe(app, Transport::Ws, up.head, &up.patterns, Wire::Ws, Some(Box::new(ws)));
@@ -772,7 +767,17 @@ impl Conn {
                     other => (other.to_string(), true),
                 };
                 let ev = app.publish(t, &event, text, is_json);
-                Ok(Some(ops::ack("publish", serde_json::json!({ "id": ev.id, "topic": t }))))
+                let ack = ops::ack("publish", serde_json::json!({ "id": ev.id, "topic": t }));
+                let seq = app.last_seq();
+                if app.journal.as_ref().is_none_or(|j| j.durable_seq() >= seq) {
+                    return Ok(Some(ack));
+                }
+                // Acknowledged, like POST /publish, only once the event is durable.
+                if let Some(ws) = s.ws.as_mut() {
+                    ws.pending_acks.push_back((seq, ack));
+                }
+                app.durable_waiters.entry(seq).or_default().push(self.token);
+                Ok(None)
             }
         }
     }
@@ -791,20 +796,64 @@ impl Conn {
             }
             _ => Response::error(500, "the run's record is gone"),
         };
-        self.answer(app, resp, w.keep_alive, w.head_only, w.served);
+        // The run is over, but the delivery is acknowledged only once its record is durable.
+        self.answer_when_durable(app, w.seq, resp, w.keep_alive, w.head_only, w.served);
         self.process(app);
     }
 
-    /// The journal made `durable` (or failed): answer if this connection was waiting for it.
-    pub fn finish_durable(&mut self, app: &mut App, failed: bool) {
+    /// Answers now if journal record `seq` is durable (or there is no journal), else holds the
+    /// answer until it is.
+    fn answer_when_durable(
+        &mut self,
+        app: &mut App,
+        seq: u64,
+        resp: Response,
+        keep_alive: bool,
+        head_only: bool,
+        served: u32,
+    ) {
+        if app.journal.as_ref().is_none_or(|j| j.durable_seq() >= seq) {
+            self.answer(app, resp, keep_alive, head_only, served);
+        } else {
+            app.durable_waiters.entry(seq).or_default().push(self.token);
+            self.deadline = Some(app.now + DURABLE_WAIT);
+            self.state = State::AwaitDurable(Box::new(AwaitDurable { seq, resp, keep_alive, head_only, served }));
+        }
+    }
+
+    /// The journal made everything up to `durable` durable (or failed): send the answers this
+    /// connection held for it — an HTTP response, or WebSocket publish acks.
+    pub fn finish_durable(&mut self, app: &mut App, durable: u64, failed: bool) {
+        if let State::Subscriber(s) = &mut self.state {
+            let Some(ws) = s.ws.as_mut() else { return };
+            let mut ready = Vec::new();
+            while ws.pending_acks.front().is_some_and(|(seq, _)| *seq <= durable || failed) {
+                let (seq, ack) = ws.pending_acks.pop_front().expect("front exists");
+                ready.push(if seq <= durable {
+                    ack
+                } else {
+                    ops::error(&OpError {
+                        op: Some("publish".into()),
+                        error: "the journal cannot write; not acknowledged".into(),
+                    })
+                });
+            }
+            for text in ready {
+                self.ws_text(&text);
+            }
+            return;
+        }
+        match &self.state {
+            State::AwaitDurable(w) if w.seq <= durable || failed => {}
+            _ => return,
+        }
         let State::AwaitDurable(w) = std::mem::replace(&mut self.state, State::Head { served: 0 }) else { return };
-        let resp = if failed {
+        let resp = if w.seq > durable {
             Response::error(503, "the journal cannot write; not acknowledged, send again later")
                 .with("Retry-After", "30")
         } else {
             w.resp
         };
-        let _ = w.seq;
         self.answer(app, resp, w.keep_alive, w.head_only, w.served);
         self.process(app);
     }
@@ -815,11 +864,12 @@ impl Conn {
         matches!(self.state, State::Body(_) | State::AwaitDurable(_) | State::AwaitRun(_))
     }
 
-    /// The seq this connection waits for, if it waits for the journal.
-    pub fn awaiting_seq(&self) -> Option<u64> {
+    /// Whether this connection holds an answer until the journal catches up.
+    pub fn awaits_journal(&self) -> bool {
         match &self.state {
-            State::AwaitDurable(w) => Some(w.seq),
-            _ => None,
+            State::AwaitDurable(_) => true,
+            State::Subscriber(s) => s.ws.as_ref().is_some_and(|w| !w.pending_acks.is_empty()),
+            _ => false,
         }
     }
 

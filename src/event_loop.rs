@@ -503,10 +503,10 @@ impl Server {
             let tokens = self.app.durable_waiters.remove(&seq).unwrap_or_default();
             for t in tokens {
                 let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
-                if slot.conn.awaiting_seq() != Some(seq) {
+                if !slot.conn.awaits_journal() {
                     continue; // a stale entry: the connection went away or timed out
                 }
-                slot.conn.finish_durable(&mut self.app, failed && seq > durable);
+                slot.conn.finish_durable(&mut self.app, durable, failed);
                 if !slot.dirty {
                     slot.dirty = true;
                     self.dirty.push(t);

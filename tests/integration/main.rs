@@ -4,6 +4,7 @@
 mod util;
 
 mod cli;
+mod durable;
 mod eventsource;
 mod hooks;
 mod http;
