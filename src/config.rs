@@ -403,7 +403,7 @@ fn journal(o: Option<Obj>) -> Result<JournalSettings, ConfigError> {
         segment_bytes: o.num("segment_bytes", 16 << 20, 4096, 1 << 32)?,
         max_bytes: o.num("max_bytes", 1 << 30, 1 << 16, 1 << 44)?,
         max_age,
-        max_delivery_bytes: o.num("max_delivery_bytes", 32 << 20, 0, 1 << 34)? as usize,
+        max_delivery_bytes: o.num("max_delivery_bytes", 8 << 20, 0, 1 << 34)? as usize,
     };
     o.finish()?;
     Ok(j)
@@ -414,7 +414,7 @@ fn history(o: Option<Obj>) -> Result<HistoryConfig, ConfigError> {
     let h = HistoryConfig {
         max_events_per_topic: o.num("max_events_per_topic", 1000, 0, 10_000_000)? as usize,
         max_bytes_per_topic: o.num("max_bytes_per_topic", 1 << 20, 0, 1 << 32)? as usize,
-        max_bytes_total: o.num("max_bytes_total", 64 << 20, 0, 1 << 36)? as usize,
+        max_bytes_total: o.num("max_bytes_total", 16 << 20, 0, 1 << 36)? as usize,
         max_topics: o.num("max_topics", 10_000, 1, 10_000_000)? as usize,
     };
     o.finish()?;
