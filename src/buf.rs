@@ -84,14 +84,21 @@ impl OutQueue {
     /// Writes until drained or the socket pushes back.
     pub fn flush<W: Write>(&mut self, w: &mut W) -> Flush {
         while !self.chunks.is_empty() {
-            let mut slices: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut n = 0;
-            for (i, c) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
-                let b = c.bytes();
-                slices[n] = IoSlice::new(if i == 0 { &b[self.offset..] } else { b });
-                n += 1;
-            }
-            match w.write_vectored(&slices[..n]) {
+            let written = if self.chunks.len() == 1 {
+                // The usual case of a fan-out: one event queued. write(2) skips writev's copy and
+                // check of the iovec array, which shows in a profile of a 10 000-way fan-out.
+                w.write(&self.chunks[0].bytes()[self.offset..])
+            } else {
+                let mut slices: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut n = 0;
+                for (i, c) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+                    let b = c.bytes();
+                    slices[n] = IoSlice::new(if i == 0 { &b[self.offset..] } else { b });
+                    n += 1;
+                }
+                w.write_vectored(&slices[..n])
+            };
+            match written {
                 Ok(0) => return Flush::Closed,
                 Ok(written) => self.advance(written),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flush::WouldBlock,

@@ -11,8 +11,21 @@ pub const KEEPALIVE: &[u8] = b": keepalive\n\n";
 
 /// Appends one event in SSE framing to `out`.
 pub fn encode_into(out: &mut Vec<u8>, id: u64, event: &str, data: &str) {
+    out.reserve(data.len() + event.len() + 40);
     out.extend_from_slice(b"id: ");
-    out.extend_from_slice(id.to_string().as_bytes());
+    // The id's decimal digits without a temporary String (this runs once per event and wire).
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = id;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
     out.push(b'\n');
     if event != "message" {
         out.extend_from_slice(b"event: ");
@@ -32,7 +45,8 @@ fn split_lines(data: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(data);
     std::iter::from_fn(move || {
         let s = rest?;
-        match s.find(['\r', '\n']) {
+        // A byte scan: CR and LF are ASCII, so a match is always on a char boundary.
+        match s.bytes().position(|b| b == b'\r' || b == b'\n') {
             None => {
                 rest = None;
                 Some(s)
@@ -159,6 +173,8 @@ mod tests {
         assert_eq!(enc(1, "message", "hi"), "id: 1\ndata: hi\n\n");
         assert_eq!(enc(2, "deploy", "a\nb\r\nc\rd"), "id: 2\nevent: deploy\ndata: a\ndata: b\ndata: c\ndata: d\n\n");
         assert_eq!(enc(3, "message", ""), "id: 3\ndata: \n\n");
+        assert_eq!(enc(0, "message", "x"), "id: 0\ndata: x\n\n");
+        assert_eq!(enc(u64::MAX, "message", "x"), format!("id: {}\ndata: x\n\n", u64::MAX));
         assert_eq!(enc(4, "message", "x\n"), "id: 4\ndata: x\ndata: \n\n");
     }
 

@@ -6,7 +6,10 @@
 //! * `idle`: open N subscribers, let the server settle, and report how much the server's memory
 //!   grew per connection (`/proc/PID/status` RssAnon and VmRSS, `/proc/PID/smaps_rollup` Pss);
 //! * `fanout`: open N subscribers, publish E timestamped events with `POST`, and report the
-//!   delivery latency percentiles and the deliveries that never arrived.
+//!   delivery latency percentiles and the deliveries that never arrived;
+//! * `publish`: C keep-alive publishers `POST` as fast as they are answered for S seconds, and
+//!   the acknowledged publishes per second and their latency are reported (the journal's fsync
+//!   policies are compared with it; see `run_publish`).
 //!
 //! How it is built: each process runs a few *shard* threads, each owning one `mio::Poll` over
 //! its share of the sockets, so 10 000 sockets are not 10 000 threads. Past the per-process
@@ -43,6 +46,8 @@ USAGE:
     hookcast-load idle   --target HOST:PORT --path PATH [--ws] --conns N [OPTIONS]
     hookcast-load fanout --target HOST:PORT --path PATH [--ws] --conns N
                          --events E --interval-ms MS --publish-path PATH [--token T] [OPTIONS]
+    hookcast-load publish --target HOST:PORT --topic T --conns C --seconds S [--size BYTES]
+                          [--token T]
 
 idle: open N subscribers, wait 2 s for the server to settle, measure it (--pid), hold the
 connections for --hold seconds while reading and discarding what arrives (WebSocket pings are
@@ -66,10 +71,21 @@ lines (or each WebSocket text message) and records now - t. Prints
     fanout transport=sse conns=N events=E p50_ms=.. p99_ms=.. max_ms=.. lost=.. \\
         established=.. received=.. published=.. publish_errors=.. procs=P
 
-where lost = established * published - received.
+where lost = established * published - received, window_ms runs from the first publish to the
+last delivery seen and deliveries_per_s = received / window (with --interval-ms 0 this is the
+burst throughput).
 
-Exit status: 0; 1 if fewer than 99% of the subscribers were established (or, for fanout, a
-publish failed); 2 on a usage error.
+publish: C threads, each with one keep-alive connection, POST /publish/T (Content-Type:
+application/json, a BYTES-byte JSON body, default 200) one after the other for S seconds: a
+publish is acknowledged by a 2xx answer, which hookcast sends once the event is durable under
+its journal.fsync policy. Prints
+
+    publish conns=C seconds=S acked=.. per_sec=.. p50_ms=.. p99_ms=.. max_ms=.. errors=.. size=..
+
+where per_sec = acked / the measured duration and the latencies are request to answer.
+
+Exit status: 0; 1 if fewer than 99% of the subscribers were established (or, for fanout or
+publish, a publish failed); 2 on a usage error.
 
 OPTIONS:
     --target HOST:PORT      server address (IPv4); also sent as the Host header
@@ -93,6 +109,9 @@ OPTIONS:
     --token T               (fanout) sent as 'Authorization: Bearer T' with each publish
     --wait SECS             (fanout) how long to wait for deliveries after the last publish
                             (default 10)
+    --pushpin-channel C     (fanout) publish through Pushpin's HTTP publish API: each body is
+                            sent as an `http-stream` item of channel C whose content is the
+                            SSE event `data: <body>` (POST it to Pushpin's /publish/)
     -h, --help              print this text
 ";
 
@@ -124,6 +143,9 @@ const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "publish") {
+        std::process::exit(publish_main(&args[1..]));
+    }
     let opts = match parse_args(args) {
         Ok(Some(opts)) => opts,
         Ok(None) => {
@@ -194,6 +216,8 @@ struct Opts {
     wait: Duration,
     /// Set in a re-executed worker: the global index of its first connection.
     worker_offset: Option<usize>,
+    /// Fanout through Pushpin: the channel each publish is wrapped for (see `wrap_for_peer`).
+    pushpin_channel: Option<String>,
 }
 
 /// The flags exactly as typed, before validation.
@@ -219,6 +243,7 @@ struct RawOpts {
     token: Option<String>,
     wait: Option<String>,
     worker_offset: Option<String>,
+    pushpin_channel: Option<String>,
 }
 
 /// Parses the command line; `Ok(None)` means `--help`.
@@ -228,7 +253,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Opts>, String> {
         None | Some("-h" | "--help" | "help") => return Ok(None),
         Some("idle") => Mode::Idle,
         Some("fanout") => Mode::Fanout,
-        Some(other) => return Err(format!("unknown subcommand {other:?} (idle or fanout)")),
+        Some(other) => return Err(format!("unknown subcommand {other:?} (idle, fanout or publish)")),
     };
     let mut raw = RawOpts::default();
     while let Some(arg) = it.next() {
@@ -273,6 +298,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Opts>, String> {
             "--token" => &mut raw.token,
             "--wait" => &mut raw.wait,
             "--worker-offset" => &mut raw.worker_offset,
+            "--pushpin-channel" => &mut raw.pushpin_channel,
             _ => return Err(format!("unknown option {name:?}")),
         };
         if slot.replace(value).is_some() {
@@ -392,6 +418,7 @@ fn validate(mode: Mode, raw: RawOpts) -> Result<Opts, String> {
             ("--publish-target", raw.publish_target.is_some()),
             ("--token", raw.token.is_some()),
             ("--wait", raw.wait.is_some()),
+            ("--pushpin-channel", raw.pushpin_channel.is_some()),
         ] {
             if given {
                 return Err(format!("{name} is only for fanout"));
@@ -431,6 +458,7 @@ fn validate(mode: Mode, raw: RawOpts) -> Result<Opts, String> {
         token: raw.token,
         wait: Duration::from_secs(wait),
         worker_offset,
+        pushpin_channel: raw.pushpin_channel,
     })
 }
 
@@ -506,8 +534,9 @@ fn hard_bound(opts: &Opts) -> Duration {
 enum Report {
     /// The connect phase is over; this many connections are open.
     Ready { open: usize },
-    /// The shard closed its connections.
-    Done { received: u64, dropped: usize, latencies_us: Vec<u64> },
+    /// The shard closed its connections. `last_us`: wall-clock time of its last delivery
+    /// (microseconds since the Unix epoch, 0 if none), for the delivery rate.
+    Done { received: u64, dropped: usize, latencies_us: Vec<u64>, last_us: u64 },
     /// A worker process ended without reporting for this many shards.
     Gone { ready: usize, done: usize },
 }
@@ -520,6 +549,10 @@ struct Tally {
     received: u64,
     dropped: usize,
     latencies_us: Vec<u64>,
+    /// The latest delivery seen by any shard (microseconds since the Unix epoch).
+    last_us: u64,
+    /// When the first event was published (microseconds since the Unix epoch).
+    first_publish_us: u64,
 }
 
 impl Tally {
@@ -529,8 +562,9 @@ impl Tally {
                 self.ready += 1;
                 self.open += open;
             }
-            Report::Done { received, dropped, latencies_us } => {
+            Report::Done { received, dropped, latencies_us, last_us } => {
                 self.done += 1;
+                self.last_us = self.last_us.max(last_us);
                 self.received += received;
                 self.dropped += dropped;
                 self.latencies_us.extend(latencies_us);
@@ -732,11 +766,12 @@ fn publish_all(opts: &Opts, rx: &Receiver<Report>, tally: &mut Tally, shards: us
     let mut publisher = Publisher::new(opts);
     let (mut published, mut errors) = (0u64, 0u64);
     let start = Instant::now();
+    tally.first_publish_us = now_micros();
     for i in 0..opts.events {
         let due = start + opts.interval.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
         // Shards that finish early report meanwhile; absorbing keeps the channel short.
         tally.wait_until(rx, |_| false, due);
-        let body = publish_body(now_micros());
+        let body = wrap_for_peer(opts, publish_body(now_micros()));
         match publisher.publish(&body) {
             Ok(status) if (200..300).contains(&status) => published += 1,
             outcome => {
@@ -762,9 +797,11 @@ fn print_fanout(opts: &Opts, tally: &mut Tally, established: usize, procs: usize
     let lat = &mut tally.latencies_us;
     lat.sort_unstable();
     let (p50, p99, max) = (percentile(lat, 50.0), percentile(lat, 99.0), lat.last().copied());
+    let (window_ms, rate) = delivery_rate(tally.received, tally.first_publish_us, tally.last_us);
     println!(
         "fanout transport={} conns={} events={} p50_ms={} p99_ms={} max_ms={} lost={lost} \
-         established={established} received={} published={published} publish_errors={errors} procs={procs}",
+         established={established} received={} published={published} publish_errors={errors} procs={procs} \
+         window_ms={window_ms} deliveries_per_s={rate}",
         opts.transport.name(),
         opts.conns,
         opts.events,
@@ -781,6 +818,36 @@ fn print_fanout(opts: &Opts, tally: &mut Tally, established: usize, procs: usize
         ms(max),
     );
     errors == 0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Side-by-side benchmarks against peers (scripts/bench.sh): publish formats and the burst rate.
+
+/// The publish body as the server under test wants it: as is for hookcast and Nchan (a plain
+/// POST of the event data), or wrapped in a Pushpin publish item (GRIP `http-stream` format,
+/// the content being one SSE event) with `--pushpin-channel`.
+fn wrap_for_peer(opts: &Opts, body: Vec<u8>) -> Vec<u8> {
+    match &opts.pushpin_channel {
+        None => body,
+        Some(channel) => pushpin_publish_body(channel, &body),
+    }
+}
+
+/// `{"items":[{"channel":C,"formats":{"http-stream":{"content":"data: <data>\n\n"}}}]}`.
+fn pushpin_publish_body(channel: &str, data: &[u8]) -> Vec<u8> {
+    let content = format!("data: {}\n\n", String::from_utf8_lossy(data));
+    let item = serde_json::json!({ "channel": channel, "formats": { "http-stream": { "content": content } } });
+    serde_json::json!({ "items": [item] }).to_string().into_bytes()
+}
+
+/// (window in ms, deliveries per second) from the first publish to the last delivery.
+fn delivery_rate(received: u64, first_publish_us: u64, last_us: u64) -> (String, String) {
+    if received == 0 || last_us <= first_publish_us {
+        return ("n/a".into(), "n/a".into());
+    }
+    let window_us = last_us - first_publish_us;
+    let rate = received as f64 * 1_000_000.0 / window_us as f64;
+    (format!("{:.1}", window_us as f64 / 1000.0), format!("{rate:.0}"))
 }
 
 fn per_conn(before_kb: u64, after_kb: u64, conns: usize) -> i64 {
@@ -845,6 +912,7 @@ fn forward_worker(stdout: ChildStdout, threads: usize, tx: &Sender<Report>) {
                     received: words.next().and_then(|w| w.parse().ok()).unwrap_or(0),
                     dropped: words.next().and_then(|w| w.parse().ok()).unwrap_or(0),
                     latencies_us: std::mem::take(&mut latencies_us),
+                    last_us: words.next().and_then(|w| w.parse().ok()).unwrap_or(0),
                 }
             }
             _ => continue,
@@ -883,13 +951,13 @@ fn run_worker(opts: &Opts, offset: usize) -> i32 {
         let mut out = stdout.lock();
         let written = match report {
             Report::Ready { open } => writeln!(out, "ready {open}"),
-            Report::Done { received, dropped, latencies_us } => latencies_us
+            Report::Done { received, dropped, latencies_us, last_us } => latencies_us
                 .chunks(LAT_PER_LINE)
                 .try_for_each(|chunk| {
                     let words: Vec<String> = chunk.iter().map(u64::to_string).collect();
                     writeln!(out, "lat {}", words.join(" "))
                 })
-                .and_then(|()| writeln!(out, "done {received} {dropped}")),
+                .and_then(|()| writeln!(out, "done {received} {dropped} {last_us}")),
             Report::Gone { .. } => Ok(()),
         };
         // The parent is gone if this fails; the shards stop on end of file on stdin.
@@ -992,12 +1060,16 @@ struct Conn {
 struct Sink {
     received: u64,
     latencies_us: Vec<u64>,
+    /// Wall-clock time of the latest delivery (microseconds since the Unix epoch).
+    last_us: u64,
 }
 
 impl Sink {
     fn delivered(&mut self, t_us: u64) {
+        let now = now_micros();
         self.received += 1;
-        self.latencies_us.push(now_micros().saturating_sub(t_us));
+        self.latencies_us.push(now.saturating_sub(t_us));
+        self.last_us = self.last_us.max(now);
     }
 }
 
@@ -1068,6 +1140,7 @@ fn run_shard(plan: &Plan, first: usize, count: usize, stop: &AtomicBool, tx: &Se
         received: shard.sink.received,
         dropped: shard.dropped,
         latencies_us: std::mem::take(&mut shard.sink.latencies_us),
+        last_us: shard.sink.last_us,
     });
 }
 
@@ -1857,6 +1930,190 @@ fn discard(conn: &mut BufReader<StdTcpStream>, n: usize) -> Result<(), String> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// `publish`: acknowledged publishes per second (the journal's fsync policies side by side).
+
+/// The `publish` subcommand's options, validated.
+#[derive(Debug)]
+struct PublishOpts {
+    target: String,
+    target_addr: SocketAddrV4,
+    topic: String,
+    conns: usize,
+    duration: Duration,
+    size: usize,
+    token: Option<String>,
+}
+
+/// Most publisher threads; each is one blocking connection.
+const MAX_PUBLISH_CONNS: usize = 1024;
+/// Longest `--seconds`.
+const MAX_PUBLISH_SECONDS: u64 = 3600;
+/// Body size bounds: room for the timestamp, and at most 1 MiB.
+const PUBLISH_SIZE_RANGE: (usize, usize) = (32, 1 << 20);
+
+/// Runs `publish` with the arguments after the subcommand; returns the exit status.
+fn publish_main(args: &[String]) -> i32 {
+    let opts = match parse_publish_args(args) {
+        Ok(Some(opts)) => opts,
+        Ok(None) => {
+            print!("{HELP}");
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("hookcast-load: {e}\n(hookcast-load --help prints the usage)");
+            return 2;
+        }
+    };
+    run_publish(&opts)
+}
+
+/// Parses `publish`'s flags (the same syntax as the other subcommands: `--name value` or
+/// `--name=value`); `Ok(None)` means `--help`.
+fn parse_publish_args(args: &[String]) -> Result<Option<PublishOpts>, String> {
+    let (mut target, mut topic, mut conns, mut seconds, mut size, mut token) = (None, None, None, None, None, None);
+    let mut it = args.iter().cloned();
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg, None),
+        };
+        if matches!(name.as_str(), "-h" | "--help") {
+            return Ok(None);
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => it.next().ok_or_else(|| format!("{name} needs a value"))?,
+        };
+        let slot: &mut Option<String> = match name.as_str() {
+            "--target" => &mut target,
+            "--topic" => &mut topic,
+            "--conns" => &mut conns,
+            "--seconds" => &mut seconds,
+            "--size" => &mut size,
+            "--token" => &mut token,
+            _ => return Err(format!("unknown option {name:?} for publish")),
+        };
+        if slot.replace(value).is_some() {
+            return Err(format!("{name} given twice"));
+        }
+    }
+    let target = required("--target", &target)?.to_string();
+    let target_addr = resolve_v4("--target", &target)?;
+    let topic = required("--topic", &topic)?.to_string();
+    if topic.is_empty() || topic.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'?' || b == b'#') {
+        return Err(format!("--topic {topic:?} must be a topic name (no spaces, '?' or '#')"));
+    }
+    let conns: usize = number("--conns", Some(required("--conns", &conns)?), 0)?;
+    if !(1..=MAX_PUBLISH_CONNS).contains(&conns) {
+        return Err(format!("--conns must be between 1 and {MAX_PUBLISH_CONNS}"));
+    }
+    let seconds: u64 = number("--seconds", Some(required("--seconds", &seconds)?), 0)?;
+    if !(1..=MAX_PUBLISH_SECONDS).contains(&seconds) {
+        return Err(format!("--seconds must be between 1 and {MAX_PUBLISH_SECONDS}"));
+    }
+    let size: usize = number("--size", size.as_deref(), PUBLISH_BODY_LEN)?;
+    let (min, max) = PUBLISH_SIZE_RANGE;
+    if !(min..=max).contains(&size) {
+        return Err(format!("--size must be between {min} and {max}"));
+    }
+    if token.as_deref().is_some_and(|t| t.contains(['\r', '\n'])) {
+        return Err("--token must not contain CR or LF".into());
+    }
+    Ok(Some(PublishOpts { target, target_addr, topic, conns, duration: Duration::from_secs(seconds), size, token }))
+}
+
+/// `{"t":<micros>,"pad":"xx…"}`, `size` bytes long (`size` >= the 32 bytes the rest needs).
+fn sized_publish_body(t_us: u64, size: usize) -> Vec<u8> {
+    let prefix = format!("{{\"t\":{t_us},\"pad\":\"");
+    let pad = size.saturating_sub(prefix.len() + 2);
+    format!("{prefix}{}\"}}", "x".repeat(pad)).into_bytes()
+}
+
+/// What one publisher thread did.
+#[derive(Default)]
+struct PublishTally {
+    acked: u64,
+    errors: u64,
+    first_error: Option<String>,
+    latencies_us: Vec<u64>,
+}
+
+/// Each of `conns` threads publishes on its own keep-alive connection until the deadline; a
+/// request started before the deadline is waited for (bounded by PUBLISH_IO_TIMEOUT), and the
+/// rate is over the time until the last thread stopped.
+fn run_publish(opts: &PublishOpts) -> i32 {
+    let auth = opts.token.as_ref().map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let head = format!(
+        "POST /publish/{} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{auth}",
+        opts.topic, opts.target
+    );
+    let start = Instant::now();
+    let deadline = start + opts.duration;
+    let threads: Vec<_> = (0..opts.conns)
+        .map(|_| {
+            let mut publisher = Publisher { addr: SocketAddr::V4(opts.target_addr), head: head.clone(), conn: None };
+            let size = opts.size;
+            thread::spawn(move || {
+                let mut t = PublishTally::default();
+                // A failing server is not hammered: after an error, a short pause.
+                while Instant::now() < deadline {
+                    let body = sized_publish_body(now_micros(), size);
+                    let sent = Instant::now();
+                    match publisher.publish(&body) {
+                        Ok(status) if (200..300).contains(&status) => {
+                            t.acked += 1;
+                            t.latencies_us.push(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
+                        }
+                        outcome => {
+                            t.errors += 1;
+                            t.first_error.get_or_insert_with(|| match outcome {
+                                Ok(status) => format!("status {status}"),
+                                Err(e) => e,
+                            });
+                            thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                }
+                t
+            })
+        })
+        .collect();
+    let mut all = PublishTally::default();
+    for h in threads {
+        let t = h.join().unwrap_or_else(|_| PublishTally {
+            errors: 1,
+            first_error: Some("a publisher thread panicked".into()),
+            ..PublishTally::default()
+        });
+        all.acked += t.acked;
+        all.errors += t.errors;
+        all.latencies_us.extend(t.latencies_us);
+        if all.first_error.is_none() {
+            all.first_error = t.first_error;
+        }
+    }
+    let took = start.elapsed().as_secs_f64();
+    let lat = &mut all.latencies_us;
+    lat.sort_unstable();
+    println!(
+        "publish conns={} seconds={} acked={} per_sec={:.0} p50_ms={} p99_ms={} max_ms={} errors={} size={}",
+        opts.conns,
+        opts.duration.as_secs(),
+        all.acked,
+        all.acked as f64 / took,
+        ms(percentile(lat, 50.0)),
+        ms(percentile(lat, 99.0)),
+        ms(lat.last().copied()),
+        all.errors,
+        opts.size
+    );
+    if let Some(e) = &all.first_error {
+        eprintln!("hookcast-load: {} publish(es) failed; the first: {e}", all.errors);
+    }
+    i32::from(all.errors > 0 || all.acked == 0)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Small helpers: memory figures, clocks, randomness.
 
 struct Mem {
@@ -2098,6 +2355,21 @@ mod tests {
     }
 
     #[test]
+    fn pushpin_items_carry_one_sse_event() {
+        let body = pushpin_publish_body("bench", br#"{"t":12,"pad":"x"}"#);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["items"][0]["channel"], "bench");
+        let content = v["items"][0]["formats"]["http-stream"]["content"].as_str().unwrap();
+        assert_eq!(content, "data: {\"t\":12,\"pad\":\"x\"}\n\n");
+        let mut sink = Sink::default();
+        let mut st = SseState::default();
+        assert_eq!(sse_feed(&mut st, content.as_bytes(), &mut sink), content.len());
+        assert_eq!(sink.received, 1);
+        assert_eq!(delivery_rate(1000, 1_000_000, 1_500_000), ("500.0".into(), "2000".into()));
+        assert_eq!(delivery_rate(0, 1, 2).1, "n/a");
+    }
+
+    #[test]
     fn percentiles_are_nearest_rank() {
         let v: Vec<u64> = (1..=100).collect();
         assert_eq!(percentile(&v, 50.0), Some(50));
@@ -2114,6 +2386,34 @@ mod tests {
         assert_eq!(per_conn(1000, 900, 100), -1024);
         assert_eq!(kb_field("Name:\tx\nVmRSS:\t  1234 kB\n", "VmRSS:"), Some(1234));
         assert_eq!(publish_body(1_712_345_678_901_234).len(), PUBLISH_BODY_LEN);
+    }
+
+    #[test]
+    fn publish_arguments_and_bodies() {
+        let o = parse_publish_args(&args("--target 127.0.0.1:80 --topic bench --conns 8 --seconds=3 --size 64"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((o.conns, o.duration, o.size, o.topic.as_str()), (8, Duration::from_secs(3), 64, "bench"));
+        assert_eq!(
+            parse_publish_args(&args("--target 127.0.0.1:80 --topic t --conns 1 --seconds 1")).unwrap().unwrap().size,
+            200
+        );
+        for bad in [
+            "--target 127.0.0.1:80 --topic t --conns 0 --seconds 1",
+            "--target 127.0.0.1:80 --topic t --conns 1",
+            "--target 127.0.0.1:80 --topic a?b --conns 1 --seconds 1",
+            "--target 127.0.0.1:80 --topic t --conns 1 --seconds 1 --size 8",
+            "--target 127.0.0.1:80 --topic t --conns 1 --seconds 1 --path /x",
+            "--target 127.0.0.1:80 --topic t --topic u --conns 1 --seconds 1",
+        ] {
+            assert!(parse_publish_args(&args(bad)).is_err(), "{bad}");
+        }
+        assert!(parse_publish_args(&args("--help")).unwrap().is_none());
+        for size in [32, 200, 4096] {
+            let body = sized_publish_body(1_712_345_678_901_234, size);
+            assert_eq!(body.len(), size);
+            assert_eq!(find_t(&body), Some(1_712_345_678_901_234));
+        }
     }
 
     #[test]
@@ -2135,6 +2435,7 @@ mod tests {
         assert!(parse_args(args("idle --target 127.0.0.1:80 --path /x")).is_err());
         assert!(parse_args(args("idle --target 127.0.0.1:80 --path /x --conns 1 --bogus 1")).is_err());
         assert!(parse_args(args("idle --target 127.0.0.1:80 --path /x --conns 1 --events 1")).is_err());
+        assert!(parse_args(args("idle --target 127.0.0.1:80 --path /x --conns 1 --pushpin-channel c")).is_err());
         assert!(parse_args(args("idle --help")).unwrap().is_none());
     }
 }
