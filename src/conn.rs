@@ -43,6 +43,8 @@ const PIPELINE_OUT_LIMIT: usize = 256 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// Replay batch size for a resuming subscriber, at most (also bounded by half the queue limit).
 const REPLAY_BATCH: usize = 256 * 1024;
+/// Input buffer capacity a keep-alive connection keeps between requests.
+const KEEP_INBUF: usize = 16 * 1024;
 /// How long an acknowledgement may wait for the journal before it becomes a 503.
 const DURABLE_WAIT: Duration = Duration::from_secs(10);
 /// `Subscriber::catch_up` before the first replay batch (no eviction mark yet).
@@ -513,7 +515,14 @@ impl Conn {
             }
         }
         if pos >= self.inbuf.len() {
-            self.inbuf = Vec::new();
+            if matches!(self.state, State::Head { .. }) && self.inbuf.capacity() <= KEEP_INBUF {
+                // A keep-alive client will send again: reuse the buffer rather than free it and
+                // allocate it anew for every request (it showed in the intake profile).
+                self.inbuf.clear();
+            } else {
+                // Streams and idle subscribers own no input buffer.
+                self.inbuf = Vec::new();
+            }
         } else if pos > 0 {
             self.inbuf.drain(..pos);
         }

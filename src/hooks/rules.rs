@@ -76,16 +76,9 @@ impl HmacAlgo {
     }
 }
 
-/// Lower-case hex of a digest, by table: it runs on every signed delivery, where one small
-/// `format!` allocation per byte (`auth::hex`) showed in the intake profile.
+/// Lower-case hex of a digest.
 fn lower_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
+    crate::auth::hex(bytes)
 }
 
 /// HMAC-SHA1 (the providers module has the one implementation).
