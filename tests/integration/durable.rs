@@ -11,7 +11,7 @@ use hookcast::journal::{decode, Decoded, Kind};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -175,70 +175,6 @@ impl Rng {
     /// A number in `lo..=hi`.
     fn between(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next_u64() % (hi - lo + 1)
-    }
-}
-
-/// A keep-alive HTTP/1.1 client that survives its server dying: any I/O error drops the
-/// connection and is returned; the next request connects again.
-struct KeepAlive {
-    addr: SocketAddr,
-    conn: Option<(TcpStream, BufReader<TcpStream>)>,
-}
-
-impl KeepAlive {
-    fn new(addr: SocketAddr) -> KeepAlive {
-        KeepAlive { addr, conn: None }
-    }
-
-    fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Resp> {
-        let r = self.exchange(method, path, headers, body);
-        match &r {
-            Ok(resp) if resp.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) => self.conn = None,
-            Ok(_) => {}
-            Err(_) => self.conn = None,
-        }
-        r
-    }
-
-    fn exchange(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Resp> {
-        if self.conn.is_none() {
-            let s = TcpStream::connect_timeout(&self.addr, SECOND)?;
-            s.set_read_timeout(Some(10 * SECOND))?;
-            s.set_nodelay(true)?;
-            self.conn = Some((s.try_clone()?, BufReader::new(s)));
-        }
-        let (w, r) = self.conn.as_mut().unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n", body.len());
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
-        w.write_all(&bytes)?;
-        let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad(&line))?;
-        let mut resp = Resp { status, headers: Vec::new(), body: Vec::new() };
-        loop {
-            line.clear();
-            if r.read_line(&mut line)? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            let (k, v) = l.split_once(':').ok_or_else(|| bad(l))?;
-            resp.headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-        let len = resp.header("content-length").and_then(|v| v.parse().ok()).ok_or_else(|| bad("no Content-Length"))?;
-        resp.body = vec![0; len];
-        r.read_exact(&mut resp.body)?;
-        Ok(resp)
     }
 }
 

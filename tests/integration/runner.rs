@@ -55,75 +55,25 @@ fn github_signature(secret: &[u8], body: &[u8]) -> String {
 /// A keep-alive HTTP client (reconnects when the server said `Connection: close` or went away).
 /// Reads through a buffer, so a flood of requests costs the test little CPU next to the daemon.
 struct Http {
-    addr: SocketAddr,
-    conn: Option<(TcpStream, std::io::BufReader<TcpStream>)>,
+    ka: KeepAlive,
     /// The last transport error, for the report.
     last_error: Option<String>,
 }
 
 impl Http {
     fn new(addr: SocketAddr) -> Http {
-        Http { addr, conn: None, last_error: None }
+        Http { ka: KeepAlive::new(addr), last_error: None }
     }
 
     /// One request; None (and `last_error`) when the connection failed before a response came.
     fn try_send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<Resp> {
-        match self.exchange(method, path, headers, body) {
-            Ok(r) => {
-                if r.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) {
-                    self.conn = None;
-                }
-                Some(r)
-            }
+        match self.ka.request(method, path, headers, body) {
+            Ok(r) => Some(r),
             Err(e) => {
-                self.conn = None;
                 self.last_error = Some(format!("{method} {path}: {e}"));
                 None
             }
         }
-    }
-
-    fn exchange(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Resp> {
-        use std::io::BufRead;
-        if self.conn.is_none() {
-            let s = TcpStream::connect(self.addr)?;
-            s.set_read_timeout(Some(Duration::from_secs(20)))?;
-            s.set_nodelay(true)?;
-            let r = std::io::BufReader::new(s.try_clone()?);
-            self.conn = Some((s, r));
-        }
-        let (w, r) = self.conn.as_mut().unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n", body.len());
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
-        w.write_all(&bytes)?;
-        let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad(&line))?;
-        let mut resp = Resp { status, headers: Vec::new(), body: Vec::new() };
-        loop {
-            line.clear();
-            if r.read_line(&mut line)? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            let (k, v) = l.split_once(':').ok_or_else(|| bad(l))?;
-            resp.headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-        let len = resp.header("content-length").and_then(|v| v.parse().ok()).ok_or_else(|| bad("no Content-Length"))?;
-        resp.body = vec![0; len];
-        r.read_exact(&mut resp.body)?;
-        Ok(resp)
     }
 
     fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
