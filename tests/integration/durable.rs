@@ -11,12 +11,12 @@ use hookcast::journal::{decode, Decoded, Kind};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tungstenite::client::IntoClientRequest;
@@ -569,32 +569,9 @@ struct EsClient {
 
 impl EsClient {
     fn start(url: &str, extra: &[&str]) -> EsClient {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-        assert!(
-            dir.join("node_modules/eventsource").exists(),
-            "the EventSource client is not installed: run `npm ci` in tests/js (scripts/test.sh does it)"
-        );
-        let mut child = Command::new("node")
-            .arg(dir.join("es_client.mjs"))
-            .arg(url)
-            .args(["--count", "1000", "--timeout-ms", "30000"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node is needed for the EventSource tests");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str(&line) {
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
+        let mut args = vec!["--count", "1000", "--timeout-ms", "30000"];
+        args.extend_from_slice(extra);
+        let (child, rx) = spawn_es_client(url, &args);
         EsClient { child, lines: rx, other: Vec::new() }
     }
 

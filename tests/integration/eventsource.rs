@@ -3,10 +3,8 @@
 //! and resume with `Last-Event-ID`, losing nothing and getting nothing twice.
 
 use crate::util::*;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Child;
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 struct EsClient {
@@ -16,31 +14,9 @@ struct EsClient {
 
 impl EsClient {
     fn start(url: &str, count: usize) -> EsClient {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-        assert!(
-            dir.join("node_modules/eventsource").exists(),
-            "the EventSource client is not installed: run `npm ci` in tests/js (scripts/test.sh does it)"
-        );
-        let mut child = Command::new("node")
-            .arg(dir.join("es_client.mjs"))
-            .arg(url)
-            .args(["--count", &count.to_string(), "--timeout-ms", "30000", "--events", "reset,deploy"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node is needed for the EventSource tests");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str(&line) {
-                    if tx.send(v).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
+        let count = count.to_string();
+        let (child, rx) =
+            spawn_es_client(url, &["--count", &count, "--timeout-ms", "30000", "--events", "reset,deploy"]);
         EsClient { child, lines: rx }
     }
 

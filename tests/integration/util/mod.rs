@@ -55,43 +55,7 @@ impl Daemon {
 
     /// Starts with an optional config and extra `serve` arguments.
     pub fn start_args(config: Option<&str>, extra: &[&str]) -> Daemon {
-        let dir = TempDir::new("daemon");
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0");
-        if let Some(c) = config {
-            let path = dir.0.join("hookcast.json");
-            std::fs::write(&path, c).unwrap();
-            cmd.arg("--config").arg(&path);
-        }
-        cmd.args(extra).env("HOOKCAST_LOG", "debug").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn hookcast");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(i) = line.find("listening on http://") {
-                    if let Some(tx) = tx.take() {
-                        let rest = &line[i + "listening on http://".len()..];
-                        let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                    }
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(a) => a.parse().unwrap(),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("daemon did not report its address; log:\n{}", log.lock().unwrap());
-            }
-        };
-        Daemon { child, addr, log, dir }
+        Daemon::start_env(config, extra, &[])
     }
 
     /// `http://127.0.0.1:PORT`
@@ -462,4 +426,35 @@ impl KeepAlive {
         r.read_exact(&mut resp.body)?;
         Ok(resp)
     }
+}
+
+/// Starts the independent EventSource client (`tests/js/es_client.mjs`, the npm `eventsource`
+/// package) on `url` with extra arguments; returns the process and its JSON lines as they come.
+pub fn spawn_es_client(url: &str, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<serde_json::Value>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        dir.join("node_modules/eventsource").exists(),
+        "the EventSource client is not installed: run `npm ci` in tests/js (scripts/test.sh does it)"
+    );
+    let mut child = Command::new("node")
+        .arg(dir.join("es_client.mjs"))
+        .arg(url)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node is needed for the EventSource tests");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str(&line) {
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (child, rx)
 }
