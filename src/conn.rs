@@ -215,9 +215,10 @@ impl Conn {
         }
     }
 
-    /// Reads everything available. Input is kept only while a request is being parsed; a
-    /// subscriber's or a closing connection's input is dropped.
-    pub fn read(&mut self, scratch: &mut [u8], cap: usize) {
+    /// Reads everything available (up to `cap` buffered), stopping at a short read unless
+    /// `to_eagain`. Input is kept only while a request is being parsed; a subscriber's or a
+    /// closing connection's input is dropped.
+    pub fn read(&mut self, scratch: &mut [u8], cap: usize, to_eagain: bool) {
         let keep = match &self.state {
             State::Head { .. } | State::Body(_) | State::AwaitRun(_) | State::Poll(_) | State::AwaitDurable(_) => true,
             State::Subscriber(s) => s.ws.is_some(),
@@ -233,8 +234,14 @@ impl Conn {
                     self.eof = true;
                     return;
                 }
-                Ok(n) if keep => self.inbuf.extend_from_slice(&scratch[..n]),
-                Ok(_) => {}
+                Ok(n) => {
+                    if keep {
+                        self.inbuf.extend_from_slice(&scratch[..n]);
+                    }
+                    if n < scratch.len() && !to_eagain {
+                        return;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {

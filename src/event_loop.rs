@@ -213,7 +213,9 @@ impl Server {
                     Token(t) if t >= crate::runner::TOKEN_BASE => self.app.runner.on_readable(Token(t)),
                     Token(t) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.drive(t);
+                            // Without a hang-up in this event, a short read means the socket is
+                            // empty: a later byte is a new edge, so no read has to meet EAGAIN.
+                            self.drive(t, ev.is_read_closed() || ev.is_error());
                         }
                         if ev.is_writable() {
                             self.on_writable(t);
@@ -340,13 +342,14 @@ impl Server {
         self.settle(t);
     }
 
-    /// Reads, processes and flushes until the connection has nothing more to do now.
-    fn drive(&mut self, t: usize) {
+    /// Reads, processes and flushes until the connection has nothing more to do now;
+    /// `to_eagain` reads on after a short read (the peer may have hung up behind its data).
+    fn drive(&mut self, t: usize, to_eagain: bool) {
         let cap = self.app.cfg.limits.max_header_bytes + self.app.cfg.limits.max_body_bytes.min(1 << 20) + 4096;
         let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { return };
         let conn = &mut slot.conn;
         for _ in 0..64 {
-            conn.read(&mut self.scratch, cap);
+            conn.read(&mut self.scratch, cap, to_eagain);
             conn.process(&mut self.app);
             conn.flush(&mut self.app);
             // The read stopped at its cap while requests were waiting: go again once processed.
@@ -366,7 +369,7 @@ impl Server {
         conn.flush(&mut self.app);
         if resume {
             // Pipelined requests were waiting for the client to read; it has.
-            self.drive(t);
+            self.drive(t, true);
         }
     }
 

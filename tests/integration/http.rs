@@ -79,6 +79,35 @@ fn keep_alive_and_pipelining_answer_in_order() {
     assert!(read_response(&mut s).is_none(), "closed after Connection: close");
 }
 
+/// The loop stops reading at a short read unless the event said the peer hung up: a hang-up
+/// that arrives with the request, or after it, must still be seen, and a request that
+/// trickles in must still be read to its end.
+#[test]
+fn half_close_behind_a_request_and_trickled_requests_are_both_answered() {
+    let d = Daemon::start_default();
+    for _ in 0..20 {
+        let mut s = d.connect();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(read_response(&mut s).unwrap().status, 200);
+        assert!(closed_within(&mut s, Duration::from_secs(2)), "closed once the peer is done");
+    }
+    let mut s = d.connect();
+    s.set_nodelay(true).unwrap();
+    for _ in 0..3 {
+        for b in b"POST /publish/demo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi" {
+            s.write_all(&[*b]).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(read_response(&mut s).unwrap().status, 202);
+    }
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(read_response(&mut s).unwrap().status, 200);
+    assert!(closed_within(&mut s, Duration::from_secs(2)), "a later hang-up is a new event");
+}
+
 #[test]
 fn http10_closes_unless_keep_alive() {
     let d = Daemon::start_default();
