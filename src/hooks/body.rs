@@ -18,6 +18,7 @@
 //! a run with an empty payload. Everything here is pure.
 
 use crate::hooks::def::HookDef;
+use crate::hooks::json::{self, Index, Node};
 use crate::hooks::params::{lookup_in_mut, lookup_mut, Argument, Source};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -25,7 +26,7 @@ use std::fmt;
 /// Deepest JSON nesting accepted in a payload (objects and lists inside each other): what
 /// serde_json's recursion limit of 128 lets through, answering deeper input with an error, never
 /// a stack overflow; pinned by the `json_depth_limit` test. adnanh (Go) allows 10 000.
-pub const MAX_JSON_DEPTH: usize = 127;
+pub const MAX_JSON_DEPTH: usize = json::MAX_DEPTH;
 
 /// Most parts read from one multipart body.
 pub const MAX_MULTIPART_PARTS: usize = 1000;
@@ -42,8 +43,9 @@ pub struct RequestValues {
     pub headers: Map<String, Value>,
     /// Query parameters, first value.
     pub query: Map<String, Value>,
-    /// The parsed body: an object, or `null` when there is none.
-    pub payload: Value,
+    /// The body as adnanh sees it: an object, or `null` when there is none. Read it with
+    /// [`RequestValues::payload`].
+    pub payload: Payload,
     /// The body bytes exactly as received (what `payload-hmac-*` rules sign).
     pub raw_body: Vec<u8>,
     /// Request method, as sent.
@@ -60,12 +62,35 @@ impl fmt::Debug for RequestValues {
         f.debug_struct("RequestValues")
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("query", &self.query.keys().collect::<Vec<_>>())
-            .field("payload_keys", &self.payload.as_object().map(|m| m.keys().collect::<Vec<_>>()))
+            .field("payload_is_object", &self.payload().is_object())
             .field("raw_body_len", &self.raw_body.len())
             .field("method", &self.method)
             .field("remote_addr", &self.remote_addr)
             .field("content_type", &self.content_type)
             .finish()
+    }
+}
+
+/// A request's payload: parsed, or a JSON object still in the raw body, read when asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// Form and multipart bodies, a JSON list (`{"root": [...]}`), an edited payload, or `null`.
+    Parsed(Value),
+    /// A checked JSON object: the raw body, with its members found.
+    Json(Index),
+}
+
+impl Payload {
+    /// The payload as one value; `body` is the raw body it came from.
+    pub fn to_value(&self, body: &[u8]) -> Value {
+        self.node(body).to_value().into_owned()
+    }
+
+    fn node<'a>(&'a self, body: &'a [u8]) -> Node<'a> {
+        match self {
+            Payload::Parsed(v) => Node::Parsed(v),
+            Payload::Json(index) => index.node(body),
+        }
     }
 }
 
@@ -134,6 +159,22 @@ impl RequestValues {
         };
         apply_parse_parameters_as_json(&hook.parse_parameters_as_json, &mut rv)?;
         Ok(rv)
+    }
+
+    /// The payload, for reading.
+    pub fn payload(&self) -> Node<'_> {
+        self.payload.node(&self.raw_body)
+    }
+
+    /// The payload parsed, for editing (`parse-parameters-as-json`): a JSON body is parsed now.
+    pub fn payload_mut(&mut self) -> &mut Value {
+        if let Payload::Json(_) = self.payload {
+            self.payload = Payload::Parsed(self.payload.to_value(&self.raw_body));
+        }
+        match &mut self.payload {
+            Payload::Parsed(v) => v,
+            Payload::Json(_) => unreachable!("parsed just above"),
+        }
     }
 }
 
@@ -293,7 +334,7 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// Parses a body as adnanh would for `content_type` (or the override); see the module docs.
 pub fn parse_payload(content_type: &str, override_ct: Option<&str>, body: &[u8]) -> Result<Value, BodyError> {
-    parse_payload_with_json_parts(content_type, override_ct, body, &[])
+    parse_payload_with_json_parts(content_type, override_ct, body, &[]).map(|p| p.to_value(body))
 }
 
 /// [`parse_payload`], where the multipart file parts named in `json_parts` are read as JSON
@@ -304,11 +345,12 @@ pub fn parse_payload_with_json_parts(
     override_ct: Option<&str>,
     body: &[u8],
     json_parts: &[&str],
-) -> Result<Value, BodyError> {
+) -> Result<Payload, BodyError> {
     let (essence, params) = media_type(effective_content_type(content_type, override_ct));
     if essence.contains("json") {
-        json_payload(body)
-    } else if essence.contains("x-www-form-urlencoded") {
+        return json_payload(body);
+    }
+    let parsed = if essence.contains("x-www-form-urlencoded") {
         form_payload(body)
     } else if essence.contains("xml") {
         Err(BodyError::Unsupported(format!(
@@ -321,20 +363,26 @@ pub fn parse_payload_with_json_parts(
         multipart_payload(body, boundary, json_parts)
     } else {
         Ok(Value::Null)
-    }
+    };
+    parsed.map(Payload::Parsed)
 }
 
-fn json_payload(body: &[u8]) -> Result<Value, BodyError> {
+/// A JSON body is checked whole (so a broken one is a 400 before anything runs) but an object
+/// is left as text: rules and the summary read a handful of its values.
+fn json_payload(body: &[u8]) -> Result<Payload, BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
+        return Ok(Payload::Parsed(Value::Null));
     }
-    let v: Value = serde_json::from_slice(body).or_else(|e| malformed(format!("invalid JSON payload: {e}")))?;
-    match v {
-        Value::Object(_) | Value::Null => Ok(v),
-        Value::Array(_) => {
+    let doc = json::check(body).or_else(|e| malformed(format!("invalid JSON payload: {e}")))?;
+    if let Some(index) = doc.index {
+        return Ok(Payload::Json(index));
+    }
+    match Node::Text(&body[doc.value]).to_value().into_owned() {
+        Value::Null => Ok(Payload::Parsed(Value::Null)),
+        v @ Value::Array(_) => {
             let mut root = Map::new();
             root.insert("root".to_string(), v);
-            Ok(Value::Object(root))
+            Ok(Payload::Parsed(Value::Object(root)))
         }
         _ => malformed("JSON payload must be an object or a list"),
     }
@@ -535,7 +583,7 @@ pub fn apply_parse_parameters_as_json(args: &[Argument], rv: &mut RequestValues)
         let slot = match arg.source {
             Source::Header => lookup_in_mut(&canonical_header_key(&arg.name), &mut rv.headers),
             Source::Url | Source::Query => lookup_in_mut(&arg.name, &mut rv.query),
-            Source::Payload => lookup_mut(&arg.name, &mut rv.payload),
+            Source::Payload => lookup_mut(&arg.name, rv.payload_mut()),
             _ => None,
         };
         let Some(slot) = slot else { continue };
@@ -626,7 +674,7 @@ mod tests {
         // Far deeper input errors out instead of overflowing the stack.
         let deep = "[".repeat(1_000_000);
         let e = parse_payload("application/json", None, deep.as_bytes()).unwrap_err();
-        assert!(e.to_string().contains("recursion limit"), "{e}");
+        assert!(e.to_string().contains("nested too deeply"), "{e}");
     }
 
     #[test]
@@ -678,12 +726,12 @@ mod tests {
         let v = parse_payload_with_json_parts(MP, None, &body, &["forced"]).unwrap();
         assert_eq!(
             v,
-            json!({
+            Payload::Parsed(json!({
                 "event": "push",
                 "multi": "line 1\r\nline 2\r\n--XyZnot-a-delimiter",
                 "meta": {"ref": "refs/heads/main", "n": [1, 2]},
                 "forced": {"k": "v"},
-            })
+            }))
         );
         // Without the forced name, a text file part is left out.
         let v = parse_payload(MP, None, &body).unwrap();
@@ -775,7 +823,10 @@ mod tests {
             body,
         )
         .unwrap();
-        assert_eq!(rv.payload, json!({"payload": {"ref": "refs/heads/main", "commits": [{"id": "c0"}]}}));
+        assert_eq!(
+            rv.payload().to_value().into_owned(),
+            json!({"payload": {"ref": "refs/heads/main", "commits": [{"id": "c0"}]}})
+        );
         let a = parse_argument(json!({"source": "payload", "name": "payload.commits.0.id"}), "a").unwrap();
         assert_eq!(extract(&a, &rv).unwrap(), "c0");
     }
@@ -803,7 +854,7 @@ mod tests {
         .unwrap();
         assert_eq!(rv.headers["X-Meta"], json!({"a": 1}));
         assert_eq!(rv.query["q"], json!({"b": true}));
-        assert_eq!(rv.payload, json!({"outer": {"inner": {"c": [1]}}, "already": {"x": 1}}));
+        assert_eq!(rv.payload().to_value().into_owned(), json!({"outer": {"inner": {"c": [1]}}, "already": {"x": 1}}));
         assert_eq!(rv.content_type, "application/json");
 
         let bad = RequestValues::build(&h, "POST", "[::1]:5000", [("X-Meta", b"[1]".as_slice())], "", Vec::new());
@@ -824,7 +875,10 @@ mod tests {
         ]);
         let rv =
             RequestValues::build(&h, "PUT", "10.0.0.1:1", [("Content-Type", MP.as_bytes())], "", body.clone()).unwrap();
-        assert_eq!(rv.payload, json!({"meta": {"event": "build"}, "note": "{\"not\":\"parsed\"}"}));
+        assert_eq!(
+            rv.payload().to_value().into_owned(),
+            json!({"meta": {"event": "build"}, "note": "{\"not\":\"parsed\"}"})
+        );
         assert_eq!(rv.raw_body, body);
         assert_eq!(rv.method, "PUT");
         let debug = format!("{rv:?}");

@@ -303,8 +303,8 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
         }
     }
     if !def.branches.is_empty() {
-        let git_ref = rv.payload.get("ref").and_then(Value::as_str).unwrap_or("");
-        let branch = git_ref.strip_prefix("refs/heads/").unwrap_or(git_ref);
+        let git_ref = rv.payload().get("ref").and_then(|r| r.as_str()).unwrap_or_default();
+        let branch = git_ref.strip_prefix("refs/heads/").unwrap_or(&git_ref);
         if !def.branches.iter().any(|b| b == branch) {
             d.outcome = Outcome::Ignored;
             let msg = format!("branch {branch:?} is not one of this hook's branches");
@@ -352,13 +352,13 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
         delivery: Some(&d.delivery),
         source: &source,
     };
-    let summary = summarize(&facts, &rv.payload);
+    let summary = summarize(&facts, rv.payload());
     d.topic_event = match def.publish {
         PublishMode::None => None,
         PublishMode::Summary => Some(summary.clone()),
         PublishMode::Full => {
             let mut full = summary.clone();
-            full["payload"] = rv.payload.clone();
+            full["payload"] = rv.payload().to_value().into_owned();
             Some(full)
         }
     };

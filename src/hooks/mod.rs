@@ -4,6 +4,7 @@ pub mod body;
 pub mod dedup;
 pub mod def;
 pub mod intake;
+pub mod json;
 pub mod params;
 pub mod providers;
 pub mod rules;

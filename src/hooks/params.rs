@@ -15,6 +15,7 @@
 use crate::config::{ConfigError, Obj};
 use crate::hooks::body::{canonical_header_key, RequestValues};
 use crate::hooks::def::check_fields;
+use crate::hooks::json::Node;
 use base64::Engine;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -245,6 +246,24 @@ pub fn lookup<'a>(path: &str, v: &'a Value) -> Option<&'a Value> {
     }
 }
 
+/// [`lookup`] over a payload, parsed or still JSON text.
+pub fn lookup_node<'a>(path: &str, node: Node<'a>) -> Option<Node<'a>> {
+    if node.is_object() {
+        if let Some(v) = node.get(path) {
+            return Some(v);
+        }
+        let (head, rest) = path.split_once('.')?;
+        lookup_node(rest, node.get(head)?)
+    } else if node.is_array() {
+        match path.split_once('.') {
+            Some((head, rest)) => lookup_node(rest, node.at(index(head)?)?),
+            None => node.at(index(path)?),
+        }
+    } else {
+        None
+    }
+}
+
 /// [`lookup`] in a map (headers, query, an object payload).
 pub fn lookup_in<'a>(path: &str, map: &'a Map<String, Value>) -> Option<&'a Value> {
     if let Some(v) = map.get(path) {
@@ -376,7 +395,7 @@ pub fn extract(arg: &Argument, rv: &RequestValues) -> Result<String, ParamError>
     match arg.source {
         Source::Header => lookup_in(&canonical_header_key(&arg.name), &rv.headers).map(go_string).ok_or_else(not_found),
         Source::Url | Source::Query => lookup_in(&arg.name, &rv.query).map(go_string).ok_or_else(not_found),
-        Source::Payload => lookup(&arg.name, &rv.payload).map(go_string).ok_or_else(not_found),
+        Source::Payload => lookup_node(&arg.name, rv.payload()).map(|v| go_string(&v.to_value())).ok_or_else(not_found),
         Source::String => Ok(arg.name.clone()),
         Source::RawRequestBody => Ok(String::from_utf8_lossy(&rv.raw_body).into_owned()),
         Source::Request => match arg.name.to_ascii_lowercase().as_str() {
@@ -384,7 +403,7 @@ pub fn extract(arg: &Argument, rv: &RequestValues) -> Result<String, ParamError>
             "remote-addr" => Ok(rv.remote_addr.clone()),
             _ => Err(not_found()),
         },
-        Source::EntirePayload => Ok(go_json(&rv.payload)),
+        Source::EntirePayload => Ok(go_json(&rv.payload().to_value())),
         Source::EntireHeaders => Ok(go_json_map(&rv.headers)),
         Source::EntireQuery => Ok(go_json_map(&rv.query)),
     }
@@ -413,6 +432,7 @@ pub fn file_contents(arg: &Argument, rv: &RequestValues) -> Result<Vec<u8>, Para
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::body::Payload;
     use serde_json::json;
 
     fn arg(source: &str, name: &str) -> Argument {
@@ -429,7 +449,7 @@ mod tests {
         RequestValues {
             headers,
             query,
-            payload: json!({
+            payload: Payload::Parsed(json!({
                 "ref": "refs/heads/main",
                 "a.b": "literal",
                 "a": {"b": "nested", "c": {"d": [10, 20]}},
@@ -439,12 +459,19 @@ mod tests {
                 "count": 42,
                 "big": 1e6,
                 "html": "<b>&</b>",
-            }),
+            })),
             raw_body: b"{\"raw\":\xff}".to_vec(),
             method: "POST".into(),
             remote_addr: "192.0.2.1:4242".into(),
             content_type: "application/json".into(),
         }
+    }
+
+    /// `r` with its payload as a JSON body read lazily, the way a JSON request arrives.
+    fn lazy(mut r: RequestValues) -> RequestValues {
+        r.raw_body = serde_json::to_vec_pretty(&r.payload().to_value()).unwrap();
+        r.payload = Payload::Json(crate::hooks::json::check(&r.raw_body).unwrap().index.unwrap());
+        r
     }
 
     #[test]
@@ -478,19 +505,29 @@ mod tests {
         for (source, name, want) in table {
             let a = parse_argument(json!({"source": source, "name": name}), "a").unwrap();
             assert_eq!(extract(&a, &r).unwrap(), want, "{source} {name}");
+            if source == "payload" {
+                assert_eq!(extract(&a, &lazy(rv())).unwrap(), want, "{source} {name}, lazily");
+            }
         }
-        let entire = extract(&parse_argument(json!({"source": "entire-payload"}), "a").unwrap(), &r).unwrap();
-        assert!(
-            entire.starts_with(r#"{"a":{"b":"nested","c":{"d":[10,20]}},"a.b":"literal","big":1000000.0,"#),
-            "{entire}"
-        );
-        assert!(entire.contains(r#""html":"\u003cb\u003e\u0026\u003c/b\u003e""#), "{entire}");
+        for r in [rv(), lazy(rv())] {
+            let entire = extract(&parse_argument(json!({"source": "entire-payload"}), "a").unwrap(), &r).unwrap();
+            assert!(
+                entire.starts_with(r#"{"a":{"b":"nested","c":{"d":[10,20]}},"a.b":"literal","big":1000000.0,"#),
+                "{entire}"
+            );
+            assert!(entire.contains(r#""html":"\u003cb\u003e\u0026\u003c/b\u003e""#), "{entire}");
+        }
         assert_eq!(extract_bytes(&arg("raw-request-body", "x"), &r).unwrap(), b"{\"raw\":\xff}");
     }
 
     #[test]
     fn missing_values() {
-        let r = rv();
+        for r in [rv(), lazy(rv())] {
+            missing_values_in(&r);
+        }
+    }
+
+    fn missing_values_in(r: &RequestValues) {
         for (source, name) in [
             ("payload", "nope"),
             ("payload", "commits.2.id"),
@@ -503,7 +540,7 @@ mod tests {
             ("header", "x-missing"),
             ("url", "nope"),
         ] {
-            let e = extract(&arg(source, name), &r).unwrap_err();
+            let e = extract(&arg(source, name), r).unwrap_err();
             assert_eq!(e, ParamError::NotFound { source: Source::parse(source).unwrap(), name: name.into() });
         }
     }
@@ -522,6 +559,9 @@ mod tests {
         ];
         for (path, v, want) in ok {
             assert_eq!(lookup(path, &v), Some(&want), "{path}");
+            let text = v.to_string();
+            let lazily = lookup_node(path, Node::Text(text.as_bytes())).map(|n| n.to_value().into_owned());
+            assert_eq!(lazily, Some(want), "{path}, lazily");
         }
         let missing = [
             ("z", json!({"a": "1"})),
@@ -534,6 +574,7 @@ mod tests {
         ];
         for (path, v) in missing {
             assert_eq!(lookup(path, &v), None, "{path}");
+            assert!(lookup_node(path, Node::Text(v.to_string().as_bytes())).is_none(), "{path}, lazily");
         }
         // Only the first dot splits: "a.b" → "c" is not found through "a.b.c".
         assert_eq!(lookup("a.b.c", &json!({"a.b": {"c": 1}})), None);
@@ -557,7 +598,7 @@ mod tests {
     #[test]
     fn base64_files() {
         let mut r = rv();
-        r.payload = json!({"file": "aGVs\nbG8=", "bad": "***"});
+        r.payload = Payload::Parsed(json!({"file": "aGVs\nbG8=", "bad": "***"}));
         let mut a = arg("payload", "file");
         assert_eq!(file_contents(&a, &r).unwrap(), b"aGVs\nbG8=");
         a.base64_decode = true;

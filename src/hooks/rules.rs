@@ -496,7 +496,7 @@ mod tests {
         RequestValues {
             headers: h,
             query: Map::new(),
-            payload,
+            payload: crate::hooks::body::Payload::Parsed(payload),
             raw_body: body.to_vec(),
             method: "POST".into(),
             remote_addr: "10.0.0.1:1234".into(),

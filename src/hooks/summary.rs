@@ -2,24 +2,27 @@
 //! topic and to `$deliveries`): provider, event, repository, ref, sender, head commit, delivery
 //! id — the same shape whichever forge sent it, so a dashboard needs one renderer.
 
+use crate::hooks::json::Node;
 use serde_json::{json, Map, Value};
 
-fn s(v: &Value, path: &[&str]) -> Option<String> {
+fn s(v: Node<'_>, path: &[&str]) -> Option<String> {
     let mut cur = v;
     for p in path {
         cur = match p.parse::<usize>() {
-            Ok(i) => cur.get(i)?,
-            Err(_) => cur.get(*p)?,
+            Ok(i) => cur.at(i)?,
+            Err(_) => cur.get(p)?,
         };
     }
-    match cur {
-        Value::String(s) => Some(s.clone()),
+    if let Some(s) = cur.as_str() {
+        return Some(s.into_owned());
+    }
+    match cur.to_value().as_ref() {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
-fn first(v: &Value, paths: &[&[&str]]) -> Option<String> {
+fn first(v: Node<'_>, paths: &[&[&str]]) -> Option<String> {
     paths.iter().find_map(|p| s(v, p))
 }
 
@@ -37,8 +40,8 @@ pub struct Facts<'a> {
     pub source: &'a str,
 }
 
-/// Builds the summary object from the parsed payload.
-pub fn summarize(f: &Facts<'_>, payload: &Value) -> Value {
+/// Builds the summary object from the payload.
+pub fn summarize(f: &Facts<'_>, payload: Node<'_>) -> Value {
     let p = payload;
     let repo = first(
         p,
@@ -66,9 +69,13 @@ pub fn summarize(f: &Facts<'_>, payload: &Value) -> Value {
     let mut commit = Map::new();
     let head = p.get("head_commit").filter(|c| c.is_object()).or_else(|| {
         // GitLab sends commits oldest first; the head is the one matching checkout_sha or the last.
-        let commits = p.get("commits")?.as_array()?;
-        let sha = p.get("checkout_sha").and_then(Value::as_str);
-        commits.iter().find(|c| sha.is_some() && c.get("id").and_then(Value::as_str) == sha).or(commits.last())
+        let commits = p.get("commits").filter(|c| c.is_array())?.items();
+        let sha = p.get("checkout_sha").and_then(Node::as_str);
+        commits
+            .iter()
+            .copied()
+            .find(|c| sha.is_some() && c.get("id").and_then(Node::as_str) == sha)
+            .or(commits.last().copied())
     });
     if let Some(h) = head {
         for (k, path) in
@@ -105,6 +112,14 @@ pub fn summarize(f: &Facts<'_>, payload: &Value) -> Value {
 mod tests {
     use super::*;
 
+    /// The summary of `p`, which must be the same read from a parsed value and from JSON text.
+    fn sum(f: &Facts<'_>, p: &Value) -> Value {
+        let text = serde_json::to_vec(p).unwrap();
+        let got = summarize(f, Node::Parsed(p));
+        assert_eq!(got, summarize(f, Node::Text(&text)), "parsed and lazy summaries differ");
+        got
+    }
+
     fn facts(provider: &'static str) -> Facts<'static> {
         Facts {
             hook: "deploy",
@@ -119,7 +134,7 @@ mod tests {
     fn github_push() {
         let p = json!({"ref":"refs/heads/main","repository":{"full_name":"me/site"},"sender":{"login":"me"},
             "head_commit":{"id":"abc","message":"fix","url":"https://x/abc","author":{"name":"Me"}}});
-        let got = summarize(&facts("github"), &p);
+        let got = sum(&facts("github"), &p);
         assert_eq!(got["repo"], "me/site");
         assert_eq!(got["branch"], "main");
         assert_eq!(got["head_commit"], json!({"id":"abc","message":"fix","url":"https://x/abc","author":"Me"}));
@@ -131,7 +146,7 @@ mod tests {
     fn gitlab_push_picks_checkout_sha() {
         let p = json!({"ref":"refs/heads/dev","project":{"path_with_namespace":"g/p"},"user_username":"u",
             "checkout_sha":"b2","commits":[{"id":"b2","message":"second"},{"id":"a1","message":"first"}]});
-        let got = summarize(&facts("gitlab"), &p);
+        let got = sum(&facts("gitlab"), &p);
         assert_eq!(got["repo"], "g/p");
         assert_eq!(got["sender"], "u");
         assert_eq!(got["head_commit"]["message"], "second");
@@ -141,13 +156,13 @@ mod tests {
     fn bitbucket_and_stripe() {
         let p = json!({"repository":{"full_name":"t/r"},"actor":{"display_name":"A"},
             "push":{"changes":[{"new":{"name":"main"}}]}});
-        let got = summarize(&facts("bitbucket"), &p);
+        let got = sum(&facts("bitbucket"), &p);
         assert_eq!(
             (got["repo"].as_str(), got["branch"].as_str(), got["sender"].as_str()),
             (Some("t/r"), Some("main"), Some("A"))
         );
         let p = json!({"id":"evt_1","type":"charge.succeeded","data":{"object":{"id":"ch_1","object":"charge"}}});
-        assert_eq!(summarize(&facts("stripe"), &p)["object"], json!({"id":"ch_1","type":"charge"}));
-        assert_eq!(summarize(&facts("slack"), &json!([1, 2]))["hook"], "deploy", "any payload shape");
+        assert_eq!(sum(&facts("stripe"), &p)["object"], json!({"id":"ch_1","type":"charge"}));
+        assert_eq!(sum(&facts("slack"), &json!([1, 2]))["hook"], "deploy", "any payload shape");
     }
 }
