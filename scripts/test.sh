@@ -38,6 +38,7 @@ if [[ ! -d tests/sdk/node_modules/@octokit/webhooks-methods ]]; then
 fi
 
 cargo test --all-targets
+bash tests/scripts/says_test.sh
 
 # The status page in headless Chromium (tests/browser/README.md): the system's browser driven by
 # playwright-core from npm, against the debug binary cargo test just built.
