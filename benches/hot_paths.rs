@@ -7,6 +7,9 @@
 //! - one publish through the hub with both wire encodings (`Hub::publish` + `Event::encoded`);
 //! - HMAC verify over the 7.7 KB GitHub push fixture: the GitHub provider
 //!   (`X-Hub-Signature-256`) and an adnanh-style `payload-hmac-sha256` rule;
+//! - the 7.7 KB GitHub push payload checked and indexed (`hooks::json::check`), then read for a
+//!   rule's `ref` and the delivery summary (`hooks::summary::summarize`), against what building
+//!   a whole `serde_json::Value` cost before;
 //! - topic match (`topic::matches`), exact and wildcard, and the fan-out lookup of the
 //!   subscribers of one topic among 10 000 (`Hub::subscribers_into`);
 //! - one delivery's user-space share: queue an event by reference and write it out
@@ -24,6 +27,7 @@ use hookcast::buf::{Flush, OutQueue};
 use hookcast::config::HistoryConfig;
 use hookcast::hooks::providers::{self, Incoming, Provider};
 use hookcast::hooks::rules::HmacAlgo;
+use hookcast::hooks::summary::{summarize, Facts};
 use hookcast::http::request::{parse_head, Limits};
 use hookcast::hub::{Hub, Wire};
 use hookcast::sse;
@@ -156,6 +160,22 @@ Accept: text/event-stream\r\nCache-Control: no-cache\r\nLast-Event-ID: 179534047
     bench(&filter, "hmac verify: adnanh payload-hmac-sha256 rule", budget, || {
         let mac = HmacAlgo::Sha256.hex_mac(secret.as_bytes(), black_box(&body));
         assert!(hookcast::auth::ct_eq(mac.as_bytes(), expected.as_bytes()));
+    });
+
+    // --- The JSON payload: checked once, read lazily.
+    bench(&filter, "json payload: check + index, 7.7 KB push", budget, || {
+        assert!(hookcast::hooks::json::check(black_box(&body)).is_ok());
+    });
+    let facts = Facts { hook: "deploy", provider: Some("github"), event: Some("push"), delivery: None, source: "::1" };
+    bench(&filter, "json payload: check + ref + summary, 7.7 KB push", budget, || {
+        let doc = hookcast::hooks::json::check(black_box(&body)).expect("fixture is JSON");
+        let node = doc.node(&body);
+        assert!(node.get("ref").and_then(|r| r.as_str()).is_some());
+        black_box(summarize(&facts, node));
+    });
+    bench(&filter, "json payload: serde_json::Value (before), 7.7 KB push", budget, || {
+        let v: serde_json::Value = serde_json::from_slice(black_box(&body)).expect("fixture is JSON");
+        black_box(v);
     });
 
     // --- Topic matching and the fan-out lookup.

@@ -18,6 +18,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# shellcheck source=scripts/lib/says.sh
+source scripts/lib/says.sh
 
 # =============================================================================================
 # Side by side (issue 8): hookcast against the servers users would pick instead — Nchan on
@@ -36,7 +38,7 @@ declare -A sbs_na=()
 sbs_install_peers() {
     local pkgs=(nginx libnginx-mod-nchan pushpin webhook websocketd wrk) missing=() p updated=0
     for p in "${pkgs[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+        says 'install ok installed' dpkg-query -W -f='${Status}' "$p" || missing+=("$p")
     done
     ((${#missing[@]} == 0)) && return 0
     if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null; then
@@ -49,12 +51,12 @@ sbs_install_peers() {
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
     fi
     for p in "${missing[@]}"; do
-        if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [0-9]' && ((updated == 0)); then
+        if ! says 'Candidate: [0-9]' apt-cache policy "$p" && ((updated == 0)); then
             sbs_log "apt-get update (for $p)"
             apt-get update -qq >/dev/null 2>&1 || sbs_log "apt-get update failed"
             updated=1
         fi
-        if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        if ! says 'Candidate: [0-9]' apt-cache policy "$p"; then
             sbs_na[$p]="no Debian package candidate (apt-cache policy $p)"
             sbs_log "PEER NOT AVAILABLE: $p has no install candidate; its figures will be n/a"
             continue
@@ -441,7 +443,11 @@ sbs_intake() { # server hook seconds
         done
     ) &
     sampler=$!
-    timeout $((secs + 30)) wrk -t1 -c50 -d"${secs}s" --latency -s "$sbs_tmp/push.lua" \
+    # wrk on the last core: left to the scheduler it sometimes shares the server's core, which
+    # moved hookcast's figure by 40 % between runs. The servers themselves are not pinned.
+    local pin=()
+    command -v taskset >/dev/null && (($(nproc) > 1)) && pin=(taskset -c "$(($(nproc) - 1))")
+    timeout $((secs + 30)) "${pin[@]}" wrk -t1 -c50 -d"${secs}s" --latency -s "$sbs_tmp/push.lua" \
         "http://127.0.0.1:$sbs_port/hooks/$hook" >"$out" 2>&1 || true
     kill "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
@@ -465,7 +471,7 @@ sbs_intake() { # server hook seconds
 sbs_hookcast_alone() {
     local size pid rss ready
     size=$(stat -c %s "$sbs_bin")
-    sbs_row alone hookcast - - "binary_bytes=$size" "stripped=$(file -b "$sbs_bin" | grep -q 'not stripped' && echo no || echo yes)"
+    sbs_row alone hookcast - - "binary_bytes=$size" "stripped=$(says 'not stripped' file -b "$sbs_bin" && echo no || echo yes)"
     ready=$(python3 - "$sbs_bin" <<'EOF'
 import statistics, subprocess, sys, time
 times = []
@@ -767,7 +773,7 @@ notes.append("- Memory per subscriber = growth of Σ(Pss_Anon + Pss_Shmem) over 
 notes.append("- Fan-out: 20 events of 200 bytes, 150 ms apart, each carrying its publish time; latency = arrival − "
              "publish time at the subscriber. Burst: 1,000 events published back to back on one keep-alive "
              "connection (each publish waits for its response); deliveries/s = deliveries ÷ (last delivery − first publish).")
-notes.append("- Intake: wrk, 1 thread, 50 keep-alive connections, POSTs of the 7.7 KB GitHub push fixture with a valid "
+notes.append("- Intake: wrk (pinned to the last core with taskset; the servers are not pinned), 1 thread, 50 keep-alive connections, POSTs of the 7.7 KB GitHub push fixture with a valid "
              "X-Hub-Signature-256 to a hook (same adnanh-format hooks.json for both) whose trigger rule checks the "
              "HMAC and `ref == refs/heads/main`; no X-GitHub-Delivery header, so hookcast does not answer repeats as duplicates.")
 out.append("Notes:")
@@ -850,10 +856,14 @@ sbs_versions() {
     printf 'rustc=%s\n' "$(rustc --version 2>/dev/null | awk '{print $2}')"
 }
 
+# SBS_ONLY=fanout,intake (any of alone, idle, fanout, burst, intake) runs only those figures,
+# into side-by-side-<date>-only-<figures>.* so the full run's files stay.
+sbs_want() { [[ -z ${SBS_ONLY:-} || ,$SBS_ONLY, == *",$1,"* ]]; }
+
 sbs_main() {
     # Repetitions: memory is steady from run to run, so one run each; the timing figures are not
     # (2 shared cores), so fan-out, burst and intake are repeated and reported as medians.
-    local quick=0 reps=${SBS_REPS:-3} big_reps=${SBS_BIG_REPS:-2} mem_reps=1 intake_secs=3
+    local quick=0 reps=${SBS_REPS:-3} big_reps=${SBS_BIG_REPS:-3} mem_reps=1 intake_secs=3
     [[ ${1:-} == --quick ]] && quick=1 reps=1 big_reps=1
     sbs_bin="$root/target/release/hookcast" sbs_load="$root/target/release/hookcast-load"
     [[ -x $sbs_bin && -x $sbs_load ]] || cargo build --release --quiet --bins
@@ -867,6 +877,7 @@ sbs_main() {
     mkdir -p "$root/bench/results"
     local base="$root/bench/results/side-by-side-$day"
     ((quick)) && base+="-quick"
+    [[ -n ${SBS_ONLY:-} ]] && base+="-only-${SBS_ONLY//,/-}"
     sbs_tsv="$base.tsv"
     {
         printf '# started\t%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)"
@@ -880,9 +891,9 @@ sbs_main() {
     } >"$sbs_tsv"
     local n r t
     # (5) hookcast alone
-    sbs_hookcast_alone
+    sbs_want alone && sbs_hookcast_alone
     # (1) idle memory: a fresh server for every run (freed memory is not always given back).
-    for n in "${sizes[@]}"; do
+    sbs_want idle && for n in "${sizes[@]}"; do
         for ((r = 0; r < mem_reps; r++)); do
             for t in sse ws; do
                 sbs_start_hookcast && sbs_idle hookcast "$t" "$n"
@@ -905,7 +916,7 @@ sbs_main() {
         done
     done
     # (2) fan-out, paced: 20 events 150 ms apart.
-    for n in "${sizes[@]}"; do
+    sbs_want fanout && for n in "${sizes[@]}"; do
         local nreps=$reps
         ((n > 1000)) && nreps=$big_reps
         for ((r = 0; r < nreps; r++)); do
@@ -923,12 +934,12 @@ sbs_main() {
             fi
         done
     done
-    if sbs_have pushpin && ((quick == 0)); then # once, to show what Debian's defaults do
+    if sbs_want fanout && sbs_have pushpin && ((quick == 0)); then # once, to show what Debian's defaults do
         SBS_PUSHPIN_DEFAULT_RATE=1 sbs_start_pushpin && sbs_fanout fanout pushpin-default-rate sse 1000 20 150
         sbs_stop
     fi
     # (3) burst: 1 000 events back to back to 1 000 subscribers.
-    for ((r = 0; r < reps; r++)); do
+    sbs_want burst && for ((r = 0; r < reps; r++)); do
         sbs_start_hookcast && sbs_fanout burst hookcast sse 1000 1000 0
         sbs_stop
         if sbs_have nchan; then
@@ -942,7 +953,7 @@ sbs_main() {
     done
     # (4) webhook intake.
     sbs_make_hooks
-    if sbs_have wrk; then
+    if sbs_want intake && sbs_have wrk; then
         for ((r = 0; r < reps; r++)); do
             local hook
             for hook in nocmd cmd; do
