@@ -547,7 +547,11 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
     }
     *app.metrics.deliveries.entry((id.to_string(), d.outcome.as_str())).or_default() += 1;
     app.publish("$deliveries", "delivery", d.record.to_string(), true);
-    crate::status::note_delivery(app, &d.record, d.signature_failure);
+    let replayed = replay.then(|| {
+        let status = if d.outcome == Delivery::Accepted { 202 } else { 409 };
+        (status, json!({ "replayed": d.delivery, "outcome": d.outcome.as_str(), "run": run, "record": d.record }))
+    });
+    crate::status::note_delivery(app, d.record, d.signature_failure);
     let status = d.response.as_ref().map_or(0, |r| r.status);
     log::info!(
         "delivery hook={id} source={ip} event={} id={} outcome={} status={} run={} in {:?}",
@@ -559,9 +563,7 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
         std::time::Instant::now().duration_since(started),
     );
     let durable = durable.max(app.last_seq());
-    if replay {
-        let status = if d.outcome == Delivery::Accepted { 202 } else { 409 };
-        let body = json!({ "replayed": d.delivery, "outcome": d.outcome.as_str(), "run": run, "record": d.record });
+    if let Some((status, body)) = replayed {
         return Outcome::Durable { seq: durable, resp: Response::json(status, &body) };
     }
     match (d.response, run) {

@@ -296,18 +296,19 @@ fn with_verification(app: &App, mut record: Value, signature_failure: Option<&st
 
 /// Remembers a hook's last delivery (called right after its `$deliveries` record is
 /// published, which is the last event in the outbox).
-pub fn note_delivery(app: &mut App, record: &Value, signature_failure: Option<&str>) {
+pub fn note_delivery(app: &mut App, record: Value, signature_failure: Option<&str>) {
     let Some(hook) = record["hook"].as_str() else { return };
     if app.last_deliveries.len() >= MAX_REMEMBERED_HOOKS && !app.last_deliveries.contains_key(hook) {
         return;
     }
+    let hook = hook.to_string();
     let (id, time_ms) = app
         .outbox
         .last()
         .filter(|e| &*e.topic == "$deliveries")
         .map_or((0, crate::clock::unix_ms()), |e| (e.id, e.time_ms));
-    let v = with_verification(app, with_time(record.clone(), id, time_ms), signature_failure);
-    app.last_deliveries.insert(hook.to_string(), v);
+    let v = with_verification(app, with_time(record, id, time_ms), signature_failure);
+    app.last_deliveries.insert(hook, v);
 }
 
 /// Whether a browser's `Origin` (when sent) is this host: a form posted from another site
