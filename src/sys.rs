@@ -110,3 +110,19 @@ pub fn is_listening_stream(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     };
     get(libc::SO_TYPE) == Some(libc::SOCK_STREAM) && get(libc::SO_ACCEPTCONN) == Some(1)
 }
+
+/// Takes an exclusive `flock` on `file` without waiting: `Ok(false)` when another open file
+/// description holds it. (`File::try_lock` is newer than this crate's MSRV.)
+pub fn try_lock_exclusive(file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock only reads the descriptor number, which `file` keeps open for the call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}

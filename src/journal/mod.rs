@@ -44,9 +44,9 @@ pub use record::{crc32c, crc32c_update, decode, encode, Decoded, Kind, Record, R
 
 use mio::Waker;
 use std::collections::VecDeque;
-use std::fs::OpenOptions;
-use std::io;
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::*;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -154,6 +154,29 @@ pub struct Journal {
     shared: Arc<Shared>,
     next_seq: u64,
     thread: JoinHandle<()>,
+    /// The state directory's lock, held while this process may write.
+    lock: File,
+}
+
+/// Takes `dir`'s lock file (flock, released when the process ends however it ends). A second
+/// daemon on the same directory must not start: it would cut the first one's active segment
+/// as a torn tail and append to it in parallel.
+fn lock_dir(dir: &Path) -> io::Result<File> {
+    let path = dir.join("lock");
+    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+    if !crate::sys::try_lock_exclusive(&file)? {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let who = if holder.is_empty() { String::new() } else { format!(" (pid {holder})") };
+        return Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!("{} is in use by another hookcast{who}; give each daemon its own state_dir", dir.display()),
+        ));
+    }
+    file.set_len(0)?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 impl Journal {
@@ -163,6 +186,7 @@ impl Journal {
     /// becomes durable. Blocking: call it before the loop starts.
     pub fn open(cfg: JournalConfig, waker: Arc<Waker>) -> io::Result<(Journal, Replay)> {
         std::fs::create_dir_all(&cfg.dir)?;
+        let lock = lock_dir(&cfg.dir)?;
         let found = segment::list(&cfg.dir)?;
         let mut replay =
             Replay { records: Vec::new(), truncated: None, skipped: Vec::new(), segments: found.len(), bytes: 0 };
@@ -215,7 +239,7 @@ impl Journal {
         };
         let writer = Writer::new(set, rx, Arc::clone(&shared), waker, segs, file);
         let thread = std::thread::Builder::new().name("hookcast-journal".into()).spawn(move || writer.run())?;
-        Ok((Journal { tx, shared, next_seq: 1, thread }, replay))
+        Ok((Journal { tx, shared, next_seq: 1, thread, lock }, replay))
     }
 
     /// Queues a record for writing; never blocks (a channel to the writer thread). Returns its
@@ -273,12 +297,14 @@ impl Journal {
     /// Shutdown: flushes, fsyncs (whatever the policy), stops and joins the thread. Blocking,
     /// called once at exit; gives up after 5 s of failing writes, logging what was lost.
     pub fn close(self) {
-        let Journal { tx, thread, .. } = self;
+        let Journal { tx, thread, lock, .. } = self;
         // A send error means the thread is already gone; join reports how.
         let _ = tx.send(Msg::Close);
         if thread.join().is_err() {
             log::error!("journal: writer thread panicked");
         }
+        // Only now may another process take the directory.
+        drop(lock);
     }
 
     #[cfg(test)]

@@ -120,6 +120,29 @@ fn records_survive_reopen_in_order() {
 }
 
 #[test]
+fn a_second_opener_of_the_directory_is_refused_until_the_first_closes() {
+    let tmp = TempDir::new("lock");
+    let l = Loop::new();
+    let (mut j, _) = l.open(config(&tmp.0, Fsync::Always));
+    let recs: Vec<Record> = (0..20).map(rec).collect();
+    append_all(&mut j, &recs);
+    let Err(e) = Journal::open(config(&tmp.0, Fsync::Always), Arc::clone(&l.waker)) else {
+        panic!("a second journal opened the same directory");
+    };
+    assert_eq!(e.kind(), std::io::ErrorKind::ResourceBusy);
+    let msg = e.to_string();
+    assert!(
+        msg.contains("in use by another hookcast") && msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    // The refused opener touched nothing: the first journal's records are all there.
+    j.close();
+    let (j, replay) = l.open(config(&tmp.0, Fsync::Always));
+    assert_eq!(replay.records, recs);
+    j.close();
+}
+
+#[test]
 fn durable_seq_advances_and_wakes_under_each_policy() {
     for fsync in [Fsync::Always, Fsync::Batch(Duration::from_millis(20)), Fsync::Never] {
         let tmp = TempDir::new("policy");

@@ -280,6 +280,43 @@ fn webhooker(addr: SocketAddr, stop: &AtomicBool) -> HookReport {
     rep
 }
 
+/// A second daemon started by mistake on the same `--state-dir` (a manual run beside the
+/// systemd unit) used to cut the first one's active segment as a "torn tail" and append to it
+/// alongside: acknowledged events were lost. It must refuse to start and leave the first alone.
+#[test]
+fn a_second_daemon_on_the_same_state_dir_refuses_to_start() {
+    let node = Node::new("lock", &config(json!({})));
+    let first = node.start();
+    let acked: Vec<u64> = (0..50).map(|i| first.publish("locked", &format!("{{\"n\":{i}}}"))).collect();
+    let cfg = first.dir.0.join("hookcast.json");
+    let mut second = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-dir", node.state.0.to_str().unwrap()])
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = eventually(5 * SECOND, || second.try_wait().unwrap().is_some());
+    if !exited {
+        let _ = second.kill();
+    }
+    let out = second.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(exited && !out.status.success(), "the second daemon started; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("in use by another hookcast") && stderr.contains(&format!("pid {}", first.child.id())),
+        "{stderr}"
+    );
+    assert_eq!(first.get("/healthz").status, 200, "the first daemon is unharmed");
+    let more = first.publish("locked", "{\"n\":50}");
+    stop(first);
+    let again = node.start();
+    let got = ids(&poll_all(&again, "locked"));
+    assert_eq!(got, [acked, vec![more]].concat(), "every acknowledged event is still there after a restart");
+    stop(again);
+}
+
 #[test]
 fn crash_test_sigkill_at_random_moments_loses_no_acknowledged_event_or_delivery() {
     crash_test("always", json!({ "fsync": "always" }), 0);
