@@ -15,6 +15,9 @@
 # and websocketd, installed from Debian's packages when missing; writes
 # bench/results/side-by-side-<date>.{md,svg,tsv}.
 #   scripts/bench.sh --side-by-side [--quick]   only the side-by-side comparison
+#   SBS_ONLY=intake,fanout   only those figures (alone, idle, fanout, burst, intake), into
+#                            side-by-side-<date>-only-<figures>.*
+#   SBS_REPS=N SBS_BIG_REPS=N   repetitions of the timed figures (3), and of the 10 000 fan-out (3)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
