@@ -245,19 +245,27 @@ impl Scanner<'_> {
             if let Some(m) = members.as_deref_mut() {
                 m.push(Member { key, value: value_start..self.i, children });
             }
-            self.blanks();
-            match self.peek() {
-                Some(b',') => {
-                    self.i += 1;
-                    self.blanks();
-                }
-                Some(b'}') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                Some(_) => return Err(self.error("expected ',' or '}'")),
-                None => return Err(self.error("unexpected end of input")),
+            if !self.another(b'}', "expected ',' or '}'")? {
+                return Ok(());
             }
+        }
+    }
+
+    /// After a member or an item: a comma (true: another one follows) or `close` (false).
+    fn another(&mut self, close: u8, expected: &'static str) -> Result<bool, JsonError> {
+        self.blanks();
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                self.blanks();
+                Ok(true)
+            }
+            Some(c) if c == close => {
+                self.i += 1;
+                Ok(false)
+            }
+            Some(_) => Err(self.error(expected)),
+            None => Err(self.error("unexpected end of input")),
         }
     }
 
@@ -269,18 +277,8 @@ impl Scanner<'_> {
         }
         loop {
             self.value(depth)?;
-            self.blanks();
-            match self.peek() {
-                Some(b',') => {
-                    self.i += 1;
-                    self.blanks();
-                }
-                Some(b']') => {
-                    self.i += 1;
-                    return Ok(());
-                }
-                Some(_) => return Err(self.error("expected ',' or ']'")),
-                None => return Err(self.error("unexpected end of input")),
+            if !self.another(b']', "expected ',' or ']'")? {
+                return Ok(());
             }
         }
     }
