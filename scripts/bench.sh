@@ -41,6 +41,7 @@ declare -A sbs_na=()
 sbs_install_peers() {
     local pkgs=(nginx libnginx-mod-nchan pushpin webhook websocketd wrk) missing=() p updated=0
     for p in "${pkgs[@]}"; do
+        # shellcheck disable=SC2016 # ${Status} is dpkg-query's field, not a shell expansion
         says 'install ok installed' dpkg-query -W -f='${Status}' "$p" || missing+=("$p")
     done
     ((${#missing[@]} == 0)) && return 0
