@@ -136,7 +136,7 @@ pub struct WsUpgrade {
     /// Patterns from `?topics=`, validated and authorised.
     pub patterns: Vec<String>,
     /// The token the client authenticated with (for later subscribe/publish ops).
-    pub token: Option<usize>,
+    pub token: Option<crate::auth::TokenId>,
     /// Resume point from `?lastEventId=`.
     pub last_event_id: Option<u64>,
     /// Echo mode (conformance testing): no hub, every message sent back.
@@ -256,7 +256,7 @@ pub fn presented_token(head: &Head) -> Option<String> {
 fn caller(app: &mut App, ip: IpAddr, head: &Head) -> Caller {
     if let Some(t) = query_param(head.query(), "ticket") {
         return match app.redeem_ticket(&t) {
-            Some(index) => app.auth.caller_with_token(index, ip),
+            Some(id) => app.auth.caller_with_token(&id, ip),
             None => Caller { token: None, bad_token: true, ip },
         };
     }
@@ -377,10 +377,10 @@ fn publish(app: &mut App, ip: IpAddr, head: &Head, topic_name: &str, body: Vec<u
 /// long-lived token in a URL.
 fn ticket(app: &mut App, ip: IpAddr, head: &Head) -> Response {
     let who = app.auth.identify(presented_token(head).as_deref(), ip);
-    let Some(index) = who.token else {
+    let Some(id) = app.auth.token_id(&who) else {
         return denied(&who, "get a ticket");
     };
-    match app.issue_ticket(index) {
+    match app.issue_ticket(id) {
         Some(t) => Response::json(200, &json!({ "ticket": t, "expires_in": crate::app::TICKET_TTL.as_secs() })),
         None => Response::error(429, "too many tickets outstanding").with("Retry-After", "30"),
     }
@@ -441,7 +441,7 @@ fn ws_upgrade(app: &mut App, ip: IpAddr, head: &Head, echo: bool) -> Outcome {
     Outcome::Upgrade(WsUpgrade {
         head: handshake::response_head(&handshake::accept_key(key), protocol),
         patterns,
-        token: who.token,
+        token: app.auth.token_id(&who),
         last_event_id: last_event_id(head),
         echo,
     })

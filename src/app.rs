@@ -48,8 +48,8 @@ pub struct App {
     /// Each hook's last `$deliveries` record with its time and verification result, for the
     /// status page (kept by `status::note_delivery`).
     pub last_deliveries: HashMap<String, serde_json::Value>,
-    /// Outstanding one-time tickets: SHA-256 of the ticket → (token index, expiry).
-    tickets: HashMap<[u8; 32], (usize, Instant)>,
+    /// Outstanding one-time tickets: SHA-256 of the ticket → (the token it stands for, expiry).
+    tickets: HashMap<[u8; 32], (crate::auth::TokenId, Instant)>,
     date: String,
     date_secs: u64,
     last_seq: u64,
@@ -137,7 +137,7 @@ impl App {
 
     /// Issues a one-time ticket standing for token `token` for [`TICKET_TTL`]; None when too
     /// many are outstanding.
-    pub fn issue_ticket(&mut self, token: usize) -> Option<String> {
+    pub fn issue_ticket(&mut self, token: crate::auth::TokenId) -> Option<String> {
         let now = self.now;
         self.tickets.retain(|_, (_, exp)| *exp > now);
         if self.tickets.len() >= MAX_TICKETS {
@@ -151,8 +151,8 @@ impl App {
         Some(ticket)
     }
 
-    /// Redeems a ticket once: the token index it stands for, if it is valid and unexpired.
-    pub fn redeem_ticket(&mut self, ticket: &str) -> Option<usize> {
+    /// Redeems a ticket once: the token it stands for, if it is valid and unexpired.
+    pub fn redeem_ticket(&mut self, ticket: &str) -> Option<crate::auth::TokenId> {
         let (token, exp) = self.tickets.remove(&crate::auth::token_hash(ticket))?;
         (exp > self.now).then_some(token)
     }

@@ -153,6 +153,10 @@ pub struct Auth {
     public: Vec<PublicRule>,
 }
 
+/// A configured token, by its hash (what a session or ticket remembers; see [`Auth::token_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenId([u8; 32]);
+
 /// Who a request turned out to be: the token it presented, if any, and its address.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
@@ -186,9 +190,18 @@ impl Auth {
         Caller { token: found, bad_token: found.is_none(), ip }
     }
 
-    /// The caller holding token `index` (a redeemed ticket).
-    pub fn caller_with_token(&self, index: usize, ip: IpAddr) -> Caller {
-        Caller { token: (index < self.tokens.len()).then_some(index), bad_token: index >= self.tokens.len(), ip }
+    /// What stays true of the caller's token across a reload: its hash. An index into the token
+    /// list does not: a reload that reorders or removes tokens would hand a WebSocket session or
+    /// an outstanding ticket some other token's rights.
+    pub fn token_id(&self, caller: &Caller) -> Option<TokenId> {
+        caller.token.map(|i| TokenId(self.tokens[i].sha256))
+    }
+
+    /// The caller holding the token `id` stands for (a WebSocket session, a redeemed ticket), as
+    /// the configuration has it now: a token removed since is a bad token.
+    pub fn caller_with_token(&self, id: &TokenId, ip: IpAddr) -> Caller {
+        let index = self.tokens.iter().position(|t| t.sha256 == id.0);
+        Caller { token: index, bad_token: index.is_none(), ip }
     }
 
     /// The name of the caller's token, for logs.

@@ -118,7 +118,7 @@ pub struct Subscriber {
 pub struct WsSession {
     asm: Assembler,
     /// The token the client authenticated with, for subscribe and publish ops.
-    token: Option<usize>,
+    token: Option<crate::auth::TokenId>,
     /// Pings sent since the client last showed signs of life.
     pub missed_pongs: u8,
     echo: bool,
@@ -721,7 +721,7 @@ impl Conn {
         let State::Subscriber(s) = &mut self.state else { return Ok(None) };
         let token = s.ws.as_ref().and_then(|w| w.token);
         let who = match token {
-            Some(i) => app.auth.caller_with_token(i, ip),
+            Some(id) => app.auth.caller_with_token(&id, ip),
             None => app.auth.identify(None, ip),
         };
         let fail = |op: &str, e: String| OpError { op: Some(op.to_string()), error: e };

@@ -144,6 +144,49 @@ fn ticket_auth_is_one_time() {
     connect(&d, "/ws?topics=private/x", &[("Cookie", "hookcast_token=dash-token")]).unwrap();
 }
 
+/// A session keeps the token it authenticated with across a reload. It used to keep the
+/// token's index in the list: a reload that put another token at that index handed the session
+/// that token's rights, and one that removed the token left the session with them.
+#[test]
+fn a_session_keeps_its_own_token_across_a_reload_that_reorders_or_removes_tokens() {
+    let tok = |name: &str, scopes: &str, topics: &str| {
+        format!(
+            r#"{{"name":"{name}","sha256":"{}","scopes":{scopes},"topics":{topics}}}"#,
+            hookcast::auth::hex(&hookcast::auth::token_hash(&format!("{name}-token")))
+        )
+    };
+    let admin = tok("admin", r#"["subscribe","publish"]"#, r#"["**"]"#);
+    let reader = tok("reader", r#"["subscribe"]"#, r#"["open/**"]"#);
+    let d = Daemon::start(&format!(r#"{{"tokens":[{admin},{reader}]}}"#));
+    let cfg = d.dir.0.join("hookcast.json");
+    let reload = |tokens: String, n: usize| {
+        std::fs::write(&cfg, format!(r#"{{"tokens":[{tokens}]}}"#)).unwrap();
+        signal(&d.child, "HUP");
+        assert!(eventually(Duration::from_secs(5), || d.log_text().matches("configuration reloaded").count() == n));
+    };
+    let mut ws = connect(&d, "/ws?topics=open/a", &[("Authorization", "Bearer reader-token")]).unwrap();
+    let r = d.request("POST", "/api/ticket", &[("Authorization", "Bearer reader-token")], b"");
+    let ticket = r.json()["ticket"].as_str().unwrap().to_string();
+    let secret = json!({"op": "subscribe", "topics": ["secret"]});
+    send(&mut ws, secret.clone());
+    assert_eq!(next_json(&mut ws)["type"], "error", "the reader may not read secret");
+
+    // The reader's index now names the admin token.
+    reload(format!("{reader},{admin}"), 1);
+    send(&mut ws, secret.clone());
+    assert_eq!(next_json(&mut ws)["type"], "error", "still the reader after the reorder");
+    send(&mut ws, json!({"op": "subscribe", "topics": ["open/b"]}));
+    assert_eq!(next_json(&mut ws)["type"], "ack", "and still allowed what the reader may do");
+    let mut ticketed = connect(&d, &format!("/ws?topics=open/a&ticket={ticket}"), &[]).unwrap();
+    send(&mut ticketed, secret.clone());
+    assert_eq!(next_json(&mut ticketed)["type"], "error", "a ticket issued before the reorder is still the reader's");
+
+    // The reader's token is revoked: its sessions lose its rights.
+    reload(admin.clone(), 2);
+    send(&mut ws, json!({"op": "subscribe", "topics": ["open/c"]}));
+    assert_eq!(next_json(&mut ws)["type"], "error", "a revoked token grants nothing");
+}
+
 #[test]
 fn handshake_checks() {
     let d = Daemon::start(
