@@ -154,6 +154,8 @@ pub struct SubscribeRequest {
     pub wire: Wire,
     /// Resume point (`Last-Event-ID` or `lastEventId`), if any.
     pub last_event_id: Option<u64>,
+    /// The token the client authenticated with (checked again on a reload).
+    pub token: Option<crate::auth::TokenId>,
 }
 
 /// Most patterns one subscription may name.
@@ -341,7 +343,8 @@ fn events(app: &mut App, ip: IpAddr, head: &Head, single: Option<String>) -> Out
     let mut out = Vec::with_capacity(256);
     crate::http::response::write_head(&mut out, 200, &headers, None, false, app.date());
     out.extend_from_slice(&crate::sse::retry(app.cfg.sse.retry_ms));
-    Outcome::Subscribe(SubscribeRequest { head: out, patterns, wire, last_event_id })
+    let token = app.auth.token_id(&who);
+    Outcome::Subscribe(SubscribeRequest { head: out, patterns, wire, last_event_id, token })
 }
 
 fn publish(app: &mut App, ip: IpAddr, head: &Head, topic_name: &str, body: Vec<u8>) -> Response {

@@ -20,7 +20,7 @@
 
 use crate::api::{self, Outcome};
 use crate::app::App;
-use crate::auth::Scope;
+use crate::auth::{Caller, Scope, TokenId};
 use crate::buf::{Flush, OutQueue};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{self, BodyKind, Head, Method};
@@ -111,14 +111,25 @@ pub struct Subscriber {
     pub wrote: bool,
     /// The WebSocket side of the stream, when it is one.
     pub ws: Option<Box<WsSession>>,
+    /// The token the client authenticated with: checked again at each WebSocket op and on a
+    /// reload (boxed: most subscribers have none, and idle memory is counted in bytes).
+    pub token: Option<Box<TokenId>>,
+}
+
+impl Subscriber {
+    /// Who the subscriber is under the configuration in force now.
+    fn caller(&self, app: &App, ip: IpAddr) -> Caller {
+        match &self.token {
+            Some(id) => app.auth.caller_with_token(id, ip),
+            None => app.auth.identify(None, ip),
+        }
+    }
 }
 
 /// What a WebSocket subscriber has beyond an SSE one.
 #[derive(Debug)]
 pub struct WsSession {
     asm: Assembler,
-    /// The token the client authenticated with, for subscribe and publish ops.
-    token: Option<crate::auth::TokenId>,
     /// Pings sent since the client last showed signs of life.
     pub missed_pongs: u8,
     echo: bool,
@@ -587,7 +598,7 @@ impl Conn {
         match api::handle(app, self.ip, &head, body) {
             Outcome::Respond(resp) => self.answer(app, resp, keep_alive, head_only, served),
             Outcome::Subscribe(sub) => {
-                let s = self.subscribe(app, Transport::Sse, sub.head, &sub.patterns, sub.wire, None);
+                let s = self.subscribe(app, sub.head, &sub.patterns, sub.wire, None, sub.token);
                 self.start_stream(app, s, sub.last_event_id);
             }
             Outcome::Durable { seq, resp } => self.answer_when_durable(app, seq, resp, keep_alive, head_only, served),
@@ -618,29 +629,29 @@ impl Conn {
             Outcome::Upgrade(up) => {
                 let ws = WsSession {
                     asm: Assembler::new(app.cfg.ws.max_message_bytes),
-                    token: up.token,
                     missed_pongs: 0,
                     echo: up.echo,
                     pending_acks: std::collections::VecDeque::new(),
                 };
                 app.metrics.response(101);
-                let s = self.subscribe(app, Transport::Ws, up.head, &up.patterns, Wire::Ws, Some(Box::new(ws)));
+                let s = self.subscribe(app, up.head, &up.patterns, Wire::Ws, Some(Box::new(ws)), up.token);
                 self.start_stream(app, s, up.last_event_id);
             }
         }
     }
 
-    /// Turns the connection into a subscriber: counts it, queues the response head, interns
-    /// its patterns.
+    /// Turns the connection into a subscriber (a WebSocket one with `ws`): counts it, queues
+    /// the response head, interns its patterns.
     fn subscribe(
         &mut self,
         app: &mut App,
-        transport: Transport,
         head: Vec<u8>,
         patterns: &[String],
         wire: Wire,
         ws: Option<Box<WsSession>>,
+        token: Option<TokenId>,
     ) -> Subscriber {
+        let transport = if ws.is_some() { Transport::Ws } else { Transport::Sse };
         if transport == Transport::Sse {
             app.metrics.response(200);
         }
@@ -648,7 +659,8 @@ impl Conn {
         self.transport = transport;
         self.out.push_owned(head);
         let patterns = patterns.iter().map(|p| app.hub.subscribe(self.token, p)).collect();
-        Subscriber { patterns, wire, last_id: app.hub.last_id(), catch_up: None, wrote: false, ws }
+        let token = token.map(Box::new);
+        Subscriber { patterns, wire, last_id: app.hub.last_id(), catch_up: None, wrote: false, ws, token }
     }
 
     /// Enters the streaming state, replaying history first when the client resumes.
@@ -719,11 +731,7 @@ impl Conn {
     fn ws_op(&mut self, app: &mut App, op: Op) -> Result<Option<String>, OpError> {
         let ip = self.ip;
         let State::Subscriber(s) = &mut self.state else { return Ok(None) };
-        let token = s.ws.as_ref().and_then(|w| w.token);
-        let who = match token {
-            Some(id) => app.auth.caller_with_token(&id, ip),
-            None => app.auth.identify(None, ip),
-        };
+        let who = s.caller(app, ip);
         let fail = |op: &str, e: String| OpError { op: Some(op.to_string()), error: e };
         match op {
             Op::Ping => Ok(Some(r#"{"type":"pong"}"#.to_string())),
@@ -913,6 +921,35 @@ impl Conn {
         self.transport = Transport::Http;
         self.answer(app, resp, p.keep_alive, p.head_only, p.served);
         self.process(app);
+    }
+
+    /// After a reload: a subscriber whose token or address no longer allows one of its patterns
+    /// is cut off (WebSocket close 1008; an SSE stream gets a comment and is closed, and its
+    /// EventSource's reconnect then meets the 401 or 403). True when it was.
+    pub fn recheck(&mut self, app: &mut App) -> bool {
+        let ip = self.ip;
+        let State::Subscriber(s) = &self.state else { return false };
+        let who = s.caller(app, ip);
+        let Some(lost) = s
+            .patterns
+            .iter()
+            .filter_map(|&p| app.hub.pattern_text(p))
+            .find(|p| !app.auth.allows(&who, Scope::Subscribe, p))
+            .map(str::to_string)
+        else {
+            return false;
+        };
+        log::info!("{ip}: no longer allowed to subscribe to {lost:?} after the reload; disconnecting");
+        let reason = format!("no longer allowed to subscribe to {lost:?}");
+        if s.ws.is_some() {
+            // RFC 6455 §7.4.1: 1008, policy violation.
+            self.ws_close(app, 1008, &reason);
+        } else {
+            self.out.push_owned(format!(": {reason}\n\n").into_bytes());
+            self.unsubscribe(app);
+            self.enter_closing(app);
+        }
+        true
     }
 
     /// Releases the hub subscriptions; called once when the connection goes away.

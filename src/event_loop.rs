@@ -173,8 +173,26 @@ impl Server {
                 for note in self.app.reload(cfg, hooks) {
                     log::warn!("SIGHUP: {note}");
                 }
+                self.recheck_subscribers();
                 log::info!("SIGHUP: configuration reloaded in {:?} ({} hooks)", t0.elapsed(), self.app.hooks.len());
             }
+        }
+    }
+
+    /// Puts a reloaded configuration's tokens and rules in force for the streams already open:
+    /// a revoked token or a narrowed rule cuts the subscribers it no longer covers.
+    fn recheck_subscribers(&mut self) {
+        let mut cut = 0;
+        for t in 0..self.slots.len() {
+            let Some(slot) = self.slots[t].as_mut() else { continue };
+            if slot.conn.recheck(&mut self.app) {
+                cut += 1;
+                slot.conn.flush(&mut self.app);
+                self.settle(t);
+            }
+        }
+        if cut > 0 {
+            log::warn!("SIGHUP: {cut} subscriber(s) no longer allowed by the new configuration were disconnected");
         }
     }
 

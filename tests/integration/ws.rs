@@ -181,10 +181,61 @@ fn a_session_keeps_its_own_token_across_a_reload_that_reorders_or_removes_tokens
     send(&mut ticketed, secret.clone());
     assert_eq!(next_json(&mut ticketed)["type"], "error", "a ticket issued before the reorder is still the reader's");
 
-    // The reader's token is revoked: its sessions lose its rights.
+    // The reader's token is revoked: its sessions end (the next test looks at that closely).
     reload(admin.clone(), 2);
-    send(&mut ws, json!({"op": "subscribe", "topics": ["open/c"]}));
-    assert_eq!(next_json(&mut ws)["type"], "error", "a revoked token grants nothing");
+    assert_closed_for_policy(&mut ws);
+    assert_closed_for_policy(&mut ticketed);
+}
+
+/// Reads until a close frame, which must be 1008 (policy: no longer allowed).
+fn assert_closed_for_policy(ws: &mut Ws) {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(Some(f))) => {
+                assert_eq!(f.code, CloseCode::Policy, "1008");
+                assert!(f.reason.contains("no longer allowed to subscribe"), "{}", f.reason);
+                return;
+            }
+            Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+/// A reload that revokes a token (or narrows what it may read) cuts the streams opened with
+/// it, over both transports; the others keep streaming.
+#[test]
+fn a_reload_that_revokes_a_token_cuts_its_streams_and_only_those() {
+    let tok = |name: &str, topics: &str| {
+        format!(
+            r#"{{"name":"{name}","sha256":"{}","scopes":["subscribe","publish"],"topics":{topics}}}"#,
+            hookcast::auth::hex(&hookcast::auth::token_hash(&format!("{name}-token")))
+        )
+    };
+    let (keep, gone) = (tok("keep", r#"["**"]"#), tok("gone", r#"["open/**"]"#));
+    let d = Daemon::start(&format!(r#"{{"tokens":[{gone},{keep}],"sse":{{"keepalive_ms":60000}}}}"#));
+    let bearer = |name: &str| format!("Bearer {name}-token");
+    let (mut sse_gone, _) = sse(&d, "/events?topics=open/a", &[("Authorization", &bearer("gone"))]);
+    let (mut sse_keep, _) = sse(&d, "/events?topics=open/a", &[("Authorization", &bearer("keep"))]);
+    let mut ws_gone = connect(&d, "/ws?topics=open/a", &[("Authorization", &bearer("gone"))]).unwrap();
+    let mut ws_keep = connect(&d, "/ws?topics=open/a", &[("Authorization", &bearer("keep"))]).unwrap();
+    let before = d.publish_with("open/a", "before", &[("Authorization", &bearer("keep"))]);
+    assert_eq!(next_json(&mut ws_gone)["id"], before);
+
+    std::fs::write(d.dir.0.join("hookcast.json"), format!(r#"{{"tokens":[{keep}],"sse":{{"keepalive_ms":60000}}}}"#))
+        .unwrap();
+    signal(&d.child, "HUP");
+    assert!(eventually(Duration::from_secs(5), || d.log_text().contains("configuration reloaded")));
+    let got = read_until(&mut sse_gone, "no longer allowed");
+    assert!(got.contains("data: before\n"), "{got}");
+    assert!(closed_within(&mut sse_gone, Duration::from_secs(2)), "the SSE stream of the revoked token ends");
+    assert_closed_for_policy(&mut ws_gone);
+    let after = d.publish_with("open/a", "after", &[("Authorization", &bearer("keep"))]);
+    let got = read_until(&mut sse_keep, "data: after\n");
+    assert!(got.contains("data: before\n"), "{got}");
+    assert_eq!(next_json(&mut ws_keep)["id"], before);
+    assert_eq!(next_json(&mut ws_keep)["id"], after);
+    assert!(d.log_text().contains("2 subscriber(s) no longer allowed"), "{}", d.log_text());
 }
 
 #[test]
