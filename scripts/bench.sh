@@ -24,6 +24,25 @@ cd "$root"
 # shellcheck source=scripts/lib/says.sh
 source scripts/lib/says.sh
 
+# Start-to-ready of BINARY over 11 starts (exec to its "listening" log line), in ms:
+# "median min max". Both hookcast's own table and the side-by-side one use it.
+ready_ms() { # binary
+    python3 - "$1" <<'PY'
+import statistics, subprocess, sys, time
+times = []
+for _ in range(11):
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.argv[1], "serve", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if "listening on" in line:
+            times.append((time.perf_counter() - t0) * 1000)
+            break
+    p.terminate()
+    p.wait()
+print(f"{statistics.median(times):.1f} {min(times):.1f} {max(times):.1f}")
+PY
+}
+
 # =============================================================================================
 # Side by side (issue 8): hookcast against the servers users would pick instead — Nchan on
 # nginx, Pushpin (with a GRIP backend), adnanh/webhook and websocketd — installed from Debian's
@@ -476,21 +495,7 @@ sbs_hookcast_alone() {
     local size pid rss ready
     size=$(stat -c %s "$sbs_bin")
     sbs_row alone hookcast - - "binary_bytes=$size" "stripped=$(says 'not stripped' file -b "$sbs_bin" && echo no || echo yes)"
-    ready=$(python3 - "$sbs_bin" <<'EOF'
-import statistics, subprocess, sys, time
-times = []
-for _ in range(11):
-    t0 = time.perf_counter()
-    p = subprocess.Popen([sys.argv[1], "serve", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
-    for line in p.stderr:
-        if "listening on" in line:
-            times.append((time.perf_counter() - t0) * 1000)
-            break
-    p.terminate()
-    p.wait()
-print(f"{statistics.median(times):.1f} {min(times):.1f} {max(times):.1f}")
-EOF
-)
+    ready=$(ready_ms "$sbs_bin")
     sbs_start_hookcast
     sleep 0.3
     pid=${sbs_pids[0]}
@@ -1045,22 +1050,6 @@ start_daemon() { # [SERVE ARGS...]: prints "PID PORT"
     echo "$pid $addr"
 }
 
-ready_ms() { # median of 11 starts: exec to the "listening" log line
-    python3 - "$bin" <<'PY'
-import subprocess, sys, time, statistics
-times = []
-for _ in range(11):
-    t0 = time.perf_counter()
-    p = subprocess.Popen([sys.argv[1], "serve", "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
-    for line in p.stderr:
-        if "listening on" in line:
-            times.append((time.perf_counter() - t0) * 1000)
-            break
-    p.terminate(); p.wait()
-print(f"{statistics.median(times):.1f}")
-PY
-}
-
 size_kib=$(( $(stat -c %s "$bin") / 1024 ))
 idle_rss=n/a
 ready=n/a
@@ -1069,7 +1058,7 @@ if ! $publish_only; then
     sleep 0.3
     idle_rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    ready=$(ready_ms)
+    read -r ready _ <<<"$(ready_ms "$bin")"
 fi
 
 rows=()
