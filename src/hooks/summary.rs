@@ -16,6 +16,9 @@ fn s(v: Node<'_>, path: &[&str]) -> Option<String> {
     if let Some(s) = cur.as_str() {
         return Some(s.into_owned());
     }
+    if cur.is_object() || cur.is_array() {
+        return None; // not parsed just to be turned down
+    }
     match cur.to_value().as_ref() {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
