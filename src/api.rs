@@ -343,6 +343,10 @@ fn events(app: &mut App, ip: IpAddr, head: &Head, single: Option<String>) -> Out
     let mut out = Vec::with_capacity(256);
     crate::http::response::write_head(&mut out, 200, &headers, None, false, app.date());
     out.extend_from_slice(&crate::sse::retry(app.cfg.sse.retry_ms));
+    // Where this stream starts: the client's cursor when it resumes (a gap or a cursor ahead of
+    // the server is corrected by the `reset` that follows), else the newest event, which is
+    // exactly the point the subscriber's live stream continues from.
+    out.extend_from_slice(&crate::sse::position(last_event_id.unwrap_or_else(|| app.hub.last_id())));
     let token = app.auth.token_id(&who);
     Outcome::Subscribe(SubscribeRequest { head: out, patterns, wire, last_event_id, token })
 }

@@ -65,6 +65,14 @@ pub fn retry(ms: u64) -> Vec<u8> {
     format!("retry: {ms}\n\n").into_bytes()
 }
 
+/// A block with only an `id:` field: it sets the browser's last event id without dispatching an
+/// event (WHATWG HTML, "dispatch the event", step 1 runs before the empty-data check). Sent at the
+/// start of every stream so that a client which connects, receives nothing and loses its
+/// connection still reconnects with `Last-Event-ID` and misses nothing published meanwhile.
+pub fn position(id: u64) -> Vec<u8> {
+    format!("id: {id}\n\n").into_bytes()
+}
+
 /// Whether `name` can be an SSE event type: non-empty, no line breaks, no NUL.
 pub fn valid_event_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && !name.contains(['\r', '\n', '\0'])
@@ -191,6 +199,15 @@ mod tests {
             assert_eq!(got[0].event, "deploy");
             assert_eq!(got[0].data, data.replace("\r\n", "\n").replace('\r', "\n"));
         }
+    }
+
+    #[test]
+    fn a_position_block_sets_the_last_event_id_without_an_event() {
+        let mut p = Parser::default();
+        let mut stream = retry(200);
+        stream.extend(position(1_796_000_000_000_042));
+        assert!(p.feed(&stream).is_empty(), "no event is dispatched");
+        assert_eq!(p.last_event_id(), "1796000000000042");
     }
 
     #[test]

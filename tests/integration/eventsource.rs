@@ -31,6 +31,7 @@ impl EsClient {
                 .lines
                 .recv_timeout(Duration::from_secs(20))
                 .unwrap_or_else(|_| panic!("EventSource client said nothing useful in time; saw {skipped:?}"));
+
             if pred(&v) {
                 return v;
             }
@@ -109,4 +110,31 @@ fn eventsource_is_told_about_a_gap_after_a_restart() {
     assert_eq!(body["reason"], "history_gap");
     d.publish("rs", "after");
     assert_eq!(es.event(&mut other)["data"], "after");
+}
+
+#[test]
+fn eventsource_that_received_nothing_misses_nothing_after_a_cut() {
+    // Regression: a stream used to start with `retry:` only, so a client that had received no
+    // event reconnected without Last-Event-ID and silently lost what was published meanwhile.
+    let d = Daemon::start(r#"{"public":[{"topics":["**"],"scopes":["subscribe","publish"]}],"sse":{"retry_ms":200}}"#);
+    let relay = Relay::start(d.addr);
+    let es = EsClient::start(&format!("http://{}/events?topics=quiet", relay.addr), 2);
+    let mut other = Vec::new();
+    es.next_where(&mut other, |v| v["open"] == true);
+    // Published before the cut on another topic: the stream's position must still be current.
+    d.publish("elsewhere", "x");
+    relay.hold();
+    relay.cut();
+    let missed = d.publish("quiet", "while-away");
+    relay.release();
+    es.next_where(&mut other, |v| v["open"] == true);
+    let got = es.event(&mut other);
+    assert_eq!(got["data"], "while-away", "{got} (other lines: {other:?})");
+    assert_eq!(got["id"].as_str().unwrap().parse::<u64>().unwrap(), missed);
+    let live = d.publish("quiet", "live");
+    let got = es.event(&mut other);
+    assert_eq!(
+        (got["data"].as_str(), got["id"].as_str().map(|s| s.parse::<u64>().unwrap())),
+        (Some("live"), Some(live))
+    );
 }

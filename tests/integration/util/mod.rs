@@ -275,6 +275,8 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 pub struct Relay {
     pub addr: SocketAddr,
     conns: Arc<Mutex<Vec<TcpStream>>>,
+    /// While true, new clients are accepted but not connected through (see [`Relay::hold`]).
+    held: Arc<(Mutex<bool>, std::sync::Condvar)>,
 }
 
 impl Relay {
@@ -283,9 +285,13 @@ impl Relay {
         let addr = listener.local_addr().unwrap();
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let list = conns.clone();
+        let held: Arc<(Mutex<bool>, std::sync::Condvar)> = Arc::default();
+        let gate = held.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { break };
+                let (lock, cvar) = &*gate;
+                drop(cvar.wait_while(lock.lock().unwrap(), |h| *h).unwrap());
                 let Ok(server) = TcpStream::connect(target) else { continue };
                 list.lock().unwrap().push(client.try_clone().unwrap());
                 list.lock().unwrap().push(server.try_clone().unwrap());
@@ -298,7 +304,19 @@ impl Relay {
                 }
             }
         });
-        Relay { addr, conns }
+        Relay { addr, conns, held }
+    }
+
+    /// Makes clients that connect from now on wait before they reach the daemon, so a test can
+    /// act while a reconnecting client is certainly away; [`Relay::release`] lets them through.
+    pub fn hold(&self) {
+        *self.held.0.lock().unwrap() = true;
+    }
+
+    /// Lets held and new clients through again.
+    pub fn release(&self) {
+        *self.held.0.lock().unwrap() = false;
+        self.held.1.notify_all();
     }
 
     /// Cuts every relayed connection in both directions.
