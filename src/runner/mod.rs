@@ -43,6 +43,10 @@ const LOG_LINE_OVERHEAD: usize = std::mem::size_of::<(u8, String)>();
 /// How long pipes may stay open after the child exited (a grandchild holding them) before
 /// the run is finished anyway; the pipes are then drained and discarded until they close.
 const PIPE_LINGER: Duration = Duration::from_secs(1);
+/// The linger while a pipe still has unread output: a process left behind that writes without
+/// end must not keep its run open forever, but a loaded loop reading the run's last lines must
+/// not cut them off either.
+const PIPE_LINGER_UNREAD: Duration = Duration::from_secs(30);
 /// Most pipes kept draining for processes a run left behind; beyond it the oldest is closed.
 const MAX_ORPHAN_PIPES: usize = 64;
 
@@ -578,7 +582,11 @@ impl Runner {
             }
             let (_, exited_at) = p.exited.expect("checked above");
             let pipes_done = p.pipes.iter().all(|x| !x.open);
-            if pipes_done || now >= exited_at + PIPE_LINGER {
+            // Output still waiting in a pipe after the exit is the run's own (its last lines),
+            // not a leftover process's: a busy loop may need more than the linger to read it.
+            let unread = (0..p.pipes.len()).any(|i| self.more.contains(&Token(TOKEN_BASE + run.id as usize * 2 + i)));
+            let linger = if unread { PIPE_LINGER_UNREAD } else { PIPE_LINGER };
+            if pipes_done || now >= exited_at + linger {
                 done.push(run.id);
             }
         }
@@ -815,4 +823,68 @@ fn spawn(
         ending: None,
         files,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runner() -> (mio::Poll, Runner) {
+        let poll = mio::Poll::new().unwrap();
+        let cfg = RunnerConfig {
+            max_concurrent: 4,
+            max_queued: 4,
+            max_parallel: 1,
+            timeout: Duration::from_secs(60),
+            kill_grace: Duration::from_secs(1),
+            max_line_bytes: 1024,
+            log_bytes: 64 * 1024,
+            keep_runs: 10,
+            shutdown_grace: Duration::from_secs(1),
+            temp_dir: std::env::temp_dir(),
+        };
+        let registry = poll.registry().try_clone().unwrap();
+        (poll, Runner::new(cfg, registry))
+    }
+
+    /// Regression: a run whose child had exited was finished one second later even while its
+    /// own last lines were still unread in the pipe (a loaded loop reads a budget per turn),
+    /// and those lines were discarded with the pipe.
+    #[test]
+    fn a_run_that_exited_keeps_its_unread_last_lines() {
+        let (_poll, mut r) = runner();
+        let spec = RunSpec {
+            hook: "h".into(),
+            command: "sh".into(),
+            args: vec!["-c".into(), "head -c 60000 /dev/zero | tr '\\0' '\\n'; echo last".into()],
+            env: Vec::new(),
+            files: Vec::new(),
+            cwd: None,
+            timeout: Duration::from_secs(60),
+            mode: Mode::Coalesce,
+            delivery: "d".into(),
+            capture: false,
+        };
+        let id = r.submit(spec, Instant::now()).expect("started");
+        // Let the child write everything and exit without reading a byte.
+        let t0 = Instant::now();
+        while r.runs[&id].proc.as_ref().is_some_and(|p| p.exited.is_none()) {
+            assert!(t0.elapsed() < Duration::from_secs(20), "the child did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+            r.reap(Instant::now());
+        }
+        // One turn's budget of reading, then a tick well past the linger of a quiet pipe.
+        r.on_readable(Token(TOKEN_BASE + id as usize * 2));
+        assert!(r.has_more(), "60 000 lines are more than one turn's budget");
+        r.tick(Instant::now() + PIPE_LINGER * 3);
+        assert!(r.runs[&id].proc.is_some(), "finished with output still unread");
+        while r.has_more() {
+            r.read_more();
+        }
+        r.on_readable(Token(TOKEN_BASE + id as usize * 2 + 1));
+        r.tick(Instant::now());
+        let run = &r.runs[&id];
+        assert!(run.proc.is_none(), "finished once the pipes closed");
+        assert_eq!(run.log.back().map(|(_, l)| l.as_str()), Some("last"));
+    }
 }
