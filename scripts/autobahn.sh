@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Runs Autobahn|Testsuite's fuzzingclient (RFC 6455 conformance) against hookcast's WebSocket
-# echo endpoint on loopback, using the known-working recipe in ../shared/autobahn/.
+# echo endpoint on loopback, with the repository's own runner (tests/autobahn/run.sh: the suite
+# at pinned versions in a virtual environment it makes).
 #
 # usage: scripts/autobahn.sh [outdir]      (default: ./autobahn-out)
-# env:   AUTOBAHN_CASES / AUTOBAHN_EXCLUDE / AUTOBAHN_TIMEOUT are passed through to run.sh;
+# env:   AUTOBAHN_CASES / AUTOBAHN_EXCLUDE / AUTOBAHN_TIMEOUT / AUTOBAHN_PYTHON2 are passed
+#        through to tests/autobahn/run.sh;
 #        by default every case outside 12.* and 13.* (permessage-deflate, not offered) runs.
 # Exit status: 0 only when no case failed and none is missing from the report.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-recipe="${AUTOBAHN_RECIPE:-$root/../shared/autobahn/run.sh}"
 outdir="${1:-$root/autobahn-out}"
-[[ -x "$recipe" || -f "$recipe" ]] || { echo "autobahn.sh: no recipe at $recipe" >&2; exit 2; }
 
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 bin="$root/target/release/hookcast"
@@ -30,7 +30,7 @@ done
 [[ -n "$addr" ]] || { echo "autobahn.sh: hookcast did not start:" >&2; cat "$log" >&2; exit 2; }
 
 status=0
-bash "$recipe" "ws://$addr/ws/echo" "$outdir" || status=$?
+"$root/tests/autobahn/run.sh" "ws://$addr/ws/echo" "$outdir" || status=$?
 if ! kill -0 "$pid" 2>/dev/null; then
     echo "autobahn.sh: hookcast died during the run" >&2
     cat "$log" >&2

@@ -22,8 +22,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-const SDK_HINT: &str = "the providers' SDKs are needed for these tests: run scripts/test.sh, or \
-    `python3 -m pip install -r tests/sdk/requirements.txt && npm ci --prefix tests/sdk` (see tests/sdk/README.md)";
+const SDK_HINT: &str = "the providers' SDKs are needed for these tests: run scripts/test.sh (it makes the venv \
+    tests/.venv), or see tests/sdk/README.md";
+
+/// The Python that has the providers' SDKs: `$HOOKCAST_TEST_PYTHON` (scripts/test.sh sets it), else
+/// the test venv scripts/test.sh makes, else `python3` (whose missing SDKs then fail loudly).
+fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("HOOKCAST_TEST_PYTHON") {
+        return p.into();
+    }
+    let venv = Path::new(ROOT).join("tests/.venv/bin/python3");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
 
 /// adnanh/webhook's answer when the trigger rule is false.
 const NOT_SATISFIED: &str = "Hook rules were not satisfied.";
@@ -64,7 +78,7 @@ fn sign_all(reqs: &[Sign]) -> Vec<Headers> {
         .map(|(i, r)| {
             let body = dir.0.join(format!("body-{i}"));
             std::fs::write(&body, r.body).unwrap();
-            let child = Command::new("python3")
+            let child = Command::new(python())
                 .arg(&script)
                 .arg(r.provider)
                 .arg(r.secret)
@@ -108,7 +122,7 @@ fn py_hmac_sha256(secret: &str, body: &[u8]) -> String {
     let dir = TempDir::new("pyhmac");
     let f = dir.0.join("body");
     std::fs::write(&f, body).unwrap();
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .args(["-c", "import hashlib, hmac, sys; print(hmac.new(sys.argv[1].encode(), open(sys.argv[2], 'rb').read(), hashlib.sha256).hexdigest())"])
         .arg(secret)
         .arg(&f)
