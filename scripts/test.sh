@@ -25,6 +25,7 @@ npm_ready tests/sdk
 
 cargo test --all-targets
 bash tests/scripts/says_test.sh
+bash tests/scripts/self_contained_test.sh
 
 # The status page in headless Chromium (tests/browser/README.md): the system's browser driven by
 # playwright-core from npm, against the debug binary cargo test just built.
