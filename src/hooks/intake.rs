@@ -194,12 +194,18 @@ fn made_up_id(now_unix: u64) -> String {
     format!("hc-{now_unix}-{n:016x}")
 }
 
-/// Delivery ids some senders give even without a `provider` on the hook (adnanh-style hooks
-/// behind GitHub or GitLab still get idempotency).
+/// Headers whose value some senders give as a delivery id even without a `provider` on the hook
+/// (adnanh-style hooks behind GitHub or GitLab still get idempotency), in the order looked at.
+const ID_HEADERS: [&str; 5] =
+    ["x-github-delivery", "x-gitlab-event-uuid", "x-gitea-delivery", "webhook-id", "x-request-uuid"];
+
+/// The delivery id of the first [`ID_HEADERS`] field present, when it follows the providers' id
+/// rule ([`providers::valid_id`]); an invalid one is not refused (the hook has no provider to say
+/// what is valid) but replaced by a made-up id, so no sender decides how big an id we keep.
 fn header_delivery_id(headers: &[(String, Vec<u8>)]) -> Option<String> {
-    ["x-github-delivery", "x-gitlab-event-uuid", "x-gitea-delivery", "webhook-id", "x-request-uuid"].iter().find_map(
-        |n| headers.iter().find(|(k, _)| k == n).and_then(|(_, v)| std::str::from_utf8(v).ok()).map(str::to_string),
-    )
+    let value = ID_HEADERS.iter().find_map(|n| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v))?;
+    let value = std::str::from_utf8(value).ok()?.trim_matches([' ', '\t']);
+    providers::valid_id(value).then(|| value.to_string())
 }
 
 /// The decisions that need the daemon's state are passed in as closures so this stays pure:

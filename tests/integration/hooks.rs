@@ -1539,3 +1539,36 @@ fn slack_url_verification_is_answered_with_its_challenge() {
     events.assert_quiet(Duration::from_millis(200));
     assert_nothing_triggered(&d, HOSTILE_HOOKS);
 }
+
+/// Regression (issue 12, item 7): on hooks without a `provider`, a delivery id header of any
+/// length or bytes was taken as it came, kept in the dedup window and copied into records and
+/// the journal. Now the providers' rule (printable ASCII without spaces, at most 256 bytes)
+/// applies; an invalid id is replaced by a made-up one.
+#[test]
+fn delivery_ids_from_headers_follow_the_providers_rules_on_every_hook() {
+    let d = hostile(&[]);
+    let long = "a".repeat(8000);
+    let cases = [
+        ("X-GitHub-Delivery", long.as_str()),
+        ("X-Gitlab-Event-UUID", "with space"),
+        ("X-Request-UUID", "tab\there"),
+        ("webhook-id", &"b".repeat(257)),
+    ];
+    for (i, (name, id)) in cases.iter().enumerate() {
+        let r = d.request("POST", "/hooks/raw", &[(name, id)], b"{}");
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let run = &finished_runs(&d, i + 1)[i];
+        let kept = run["deliveries"][0].as_str().unwrap();
+        assert!(kept.starts_with("hc-") && kept.len() < 64, "{name}: made up, not {:.40}…", kept);
+    }
+    // Valid ids (the longest allowed, and spaces around one) are kept, and still deduplicate.
+    let longest = "c".repeat(256);
+    for (n, (sent, kept)) in [(longest.as_str(), longest.as_str()), ("  id-42 ", "id-42")].into_iter().enumerate() {
+        let r = d.request("POST", "/hooks/raw", &[("X-GitHub-Delivery", sent)], b"{}");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let run = &finished_runs(&d, cases.len() + n + 1)[cases.len() + n];
+        assert_eq!(run["deliveries"][0], kept);
+        let r = d.request("POST", "/hooks/raw", &[("X-GitHub-Delivery", kept)], b"{}");
+        assert_eq!(r.json()["duplicate"], true, "{}", r.text());
+    }
+}
