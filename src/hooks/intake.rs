@@ -121,6 +121,8 @@ pub struct Request<'a> {
     pub ip: IpAddr,
     /// Unix time now.
     pub now_unix: u64,
+    /// The id of the stored delivery a replay repeats: kept, even when it was made up.
+    pub replay_of: Option<&'a str>,
 }
 
 /// How a delivery ended, for the log line, metrics and `$deliveries`.
@@ -259,7 +261,10 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
         }
     }
     d.event = event.clone();
-    d.delivery = delivery.or_else(|| header_delivery_id(req.headers)).unwrap_or_else(|| made_up_id(req.now_unix));
+    d.delivery = match req.replay_of {
+        Some(id) => id.to_string(),
+        None => delivery.or_else(|| header_delivery_id(req.headers)).unwrap_or_else(|| made_up_id(req.now_unix)),
+    };
     if matches!(hook.provider, Some(Provider::Slack { .. })) && d.event.as_deref() == Some("url_verification") {
         // Slack checks a new Events API URL with a signed `url_verification` request and wants
         // its `challenge` back. Not a delivery: nothing runs, nothing goes to the topic.

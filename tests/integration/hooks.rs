@@ -1572,3 +1572,83 @@ fn delivery_ids_from_headers_follow_the_providers_rules_on_every_hook() {
         assert_eq!(r.json()["duplicate"], true, "{}", r.text());
     }
 }
+
+const ADMIN: &str = "hooks admin token";
+
+/// A daemon with an admin token and `hooks`, whose topics anyone may read.
+fn with_admin(hooks: Value) -> Daemon {
+    let open: Value = serde_json::from_str(OPEN_TOPICS).unwrap();
+    let hash = hookcast::auth::hex(&hookcast::auth::token_hash(ADMIN));
+    let config = json!({
+        "public": [open],
+        "tokens": [{"name": "ops", "sha256": hash, "scopes": ["admin"]}],
+        "hooks": hooks,
+    });
+    Daemon::start(&config.to_string())
+}
+
+fn replay_path(d: &Daemon, path: &str) -> Resp {
+    d.request("POST", path, &[("Authorization", &format!("Bearer {ADMIN}"))], b"")
+}
+
+/// Regression (issue 12, item 15): stored deliveries were keyed by delivery id alone while
+/// deduplication is per (hook, id), so the same id on a second hook replaced the first hook's
+/// copy and a replay ran the wrong hook; replaying a made-up id reported a new id.
+#[test]
+fn stored_deliveries_are_per_hook_and_a_replay_keeps_its_id() {
+    let d = with_admin(json!([
+        {"id": "one", "execute-command": "true"},
+        {"id": "two", "execute-command": "true"},
+    ]));
+    for hook in ["one", "two"] {
+        let r = d.request("POST", &format!("/hooks/{hook}"), &[("X-GitHub-Delivery", "shared-1")], b"{}");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    finished_runs(&d, 2);
+    let listed = d.request("GET", "/api/deliveries", &[("Authorization", &format!("Bearer {ADMIN}"))], b"").json();
+    let kept: Vec<(&str, &str)> = listed["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["hook"].as_str().unwrap(), x["delivery"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kept, [("two", "shared-1"), ("one", "shared-1")], "both copies are kept");
+
+    // The short form is ambiguous now: 409 naming the hooks.
+    let r = replay_path(&d, "/api/deliveries/shared-1/replay");
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["hooks"], json!(["one", "two"]));
+    // Named by (hook, id), each replays its own hook.
+    for (n, hook) in ["one", "two"].into_iter().enumerate() {
+        let r = replay_path(&d, &format!("/api/deliveries/{hook}/shared-1/replay"));
+        assert_eq!(r.status, 202, "{}", r.text());
+        assert_eq!(r.json()["replayed"], "shared-1");
+        let run = d.get(&format!("/api/runs/{}", r.json()["run"])).json();
+        assert_eq!((run["hook"].as_str(), run["deliveries"].clone()), (Some(hook), json!(["shared-1"])), "{run}");
+        finished_runs(&d, 3 + n);
+    }
+
+    // A delivery whose id was made up replays under that id, by the short form too.
+    let r = d.request("POST", "/hooks/one", &[], b"{}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    finished_runs(&d, 5);
+    let listed = d.request("GET", "/api/deliveries", &[("Authorization", &format!("Bearer {ADMIN}"))], b"").json();
+    let made_up = listed["deliveries"][0]["delivery"].as_str().unwrap().to_string();
+    assert!(made_up.starts_with("hc-"), "{made_up}");
+    let r = replay_path(&d, &format!("/api/deliveries/{made_up}/replay"));
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["replayed"], made_up.as_str(), "the replay keeps the stored id");
+    assert_eq!(r.json()["record"]["delivery"], made_up.as_str());
+    let run = d.get(&format!("/api/runs/{}", r.json()["run"])).json();
+    assert_eq!(run["deliveries"], json!([made_up]));
+
+    // Unknown ids and hooks: 404, and nothing runs.
+    for path in [
+        "/api/deliveries/no-such/replay",
+        "/api/deliveries/one/no-such/replay",
+        "/api/deliveries/three/shared-1/replay",
+    ] {
+        assert_eq!(replay_path(&d, path).status, 404, "{path}");
+    }
+    assert_eq!(finished_runs(&d, 6).len(), 6);
+}
