@@ -533,7 +533,7 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
     let mut durable = 0;
     if d.outcome == Delivery::Accepted {
         if !replay {
-            app.dedup.insert(id, &d.delivery, now);
+            app.dedup.insert(id, &d.dedup_key, now);
             let kept = crate::hooks::stored::Stored { delivery: d.delivery.clone(), ..kept };
             durable = app.journal_delivery(&kept);
             app.deliveries.insert(kept);

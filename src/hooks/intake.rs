@@ -14,7 +14,7 @@
 //! receipt. Every outcome, rejected ones included, is published on `$deliveries`.
 
 use super::body::RequestValues;
-use super::def::{Concurrency, HookDef, PublishMode};
+use super::def::{Concurrency, DedupBy, HookDef, PublishMode};
 use super::params::{self, Argument};
 use super::providers::{self, Incoming, Provider};
 use super::rules::{self, RuleError, Secrets};
@@ -44,6 +44,20 @@ pub struct Hook {
     rule_secrets: Secrets,
     /// Topic its deliveries are published to.
     pub topic: String,
+}
+
+impl Hook {
+    /// What the idempotency window knows a delivery by: its id, or with `"dedup": "body"` the
+    /// SHA-256 of its raw body (`body:` and hex, printable like every delivery id).
+    pub fn dedup_key(&self, delivery: &str, body: &[u8]) -> String {
+        match self.def.dedup {
+            DedupBy::DeliveryId => delivery.to_string(),
+            DedupBy::Body => {
+                use sha2::Digest;
+                format!("body:{}", crate::auth::hex(&sha2::Sha256::digest(body)))
+            }
+        }
+    }
 }
 
 /// All hooks by id.
@@ -165,6 +179,8 @@ pub struct Decision {
     pub spec: Option<RunSpec>,
     /// Delivery id (the provider's, or one we made).
     pub delivery: String,
+    /// What the idempotency window knows this delivery by (see [`Hook::dedup_key`]).
+    pub dedup_key: String,
     /// Event name, when known.
     pub event: Option<String>,
     /// Signature failure reason, for the metric.
@@ -211,7 +227,7 @@ fn header_delivery_id(headers: &[(String, Vec<u8>)]) -> Option<String> {
 }
 
 /// The decisions that need the daemon's state are passed in as closures so this stays pure:
-/// `seen(delivery)` asks the idempotency window.
+/// `seen(key)` asks the idempotency window about the delivery's [`Hook::dedup_key`].
 pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: impl FnOnce(&str) -> bool) -> Decision {
     let def = &hook.def;
     let source = req.ip.to_string();
@@ -221,6 +237,7 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
         run: None,
         spec: None,
         delivery: String::new(),
+        dedup_key: String::new(),
         event: None,
         signature_failure: None,
         record: Value::Null,
@@ -265,6 +282,7 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
         Some(id) => id.to_string(),
         None => delivery.or_else(|| header_delivery_id(req.headers)).unwrap_or_else(|| made_up_id(req.now_unix)),
     };
+    d.dedup_key = hook.dedup_key(&d.delivery, &req.body);
     if matches!(hook.provider, Some(Provider::Slack { .. })) && d.event.as_deref() == Some("url_verification") {
         // Slack checks a new Events API URL with a signed `url_verification` request and wants
         // its `challenge` back. Not a delivery: nothing runs, nothing goes to the topic.
@@ -288,7 +306,7 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
     // accepted id gets the rule's answer, not "duplicate".
     let mut seen = Some(seen);
     let mut repeated = |delivery: &str| seen.take().is_some_and(|f| f(delivery));
-    if hook.provider.is_some() && repeated(&d.delivery) {
+    if hook.provider.is_some() && repeated(&d.dedup_key) {
         return duplicate(d);
     }
     let remote = match req.ip {
@@ -352,7 +370,7 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
             }
         }
     }
-    if repeated(&d.delivery) {
+    if repeated(&d.dedup_key) {
         return duplicate(d);
     }
     d.outcome = Outcome::Accepted;

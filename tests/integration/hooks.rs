@@ -1652,3 +1652,48 @@ fn stored_deliveries_are_per_hook_and_a_replay_keeps_its_id() {
     }
     assert_eq!(finished_runs(&d, 6).len(), 6);
 }
+
+/// GitHub does not sign X-GitHub-Delivery: a captured signed request resent under a new id
+/// passes the signature check. With `"dedup": "body"` (issue 12, "also observed") the hook
+/// knows a delivery by the SHA-256 of its body, so the resend is a duplicate and runs nothing;
+/// the default (`delivery-id`) still takes it, as the README warns.
+#[test]
+fn dedup_by_body_catches_a_signed_request_resent_under_a_new_id() {
+    let open: Value = serde_json::from_str(OPEN_TOPICS).unwrap();
+    let config = json!({"public": [open], "hooks": [
+        {"id": "by-id", "provider": "github", "secrets": [H_GITHUB], "execute-command": "true"},
+        {"id": "by-body", "provider": "github", "secrets": [H_GITHUB], "execute-command": "true", "dedup": "body"},
+    ]});
+    let d = Daemon::start(&config.to_string());
+    let body = fixture_body("github-push");
+    let other = body.replace("Codertocat", "Octocat");
+    let signed = sign_all(&[
+        Sign::new("github", H_GITHUB, body.as_bytes()).arg("--id", "captured-1"),
+        Sign::new("github", H_GITHUB, other.as_bytes()).arg("--id", "captured-2"),
+    ]);
+    let with_id = |h: &Headers, id: &str| -> Headers {
+        h.iter()
+            .map(|(k, v)| (k.clone(), if k.eq_ignore_ascii_case("X-GitHub-Delivery") { id.to_string() } else { v.clone() }))
+            .collect()
+    };
+    for hook in ["by-id", "by-body"] {
+        let r = post(&d, &format!("/hooks/{hook}"), &signed[0], body.as_bytes());
+        assert_eq!(r.status, 202, "{hook}: {}", r.text());
+    }
+    let resent = with_id(&signed[0], "attacker-chosen-id");
+    let r = post(&d, "/hooks/by-id", &resent, body.as_bytes());
+    assert_eq!(r.status, 202, "by delivery id, a new id is a new delivery: {}", r.text());
+    let r = post(&d, "/hooks/by-body", &resent, body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({"duplicate": true, "delivery": "attacker-chosen-id", "hook": "by-body"}));
+    // Another body is another delivery, and GitHub's own redelivery (same id, same body) is a
+    // duplicate as before.
+    let r = post(&d, "/hooks/by-body", &signed[1], other.as_bytes());
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = post(&d, "/hooks/by-body", &signed[1], other.as_bytes());
+    assert_eq!(r.json()["duplicate"], true, "{}", r.text());
+    let done = finished_runs(&d, 4);
+    let per_hook = |h: &str| done.iter().filter(|r| r["hook"] == h).count();
+    assert_eq!((per_hook("by-id"), per_hook("by-body")), (2, 2));
+    assert_eq!((deliveries(&d, "by-body", "accepted"), deliveries(&d, "by-body", "duplicate")), (2.0, 2.0));
+}
