@@ -101,11 +101,11 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
                 }
             } else if let Some(rest) = path.strip_prefix("/api/deliveries/") {
                 let Some(names) = rest.strip_suffix("/replay") else { return Err(RouteError::NotFound) };
-                // A `/` inside a hook or delivery id is sent as `%2F`.
+                // The id is the last segment (a `/` inside it is sent as `%2F`); the hook, whose
+                // id may hold `/` between segments, is everything before it.
                 let decode = |s: &str| super::request::percent_decode(s).ok_or(RouteError::BadPath);
-                let route = match names.split_once('/') {
+                let route = match names.rsplit_once('/') {
                     None => Route::ReplayDelivery { hook: None, id: decode(names)? },
-                    Some((_, id)) if id.contains('/') => return Err(RouteError::NotFound),
                     Some((hook, id)) => Route::ReplayDelivery { hook: Some(decode(hook)?), id: decode(id)? },
                 };
                 ("POST", route)
@@ -166,7 +166,7 @@ mod tests {
         assert_eq!(route(Post, "/api/deliveries/d-1/replay"), Ok(replay(None, "d-1")));
         assert_eq!(route(Post, "/api/deliveries/gh/d-1/replay"), Ok(replay(Some("gh"), "d-1")));
         assert_eq!(route(Post, "/api/deliveries/a%2Fb/c%2Fd/replay"), Ok(replay(Some("a/b"), "c/d")));
-        assert_eq!(route(Post, "/api/deliveries/a/b/c/replay"), Err(RouteError::NotFound));
+        assert_eq!(route(Post, "/api/deliveries/team/site/d-1/replay"), Ok(replay(Some("team/site"), "d-1")));
         assert_eq!(route(Get, "/api/deliveries/gh/d-1/replay"), Err(RouteError::MethodNotAllowed("POST")));
     }
 }
