@@ -467,16 +467,18 @@ fn method_name(m: crate::http::request::Method) -> &'static str {
 /// `/hooks/{id}`: the intake decides; here its decision meets the daemon's state (idempotency
 /// window, runner, hub, metrics, log).
 fn hook(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>, id: &str) -> Outcome {
-    if app.hooks.get(id).is_none() {
+    let Some(h) = app.hooks.get(id) else {
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
-    }
-    // Kept for replay (and journalled) if accepted.
+    };
+    // Kept for replay (and journalled) if accepted: every header the hook's verification, rules
+    // and arguments may read (replay checks them again), but no credential meant for hookcast.
+    let headers = head.headers.iter().filter(|(n, _)| h.keeps_header(n)).cloned().collect();
     let kept = crate::hooks::stored::Stored {
         delivery: String::new(),
         hook: id.to_string(),
         time_ms: crate::clock::unix_ms(),
         method: method_name(head.method).to_string(),
-        headers: head.headers.clone(),
+        headers,
         query: head.query().to_string(),
         body,
         ip,
@@ -589,7 +591,14 @@ fn deliveries(app: &mut App, ip: IpAddr, head: &Head, route: Route) -> Outcome {
             if !app.auth.allows(&who, Scope::Subscribe, "$deliveries") && !app.auth.has_scope(&who, Scope::Admin) {
                 return respond(denied(&who, "read deliveries"));
             }
-            respond(Response::json(200, &json!({ "deliveries": app.deliveries.recent(100) })))
+            // Secret-bearing headers are masked: the stored copy keeps them for replay only.
+            let hooks = &app.hooks;
+            let secret = |hook: &str, name: &str| {
+                hooks
+                    .get(hook)
+                    .map_or_else(|| crate::hooks::intake::is_known_secret_header(name), |h| h.is_secret_header(name))
+            };
+            respond(Response::json(200, &json!({ "deliveries": app.deliveries.recent(100, secret) })))
         }
         Route::ReplayDelivery { hook, id } => {
             if !app.auth.has_scope(&who, Scope::Admin) {
@@ -599,9 +608,7 @@ fn deliveries(app: &mut App, ip: IpAddr, head: &Head, route: Route) -> Outcome {
                 Some(hook) => app.deliveries.get(&hook, &id).cloned().ok_or_else(|| {
                     Response::error(
                         404,
-                        &format!(
-                            "no stored delivery {id:?} of hook {hook:?} (kept up to journal.max_delivery_bytes)"
-                        ),
+                        &format!("no stored delivery {id:?} of hook {hook:?} (kept up to journal.max_delivery_bytes)"),
                     )
                 }),
                 // The short form names one delivery only while one hook holds that id.

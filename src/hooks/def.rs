@@ -56,8 +56,18 @@ const ADNANH_FIELDS: &[&str] = &[
 ];
 
 /// hookcast's own hook fields.
-const HOOKCAST_FIELDS: &[&str] =
-    &["provider", "secrets", "events", "branches", "topic", "publish", "allowed-ips", "concurrency", "timeout", "dedup"];
+const HOOKCAST_FIELDS: &[&str] = &[
+    "provider",
+    "secrets",
+    "events",
+    "branches",
+    "topic",
+    "publish",
+    "allowed-ips",
+    "concurrency",
+    "timeout",
+    "dedup",
+];
 
 /// Fields found in adnanh's docs or forks that hookcast refuses, with the reason.
 const REFUSED_FIELDS: &[(&str, &str)] =

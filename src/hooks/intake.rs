@@ -42,11 +42,97 @@ pub struct Hook {
     provider: Option<Provider>,
     provider_secrets: Vec<Vec<u8>>,
     rule_secrets: Secrets,
+    /// Headers the trigger rule compares with a secret (`value`) or checks an HMAC in, lower-case.
+    rule_secret_headers: Vec<String>,
+    /// Whether any argument or rule reads one of [`CREDENTIAL_HEADERS`] (or every header).
+    reads_credentials: bool,
     /// Topic its deliveries are published to.
     pub topic: String,
 }
 
+/// Header fields that carry a secret, or a signature over the body, in some scheme we know
+/// (lower-case). A stored delivery's view shows them masked (see [`Hook::is_secret_header`]).
+pub const SECRET_HEADERS: &[&str] = &[
+    "x-gitlab-token",
+    "x-hub-signature",
+    "x-hub-signature-256",
+    "x-gitea-signature",
+    "x-forgejo-signature",
+    "x-gogs-signature",
+    "stripe-signature",
+    "x-slack-signature",
+    "webhook-signature",
+    "svix-signature",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+];
+
+/// Credentials meant for hookcast or a proxy, never for a hook's verification: not kept in a
+/// stored delivery (memory, journal) unless the hook's arguments or rules read them.
+pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
+/// Whether an argument reads one of [`CREDENTIAL_HEADERS`] or every header.
+fn reads_credentials(a: &Argument) -> bool {
+    match a.source {
+        params::Source::EntireHeaders => true,
+        params::Source::Header => CREDENTIAL_HEADERS.iter().any(|h| a.name.eq_ignore_ascii_case(h)),
+        _ => false,
+    }
+}
+
+/// Every argument a rule reads.
+fn rule_arguments<'a>(rule: &'a super::rules::Rule, out: &mut Vec<&'a Argument>) {
+    use super::rules::{MatchRule, Rule};
+    match rule {
+        Rule::And(rs) | Rule::Or(rs) => rs.iter().for_each(|r| rule_arguments(r, out)),
+        Rule::Not(r) => rule_arguments(r, out),
+        Rule::Match(
+            MatchRule::Value { parameter, .. }
+            | MatchRule::Regex { parameter, .. }
+            | MatchRule::PayloadHmac { parameter, .. },
+        ) => out.push(parameter),
+        Rule::Match(MatchRule::IpWhitelist { .. }) => {}
+    }
+}
+
+/// Whether `name` is one of [`SECRET_HEADERS`] (for a delivery whose hook is gone).
+pub fn is_known_secret_header(name: &str) -> bool {
+    SECRET_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Headers a rule tests against a secret: the parameters of `value` and `payload-hmac-*`
+/// matches whose source is a header.
+fn rule_secret_headers(rule: &super::rules::Rule, out: &mut Vec<String>) {
+    use super::rules::{MatchRule, Rule};
+    match rule {
+        Rule::And(rs) | Rule::Or(rs) => rs.iter().for_each(|r| rule_secret_headers(r, out)),
+        Rule::Not(r) => rule_secret_headers(r, out),
+        Rule::Match(MatchRule::Value { parameter, .. } | MatchRule::PayloadHmac { parameter, .. })
+            if parameter.source == params::Source::Header =>
+        {
+            out.push(parameter.name.to_ascii_lowercase())
+        }
+        Rule::Match(_) => {}
+    }
+}
+
 impl Hook {
+    /// Whether header `name` carries a secret or a signature for this hook: one of
+    /// [`SECRET_HEADERS`], the header of an `hmac` provider, or one the trigger rule compares
+    /// with a secret. Its value is masked wherever a stored delivery is shown.
+    pub fn is_secret_header(&self, name: &str) -> bool {
+        is_known_secret_header(name)
+            || matches!(&self.provider, Some(Provider::Hmac(spec)) if spec.header.eq_ignore_ascii_case(name))
+            || self.rule_secret_headers.iter().any(|h| h.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether a request's header `name` is kept, for the intake and for replay: all but
+    /// [`CREDENTIAL_HEADERS`] unless the hook reads them (then replay needs them too).
+    pub fn keeps_header(&self, name: &str) -> bool {
+        self.reads_credentials || !CREDENTIAL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+    }
+
     /// What the idempotency window knows a delivery by: its id, or with `"dedup": "body"` the
     /// SHA-256 of its raw body (`body:` and hex, printable like every delivery id).
     pub fn dedup_key(&self, delivery: &str, body: &[u8]) -> String {
@@ -87,6 +173,17 @@ impl Hooks {
                 Some(r) => Secrets::load(r).map_err(|e| ConfigError { path: at("trigger-rule"), message: e })?,
                 None => Secrets::new(),
             };
+            let mut secret_headers = Vec::new();
+            let mut read = Vec::new();
+            if let Some(r) = &def.trigger_rule {
+                rule_secret_headers(r, &mut secret_headers);
+                rule_arguments(r, &mut read);
+            }
+            read.extend(def.pass_arguments_to_command.iter());
+            read.extend(def.pass_environment_to_command.iter());
+            read.extend(def.pass_file_to_command.iter());
+            read.extend(def.parse_parameters_as_json.iter());
+            let reads_credentials = read.into_iter().any(reads_credentials);
             let topic = def.topic.clone().unwrap_or_else(|| format!("hooks/{}", def.id));
             if let Err(e) = crate::topic::validate_topic(&topic) {
                 return Err(ConfigError { path: at("topic"), message: format!("{e}: {topic:?}") });
@@ -95,7 +192,15 @@ impl Hooks {
                 return Err(ConfigError { path: at("id"), message: "defined twice".into() });
             }
             hooks.by_id.insert(def.id.clone(), hooks.list.len());
-            hooks.list.push(Hook { def, provider, provider_secrets, rule_secrets, topic });
+            hooks.list.push(Hook {
+                def,
+                provider,
+                provider_secrets,
+                rule_secrets,
+                rule_secret_headers: secret_headers,
+                reads_credentials,
+                topic,
+            });
         }
         Ok(hooks)
     }

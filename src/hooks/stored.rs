@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
+/// What a masked header value is shown as.
+pub const MASKED: &str = "[masked]";
+
 /// One stored delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
@@ -77,11 +80,21 @@ impl Stored {
         })
     }
 
-    /// What the API shows of it (not the body or headers: they may carry secrets).
-    pub fn summary(&self) -> Value {
+    /// What the API shows of it: not the body, and the headers for which `secret(name)` holds
+    /// with their value replaced by [`MASKED`] (the name kept, so a reader sees it was sent).
+    pub fn summary(&self, secret: impl Fn(&str) -> bool) -> Value {
+        let headers: Vec<Value> = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let shown = if secret(k) { MASKED.into() } else { String::from_utf8_lossy(v) };
+                json!([k, shown])
+            })
+            .collect();
         json!({
             "delivery": self.delivery, "hook": self.hook, "time": crate::clock::rfc3339(self.time_ms),
             "method": self.method, "bytes": self.body.len(), "source": self.ip.to_string(),
+            "headers": headers,
         })
     }
 }
@@ -137,9 +150,11 @@ impl StoredDeliveries {
         self.order.iter().filter(|(_, d)| d == id).filter_map(|k| self.by_key.get(k)).collect()
     }
 
-    /// The newest deliveries first.
-    pub fn recent(&self, limit: usize) -> Vec<Value> {
-        self.order.iter().rev().filter_map(|k| self.by_key.get(k)).take(limit).map(Stored::summary).collect()
+    /// The newest deliveries first, each as [`Stored::summary`] shows it; `secret(hook, name)`
+    /// says which headers to mask.
+    pub fn recent(&self, limit: usize, secret: impl Fn(&str, &str) -> bool) -> Vec<Value> {
+        let newest = self.order.iter().rev().filter_map(|k| self.by_key.get(k)).take(limit);
+        newest.map(|d| d.summary(|name| secret(&d.hook, name))).collect()
     }
 
     /// How many are kept.
@@ -178,6 +193,16 @@ mod tests {
     }
 
     #[test]
+    fn summary_masks_what_it_is_told_and_never_shows_the_body() {
+        let mut x = d("a", 3);
+        x.headers.push(("x-github-event".into(), b"push".to_vec()));
+        let v = x.summary(|n| n == "x-hub-signature-256");
+        assert_eq!(v["headers"], json!([["x-hub-signature-256", MASKED], ["x-github-event", "push"]]));
+        assert_eq!(v["bytes"], 3);
+        assert!(v.get("body").is_none());
+    }
+
+    #[test]
     fn bounded_by_bytes_oldest_first() {
         let mut s = StoredDeliveries::new(3 * d("x", 1000).cost());
         for id in ["a", "b", "c", "d"] {
@@ -186,7 +211,7 @@ mod tests {
         assert_eq!(s.len(), 3);
         assert!(s.get("h", "a").is_none() && s.get("h", "d").is_some());
         assert!(!s.insert(d("huge", 10_000)), "larger than the whole bound");
-        assert_eq!(s.recent(10)[0]["delivery"], "d");
+        assert_eq!(s.recent(10, |_, _| false)[0]["delivery"], "d");
     }
 
     /// Regression (issue 12, item 15): keyed by id alone, the same id on another hook replaced

@@ -1673,7 +1673,9 @@ fn dedup_by_body_catches_a_signed_request_resent_under_a_new_id() {
     ]);
     let with_id = |h: &Headers, id: &str| -> Headers {
         h.iter()
-            .map(|(k, v)| (k.clone(), if k.eq_ignore_ascii_case("X-GitHub-Delivery") { id.to_string() } else { v.clone() }))
+            .map(|(k, v)| {
+                (k.clone(), if k.eq_ignore_ascii_case("X-GitHub-Delivery") { id.to_string() } else { v.clone() })
+            })
             .collect()
     };
     for hook in ["by-id", "by-body"] {
@@ -1731,4 +1733,78 @@ fn signature_is_checked_before_regex_rules_and_regex_input_is_bounded() {
     let r = post_with(&d, "/hooks/re", &signed[1], &[json_ct], over.as_bytes());
     assert_eq!((r.status, r.text().as_str()), (200, NOT_SATISFIED));
     assert_eq!(finished_runs(&d, 1).len(), 1);
+}
+
+/// Issue 12, item 16 (display half): the stored copy of a delivery held every request header,
+/// `X-Gitlab-Token` (the secret itself) included. The API's view of a stored delivery masks
+/// every secret-bearing header (the known signature and token headers, a generic `hmac`
+/// hook's header, headers a trigger rule compares with a secret); credentials meant for
+/// hookcast (`Authorization`, `Cookie`) are not stored at all unless the hook reads them. The
+/// stored copy keeps what verification needs, so a replay still verifies.
+#[test]
+fn stored_deliveries_are_shown_with_secret_headers_masked_and_still_replay() {
+    const GL: &str = "gitlab token is the secret";
+    const HM: &str = "generic hmac secret";
+    const TOK: &str = "deploy token value";
+    let sig_rule = json!({"match": {"type": "value", "value": TOK,
+                                    "parameter": {"source": "header", "name": "X-Deploy-Token"}}});
+    let d = with_admin(json!([
+        {"id": "gl", "provider": "gitlab", "secrets": [GL], "execute-command": "true"},
+        {"id": "hm", "provider": {"name": "hmac", "header": "X-Custom-Sig", "prefix": ""}, "secrets": [HM],
+         "execute-command": "true"},
+        {"id": "tok", "execute-command": "true", "trigger-rule": sig_rule},
+        {"id": "reads-auth", "execute-command": "true",
+         "pass-arguments-to-command": [{"source": "header", "name": "Authorization"}]},
+    ]));
+    let body = br#"{"object_kind":"push","ref":"refs/heads/main"}"#;
+    let hm_sig = py_hmac_sha256(HM, body);
+    let common = [("Authorization", "Bearer hookcast-token-123"), ("Cookie", "hookcast_token=cookie-456")];
+    let send = |hook: &str, extra: &[(&str, &str)]| {
+        let mut h: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
+        h.extend_from_slice(extra);
+        h.extend_from_slice(&common);
+        let r = d.request("POST", &format!("/hooks/{hook}"), &h, body);
+        assert!(r.status < 300, "{hook}: {} {}", r.status, r.text());
+    };
+    send("gl", &[("X-Gitlab-Token", GL), ("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Event-UUID", "gl-1")]);
+    send("hm", &[("X-Custom-Sig", &hm_sig), ("X-Hub-Signature-256", "sha256=abcdef"), ("X-Request-UUID", "hm-1")]);
+    send("tok", &[("X-Deploy-Token", TOK), ("X-GitHub-Delivery", "tok-1")]);
+    send("reads-auth", &[("X-GitHub-Delivery", "ra-1")]);
+    finished_runs(&d, 4);
+
+    let r = d.request("GET", "/api/deliveries", &[("Authorization", &format!("Bearer {ADMIN}"))], b"");
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    for secret in [GL, TOK, hm_sig.as_str(), "abcdef", "hookcast-token-123", "cookie-456"] {
+        assert!(!text.contains(secret), "{secret:?} shown in {text}");
+    }
+    let listed = r.json();
+    let headers_of = |hook: &str| -> BTreeMap<String, String> {
+        let d = listed["deliveries"].as_array().unwrap().iter().find(|d| d["hook"] == hook).unwrap();
+        d["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let gl = headers_of("gl");
+    assert_eq!(gl["x-gitlab-token"], "[masked]");
+    assert_eq!(gl["x-gitlab-event"], "Push Hook", "other headers are shown");
+    let hm = headers_of("hm");
+    assert_eq!((hm["x-custom-sig"].as_str(), hm["x-hub-signature-256"].as_str()), ("[masked]", "[masked]"));
+    assert_eq!(headers_of("tok")["x-deploy-token"], "[masked]");
+    for hook in ["gl", "hm", "tok"] {
+        let h = headers_of(hook);
+        assert!(!h.contains_key("authorization") && !h.contains_key("cookie"), "{hook} stores no credentials: {h:?}");
+    }
+    // A hook that reads Authorization keeps it for replay, and shows it masked.
+    let ra = headers_of("reads-auth");
+    assert_eq!((ra["authorization"].as_str(), ra["cookie"].as_str()), ("[masked]", "[masked]"));
+
+    // Replay verifies the stored request again: the real token and signatures were kept.
+    for (hook, id) in [("gl", "gl-1"), ("hm", "hm-1"), ("tok", "tok-1")] {
+        let r = replay_path(&d, &format!("/api/deliveries/{hook}/{id}/replay"));
+        assert_eq!((r.status, r.json()["outcome"].as_str()), (202, Some("accepted")), "{hook}: {}", r.text());
+    }
 }
