@@ -786,16 +786,8 @@ impl RunFiles {
     fn write(&self, i: usize, var: &str, contents: &[u8]) -> io::Result<PathBuf> {
         use std::os::unix::fs::OpenOptionsExt;
         // The index keeps names apart and never lets a variable's name become `..` or a path.
-        let name: String =
-            var.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                        c.to_ascii_lowercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
+        let safe = |c: char| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' };
+        let name: String = var.chars().map(|c| safe(c).to_ascii_lowercase()).collect();
         let path = self.dir.join(format!("{i}-{name}"));
         // 0600: the payload may be private.
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
