@@ -758,6 +758,7 @@ fn program(spec: &RunSpec) -> PathBuf {
 #[derive(Debug)]
 struct RunFiles {
     dir: PathBuf,
+    run: RunId,
 }
 
 impl RunFiles {
@@ -774,7 +775,7 @@ impl RunFiles {
             // `create_dir` refuses an existing name, a symlink included; the mode only narrows
             // under the umask, never widens.
             match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => return Ok(RunFiles { dir }),
+                Ok(()) => return Ok(RunFiles { dir, run }),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
                 Err(e) => return Err(e),
             }
@@ -785,10 +786,11 @@ impl RunFiles {
     /// Writes file `i` (for environment variable `var`) and returns its path.
     fn write(&self, i: usize, var: &str, contents: &[u8]) -> io::Result<PathBuf> {
         use std::os::unix::fs::OpenOptionsExt;
-        // The index keeps names apart and never lets a variable's name become `..` or a path.
+        // The names runs always had (scripts may look for them); the prefix and the index keep
+        // a variable's name from becoming `..` or a path.
         let safe = |c: char| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' };
         let name: String = var.chars().map(|c| safe(c).to_ascii_lowercase()).collect();
-        let path = self.dir.join(format!("{i}-{name}"));
+        let path = self.dir.join(format!("hookcast-run{}-{i}-{name}", self.run));
         // 0600: the payload may be private.
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
         std::io::Write::write_all(&mut f, contents)?;
