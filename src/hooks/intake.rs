@@ -183,7 +183,9 @@ impl Hooks {
             read.extend(def.pass_environment_to_command.iter());
             read.extend(def.pass_file_to_command.iter());
             read.extend(def.parse_parameters_as_json.iter());
-            let reads_credentials = read.into_iter().any(reads_credentials);
+            let hmac_reads = |spec: &providers::HmacSpec| CREDENTIAL_HEADERS.contains(&spec.header.as_str());
+            let reads_credentials = read.into_iter().any(reads_credentials)
+                || matches!(&provider, Some(Provider::Hmac(spec)) if hmac_reads(spec));
             let topic = def.topic.clone().unwrap_or_else(|| format!("hooks/{}", def.id));
             if let Err(e) = crate::topic::validate_topic(&topic) {
                 return Err(ConfigError { path: at("topic"), message: format!("{e}: {topic:?}") });
@@ -580,5 +582,56 @@ pub fn run_response(def: &HookDef, succeeded: bool, output: &[u8]) -> Response {
         plain(500, &String::from_utf8_lossy(output))
     } else {
         plain(500, ADNANH_EXEC_ERROR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::def::parse_hook;
+
+    fn hook(v: Value) -> Hook {
+        let def = parse_hook(v, "hooks[0]").unwrap();
+        Hooks::prepare(vec![def]).unwrap().list.pop().unwrap()
+    }
+
+    #[test]
+    fn credentials_are_kept_only_when_the_hook_reads_them() {
+        let plain = hook(json!({"id": "a", "provider": "github", "secrets": ["s"]}));
+        assert!(plain.keeps_header("x-hub-signature-256") && plain.keeps_header("x-github-event"));
+        assert!(!plain.keeps_header("authorization") && !plain.keeps_header("cookie"));
+        let readers = [
+            json!({"id": "b", "pass-arguments-to-command": [{"source": "header", "name": "Authorization"}]}),
+            json!({"id": "c", "pass-environment-to-command": [{"source": "entire-headers", "name": "h", "envname": "H"}]}),
+            json!({"id": "d", "trigger-rule": {"match": {"type": "regex", "regex": "x",
+                                                         "parameter": {"source": "header", "name": "cookie"}}}}),
+            json!({"id": "e", "provider": {"name": "hmac", "header": "Authorization"}, "secrets": ["s"]}),
+        ];
+        for v in readers {
+            let h = hook(v.clone());
+            assert!(h.keeps_header("authorization") && h.keeps_header("cookie"), "{v}");
+        }
+    }
+
+    #[test]
+    fn secret_headers_include_the_hooks_own() {
+        let h = hook(json!({"id": "a", "provider": {"name": "hmac", "header": "X-Custom-Sig"}, "secrets": ["s"],
+                            "trigger-rule": {"match": {"type": "value", "value": "t",
+                                                       "parameter": {"source": "header", "name": "X-Token"}}}}));
+        for name in ["x-custom-sig", "x-token", "x-gitlab-token", "stripe-signature", "cookie"] {
+            assert!(h.is_secret_header(name), "{name}");
+        }
+        assert!(!h.is_secret_header("x-github-event"));
+        assert!(!hook(json!({"id": "b"})).is_secret_header("x-custom-sig"));
+    }
+
+    #[test]
+    fn header_ids_follow_the_providers_rule() {
+        let id = |v: &[u8]| header_delivery_id(&[("x-github-delivery".to_string(), v.to_vec())]);
+        assert_eq!(id(b" abc-1 "), Some("abc-1".to_string()));
+        assert_eq!(id(&[b'a'; 256]), Some("a".repeat(256)));
+        for bad in [&b"a b"[..], &[b'a'; 257], b"caf\xc3\xa9", b"a\x01", b""] {
+            assert_eq!(id(bad), None, "{bad:?}");
+        }
     }
 }
