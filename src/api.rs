@@ -487,9 +487,9 @@ fn hook(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>, id: &str) -> Outc
 }
 
 /// Runs one delivery through the intake and acts on the decision. A replay (`POST
-/// /api/deliveries/{hook}/{id}/replay`) keeps its delivery id and is the stored request verified again at the time it first
-/// arrived (so a replay window does not refuse the authentic bytes), never a duplicate, and
-/// not stored or journalled a second time.
+/// /api/deliveries/{hook}/{id}/replay`) keeps its delivery id and is the stored request verified
+/// again at the time it first arrived (so a replay window does not refuse the authentic bytes),
+/// never a duplicate, and not stored or journalled a second time.
 fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> Outcome {
     use crate::hooks::intake::{self, Outcome as Delivery};
     let started = app.now;
