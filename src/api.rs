@@ -219,7 +219,7 @@ pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcom
         Route::Preflight(allow) => respond(preflight(app, head, allow)),
         Route::Runs | Route::Run(_) | Route::CancelRun(_) | Route::RetryRun(_) => respond(runs(app, ip, head, route)),
         Route::Hook(id) => hook(app, ip, head, body, &id),
-        Route::Deliveries | Route::ReplayDelivery(_) => deliveries(app, ip, head, route),
+        Route::Deliveries | Route::ReplayDelivery { .. } => deliveries(app, ip, head, route),
     };
     match out {
         Outcome::Respond(r) => Outcome::Respond(with_cors(app, head, r)),
@@ -471,16 +471,18 @@ fn method_name(m: crate::http::request::Method) -> &'static str {
 /// `/hooks/{id}`: the intake decides; here its decision meets the daemon's state (idempotency
 /// window, runner, hub, metrics, log).
 fn hook(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>, id: &str) -> Outcome {
-    if app.hooks.get(id).is_none() {
+    let Some(h) = app.hooks.get(id) else {
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
-    }
-    // Kept for replay (and journalled) if accepted.
+    };
+    // Kept for replay (and journalled) if accepted: every header the hook's verification, rules
+    // and arguments may read (replay checks them again), but no credential meant for hookcast.
+    let headers = head.headers.iter().filter(|(n, _)| h.keeps_header(n)).cloned().collect();
     let kept = crate::hooks::stored::Stored {
         delivery: String::new(),
         hook: id.to_string(),
         time_ms: crate::clock::unix_ms(),
         method: method_name(head.method).to_string(),
-        headers: head.headers.clone(),
+        headers,
         query: head.query().to_string(),
         body,
         ip,
@@ -489,9 +491,9 @@ fn hook(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>, id: &str) -> Outc
 }
 
 /// Runs one delivery through the intake and acts on the decision. A replay (`POST
-/// /api/deliveries/{id}/replay`) is the stored request verified again at the time it first
-/// arrived (so a replay window does not refuse the authentic bytes), never a duplicate, and
-/// not stored or journalled a second time.
+/// /api/deliveries/{hook}/{id}/replay`) keeps its delivery id and is the stored request verified
+/// again at the time it first arrived (so a replay window does not refuse the authentic bytes),
+/// never a duplicate, and not stored or journalled a second time.
 fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> Outcome {
     use crate::hooks::intake::{self, Outcome as Delivery};
     let started = app.now;
@@ -508,6 +510,7 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
         body: kept.body.clone(),
         ip,
         now_unix: if replay { kept.time_ms / 1000 } else { crate::clock::unix_ms() / 1000 },
+        replay_of: replay.then_some(kept.delivery.as_str()),
     };
     let now = app.now;
     let dedup = &mut app.dedup;
@@ -536,7 +539,7 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
     let mut durable = 0;
     if d.outcome == Delivery::Accepted {
         if !replay {
-            app.dedup.insert(id, &d.delivery, now);
+            app.dedup.insert(id, &d.dedup_key, now);
             let kept = crate::hooks::stored::Stored { delivery: d.delivery.clone(), ..kept };
             durable = app.journal_delivery(&kept);
             app.deliveries.insert(kept);
@@ -583,7 +586,8 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
 }
 
 /// `GET /api/deliveries` (recent accepted deliveries kept for replay) and
-/// `POST /api/deliveries/{id}/replay` (admin): the dead-letter story for failed deploys.
+/// `POST /api/deliveries/{hook}/{id}/replay` (admin; `/api/deliveries/{id}/replay` while one
+/// hook holds that id): the dead-letter story for failed deploys.
 fn deliveries(app: &mut App, ip: IpAddr, head: &Head, route: Route) -> Outcome {
     let who = caller(app, ip, head);
     match route {
@@ -591,21 +595,54 @@ fn deliveries(app: &mut App, ip: IpAddr, head: &Head, route: Route) -> Outcome {
             if !app.auth.allows(&who, Scope::Subscribe, "$deliveries") && !app.auth.has_scope(&who, Scope::Admin) {
                 return respond(denied(&who, "read deliveries"));
             }
-            respond(Response::json(200, &json!({ "deliveries": app.deliveries.recent(100) })))
+            // Secret-bearing headers are masked: the stored copy keeps them for replay only.
+            let hooks = &app.hooks;
+            let secret = |hook: &str, name: &str| {
+                hooks
+                    .get(hook)
+                    .map_or_else(|| crate::hooks::intake::is_known_secret_header(name), |h| h.is_secret_header(name))
+            };
+            respond(Response::json(200, &json!({ "deliveries": app.deliveries.recent(100, secret) })))
         }
-        Route::ReplayDelivery(id) => {
+        Route::ReplayDelivery { hook, id } => {
             if !app.auth.has_scope(&who, Scope::Admin) {
                 return respond(denied(&who, "replay deliveries"));
             }
-            match app.deliveries.get(&id).cloned() {
-                None => respond(Response::error(
-                    404,
-                    &format!("no stored delivery {id:?} (kept up to journal.max_delivery_bytes)"),
-                )),
-                Some(kept) if app.hooks.get(&kept.hook).is_none() => {
+            let kept = match hook {
+                Some(hook) => app.deliveries.get(&hook, &id).cloned().ok_or_else(|| {
+                    Response::error(
+                        404,
+                        &format!("no stored delivery {id:?} of hook {hook:?} (kept up to journal.max_delivery_bytes)"),
+                    )
+                }),
+                // The short form names one delivery only while one hook holds that id.
+                None => match app.deliveries.with_id(&id).as_slice() {
+                    [] => Err(Response::error(
+                        404,
+                        &format!("no stored delivery {id:?} (kept up to journal.max_delivery_bytes)"),
+                    )),
+                    [one] => Ok((*one).clone()),
+                    many => {
+                        let hooks: Vec<&str> = many.iter().map(|d| d.hook.as_str()).collect();
+                        Err(Response::json(
+                            409,
+                            &json!({
+                                "error": format!(
+                                    "delivery {id:?} was accepted by several hooks: name one with \
+                                     /api/deliveries/{{hook}}/{{id}}/replay"
+                                ),
+                                "hooks": hooks,
+                            }),
+                        ))
+                    }
+                },
+            };
+            match kept {
+                Err(r) => respond(r),
+                Ok(kept) if app.hooks.get(&kept.hook).is_none() => {
                     respond(Response::error(409, &format!("hook {:?} no longer exists", kept.hook)))
                 }
-                Some(kept) => deliver(app, kept, true),
+                Ok(kept) => deliver(app, kept, true),
             }
         }
         _ => respond(Response::error(404, "no such route")),

@@ -240,7 +240,12 @@ impl App {
                             let age = Duration::from_millis(now_ms.saturating_sub(d.time_ms));
                             if age < self.cfg.dedup_window {
                                 let at = self.now.checked_sub(age).unwrap_or(self.now);
-                                self.dedup.insert(&d.hook, &d.delivery, at);
+                                // The key the hook deduplicates by now (`dedup` may have changed).
+                                let key = match self.hooks.get(&d.hook) {
+                                    Some(h) => h.dedup_key(&d.delivery, &d.body),
+                                    None => d.delivery.clone(),
+                                };
+                                self.dedup.insert(&d.hook, &key, at);
                             }
                             self.deliveries.insert(d);
                             deliveries += 1;

@@ -1,12 +1,25 @@
 //! Idempotency: delivery ids seen recently, per hook, so a provider's retry of a delivery that
 //! was already accepted is answered `200 {"duplicate":true}` and triggers nothing twice.
 //! Bounded by age and by count; the oldest entries go first.
+//!
+//! Each key is one allocation shared by the map and the age queue: at the count cap the window
+//! holds 100 000 keys, and ids are at most `providers::MAX_ID_LEN` bytes.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// (hook id, delivery id).
-type Key = (Box<str>, Box<str>);
+/// `hook id` + `\n` + `delivery id`: one string, unambiguous because a delivery id (printable
+/// ASCII, see `providers::valid_id`) never holds a line break.
+type Key = Arc<str>;
+
+fn key(hook: &str, id: &str) -> String {
+    let mut k = String::with_capacity(hook.len() + 1 + id.len());
+    k.push_str(hook);
+    k.push('\n');
+    k.push_str(id);
+    k
+}
 
 /// A bounded window of (hook, delivery id) pairs.
 #[derive(Debug)]
@@ -30,7 +43,7 @@ impl DedupWindow {
             }
             // Only forget the key if this queue entry is the one that recorded it.
             if self.seen.get(key) == Some(at) {
-                self.seen.remove(key);
+                self.seen.remove(&**key);
             }
             self.order.pop_front();
         }
@@ -44,13 +57,13 @@ impl DedupWindow {
     /// Whether `id` was already seen for `hook` within the window.
     pub fn contains(&mut self, hook: &str, id: &str, now: Instant) -> bool {
         self.expire(now);
-        self.seen.contains_key(&(hook.into(), id.into()))
+        self.seen.contains_key(key(hook, id).as_str())
     }
 
     /// Records `id` for `hook` (after the delivery was accepted).
     pub fn insert(&mut self, hook: &str, id: &str, now: Instant) {
-        let key: Key = (hook.into(), id.into());
-        self.seen.insert(key.clone(), now);
+        let key: Key = key(hook, id).into();
+        self.seen.insert(Arc::clone(&key), now);
         self.order.push_back((key, now));
         self.expire(now);
     }
@@ -85,5 +98,17 @@ mod tests {
         assert_eq!(w.len(), 3);
         assert!(!w.contains("gh", "b", t0 + Duration::from_secs(70)), "oldest dropped at the cap");
         assert!(w.contains("gh", "e", t0 + Duration::from_secs(70)));
+    }
+
+    /// Regression (issue 12, item 7): each key was kept twice, once in the map and once in the
+    /// age queue.
+    #[test]
+    fn a_key_is_stored_once() {
+        let t0 = Instant::now();
+        let mut w = DedupWindow::new(Duration::from_secs(60), 10);
+        w.insert("gh", "a", t0);
+        let (k, _) = w.seen.iter().next().unwrap();
+        assert!(Arc::ptr_eq(k, &w.order[0].0), "the map and the queue share one allocation");
+        assert_eq!(Arc::strong_count(k), 2);
     }
 }

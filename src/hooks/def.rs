@@ -56,8 +56,18 @@ const ADNANH_FIELDS: &[&str] = &[
 ];
 
 /// hookcast's own hook fields.
-const HOOKCAST_FIELDS: &[&str] =
-    &["provider", "secrets", "events", "branches", "topic", "publish", "allowed-ips", "concurrency", "timeout"];
+const HOOKCAST_FIELDS: &[&str] = &[
+    "provider",
+    "secrets",
+    "events",
+    "branches",
+    "topic",
+    "publish",
+    "allowed-ips",
+    "concurrency",
+    "timeout",
+    "dedup",
+];
 
 /// Fields found in adnanh's docs or forks that hookcast refuses, with the reason.
 const REFUSED_FIELDS: &[(&str, &str)] =
@@ -228,6 +238,17 @@ pub enum PublishMode {
     None,
 }
 
+/// What makes two deliveries to a hook the same one (answered `{"duplicate":true}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DedupBy {
+    /// The delivery id (the provider's, an id header's, or a made-up one).
+    #[default]
+    DeliveryId,
+    /// The SHA-256 of the raw body: for senders that do not sign their delivery id (GitHub,
+    /// Gitea, Bitbucket), so a captured request resent under a new id is still a repeat.
+    Body,
+}
+
 /// What happens to a delivery that arrives while the hook's command runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Concurrency {
@@ -296,6 +317,8 @@ pub struct HookDef {
     pub concurrency: Option<Concurrency>,
     /// hookcast: `timeout` of a run, in seconds.
     pub timeout_secs: Option<u64>,
+    /// hookcast: `dedup`, what identifies a repeated delivery.
+    pub dedup: DedupBy,
 }
 
 impl HookDef {
@@ -502,6 +525,12 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
             return cerr(&concurrency_path, format!("unknown concurrency {other:?} (coalesce, queue, parallel)"))
         }
     };
+    let dedup_path = o.at("dedup");
+    let dedup = match o.opt_str("dedup")?.as_deref() {
+        None | Some("delivery-id") => DedupBy::DeliveryId,
+        Some("body") => DedupBy::Body,
+        Some(other) => return cerr(&dedup_path, format!("unknown dedup {other:?} (delivery-id, body)")),
+    };
     let timeout_secs = match timeout_raw {
         None => None,
         Some(v) => match v.as_u64() {
@@ -544,6 +573,7 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         allowed_ips,
         concurrency,
         timeout_secs,
+        dedup,
     })
 }
 
@@ -754,6 +784,7 @@ mod tests {
             "allowed-ips": ["192.30.252.0/22", "2a0a:a440::/29"],
             "concurrency": "queue",
             "timeout": 600,
+            "dedup": "body",
             "success-http-response-code": 0,
             "trigger-rule-mismatch-http-response-code": 0
         }));
@@ -777,6 +808,7 @@ mod tests {
         assert_eq!(h.allowed_ips.len(), 2);
         assert_eq!(h.concurrency, Some(Concurrency::Queue));
         assert_eq!(h.timeout_secs, Some(600));
+        assert_eq!(h.dedup, DedupBy::Body);
         assert_eq!(h.success_http_response_code, 200, "0 means unset, as in adnanh");
         assert_eq!(h.trigger_rule_mismatch_http_response_code, None);
     }
@@ -817,6 +849,7 @@ mod tests {
             (json!({"id": "x", "publish": "all"}), "hooks[0].publish: unknown publish mode \"all\" (summary, full, none)"),
             (json!({"id": "x", "allowed-ips": ["10.0.0.0/8", "nope"]}), "hooks[0].allowed-ips[1]: not an address or CIDR: \"nope\""),
             (json!({"id": "x", "concurrency": "serial"}), "hooks[0].concurrency: unknown concurrency \"serial\" (coalesce, queue, parallel)"),
+            (json!({"id": "x", "dedup": "id"}), "hooks[0].dedup: unknown dedup \"id\" (delivery-id, body)"),
             (json!({"id": "x", "timeout": 0}), "hooks[0].timeout: expected whole seconds from 1 to 604800, found 0"),
             (json!({"id": "x", "events": ["push", ""]}), "hooks[0].events[1]: empty"),
             (json!({"id": "x", "include-command-output-in-response": "true"}), "hooks[0].include-command-output-in-response: expected true or false, found a string"),

@@ -14,7 +14,7 @@
 //! receipt. Every outcome, rejected ones included, is published on `$deliveries`.
 
 use super::body::RequestValues;
-use super::def::{Concurrency, HookDef, PublishMode};
+use super::def::{Concurrency, DedupBy, HookDef, PublishMode};
 use super::params::{self, Argument};
 use super::providers::{self, Incoming, Provider};
 use super::rules::{self, RuleError, Secrets};
@@ -42,8 +42,108 @@ pub struct Hook {
     provider: Option<Provider>,
     provider_secrets: Vec<Vec<u8>>,
     rule_secrets: Secrets,
+    /// Headers the trigger rule compares with a secret (`value`) or checks an HMAC in, lower-case.
+    rule_secret_headers: Vec<String>,
+    /// Whether any argument or rule reads one of [`CREDENTIAL_HEADERS`] (or every header).
+    reads_credentials: bool,
     /// Topic its deliveries are published to.
     pub topic: String,
+}
+
+/// Header fields that carry a secret, or a signature over the body, in some scheme we know
+/// (lower-case). A stored delivery's view shows them masked (see [`Hook::is_secret_header`]).
+pub const SECRET_HEADERS: &[&str] = &[
+    "x-gitlab-token",
+    "x-hub-signature",
+    "x-hub-signature-256",
+    "x-gitea-signature",
+    "x-forgejo-signature",
+    "x-gogs-signature",
+    "stripe-signature",
+    "x-slack-signature",
+    "webhook-signature",
+    "svix-signature",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+];
+
+/// Credentials meant for hookcast or a proxy, never for a hook's verification: not kept in a
+/// stored delivery (memory, journal) unless the hook's arguments or rules read them.
+pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
+/// Whether an argument reads one of [`CREDENTIAL_HEADERS`] or every header.
+fn reads_credentials(a: &Argument) -> bool {
+    match a.source {
+        params::Source::EntireHeaders => true,
+        params::Source::Header => CREDENTIAL_HEADERS.iter().any(|h| a.name.eq_ignore_ascii_case(h)),
+        _ => false,
+    }
+}
+
+/// Every argument a rule reads.
+fn rule_arguments<'a>(rule: &'a super::rules::Rule, out: &mut Vec<&'a Argument>) {
+    use super::rules::{MatchRule, Rule};
+    match rule {
+        Rule::And(rs) | Rule::Or(rs) => rs.iter().for_each(|r| rule_arguments(r, out)),
+        Rule::Not(r) => rule_arguments(r, out),
+        Rule::Match(
+            MatchRule::Value { parameter, .. }
+            | MatchRule::Regex { parameter, .. }
+            | MatchRule::PayloadHmac { parameter, .. },
+        ) => out.push(parameter),
+        Rule::Match(MatchRule::IpWhitelist { .. }) => {}
+    }
+}
+
+/// Whether `name` is one of [`SECRET_HEADERS`] (for a delivery whose hook is gone).
+pub fn is_known_secret_header(name: &str) -> bool {
+    SECRET_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Headers a rule tests against a secret: the parameters of `value` and `payload-hmac-*`
+/// matches whose source is a header.
+fn rule_secret_headers(rule: &super::rules::Rule, out: &mut Vec<String>) {
+    use super::rules::{MatchRule, Rule};
+    match rule {
+        Rule::And(rs) | Rule::Or(rs) => rs.iter().for_each(|r| rule_secret_headers(r, out)),
+        Rule::Not(r) => rule_secret_headers(r, out),
+        Rule::Match(MatchRule::Value { parameter, .. } | MatchRule::PayloadHmac { parameter, .. })
+            if parameter.source == params::Source::Header =>
+        {
+            out.push(parameter.name.to_ascii_lowercase())
+        }
+        Rule::Match(_) => {}
+    }
+}
+
+impl Hook {
+    /// Whether header `name` carries a secret or a signature for this hook: one of
+    /// [`SECRET_HEADERS`], the header of an `hmac` provider, or one the trigger rule compares
+    /// with a secret. Its value is masked wherever a stored delivery is shown.
+    pub fn is_secret_header(&self, name: &str) -> bool {
+        is_known_secret_header(name)
+            || matches!(&self.provider, Some(Provider::Hmac(spec)) if spec.header.eq_ignore_ascii_case(name))
+            || self.rule_secret_headers.iter().any(|h| h.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether a request's header `name` is kept, for the intake and for replay: all but
+    /// [`CREDENTIAL_HEADERS`] unless the hook reads them (then replay needs them too).
+    pub fn keeps_header(&self, name: &str) -> bool {
+        self.reads_credentials || !CREDENTIAL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+    }
+
+    /// What the idempotency window knows a delivery by: its id, or with `"dedup": "body"` the
+    /// SHA-256 of its raw body (`body:` and hex, printable like every delivery id).
+    pub fn dedup_key(&self, delivery: &str, body: &[u8]) -> String {
+        match self.def.dedup {
+            DedupBy::DeliveryId => delivery.to_string(),
+            DedupBy::Body => {
+                use sha2::Digest;
+                format!("body:{}", crate::auth::hex(&sha2::Sha256::digest(body)))
+            }
+        }
+    }
 }
 
 /// All hooks by id.
@@ -73,6 +173,19 @@ impl Hooks {
                 Some(r) => Secrets::load(r).map_err(|e| ConfigError { path: at("trigger-rule"), message: e })?,
                 None => Secrets::new(),
             };
+            let mut secret_headers = Vec::new();
+            let mut read = Vec::new();
+            if let Some(r) = &def.trigger_rule {
+                rule_secret_headers(r, &mut secret_headers);
+                rule_arguments(r, &mut read);
+            }
+            read.extend(def.pass_arguments_to_command.iter());
+            read.extend(def.pass_environment_to_command.iter());
+            read.extend(def.pass_file_to_command.iter());
+            read.extend(def.parse_parameters_as_json.iter());
+            let hmac_reads = |spec: &providers::HmacSpec| CREDENTIAL_HEADERS.contains(&spec.header.as_str());
+            let reads_credentials = read.into_iter().any(reads_credentials)
+                || matches!(&provider, Some(Provider::Hmac(spec)) if hmac_reads(spec));
             let topic = def.topic.clone().unwrap_or_else(|| format!("hooks/{}", def.id));
             if let Err(e) = crate::topic::validate_topic(&topic) {
                 return Err(ConfigError { path: at("topic"), message: format!("{e}: {topic:?}") });
@@ -81,7 +194,15 @@ impl Hooks {
                 return Err(ConfigError { path: at("id"), message: "defined twice".into() });
             }
             hooks.by_id.insert(def.id.clone(), hooks.list.len());
-            hooks.list.push(Hook { def, provider, provider_secrets, rule_secrets, topic });
+            hooks.list.push(Hook {
+                def,
+                provider,
+                provider_secrets,
+                rule_secrets,
+                rule_secret_headers: secret_headers,
+                reads_credentials,
+                topic,
+            });
         }
         Ok(hooks)
     }
@@ -121,6 +242,8 @@ pub struct Request<'a> {
     pub ip: IpAddr,
     /// Unix time now.
     pub now_unix: u64,
+    /// The id of the stored delivery a replay repeats: kept, even when it was made up.
+    pub replay_of: Option<&'a str>,
 }
 
 /// How a delivery ended, for the log line, metrics and `$deliveries`.
@@ -163,6 +286,8 @@ pub struct Decision {
     pub spec: Option<RunSpec>,
     /// Delivery id (the provider's, or one we made).
     pub delivery: String,
+    /// What the idempotency window knows this delivery by (see [`Hook::dedup_key`]).
+    pub dedup_key: String,
     /// Event name, when known.
     pub event: Option<String>,
     /// Signature failure reason, for the metric.
@@ -194,16 +319,22 @@ fn made_up_id(now_unix: u64) -> String {
     format!("hc-{now_unix}-{n:016x}")
 }
 
-/// Delivery ids some senders give even without a `provider` on the hook (adnanh-style hooks
-/// behind GitHub or GitLab still get idempotency).
+/// Headers whose value some senders give as a delivery id even without a `provider` on the hook
+/// (adnanh-style hooks behind GitHub or GitLab still get idempotency), in the order looked at.
+const ID_HEADERS: [&str; 5] =
+    ["x-github-delivery", "x-gitlab-event-uuid", "x-gitea-delivery", "webhook-id", "x-request-uuid"];
+
+/// The delivery id of the first [`ID_HEADERS`] field present, when it follows the providers' id
+/// rule ([`providers::valid_id`]); an invalid one is not refused (the hook has no provider to say
+/// what is valid) but replaced by a made-up id, so no sender decides how big an id we keep.
 fn header_delivery_id(headers: &[(String, Vec<u8>)]) -> Option<String> {
-    ["x-github-delivery", "x-gitlab-event-uuid", "x-gitea-delivery", "webhook-id", "x-request-uuid"].iter().find_map(
-        |n| headers.iter().find(|(k, _)| k == n).and_then(|(_, v)| std::str::from_utf8(v).ok()).map(str::to_string),
-    )
+    let value = ID_HEADERS.iter().find_map(|n| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v))?;
+    let value = std::str::from_utf8(value).ok()?.trim_matches([' ', '\t']);
+    providers::valid_id(value).then(|| value.to_string())
 }
 
 /// The decisions that need the daemon's state are passed in as closures so this stays pure:
-/// `seen(delivery)` asks the idempotency window.
+/// `seen(key)` asks the idempotency window about the delivery's [`Hook::dedup_key`].
 pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: impl FnOnce(&str) -> bool) -> Decision {
     let def = &hook.def;
     let source = req.ip.to_string();
@@ -213,6 +344,7 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
         run: None,
         spec: None,
         delivery: String::new(),
+        dedup_key: String::new(),
         event: None,
         signature_failure: None,
         record: Value::Null,
@@ -253,7 +385,11 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
         }
     }
     d.event = event.clone();
-    d.delivery = delivery.or_else(|| header_delivery_id(req.headers)).unwrap_or_else(|| made_up_id(req.now_unix));
+    d.delivery = match req.replay_of {
+        Some(id) => id.to_string(),
+        None => delivery.or_else(|| header_delivery_id(req.headers)).unwrap_or_else(|| made_up_id(req.now_unix)),
+    };
+    d.dedup_key = hook.dedup_key(&d.delivery, &req.body);
     if matches!(hook.provider, Some(Provider::Slack { .. })) && d.event.as_deref() == Some("url_verification") {
         // Slack checks a new Events API URL with a signed `url_verification` request and wants
         // its `challenge` back. Not a delivery: nothing runs, nothing goes to the topic.
@@ -277,7 +413,7 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
     // accepted id gets the rule's answer, not "duplicate".
     let mut seen = Some(seen);
     let mut repeated = |delivery: &str| seen.take().is_some_and(|f| f(delivery));
-    if hook.provider.is_some() && repeated(&d.delivery) {
+    if hook.provider.is_some() && repeated(&d.dedup_key) {
         return duplicate(d);
     }
     let remote = match req.ip {
@@ -341,7 +477,7 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
             }
         }
     }
-    if repeated(&d.delivery) {
+    if repeated(&d.dedup_key) {
         return duplicate(d);
     }
     d.outcome = Outcome::Accepted;
@@ -446,5 +582,56 @@ pub fn run_response(def: &HookDef, succeeded: bool, output: &[u8]) -> Response {
         plain(500, &String::from_utf8_lossy(output))
     } else {
         plain(500, ADNANH_EXEC_ERROR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::def::parse_hook;
+
+    fn hook(v: Value) -> Hook {
+        let def = parse_hook(v, "hooks[0]").unwrap();
+        Hooks::prepare(vec![def]).unwrap().list.pop().unwrap()
+    }
+
+    #[test]
+    fn credentials_are_kept_only_when_the_hook_reads_them() {
+        let plain = hook(json!({"id": "a", "provider": "github", "secrets": ["s"]}));
+        assert!(plain.keeps_header("x-hub-signature-256") && plain.keeps_header("x-github-event"));
+        assert!(!plain.keeps_header("authorization") && !plain.keeps_header("cookie"));
+        let readers = [
+            json!({"id": "b", "pass-arguments-to-command": [{"source": "header", "name": "Authorization"}]}),
+            json!({"id": "c", "pass-environment-to-command": [{"source": "entire-headers", "name": "h", "envname": "H"}]}),
+            json!({"id": "d", "trigger-rule": {"match": {"type": "regex", "regex": "x",
+                                                         "parameter": {"source": "header", "name": "cookie"}}}}),
+            json!({"id": "e", "provider": {"name": "hmac", "header": "Authorization"}, "secrets": ["s"]}),
+        ];
+        for v in readers {
+            let h = hook(v.clone());
+            assert!(h.keeps_header("authorization") && h.keeps_header("cookie"), "{v}");
+        }
+    }
+
+    #[test]
+    fn secret_headers_include_the_hooks_own() {
+        let h = hook(json!({"id": "a", "provider": {"name": "hmac", "header": "X-Custom-Sig"}, "secrets": ["s"],
+                            "trigger-rule": {"match": {"type": "value", "value": "t",
+                                                       "parameter": {"source": "header", "name": "X-Token"}}}}));
+        for name in ["x-custom-sig", "x-token", "x-gitlab-token", "stripe-signature", "cookie"] {
+            assert!(h.is_secret_header(name), "{name}");
+        }
+        assert!(!h.is_secret_header("x-github-event"));
+        assert!(!hook(json!({"id": "b"})).is_secret_header("x-custom-sig"));
+    }
+
+    #[test]
+    fn header_ids_follow_the_providers_rule() {
+        let id = |v: &[u8]| header_delivery_id(&[("x-github-delivery".to_string(), v.to_vec())]);
+        assert_eq!(id(b" abc-1 "), Some("abc-1".to_string()));
+        assert_eq!(id(&[b'a'; 256]), Some("a".repeat(256)));
+        for bad in [&b"a b"[..], &[b'a'; 257], b"caf\xc3\xa9", b"a\x01", b""] {
+            assert_eq!(id(bad), None, "{bad:?}");
+        }
     }
 }

@@ -15,6 +15,16 @@
 //!
 //! HMACs are compared in constant time over the raw body bytes; a rule's secret is never shown in
 //! `Debug` output or error messages.
+//!
+//! Two departures bound what an unauthenticated client can make the loop do (a regex over a
+//! large parameter costs tens of milliseconds per MiB):
+//!
+//! - An `and` evaluates its children that hold a `payload-hmac-*` match first. Its value is the
+//!   same whenever those signatures hold (it is decided by the first child, in the written
+//!   order, that is false or marked, and signature children that hold are neither); when one
+//!   fails, the request is refused for its signature before any regex runs, where adnanh could
+//!   answer "rules not satisfied" for an earlier false child.
+//! - A `regex` match tests at most [`MAX_REGEX_INPUT`] bytes: a longer value does not match.
 
 use crate::auth::{canonical, ct_eq, Cidr};
 use crate::config::ConfigError;
@@ -26,6 +36,10 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+
+/// Longest value a `regex` match is tested against; a longer one does not match (refs, event
+/// names and headers are far shorter, and the test's cost grows with the input).
+pub const MAX_REGEX_INPUT: usize = 64 * 1024;
 
 /// A trigger rule.
 #[derive(Debug, Clone)]
@@ -404,7 +418,9 @@ pub fn evaluate(
 fn eval(rule: &Rule, rv: &RequestValues, secrets: &Secrets, soft: bool) -> Result<Outcome, RuleError> {
     match rule {
         Rule::And(rules) => {
-            for r in rules {
+            // Signatures first (see the module docs); otherwise in the written order.
+            let signed = rules.iter().filter(|r| checks_signature(r));
+            for r in signed.chain(rules.iter().filter(|r| !checks_signature(r))) {
                 let o = eval(r, rv, secrets, soft)?;
                 if o.mark.is_some() {
                     return Ok(Outcome { value: false, mark: o.mark });
@@ -437,6 +453,15 @@ fn eval(rule: &Rule, rv: &RequestValues, secrets: &Secrets, soft: bool) -> Resul
     }
 }
 
+/// Whether `rule` holds a `payload-hmac-*` match anywhere.
+fn checks_signature(rule: &Rule) -> bool {
+    match rule {
+        Rule::And(rs) | Rule::Or(rs) => rs.iter().any(checks_signature),
+        Rule::Not(r) => checks_signature(r),
+        Rule::Match(m) => matches!(m, MatchRule::PayloadHmac { .. }),
+    }
+}
+
 fn eval_match(m: &MatchRule, rv: &RequestValues, secrets: &Secrets) -> Result<Outcome, RuleError> {
     let parameter = match m {
         MatchRule::IpWhitelist { ranges } => {
@@ -455,7 +480,7 @@ fn eval_match(m: &MatchRule, rv: &RequestValues, secrets: &Secrets) -> Result<Ou
     };
     Ok(match m {
         MatchRule::Value { value, .. } => clean(ct_eq(arg.as_bytes(), value.as_bytes())),
-        MatchRule::Regex { regex, .. } => clean(regex.is_match(&arg)),
+        MatchRule::Regex { regex, .. } => clean(arg.len() <= MAX_REGEX_INPUT && regex.is_match(&arg)),
         MatchRule::PayloadHmac { algo, secret, .. } => {
             let key = secrets.get(secret).ok_or_else(|| RuleError::SecretUnavailable(secret.to_string()))?;
             let expected = algo.hex_mac(key, &rv.raw_body);
@@ -531,6 +556,39 @@ mod tests {
         assert_eq!(eval_json(re("heads/(main|master)$"), &r), Ok(true));
         assert_eq!(eval_json(re("^main"), &r), Ok(false));
         assert_eq!(eval_json(re(".*"), &r), Ok(true));
+    }
+
+    /// Regression (issue 12, also observed): a regex before the signature check let an
+    /// unauthenticated client buy loop time with a large parameter.
+    #[test]
+    fn and_checks_signatures_before_other_children() {
+        let secret = "s3cret";
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let re = m("regex", json!({"regex": "^x", "parameter": {"source": "payload", "name": "ref"}}));
+        let sig = hmac_rule("payload-hmac-sha256", secret, "X-Sig");
+        let unsigned = rv(json!({"ref": "refs/heads/main"}), body, &[("X-Sig", "sha256=00")]);
+        // A false regex written first no longer hides a bad signature: the signature decides.
+        assert_eq!(eval_json(json!({"and": [re, sig]}), &unsigned), Err(RuleError::Signature { empty_payload: false }));
+        assert_eq!(
+            eval_json(json!({"and": [ref_is("x"), {"not": sig}]}), &unsigned),
+            Err(RuleError::Signature { empty_payload: false })
+        );
+        // With a good signature, the value is what the written order gives.
+        let good = gh_sig(HmacAlgo::Sha256, secret, body);
+        let signed = rv(json!({"ref": "refs/heads/main"}), body, &[("X-Sig", &good)]);
+        assert_eq!(eval_json(json!({"and": [re, sig]}), &signed), Ok(false));
+        assert_eq!(eval_json(json!({"and": [ref_is("refs/heads/main"), sig]}), &signed), Ok(true));
+        let missing = m("value", json!({"value": "x", "parameter": {"source": "payload", "name": "nope"}}));
+        assert_eq!(eval_json(json!({"and": [{"not": missing}, sig]}), &signed), Ok(false));
+    }
+
+    #[test]
+    fn regex_input_is_bounded() {
+        let re = m("regex", json!({"regex": "a$", "parameter": {"source": "payload", "name": "v"}}));
+        let at_cap = "a".repeat(MAX_REGEX_INPUT);
+        assert_eq!(eval_json(re.clone(), &rv(json!({ "v": at_cap }), b"", &[])), Ok(true));
+        let over = "a".repeat(MAX_REGEX_INPUT + 1);
+        assert_eq!(eval_json(re, &rv(json!({ "v": over }), b"", &[])), Ok(false), "longer than the cap: no match");
     }
 
     #[test]

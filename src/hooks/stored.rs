@@ -1,11 +1,17 @@
-//! Accepted webhook deliveries kept for `POST /api/deliveries/{id}/replay`: the request as it
-//! arrived (method, headers, query, raw body, client address), bounded by total bytes, oldest
-//! dropped first. With a journal they are also written there and read back at start.
+//! Accepted webhook deliveries kept for `POST /api/deliveries/{hook}/{id}/replay`: the request
+//! as it arrived (method, headers, query, raw body, client address), bounded by total bytes,
+//! oldest dropped first. With a journal they are also written there and read back at start.
+//!
+//! Keyed by (hook, delivery id), as the idempotency window is: two hooks may well receive the
+//! same id (one repository's push sent to two hooks), and neither copy may replace the other.
 
 use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+
+/// What a masked header value is shown as.
+pub const MASKED: &str = "[masked]";
 
 /// One stored delivery.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,20 +80,33 @@ impl Stored {
         })
     }
 
-    /// What the API shows of it (not the body or headers: they may carry secrets).
-    pub fn summary(&self) -> Value {
+    /// What the API shows of it: not the body, and the headers for which `secret(name)` holds
+    /// with their value replaced by [`MASKED`] (the name kept, so a reader sees it was sent).
+    pub fn summary(&self, secret: impl Fn(&str) -> bool) -> Value {
+        let headers: Vec<Value> = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let shown = if secret(k) { MASKED.into() } else { String::from_utf8_lossy(v) };
+                json!([k, shown])
+            })
+            .collect();
         json!({
             "delivery": self.delivery, "hook": self.hook, "time": crate::clock::rfc3339(self.time_ms),
             "method": self.method, "bytes": self.body.len(), "source": self.ip.to_string(),
+            "headers": headers,
         })
     }
 }
 
+/// (hook id, delivery id).
+type Key = (String, String);
+
 /// The bounded store.
 #[derive(Debug)]
 pub struct StoredDeliveries {
-    by_id: HashMap<String, Stored>,
-    order: VecDeque<String>,
+    by_key: HashMap<Key, Stored>,
+    order: VecDeque<Key>,
     bytes: usize,
     max_bytes: usize,
 }
@@ -95,7 +114,7 @@ pub struct StoredDeliveries {
 impl StoredDeliveries {
     /// A store holding at most `max_bytes` (0 keeps nothing).
     pub fn new(max_bytes: usize) -> StoredDeliveries {
-        StoredDeliveries { by_id: HashMap::new(), order: VecDeque::new(), bytes: 0, max_bytes }
+        StoredDeliveries { by_key: HashMap::new(), order: VecDeque::new(), bytes: 0, max_bytes }
     }
 
     /// Keeps a delivery, dropping the oldest beyond the bound. Returns whether it was kept.
@@ -104,40 +123,48 @@ impl StoredDeliveries {
         if cost > self.max_bytes {
             return false;
         }
-        if let Some(old) = self.by_id.remove(&d.delivery) {
+        let key: Key = (d.hook.clone(), d.delivery.clone());
+        if let Some(old) = self.by_key.remove(&key) {
             self.bytes -= old.cost();
-            self.order.retain(|k| k != &d.delivery);
+            self.order.retain(|k| k != &key);
         }
         self.bytes += cost;
-        self.order.push_back(d.delivery.clone());
-        self.by_id.insert(d.delivery.clone(), d);
+        self.order.push_back(key.clone());
+        self.by_key.insert(key, d);
         while self.bytes > self.max_bytes {
             let Some(k) = self.order.pop_front() else { break };
-            if let Some(old) = self.by_id.remove(&k) {
+            if let Some(old) = self.by_key.remove(&k) {
                 self.bytes -= old.cost();
             }
         }
         true
     }
 
-    /// A delivery by id.
-    pub fn get(&self, id: &str) -> Option<&Stored> {
-        self.by_id.get(id)
+    /// The delivery `id` that hook `hook` accepted.
+    pub fn get(&self, hook: &str, id: &str) -> Option<&Stored> {
+        self.by_key.get(&(hook.to_string(), id.to_string()))
     }
 
-    /// The newest deliveries first.
-    pub fn recent(&self, limit: usize) -> Vec<Value> {
-        self.order.iter().rev().filter_map(|k| self.by_id.get(k)).take(limit).map(Stored::summary).collect()
+    /// Every kept delivery with id `id`, whichever hook took it (oldest first).
+    pub fn with_id(&self, id: &str) -> Vec<&Stored> {
+        self.order.iter().filter(|(_, d)| d == id).filter_map(|k| self.by_key.get(k)).collect()
+    }
+
+    /// The newest deliveries first, each as [`Stored::summary`] shows it; `secret(hook, name)`
+    /// says which headers to mask.
+    pub fn recent(&self, limit: usize, secret: impl Fn(&str, &str) -> bool) -> Vec<Value> {
+        let newest = self.order.iter().rev().filter_map(|k| self.by_key.get(k)).take(limit);
+        newest.map(|d| d.summary(|name| secret(&d.hook, name))).collect()
     }
 
     /// How many are kept.
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.by_key.len()
     }
 
     /// Whether none is kept.
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.by_key.is_empty()
     }
 }
 
@@ -166,14 +193,39 @@ mod tests {
     }
 
     #[test]
+    fn summary_masks_what_it_is_told_and_never_shows_the_body() {
+        let mut x = d("a", 3);
+        x.headers.push(("x-github-event".into(), b"push".to_vec()));
+        let v = x.summary(|n| n == "x-hub-signature-256");
+        assert_eq!(v["headers"], json!([["x-hub-signature-256", MASKED], ["x-github-event", "push"]]));
+        assert_eq!(v["bytes"], 3);
+        assert!(v.get("body").is_none());
+    }
+
+    #[test]
     fn bounded_by_bytes_oldest_first() {
         let mut s = StoredDeliveries::new(3 * d("x", 1000).cost());
         for id in ["a", "b", "c", "d"] {
             assert!(s.insert(d(id, 1000)));
         }
         assert_eq!(s.len(), 3);
-        assert!(s.get("a").is_none() && s.get("d").is_some());
+        assert!(s.get("h", "a").is_none() && s.get("h", "d").is_some());
         assert!(!s.insert(d("huge", 10_000)), "larger than the whole bound");
-        assert_eq!(s.recent(10)[0]["delivery"], "d");
+        assert_eq!(s.recent(10, |_, _| false)[0]["delivery"], "d");
+    }
+
+    /// Regression (issue 12, item 15): keyed by id alone, the same id on another hook replaced
+    /// the first hook's copy, and a replay then ran the wrong hook.
+    #[test]
+    fn the_same_id_on_two_hooks_is_two_deliveries() {
+        let mut s = StoredDeliveries::new(1 << 20);
+        let mut other = d("same", 10);
+        other.hook = "other".into();
+        assert!(s.insert(d("same", 10)) && s.insert(other));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.get("h", "same").unwrap().hook, "h");
+        assert_eq!(s.get("other", "same").unwrap().hook, "other");
+        assert_eq!(s.with_id("same").iter().map(|d| d.hook.as_str()).collect::<Vec<_>>(), ["h", "other"]);
+        assert!(s.with_id("nope").is_empty());
     }
 }

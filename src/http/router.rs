@@ -42,8 +42,14 @@ pub enum Route {
     RetryRun(u64),
     /// `GET /api/deliveries` — recent accepted deliveries kept for replay.
     Deliveries,
-    /// `POST /api/deliveries/{id}/replay`
-    ReplayDelivery(String),
+    /// `POST /api/deliveries/{hook}/{id}/replay`, or `/api/deliveries/{id}/replay` (hook None:
+    /// the id must name one stored delivery); each segment percent-decoded.
+    ReplayDelivery {
+        /// The hook that accepted the delivery, when named.
+        hook: Option<String>,
+        /// The delivery id.
+        id: String,
+    },
     /// `POST /hooks/{id}` (or the hook's `http-methods`) — webhook intake.
     Hook(String),
     /// `OPTIONS` on a route that has CORS (preflight); carries the route's `Allow` value.
@@ -94,9 +100,15 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
                     _ => return Err(RouteError::NotFound),
                 }
             } else if let Some(rest) = path.strip_prefix("/api/deliveries/") {
-                let Some(id) = rest.strip_suffix("/replay") else { return Err(RouteError::NotFound) };
-                let id = super::request::percent_decode(id).ok_or(RouteError::BadPath)?;
-                ("POST", Route::ReplayDelivery(id))
+                let Some(names) = rest.strip_suffix("/replay") else { return Err(RouteError::NotFound) };
+                // The id is the last segment (a `/` inside it is sent as `%2F`); the hook, whose
+                // id may hold `/` between segments, is everything before it.
+                let decode = |s: &str| super::request::percent_decode(s).ok_or(RouteError::BadPath);
+                let route = match names.rsplit_once('/') {
+                    None => Route::ReplayDelivery { hook: None, id: decode(names)? },
+                    Some((hook, id)) => Route::ReplayDelivery { hook: Some(decode(hook)?), id: decode(id)? },
+                };
+                ("POST", route)
             } else if let Some(id) = path.strip_prefix("/hooks/") {
                 // Methods are the hook's business (adnanh's `http-methods`): checked by intake.
                 let id = super::request::percent_decode(id).ok_or(RouteError::BadPath)?;
@@ -150,5 +162,11 @@ mod tests {
         assert_eq!(route(Get, "/status/nope.js"), Err(RouteError::NotFound));
         assert_eq!(route(Post, "/login"), Ok(Route::Login));
         assert_eq!(route(Get, "/logout"), Err(RouteError::MethodNotAllowed("POST")));
+        let replay = |hook: Option<&str>, id: &str| Route::ReplayDelivery { hook: hook.map(Into::into), id: id.into() };
+        assert_eq!(route(Post, "/api/deliveries/d-1/replay"), Ok(replay(None, "d-1")));
+        assert_eq!(route(Post, "/api/deliveries/gh/d-1/replay"), Ok(replay(Some("gh"), "d-1")));
+        assert_eq!(route(Post, "/api/deliveries/a%2Fb/c%2Fd/replay"), Ok(replay(Some("a/b"), "c/d")));
+        assert_eq!(route(Post, "/api/deliveries/team/site/d-1/replay"), Ok(replay(Some("team/site"), "d-1")));
+        assert_eq!(route(Get, "/api/deliveries/gh/d-1/replay"), Err(RouteError::MethodNotAllowed("POST")));
     }
 }

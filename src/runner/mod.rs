@@ -23,7 +23,7 @@ use sched::{Mode, RunId, Scheduler, Submit};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -158,7 +158,8 @@ struct Proc {
     exited: Option<(ExitStatus, Instant)>,
     /// Why we are ending it, if we are: the final state to record.
     ending: Option<RunState>,
-    files: Vec<PathBuf>,
+    /// The `pass-file-to-command` directory, removed when the run completes.
+    files: Option<RunFiles>,
 }
 
 /// One run.
@@ -622,9 +623,8 @@ impl Runner {
             // Whatever the child left behind in its group goes too.
             let _ = crate::sys::kill_group(p.pgid, libc::SIGKILL);
         }
-        for f in &p.files {
-            let _ = std::fs::remove_file(f);
-        }
+        // The run's private directory goes with every file in it.
+        drop(p.files.take());
         use std::os::unix::process::ExitStatusExt;
         let status = p.exited.map(|(s, _)| s);
         run.exit_code = status.and_then(|s| s.code());
@@ -759,6 +759,61 @@ fn program(spec: &RunSpec) -> PathBuf {
     }
 }
 
+/// A run's private directory for `pass-file-to-command` files: created 0700 under a fresh
+/// random name inside `runner.temp_dir` (a name nobody can predict, so nobody can plant a file
+/// or a symlink there first), removed with its contents when dropped, so every path out of a
+/// run, failures included, cleans up.
+#[derive(Debug)]
+struct RunFiles {
+    dir: PathBuf,
+    run: RunId,
+}
+
+impl RunFiles {
+    /// Attempts at a fresh name before giving up (a clash needs 64 random bits to repeat).
+    const ATTEMPTS: usize = 8;
+
+    fn create(temp_dir: &Path, run: RunId) -> io::Result<RunFiles> {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut last = io::Error::new(io::ErrorKind::AlreadyExists, "no fresh directory name");
+        for _ in 0..Self::ATTEMPTS {
+            let mut raw = [0u8; 8];
+            crate::sys::random_bytes(&mut raw)?;
+            let dir = temp_dir.join(format!("hookcast-run{run}-{:016x}", u64::from_le_bytes(raw)));
+            // `create_dir` refuses an existing name, a symlink included; the mode only narrows
+            // under the umask, never widens.
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Ok(RunFiles { dir, run }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// Writes file `i` (for environment variable `var`) and returns its path.
+    fn write(&self, i: usize, var: &str, contents: &[u8]) -> io::Result<PathBuf> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // The names runs always had (scripts may look for them); the prefix and the index keep
+        // a variable's name from becoming `..` or a path.
+        let safe = |c: char| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' };
+        let name: String = var.chars().map(|c| safe(c).to_ascii_lowercase()).collect();
+        let path = self.dir.join(format!("hookcast-run{}-{i}-{name}", self.run));
+        // 0600: the payload may be private.
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        std::io::Write::write_all(&mut f, contents)?;
+        Ok(path)
+    }
+}
+
+impl Drop for RunFiles {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            log::warn!("could not remove {}: {e}", self.dir.display());
+        }
+    }
+}
+
 fn spawn(
     cfg: &RunnerConfig,
     registry: &Registry,
@@ -766,17 +821,15 @@ fn spawn(
     base: Vec<(String, String)>,
     now: Instant,
 ) -> io::Result<Proc> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::process::CommandExt;
     let mut env = base;
-    let mut files = Vec::new();
-    for (i, (var, contents)) in run.spec.files.iter().enumerate() {
-        let path = cfg.temp_dir.join(format!("hookcast-run{}-{i}-{}", run.id, var.to_ascii_lowercase()));
-        // 0600 and create_new: the payload may be private, and a planted file must not be reused.
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-        std::io::Write::write_all(&mut f, contents)?;
-        files.push(path.clone());
-        env.push((var.clone(), path.to_string_lossy().into_owned()));
+    // Removed again when this function fails at any later step (the guard drops).
+    let files = if run.spec.files.is_empty() { None } else { Some(RunFiles::create(&cfg.temp_dir, run.id)?) };
+    if let Some(dir) = &files {
+        for (i, (var, contents)) in run.spec.files.iter().enumerate() {
+            let path = dir.write(i, var, contents)?;
+            env.push((var.clone(), path.to_string_lossy().into_owned()));
+        }
     }
     env.extend(run.spec.env.iter().cloned());
     let mut cmd = Command::new(program(&run.spec));
@@ -790,15 +843,7 @@ fn spawn(
     if let Some(dir) = &run.spec.cwd {
         cmd.current_dir(dir);
     }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            for f in &files {
-                let _ = std::fs::remove_file(f);
-            }
-            return Err(e);
-        }
-    };
+    let mut child = cmd.spawn()?;
     let pgid = child.id();
     let mut pipes = Vec::with_capacity(2);
     for (i, rx) in

@@ -1072,6 +1072,24 @@ fn a_delivery_accepted_before_a_restart_is_a_duplicate_after_it() {
     assert_eq!(outcomes, ["accepted", "duplicate", "duplicate", "accepted"]);
 }
 
+/// `"dedup": "body"` survives a restart: the idempotency window is rebuilt from the journal
+/// with the body's hash, so a resend of the same signed body under a new id is still a
+/// duplicate (issue 12, also observed).
+#[test]
+fn dedup_by_body_is_restored_from_the_journal() {
+    let hooks = json!({ "hooks": [{ "id": "gh", "provider": "github", "secrets": [GH_SECRET], "dedup": "body" }] });
+    let node = Node::new("idem-body", &config(hooks));
+    let body = br#"{"ref":"refs/heads/main","after":"abc"}"#;
+    let d = node.start();
+    assert_eq!(deliver_github(&d, "gh", GH_SECRET, "body-1", body).status, 202);
+    stop(d);
+    let d = node.start();
+    let r = deliver_github(&d, "gh", GH_SECRET, "body-2", body);
+    assert_eq!((r.status, r.json()["duplicate"].clone()), (200, json!(true)), "{}", r.text());
+    let other = br#"{"ref":"refs/heads/main","after":"def"}"#;
+    assert_eq!(deliver_github(&d, "gh", GH_SECRET, "body-3", other).status, 202, "another body is accepted");
+}
+
 /// Regression (found by the crash test): the writer thread may write a delivery's record in one
 /// batch and the events that follow it (hook topic, `$deliveries`) in the next, so a SIGKILL in
 /// between left a delivery record whose 202 was never sent (the answer waits for the last of

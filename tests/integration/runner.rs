@@ -695,6 +695,85 @@ fn interleaved_output_exit_codes_and_missing_commands() {
     assert_eq!(runs.wait_final(id, 10 * SECOND)["exit_code"], 3, "runs still work");
 }
 
+/// Regression (issue 12, item 14): `pass-file-to-command` files had predictable names in the
+/// shared temp directory (`hookcast-run{id}-{i}-{var}`), so a local user could plant them and
+/// make every deploy fail, and files already written stayed behind on that error path. Now
+/// each run gets a fresh 0700 directory, removed after the run and when the run cannot start.
+#[test]
+fn pass_file_to_command_uses_a_private_directory_removed_on_every_path() {
+    let dir = TempDir::new("runfiles");
+    let temp = dir.0.join("shared-tmp");
+    std::fs::create_dir(&temp).unwrap();
+    // What another local user could create beforehand: the old names for the first runs.
+    let mut planted = Vec::new();
+    for run in 1..=6 {
+        for (i, var) in ["payload_file", "sig_file"].iter().enumerate() {
+            let p = temp.join(format!("hookcast-run{run}-{i}-{var}"));
+            std::fs::write(&p, "planted").unwrap();
+            planted.push(p);
+        }
+    }
+    let listing = || -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(&temp).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    let show = script(
+        &dir.0,
+        "show-files.sh",
+        "d=$(dirname \"$PAYLOAD_FILE\")\necho \"dir=$d\"\necho \"mode=$(stat -c %a \"$d\")\"\n\
+         echo \"payload=$(cat \"$PAYLOAD_FILE\")\"\necho \"sig=$(cat \"$SIG_FILE\")\"\n",
+    );
+    let files = json!([
+        {"source": "payload", "name": "msg", "envname": "PAYLOAD_FILE"},
+        {"source": "header", "name": "X-Sig", "envname": "SIG_FILE"}
+    ]);
+    let d = Daemon::start(&config(
+        json!([
+            { "id": "files", "execute-command": show, "pass-file-to-command": files },
+            { "id": "files-missing", "execute-command": dir.0.join("no-such.sh").to_str().unwrap(),
+              "pass-file-to-command": files },
+        ]),
+        json!({ "temp_dir": temp }),
+        json!({}),
+    ));
+    let mut runs = Runs::open(&d, true);
+    let post = |hook: &str, delivery: &str| {
+        d.request(
+            "POST",
+            &format!("/hooks/{hook}"),
+            &[("Content-Type", "application/json"), ("X-GitHub-Delivery", delivery), ("X-Sig", "s1")],
+            br#"{"msg":"hello"}"#,
+        )
+    };
+    for n in 1..=2 {
+        let delivery = format!("pf-{n}");
+        assert_eq!(post("files", &delivery).status, 200);
+        let id = runs.run_of(&delivery, 5 * SECOND);
+        let fin = runs.wait_final(id, 10 * SECOND);
+        assert_eq!(fin["state"], "succeeded", "a planted file must not stop the deploy: {fin}");
+        let out: Vec<String> = runs.lines_of(id, "stdout").into_iter().map(|l| l.line).collect();
+        let private = out.iter().find_map(|l| l.strip_prefix("dir=")).expect("the script printed its dir").to_string();
+        assert!(Path::new(&private).starts_with(&temp), "{private} is under runner.temp_dir");
+        assert!(out.contains(&"mode=700".to_string()), "the run's directory is 0700: {out:?}");
+        assert!(out.contains(&"payload=hello".to_string()) && out.contains(&"sig=s1".to_string()), "{out:?}");
+        assert!(
+            eventually(5 * SECOND, || !Path::new(&private).exists()),
+            "the run's directory {private} is removed after the run"
+        );
+    }
+    // A command that cannot start: the files were written, the start failed, nothing stays.
+    assert_eq!(post("files-missing", "pf-missing").status, 200);
+    let id = runs.run_of("pf-missing", 5 * SECOND);
+    assert_eq!(runs.wait_final(id, 10 * SECOND)["state"], "failed");
+    assert_eq!(listing(), before, "only the planted files remain in the shared directory");
+    for p in &planted {
+        assert_eq!(std::fs::read_to_string(p).unwrap(), "planted", "a planted file is never written to");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Timeouts kill the whole process tree
 

@@ -409,10 +409,17 @@ fn id_header_any(req: &Incoming, names: &[&'static str]) -> Result<Option<String
     Ok(None)
 }
 
-/// A delivery id or event name taken from a JSON body: kept only when it is printable ASCII
-/// without spaces and at most [`MAX_ID_LEN`] bytes, like one taken from a header.
+/// Whether `v` may serve as a delivery id or event name: 1 to [`MAX_ID_LEN`] bytes of printable
+/// ASCII without spaces (the rule every id taken from a request follows, with or without a
+/// provider, so none is big enough to matter in the dedup window, records or the journal).
+pub fn valid_id(v: &str) -> bool {
+    !v.is_empty() && v.len() <= MAX_ID_LEN && v.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A delivery id or event name taken from a JSON body: kept only when [`valid_id`], like one
+/// taken from a header.
 fn json_id(v: Option<String>) -> Option<String> {
-    v.filter(|s| !s.is_empty() && s.len() <= MAX_ID_LEN && s.bytes().all(|b| b.is_ascii_graphic()))
+    v.filter(|s| valid_id(s))
 }
 
 fn trim_ows(v: &[u8]) -> &[u8] {
