@@ -205,6 +205,9 @@ pub struct JournalSettings {
     pub max_age: Option<Duration>,
     /// Bytes of webhook payloads kept for `POST /api/deliveries/{id}/replay`.
     pub max_delivery_bytes: usize,
+    /// New publishes and deliveries are refused (503) while more than this many bytes of
+    /// records wait to be made durable.
+    pub max_queued_bytes: u64,
 }
 
 impl Config {
@@ -404,6 +407,7 @@ fn journal(o: Option<Obj>) -> Result<JournalSettings, ConfigError> {
         max_bytes: o.num("max_bytes", 1 << 30, 1 << 16, 1 << 44)?,
         max_age,
         max_delivery_bytes: o.num("max_delivery_bytes", 8 << 20, 0, 1 << 34)? as usize,
+        max_queued_bytes: o.num("max_queued_bytes", 16 << 20, 1 << 16, 1 << 40)?,
     };
     o.finish()?;
     Ok(j)

@@ -280,6 +280,11 @@ impl Journal {
         self.shared.is_failed.load(Relaxed)
     }
 
+    /// Encoded bytes appended but not durable yet (the writer's queue).
+    pub fn queued_bytes(&self) -> u64 {
+        self.shared.queued_bytes.load(Relaxed)
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
