@@ -160,6 +160,20 @@ fn regression_new_work_is_refused_while_the_journal_queue_is_over_its_bound() {
     let state = TempDir::new("journal-behind");
     let d = Daemon::start_args(Some(&slow_node_cfg().to_string()), &["--state-dir", state.0.to_str().unwrap()]);
     d.publish("t", "first");
+
+    // A delivery waiting for its fsync is not a duplicate yet: a resend meanwhile is refused,
+    // not answered `duplicate` (the first may still be lost) nor run a second time.
+    let mut first = d.connect();
+    let req = "POST /hooks/h HTTP/1.1\r\nHost: test\r\nX-GitHub-Delivery: pending-1\r\nContent-Length: 2\r\n\r\n{}";
+    first.write_all(req.as_bytes()).unwrap();
+    assert!(eventually(TIMEOUT, || d.metric("hookcast_journal_queued_bytes") > 0.0), "the delivery is queued");
+    let r = d.request("POST", "/hooks/h", &[("X-GitHub-Delivery", "pending-1")], b"{}");
+    assert_eq!(r.status, 503, "a resend while the first is being written: {}", r.text());
+    let r = read_response(&mut first).expect("the first answer");
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    let r = d.request("POST", "/hooks/h", &[("X-GitHub-Delivery", "pending-1")], b"{}");
+    assert_eq!(r.json()["duplicate"], json!(true), "durable now: {}", r.text());
+
     // 100 kB queued and waiting for the late fsync, its 202 held meanwhile.
     let mut held = d.connect();
     let big = "x".repeat(100_000);
