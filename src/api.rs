@@ -368,7 +368,10 @@ fn publish(app: &mut App, ip: IpAddr, head: &Head, topic_name: &str, body: Vec<u
     let limit = crate::app::max_event_data(topic_name, &kind);
     if app.journal.is_some() && body.len() > limit {
         // It could not be journalled, so it could not be acknowledged as durable.
-        return Response::error(413, &format!("event data of {} bytes is over the journal's record limit ({limit} bytes)", body.len()));
+        return Response::error(
+            413,
+            &format!("event data of {} bytes is over the journal's record limit ({limit} bytes)", body.len()),
+        );
     }
     let Ok(data) = String::from_utf8(body) else {
         return Response::error(400, "body must be UTF-8 text");

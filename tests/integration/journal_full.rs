@@ -119,7 +119,7 @@ fn regression_while_the_journal_cannot_write_nothing_is_done_or_acknowledged() {
 
     // Nothing but the acknowledged publish is visible, and the delivery did not run.
     let seen: Vec<String> = history(&d, "t").iter().map(|e| e["data"].as_str().unwrap().to_string()).collect();
-    assert_eq!(seen, [a.clone()], "history holds only what was acknowledged");
+    assert_eq!(seen, std::slice::from_ref(&a), "history holds only what was acknowledged");
     let accepted: Vec<Value> =
         history(&d, "$deliveries").into_iter().filter(|e| e["data"]["outcome"] == "accepted").collect();
     assert!(accepted.is_empty(), "no delivery accepted: {accepted:?}");
@@ -179,10 +179,7 @@ fn regression_new_work_is_refused_while_the_journal_queue_is_over_its_bound() {
     let big = "x".repeat(100_000);
     let req = format!("POST /publish/t HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n{big}", big.len());
     held.write_all(req.as_bytes()).unwrap();
-    assert!(
-        eventually(TIMEOUT, || d.metric("hookcast_journal_queued_bytes") >= 100_000.0),
-        "the record is queued"
-    );
+    assert!(eventually(TIMEOUT, || d.metric("hookcast_journal_queued_bytes") >= 100_000.0), "the record is queued");
     // Not durable yet, so not in history either.
     let seen: Vec<Value> = history(&d, "t").iter().map(|e| e["data"].clone()).collect();
     assert_eq!(seen, [json!("first")], "an event is visible only once durable");
