@@ -685,7 +685,10 @@ fn deliveries(app: &mut App, ip: IpAddr, head: &Head, route: Route) -> Outcome {
                 Some(kept) if app.hooks.get(&kept.hook).is_none() => {
                     respond(Response::error(409, &format!("hook {:?} no longer exists", kept.hook)))
                 }
-                Some(kept) => deliver(app, kept, true),
+                Some(kept) => match app.journal_refusal() {
+                    Some(why) => respond(journal_unavailable(why)),
+                    None => deliver(app, kept, true),
+                },
             }
         }
         _ => respond(Response::error(404, "no such route")),

@@ -553,6 +553,23 @@ mod tests {
     }
 
     #[test]
+    fn a_made_event_is_invisible_until_committed() {
+        let mut h = Hub::new(cfg(10, 1 << 20), 1);
+        h.publish("a", "message", "1".into(), false, 0);
+        let held = h.make("a", "message", "2".into(), false, 0);
+        assert_eq!(held.id, 2);
+        // A subscriber starting now starts before it, so fan-out still brings it.
+        assert_eq!(h.last_id(), 1);
+        assert!(h.replay(&["a"], 0, usize::MAX, None).events.iter().all(|e| e.id == 1));
+        assert!(!h.replay(&["a"], 1, usize::MAX, None).gap, "an id not out yet is no gap");
+        h.commit(held);
+        assert_eq!(h.last_id(), 2);
+        let ids: Vec<u64> = h.replay(&["a"], 0, usize::MAX, None).events.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(h.publish("b", "message", String::new(), false, 0).id, 3);
+    }
+
+    #[test]
     fn replay_comes_in_batches() {
         let mut h = Hub::new(cfg(100, 1 << 20), 1);
         for i in 0..10 {
