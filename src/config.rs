@@ -663,6 +663,10 @@ mod tests {
             error_of(r#"{"public":[{"topics":["a"],"scopes":["subscribe"],"from":["10.0.0.0/33"]}]}"#),
             "public[0].from[0]: not an address or CIDR: \"10.0.0.0/33\""
         );
+        assert_eq!(
+            error_of(r#"{"journal":{"max_queued_bytes":1000}}"#),
+            "journal.max_queued_bytes: expected a whole number from 65536 to 1099511627776, found 1000"
+        );
         assert!(error_of("{").starts_with("invalid JSON"));
         assert_eq!(error_of("[]"), "expected an object, found a list");
     }
