@@ -226,7 +226,9 @@ fn check_warnings(cfg: &crate::config::Config) -> Vec<String> {
         // A publish's data is its body; a delivery's record holds its body in base64 beside
         // the request's headers.
         out.push(format!(
-            "limits.max_body_bytes is {}: with a state_dir, a publish over about {} bytes or a webhook over              about {} bytes cannot be journalled and is refused with 413 (a journal record holds at most {record} bytes)",
+            "limits.max_body_bytes is {}: with a state_dir, a publish over about {} bytes or a webhook over \
+             about {} bytes cannot be journalled and is refused with 413 (a journal record holds at most \
+             {record} bytes)",
             cfg.limits.max_body_bytes,
             record - 512,
             webhook,
