@@ -60,6 +60,24 @@ fn sse_data(d: &Daemon, path: &str) -> Receiver<String> {
     rx
 }
 
+fn ws_connect(d: &Daemon) -> tungstenite::WebSocket<std::net::TcpStream> {
+    use tungstenite::client::IntoClientRequest;
+    let req = format!("ws://{}/ws", d.addr).into_client_request().unwrap();
+    let (ws, _) = tungstenite::client(req, d.connect()).unwrap_or_else(|e| panic!("WebSocket handshake: {e}"));
+    ws
+}
+
+/// The next text message as JSON (pings are answered by tungstenite while reading).
+fn ws_next(ws: &mut tungstenite::WebSocket<std::net::TcpStream>) -> Value {
+    loop {
+        match ws.read().expect("a message") {
+            tungstenite::Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 /// Every event in history on `topics` (long poll from the beginning).
 fn history(d: &Daemon, topics: &str) -> Vec<Value> {
     let r = d.get(&format!("/poll?topics={topics}&since=0&timeout=1&limit=1000"));
@@ -113,6 +131,12 @@ fn regression_while_the_journal_cannot_write_nothing_is_done_or_acknowledged() {
     assert!(r.text().contains("not accepted"), "{}", r.text());
     let r = deliver("d-2");
     assert_eq!(r.status, 503, "{}", r.text());
+    let mut ws = ws_connect(&d);
+    let op = json!({ "op": "publish", "topic": "t", "data": "w" }).to_string();
+    ws.send(tungstenite::Message::text(op)).unwrap();
+    let answer = ws_next(&mut ws);
+    assert_eq!(answer["op"], "publish", "{answer}");
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("not accepted")), "{answer}");
     let bearer = format!("Bearer {ADMIN}");
     let r = d.request("POST", "/api/deliveries/d-0/replay", &[("Authorization", &bearer)], b"");
     assert_eq!(r.status, 503, "a replay is new work too: {}", r.text());
