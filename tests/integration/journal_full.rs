@@ -267,3 +267,32 @@ fn regression_a_publish_over_the_journal_record_limit_is_refused_not_lost() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("warning") && text.contains("limits.max_body_bytes"), "{text}");
 }
+
+#[test]
+fn regression_a_deploy_s_output_does_not_grow_the_queue_of_a_journal_that_cannot_write() {
+    let work = TempDir::new("journal-full-output");
+    let script = work.0.join("noisy.sh");
+    // About 25 000 lines, each a `$runs/{id}` event of about 100 bytes in the journal.
+    std::fs::write(&script, "#!/bin/sh\nyes 'a line of output' | head -n 25000\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cfg = json!({
+        "public": [{ "topics": ["**", "$runs", "$runs/**"], "scopes": ["subscribe", "publish"] }],
+        "hooks": [{ "id": "noisy", "execute-command": script.to_str().unwrap() }],
+    });
+    let state = TempDir::new("journal-full-output-state");
+    // The output itself fills the journal's file.
+    let d = start_limited(&cfg, &state, 64 * 1024);
+    let r = d.request("POST", "/hooks/noisy", &[("X-GitHub-Delivery", "n-1")], b"{}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let finished = eventually(TIMEOUT, || {
+        let v = d.get("/api/runs/1").json();
+        v["state"] == "succeeded"
+    });
+    assert!(finished, "{}", d.get("/api/runs/1").text());
+    assert_eq!(d.metric("hookcast_journal_failed"), 1.0, "the journal filled up");
+    let queued = d.metric("hookcast_journal_queued_bytes");
+    assert!(queued < 512.0 * 1024.0, "{queued} bytes queued for a journal that cannot write");
+    // The run's own log still has its output.
+    let log = d.get("/api/runs/1").json();
+    assert!(log.to_string().contains("a line of output"), "{log}");
+}
