@@ -362,9 +362,20 @@ fn publish(app: &mut App, ip: IpAddr, head: &Head, topic_name: &str, body: Vec<u
     if !app.auth.allows(&who, Scope::Publish, topic_name) {
         return denied(&who, &format!("publish to {topic_name:?}"));
     }
+    if let Some(why) = app.journal_refusal() {
+        return journal_unavailable(why);
+    }
     let kind = query_param(head.query(), "event").unwrap_or_else(|| "message".to_string());
     if !crate::sse::valid_event_name(&kind) {
         return Response::error(400, "event type must be 1-64 characters without line breaks");
+    }
+    let limit = crate::app::max_event_data(topic_name, &kind);
+    if app.journal.is_some() && body.len() > limit {
+        // It could not be journalled, so it could not be acknowledged as durable.
+        return Response::error(
+            413,
+            &format!("event data of {} bytes is over the journal's record limit ({limit} bytes)", body.len()),
+        );
     }
     let Ok(data) = String::from_utf8(body) else {
         return Response::error(400, "body must be UTF-8 text");
@@ -377,6 +388,35 @@ fn publish(app: &mut App, ip: IpAddr, head: &Head, topic_name: &str, body: Vec<u
     }
     let ev = app.publish(topic_name, &kind, data, is_json);
     Response::json(202, &json!({ "id": ev.id, "topic": topic_name }))
+}
+
+/// The largest request body `head`'s route takes: `limits.max_body_bytes`, and with a journal
+/// no more than one journal record can hold (a publish's data, a webhook's request in base64),
+/// so that what could never be made durable is refused with 413 before its body is read.
+pub fn body_limit(app: &App, head: &Head) -> usize {
+    use crate::journal::record::{FIXED_BODY_LEN, MAX_BODY_LEN, MAX_TOPIC_LEN};
+    let max = app.cfg.limits.max_body_bytes;
+    if app.journal.is_none() {
+        return max;
+    }
+    match router::route(head.method, head.path()) {
+        Ok(Route::Publish(topic)) => {
+            let kind = query_param(head.query(), "event").unwrap_or_else(|| "message".to_string());
+            max.min(crate::app::max_event_data(&topic, &kind))
+        }
+        Ok(Route::Hook(_)) => {
+            // The stored request is JSON with the headers' values and the body in base64.
+            let headers: usize = head.headers.iter().map(|(k, v)| 16 + k.len() + v.len() / 3 * 4 + 4).sum();
+            let rest = FIXED_BODY_LEN + MAX_TOPIC_LEN + 1024 + headers + 2 * head.query().len();
+            max.min(MAX_BODY_LEN.saturating_sub(rest) / 4 * 3)
+        }
+        _ => max,
+    }
+}
+
+/// 503 for new work while the journal cannot take it (see `App::journal_refusal`).
+pub fn journal_unavailable(why: &str) -> Response {
+    Response::error(503, why).with("Retry-After", "5")
 }
 
 /// `POST /api/ticket`: a valid bearer token buys a one-time ticket for `?ticket=`, so a
@@ -474,6 +514,11 @@ fn hook(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>, id: &str) -> Outc
     let Some(h) = app.hooks.get(id) else {
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
     };
+    if let Some(why) = app.journal_refusal() {
+        // Before the intake: nothing is verified, recorded, deduplicated or run.
+        *app.metrics.deliveries.entry((id.to_string(), "refused")).or_default() += 1;
+        return respond(journal_unavailable(why));
+    }
     // Kept for replay (and journalled) if accepted: every header the hook's verification, rules
     // and arguments may read (replay checks them again), but no credential meant for hookcast.
     let headers = head.headers.iter().filter(|(n, _)| h.keeps_header(n)).cloned().collect();
@@ -513,8 +558,17 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
         replay_of: replay.then_some(kept.delivery.as_str()),
     };
     let now = app.now;
-    let dedup = &mut app.dedup;
-    let mut d = intake::decide(h, req, app.runner.config(), |delivery| !replay && dedup.contains(id, delivery, now));
+    let (dedup, unconfirmed) = (&mut app.dedup, &app.unconfirmed);
+    // A resend of a delivery whose record is still being written is neither new (it would
+    // run twice) nor a duplicate yet (it may never become durable): it is refused below.
+    let mut in_flight = false;
+    let mut d = intake::decide(h, req, app.runner.config(), |delivery| {
+        if replay {
+            return false;
+        }
+        in_flight = unconfirmed.contains(&(id.to_string(), delivery.to_string()));
+        dedup.contains(id, delivery, now)
+    });
     if replay {
         d.record["replay"] = json!(true);
     }
@@ -522,27 +576,41 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
     if let Some(reason) = d.signature_failure {
         *app.metrics.signature_failures.entry((id.to_string(), reason)).or_default() += 1;
     }
+    if in_flight && d.outcome == Delivery::Accepted {
+        let r = Response::error(503, "this delivery is still being written to the journal; send it again later");
+        refuse(&mut d, r.with("Retry-After", "5"), "still being journalled");
+    }
+    // The delivery's journal record, built before anything is started so a delivery too large
+    // to journal is refused rather than accepted without durability.
+    let mut record = None;
+    if d.outcome == Delivery::Accepted && !replay {
+        let kept = crate::hooks::stored::Stored { delivery: d.delivery.clone(), ..kept };
+        match app.delivery_record(&kept) {
+            Some(Err(e)) => {
+                let r = Response::error(413, &format!("this delivery is too large for the journal ({e})"));
+                refuse(&mut d, r, "too large for the journal");
+            }
+            Some(Ok(rec)) => record = Some((kept, Some(rec))),
+            None => record = Some((kept, None)),
+        }
+    }
     let mut run = None;
     if let Some(spec) = d.spec.take() {
-        match app.runner.submit(spec, now) {
+        // With a journal the run waits for the delivery's record to be durable.
+        match app.runner.submit(spec, now, app.journal.is_some()) {
             Some(r) => run = Some(r),
             None => {
-                // Not acknowledged: the sender retries later, nothing was lost.
-                d.outcome = Delivery::Rejected;
-                d.response = Some(Response::error(503, "this hook's run queue is full").with("Retry-After", "10"));
-                d.record["outcome"] = json!("rejected");
-                d.record["status"] = json!(503);
-                d.record["message"] = json!("run queue full");
+                let r = Response::error(503, "this hook's run queue is full").with("Retry-After", "10");
+                refuse(&mut d, r, "run queue full");
             }
         }
     }
     let mut durable = 0;
+    let mut kept_for_replay = None;
     if d.outcome == Delivery::Accepted {
-        if !replay {
-            app.dedup.insert(id, &d.dedup_key, now);
-            let kept = crate::hooks::stored::Stored { delivery: d.delivery.clone(), ..kept };
-            durable = app.journal_delivery(&kept);
-            app.deliveries.insert(kept);
+        if let Some((kept, rec)) = record {
+            durable = rec.map_or(0, |rec| app.journal_delivery(rec));
+            kept_for_replay = Some(kept);
         }
         if let Some(r) = run {
             d.record["run"] = json!(r);
@@ -556,12 +624,17 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
         }
     }
     *app.metrics.deliveries.entry((id.to_string(), d.outcome.as_str())).or_default() += 1;
-    app.publish("$deliveries", "delivery", d.record.to_string(), true);
+    let noted = app.publish("$deliveries", "delivery", d.record.to_string(), true);
+    if d.outcome == Delivery::Accepted {
+        // Both records (the request, then its accepted outcome) must be durable: see App::restore.
+        let seq = app.last_seq();
+        app.hold_delivery(seq, kept_for_replay.map(|k| (k, d.dedup_key.clone())), run);
+    }
     let replayed = replay.then(|| {
         let status = if d.outcome == Delivery::Accepted { 202 } else { 409 };
         (status, json!({ "replayed": d.delivery, "outcome": d.outcome.as_str(), "run": run, "record": d.record }))
     });
-    crate::status::note_delivery(app, d.record, d.signature_failure);
+    crate::status::note_delivery(app, d.record, d.signature_failure, &noted);
     let status = d.response.as_ref().map_or(0, |r| r.status);
     log::info!(
         "delivery hook={id} source={ip} event={} id={} outcome={} status={} run={} in {:?}",
@@ -583,6 +656,17 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
         (None, Some(run)) => Outcome::AwaitRun { run, hook: id.to_string(), seq: durable },
         (None, None) => respond(Response::error(500, "no run to wait for")),
     }
+}
+
+/// Turns an accepted delivery into a refused one answered `resp`. Not acknowledged: the
+/// sender retries later, nothing was lost.
+fn refuse(d: &mut crate::hooks::intake::Decision, resp: Response, message: &str) {
+    d.spec = None;
+    d.outcome = crate::hooks::intake::Outcome::Rejected;
+    d.record["outcome"] = json!("rejected");
+    d.record["status"] = json!(resp.status);
+    d.record["message"] = json!(message);
+    d.response = Some(resp);
 }
 
 /// `GET /api/deliveries` (recent accepted deliveries kept for replay) and
@@ -642,7 +726,10 @@ fn deliveries(app: &mut App, ip: IpAddr, head: &Head, route: Route) -> Outcome {
                 Ok(kept) if app.hooks.get(&kept.hook).is_none() => {
                     respond(Response::error(409, &format!("hook {:?} no longer exists", kept.hook)))
                 }
-                Ok(kept) => deliver(app, kept, true),
+                Ok(kept) => match app.journal_refusal() {
+                    Some(why) => respond(journal_unavailable(why)),
+                    None => deliver(app, kept, true),
+                },
             }
         }
         _ => respond(Response::error(404, "no such route")),

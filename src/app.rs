@@ -43,6 +43,14 @@ pub struct App {
     pub journal: Option<crate::journal::Journal>,
     /// Requests whose answer waits for their journal record to be durable: seq → tokens.
     pub durable_waiters: std::collections::BTreeMap<u64, Vec<usize>>,
+    /// Effects waiting for their journal record to be durable, in sequence order (see
+    /// [`App::release_durable`]).
+    held: std::collections::VecDeque<(u64, Held)>,
+    /// Deliveries accepted whose records are not durable yet, by (hook, delivery id): a resend
+    /// meanwhile is neither new nor a duplicate yet.
+    pub unconfirmed: std::collections::HashSet<(String, String)>,
+    /// Run output lines not published while the journal was refusing work.
+    pub dropped_lines: u64,
     /// Accepted webhook deliveries kept for replay (bounded by bytes), by delivery id.
     pub deliveries: crate::hooks::stored::StoredDeliveries,
     /// Each hook's last `$deliveries` record with its time and verification result, for the
@@ -73,6 +81,24 @@ pub fn decode_event_data(raw: &[u8]) -> Option<(String, bool, String)> {
     let kind = std::str::from_utf8(rest.get(..len as usize)?).ok()?;
     let data = std::str::from_utf8(&rest[len as usize..]).ok()?;
     Some((kind.to_string(), flags & 1 == 1, data.to_string()))
+}
+
+/// What happens once a journal record is durable (with a journal, nothing a client could see
+/// or that could not be taken back happens before).
+enum Held {
+    /// Into history and out to subscribers.
+    Event(Rc<Event>),
+    /// Into the idempotency window (by its dedup key) and the stored deliveries.
+    Delivery(Box<crate::hooks::stored::Stored>, String),
+    /// The delivery's run may start.
+    Run(crate::runner::sched::RunId),
+}
+
+/// Most bytes of data a published event may have to fit one journal record with `topic` and
+/// event type `kind` (the rest of the record is the frame's fixed part and two bytes of flags).
+pub fn max_event_data(topic: &str, kind: &str) -> usize {
+    use crate::journal::record::{FIXED_BODY_LEN, MAX_BODY_LEN};
+    MAX_BODY_LEN.saturating_sub(FIXED_BODY_LEN + topic.len() + 2 + kind.len().min(255))
 }
 
 /// The (hook, delivery id) of a `$deliveries` record that accepted a delivery as it arrived
@@ -109,6 +135,9 @@ impl App {
             run_waiters: HashMap::new(),
             journal: None,
             durable_waiters: std::collections::BTreeMap::new(),
+            held: std::collections::VecDeque::new(),
+            unconfirmed: std::collections::HashSet::new(),
+            dropped_lines: 0,
             deliveries,
             last_deliveries: HashMap::new(),
             tickets: HashMap::new(),
@@ -157,32 +186,117 @@ impl App {
         (exp > self.now).then_some(token)
     }
 
-    /// Publishes what the runner produced (output lines and state changes).
+    /// Publishes what the runner produced (output lines and state changes). While the journal
+    /// refuses work, output lines are not published (the run's own log keeps them): they are
+    /// the one input nobody can be told to send again, and the journal's queue must stay bounded.
     pub fn pump_runner(&mut self) {
+        let refusing = self.journal_refusal().is_some();
         for (topic, kind, data) in std::mem::take(&mut self.runner.out) {
+            if refusing && topic.starts_with("$runs/") {
+                if self.dropped_lines == 0 {
+                    log::warn!("journal: not accepting work; run output lines go to the runs' logs only");
+                }
+                self.dropped_lines += 1;
+                continue;
+            }
             self.publish(&topic, kind, data, true);
         }
     }
 
-    /// Publishes an event: into the hub, the journal (when there is one) and the fan-out.
-    /// Subscribers get it at once; a publisher's acknowledgement waits for [`App::last_seq`].
+    /// Why new work must be refused now (503), if it must: the journal has failed, or its
+    /// queue of records not yet durable is over `journal.max_queued_bytes`. None without a
+    /// journal.
+    pub fn journal_refusal(&self) -> Option<&'static str> {
+        let j = self.journal.as_ref()?;
+        if j.is_failed() {
+            Some("the journal cannot write; not accepted, send again later")
+        } else if j.queued_bytes() > self.cfg.journal.max_queued_bytes {
+            Some("the journal is behind; not accepted, send again later")
+        } else {
+            None
+        }
+    }
+
+    /// Publishes an event. Without a journal it goes into history and out to subscribers at
+    /// once. With one, it gets its id now, its record is queued, and history and subscribers
+    /// get it only once that record is durable ([`App::release_durable`]), in id order; a
+    /// publisher's acknowledgement waits for [`App::last_seq`].
     pub fn publish(&mut self, topic: &str, kind: &str, data: String, data_is_json: bool) -> Rc<Event> {
-        let ev = self.hub.publish(topic, kind, data, data_is_json, crate::clock::unix_ms());
         self.metrics.events_published += 1;
+        if self.journal.is_none() {
+            let ev = self.hub.publish(topic, kind, data, data_is_json, crate::clock::unix_ms());
+            self.outbox.push(ev.clone());
+            return ev;
+        }
+        let ev = self.hub.make(topic, kind, data, data_is_json, crate::clock::unix_ms());
+        let rec = crate::journal::Record {
+            kind: crate::journal::record::Kind::Event,
+            id: ev.id,
+            time_ms: ev.time_ms,
+            topic: ev.topic.to_string(),
+            data: encode_event_data(&ev.kind, ev.data_is_json, &ev.data),
+        };
         if let Some(j) = self.journal.as_mut() {
-            let rec = crate::journal::Record {
-                kind: crate::journal::record::Kind::Event,
-                id: ev.id,
-                time_ms: ev.time_ms,
-                topic: ev.topic.to_string(),
-                data: encode_event_data(&ev.kind, ev.data_is_json, &ev.data),
-            };
-            if let Ok(seq) = j.append_owned(rec) {
-                self.last_seq = seq;
+            match j.append_owned(rec) {
+                Ok(seq) => self.last_seq = seq,
+                // Client input is checked against the limit before it gets here; what the
+                // daemon itself publishes goes out after everything before it, not durable.
+                Err(e) => log::warn!("journal: event {} on {topic:?} not journalled: {e}", ev.id),
             }
         }
-        self.outbox.push(ev.clone());
+        self.held.push_back((self.last_seq, Held::Event(ev.clone())));
         ev
+    }
+
+    /// Holds an accepted delivery's effects (idempotency window, stored copy, its run) until
+    /// journal record `seq` is durable.
+    pub fn hold_delivery(
+        &mut self,
+        seq: u64,
+        kept: Option<(crate::hooks::stored::Stored, String)>,
+        run: Option<crate::runner::sched::RunId>,
+    ) {
+        if let Some((k, key)) = kept {
+            self.unconfirmed.insert((k.hook.clone(), key.clone()));
+            self.held.push_back((seq, Held::Delivery(Box::new(k), key)));
+        }
+        if let Some(r) = run {
+            self.held.push_back((seq, Held::Run(r)));
+        }
+        if self.journal.is_none() {
+            // Nothing to wait for: a resend in this same turn must already be a duplicate.
+            self.release_durable();
+        }
+    }
+
+    /// Carries out every held effect whose journal record is durable, in order: events go to
+    /// history and the outbox (fanned out this turn, with the acknowledgements), deliveries
+    /// enter the idempotency window, runs may start. Nothing is released while the journal
+    /// has failed; what it still holds is released if it recovers and writes it.
+    pub fn release_durable(&mut self) {
+        let durable = match &self.journal {
+            Some(j) => j.durable_seq(),
+            None => u64::MAX,
+        };
+        while self.held.front().is_some_and(|(seq, _)| *seq <= durable) {
+            let Some((_, h)) = self.held.pop_front() else { break };
+            match h {
+                Held::Event(ev) => {
+                    self.hub.commit(ev.clone());
+                    self.outbox.push(ev);
+                }
+                Held::Delivery(k, key) => {
+                    self.unconfirmed.remove(&(k.hook.clone(), key.clone()));
+                    self.dedup.insert(&k.hook, &key, self.now);
+                    self.deliveries.insert(*k);
+                }
+                Held::Run(r) => self.runner.release(r, self.now),
+            }
+        }
+        if self.dropped_lines > 0 && self.journal_refusal().is_none() {
+            log::warn!("journal: accepting work again; {} run output line(s) were not published", self.dropped_lines);
+            self.dropped_lines = 0;
+        }
     }
 
     /// Puts a reloaded configuration in force. Connections, history, runs and the journal stay;
@@ -284,9 +398,13 @@ impl App {
         }
     }
 
-    /// Appends an accepted delivery's request, for replay after a restart; returns its seq.
-    pub fn journal_delivery(&mut self, d: &crate::hooks::stored::Stored) -> u64 {
-        let Some(j) = self.journal.as_mut() else { return 0 };
+    /// The journal record of an accepted delivery's request (for replay after a restart), or
+    /// why it cannot be one; None without a journal.
+    pub fn delivery_record(
+        &self,
+        d: &crate::hooks::stored::Stored,
+    ) -> Option<Result<crate::journal::Record, crate::journal::RecordError>> {
+        self.journal.as_ref()?;
         let rec = crate::journal::Record {
             kind: crate::journal::record::Kind::Delivery,
             id: 0,
@@ -294,6 +412,12 @@ impl App {
             topic: d.hook.chars().take(256).collect(),
             data: d.to_json().into_bytes(),
         };
+        Some(rec.check().map(|()| rec))
+    }
+
+    /// Appends a record from [`App::delivery_record`]; returns its seq (0 without a journal).
+    pub fn journal_delivery(&mut self, rec: crate::journal::Record) -> u64 {
+        let Some(j) = self.journal.as_mut() else { return 0 };
         match j.append_owned(rec) {
             Ok(seq) => {
                 self.last_seq = seq;

@@ -203,6 +203,9 @@ fn check(words: &[String]) -> Result<(), Fail> {
     // Reads every secret too, so a missing credential fails here and not at the first delivery.
     let hooks =
         crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(|e| Fail::Run(e.to_string()))?;
+    for w in check_warnings(&cfg) {
+        eprintln!("warning: {w}");
+    }
     println!(
         "{}: ok (listen {}, {} hook(s), {} token(s), {} public rule(s))",
         path.unwrap_or("(embedded default)"),
@@ -212,6 +215,26 @@ fn check(words: &[String]) -> Result<(), Fail> {
         cfg.public.len()
     );
     Ok(())
+}
+
+/// What `check` points out without refusing the configuration.
+fn check_warnings(cfg: &crate::config::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let record = crate::journal::record::MAX_BODY_LEN;
+    let webhook = (record - 2 * cfg.limits.max_header_bytes) / 4 * 3;
+    if cfg.limits.max_body_bytes > webhook {
+        // A publish's data is its body; a delivery's record holds its body in base64 beside
+        // the request's headers.
+        out.push(format!(
+            "limits.max_body_bytes is {}: with a state_dir, a publish over about {} bytes or a webhook over \
+             about {} bytes cannot be journalled and is refused with 413 (a journal record holds at most \
+             {record} bytes)",
+            cfg.limits.max_body_bytes,
+            record - 512,
+            webhook,
+        ));
+    }
+    out
 }
 
 fn target(a: &Args) -> Result<Target, Fail> {

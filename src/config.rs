@@ -205,6 +205,9 @@ pub struct JournalSettings {
     pub max_age: Option<Duration>,
     /// Bytes of webhook payloads kept for `POST /api/deliveries/{id}/replay`.
     pub max_delivery_bytes: usize,
+    /// New publishes and deliveries are refused (503) while more than this many bytes of
+    /// records wait to be made durable.
+    pub max_queued_bytes: u64,
 }
 
 impl Config {
@@ -404,6 +407,7 @@ fn journal(o: Option<Obj>) -> Result<JournalSettings, ConfigError> {
         max_bytes: o.num("max_bytes", 1 << 30, 1 << 16, 1 << 44)?,
         max_age,
         max_delivery_bytes: o.num("max_delivery_bytes", 8 << 20, 0, 1 << 34)? as usize,
+        max_queued_bytes: o.num("max_queued_bytes", 16 << 20, 1 << 16, 1 << 40)?,
     };
     o.finish()?;
     Ok(j)
@@ -658,6 +662,10 @@ mod tests {
         assert_eq!(
             error_of(r#"{"public":[{"topics":["a"],"scopes":["subscribe"],"from":["10.0.0.0/33"]}]}"#),
             "public[0].from[0]: not an address or CIDR: \"10.0.0.0/33\""
+        );
+        assert_eq!(
+            error_of(r#"{"journal":{"max_queued_bytes":1000}}"#),
+            "journal.max_queued_bytes: expected a whole number from 65536 to 1099511627776, found 1000"
         );
         assert!(error_of("{").starts_with("invalid JSON"));
         assert_eq!(error_of("[]"), "expected an object, found a list");

@@ -562,7 +562,7 @@ impl Conn {
 
     /// A complete head arrived: decide how its body is framed, answering limit errors early.
     fn start_body(&mut self, app: &mut App, head: Head) {
-        let max = app.cfg.limits.max_body_bytes as u64;
+        let max = api::body_limit(app, &head) as u64;
         let framing = match head.body {
             BodyKind::None | BodyKind::Length(0) => {
                 self.dispatch(app, head, Vec::new());
@@ -618,6 +618,11 @@ impl Conn {
             }
             Outcome::AwaitRun { run, hook, seq } => {
                 app.run_waiters.entry(run).or_default().push(self.token);
+                if app.journal.as_ref().is_some_and(|j| j.durable_seq() < seq) {
+                    // The run starts only once the delivery is durable: if the journal fails
+                    // first, the answer is a 503 rather than a wait for a run that may never start.
+                    app.durable_waiters.entry(seq).or_default().push(self.token);
+                }
                 let wait = app
                     .hooks
                     .get(&hook)
@@ -786,10 +791,16 @@ impl Conn {
                 if !crate::sse::valid_event_name(&event) {
                     return Err(fail("publish", "event type must be 1-64 characters without line breaks".into()));
                 }
+                if let Some(why) = app.journal_refusal() {
+                    return Err(fail("publish", why.into()));
+                }
                 let (text, is_json) = match data {
                     serde_json::Value::String(s) => (s, false),
                     other => (other.to_string(), true),
                 };
+                if app.journal.is_some() && text.len() > crate::app::max_event_data(t, &event) {
+                    return Err(fail("publish", "event data over the journal's record limit".into()));
+                }
                 let ev = app.publish(t, &event, text, is_json);
                 let ack = ops::ack("publish", serde_json::json!({ "id": ev.id, "topic": t }));
                 let seq = app.last_seq();
@@ -869,6 +880,16 @@ impl Conn {
         }
         match &self.state {
             State::AwaitDurable(w) if w.seq <= durable || failed => {}
+            State::AwaitRun(w) if w.seq > durable && failed => {
+                let State::AwaitRun(w) = std::mem::replace(&mut self.state, State::Head { served: 0 }) else {
+                    return;
+                };
+                let resp = Response::error(503, "the journal cannot write; not acknowledged, send again later")
+                    .with("Retry-After", "30");
+                self.answer(app, resp, w.keep_alive, w.head_only, w.served);
+                self.process(app);
+                return;
+            }
             _ => return,
         }
         let State::AwaitDurable(w) = std::mem::replace(&mut self.state, State::Head { served: 0 }) else { return };
@@ -891,7 +912,7 @@ impl Conn {
     /// Whether this connection holds an answer until the journal catches up.
     pub fn awaits_journal(&self) -> bool {
         match &self.state {
-            State::AwaitDurable(_) => true,
+            State::AwaitDurable(_) | State::AwaitRun(_) => true,
             State::Subscriber(s) => s.ws.as_ref().is_some_and(|w| !w.pending_acks.is_empty()),
             _ => false,
         }

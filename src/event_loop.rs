@@ -227,7 +227,8 @@ impl Server {
                 match ev.token() {
                     LISTENER => self.accept_all(),
                     SIGNALS => self.on_signals(),
-                    WAKER => self.release_durable(),
+                    // Records became durable (or the journal failed): handled below, every turn.
+                    WAKER => {}
                     Token(t) if t >= crate::runner::TOKEN_BASE => self.app.runner.on_readable(Token(t)),
                     Token(t) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -243,6 +244,7 @@ impl Server {
                 }
             }
             self.fire_timers();
+            self.release_durable();
             self.app.runner.read_more();
             self.app.runner.tick(self.app.now);
             self.app.pump_runner();
@@ -517,6 +519,8 @@ impl Server {
     fn release_durable(&mut self) {
         let Some(j) = self.app.journal.as_ref() else { return };
         let (durable, failed) = (j.durable_seq(), j.is_failed());
+        // The held events join this turn's fan-out, with the acknowledgements below.
+        self.app.release_durable();
         while let Some((&seq, _)) = self.app.durable_waiters.first_key_value() {
             if seq > durable && !failed {
                 break;

@@ -185,6 +185,8 @@ pub struct Hub {
     dropped_topics_through: u64,
     /// Last id put back by `restore` (0: none).
     restored_through: u64,
+    /// Ids given out by `make` and not committed yet (they wait for the journal).
+    uncommitted: u64,
     /// Highest id ever evicted from any topic: a replay's mark, so later batches of a slow
     /// catch-up notice evictions that happened after the batch before.
     evicted_max: u64,
@@ -209,6 +211,7 @@ impl Hub {
             dropped_topics_through: 0,
             evicted_max: 0,
             restored_through: 0,
+            uncommitted: 0,
             pattern_ids: HashMap::new(),
             patterns: Vec::new(),
             free_patterns: Vec::new(),
@@ -221,17 +224,37 @@ impl Hub {
         self.cfg = cfg;
     }
 
-    /// The last id given out (`first_id - 1` before any).
+    /// The id of the last event in history order (`first_id - 1` before any). Ids given out by
+    /// [`Hub::make`] and not committed yet are not counted: a subscriber starting here must
+    /// still receive them.
     pub fn last_id(&self) -> u64 {
-        self.next_id - 1
+        // Made ids are the newest ones, and they are committed in order.
+        self.next_id - 1 - self.uncommitted
     }
 
     /// Records a new event and returns it; the caller fans it out.
     pub fn publish(&mut self, topic: &str, kind: &str, data: String, data_is_json: bool, time_ms: u64) -> Rc<Event> {
+        let ev = self.make(topic, kind, data, data_is_json, time_ms);
+        self.commit(ev.clone());
+        ev
+    }
+
+    /// Gives a new event its id without putting it in history: the journal holds it until its
+    /// record is durable, then [`Hub::commit`] makes it visible. Events must be committed in
+    /// the order they were made.
+    pub fn make(&mut self, topic: &str, kind: &str, data: String, data_is_json: bool, time_ms: u64) -> Rc<Event> {
         debug_assert!(topic::validate_topic(topic).is_ok());
         let id = self.next_id;
         self.next_id += 1;
-        self.insert(id, topic, kind, data, data_is_json, time_ms)
+        self.uncommitted += 1;
+        let topic: Rc<str> = self.topics.get_key_value(topic).map_or_else(|| topic.into(), |(k, _)| k.clone());
+        Rc::new(Event::new(id, topic, kind, time_ms, data, data_is_json))
+    }
+
+    /// Puts an event from [`Hub::make`] into history; the caller fans it out.
+    pub fn commit(&mut self, ev: Rc<Event>) {
+        self.uncommitted = self.uncommitted.saturating_sub(1);
+        self.insert_event(ev);
     }
 
     /// Puts back an event from the journal at start, with its original id. Ids must come in
@@ -254,31 +277,19 @@ impl Hub {
         }
         self.restored_through = id;
         self.next_id = self.next_id.max(id + 1);
-        self.insert(id, topic, kind, data, data_is_json, time_ms);
+        let topic: Rc<str> = self.topics.get_key_value(topic).map_or_else(|| topic.into(), |(k, _)| k.clone());
+        self.insert_event(Rc::new(Event::new(id, topic, kind, time_ms, data, data_is_json)));
         true
     }
 
-    fn insert(
-        &mut self,
-        id: u64,
-        topic: &str,
-        kind: &str,
-        data: String,
-        data_is_json: bool,
-        time_ms: u64,
-    ) -> Rc<Event> {
-        let topic_rc: Rc<str> = match self.topics.get_key_value(topic) {
-            Some((k, _)) => k.clone(),
-            None => {
-                self.make_room_for_topic();
-                let k: Rc<str> = topic.into();
-                self.topics.insert(k.clone(), TopicHistory::default());
-                k
-            }
-        };
-        let ev = Rc::new(Event::new(id, topic_rc.clone(), kind, time_ms, data, data_is_json));
+    fn insert_event(&mut self, ev: Rc<Event>) {
+        let id = ev.id;
+        if !self.topics.contains_key(&ev.topic) {
+            self.make_room_for_topic();
+            self.topics.insert(ev.topic.clone(), TopicHistory::default());
+        }
         let cost = ev.cost();
-        let h = self.topics.get_mut(&topic_rc).expect("topic just ensured");
+        let h = self.topics.get_mut(&ev.topic).expect("topic just ensured");
         h.last_id = id;
         if self.cfg.max_events_per_topic > 0 && cost <= self.cfg.max_bytes_per_topic {
             h.events.push_back(ev.clone());
@@ -289,7 +300,7 @@ impl Hub {
                 h.evicted_through = old.id;
                 self.evicted_max = self.evicted_max.max(old.id);
             }
-            self.all.push_back(ev.clone());
+            self.all.push_back(ev);
             self.all_bytes += cost;
             self.trim_global();
         } else {
@@ -297,7 +308,6 @@ impl Hub {
             h.evicted_through = id;
             self.evicted_max = id;
         }
-        ev
     }
 
     fn trim_global(&mut self) {
@@ -540,6 +550,23 @@ mod tests {
         let mut h = Hub::new(cfg(10, 1 << 20), 5);
         h.restore(100, "a", "message", String::new(), false, 0);
         assert_eq!(h.publish("a", "message", String::new(), false, 0).id, 101, "continues after the journal");
+    }
+
+    #[test]
+    fn a_made_event_is_invisible_until_committed() {
+        let mut h = Hub::new(cfg(10, 1 << 20), 1);
+        h.publish("a", "message", "1".into(), false, 0);
+        let held = h.make("a", "message", "2".into(), false, 0);
+        assert_eq!(held.id, 2);
+        // A subscriber starting now starts before it, so fan-out still brings it.
+        assert_eq!(h.last_id(), 1);
+        assert!(h.replay(&["a"], 0, usize::MAX, None).events.iter().all(|e| e.id == 1));
+        assert!(!h.replay(&["a"], 1, usize::MAX, None).gap, "an id not out yet is no gap");
+        h.commit(held);
+        assert_eq!(h.last_id(), 2);
+        let ids: Vec<u64> = h.replay(&["a"], 0, usize::MAX, None).events.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1, 2]);
+        assert_eq!(h.publish("b", "message", String::new(), false, 0).id, 3);
     }
 
     #[test]

@@ -33,8 +33,9 @@
 //! Write errors (ENOSPC, EIO): the writer counts them, sets [`Stats::failed`], stops advancing
 //! `durable_seq`, wakes the loop once, keeps queuing in memory and retries with a backoff (50 ms
 //! doubling to 5 s); the first batch that becomes durable again clears the state (and wakes).
-//! **Callers answer 503 while [`Journal::is_failed`] is true** instead of accepting work they cannot
-//! make durable; the loop itself is never blocked by it.
+//! **Callers answer 503 while [`Journal::is_failed`] is true, or while [`Journal::queued_bytes`] is
+//! over their bound** (`App::journal_refusal`), instead of accepting work they cannot make
+//! durable, so what the writer holds in memory stays bounded; the loop itself is never blocked.
 
 pub mod record;
 mod segment;
@@ -278,6 +279,11 @@ impl Journal {
     /// Whether writes are failing (durable_seq stalled): answer 503 to work that needs the journal.
     pub fn is_failed(&self) -> bool {
         self.shared.is_failed.load(Relaxed)
+    }
+
+    /// Encoded bytes appended but not durable yet (the writer's queue).
+    pub fn queued_bytes(&self) -> u64 {
+        self.shared.queued_bytes.load(Relaxed)
     }
 
     /// A snapshot of the counters.

@@ -191,6 +191,11 @@ pub struct Run {
     /// Combined raw output, bounded, when the spec asks for it.
     pub raw: Vec<u8>,
     proc: Option<Proc>,
+    /// Deliveries in this run whose journal records are not durable yet: it may not start
+    /// before they are (a delivery that never becomes durable must not have run).
+    holds: u32,
+    /// The scheduler gave it its turn while it was held: start it on the last release.
+    start_due: bool,
 }
 
 impl Run {
@@ -276,8 +281,10 @@ impl Runner {
     }
 
     /// Submits a delivery's run. Returns the run that will carry it, or None when the hook's
-    /// queue is full (the caller answers 503 and does not acknowledge the delivery).
-    pub fn submit(&mut self, spec: RunSpec, now: Instant) -> Option<RunId> {
+    /// queue is full (the caller answers 503 and does not acknowledge the delivery). A `held`
+    /// submission does not start until [`Runner::release`] is called for it (once the
+    /// delivery's journal record is durable); it holds its place in the queue meanwhile.
+    pub fn submit(&mut self, spec: RunSpec, now: Instant, held: bool) -> Option<RunId> {
         let id = self.next_id;
         self.mode_of.insert(spec.hook.clone(), spec.mode);
         let decision = self.sched.submit(&spec.hook, spec.mode, id);
@@ -285,6 +292,7 @@ impl Runner {
             Submit::Full => None,
             Submit::Coalesced(into) => {
                 let run = self.runs.get_mut(&into).expect("a waiting run has a record");
+                run.holds += u32::from(held);
                 run.deliveries.push(spec.delivery.clone());
                 // A small record per coalesced delivery: the full list goes out when the run
                 // starts and ends, so a pile-up behind a long run costs linear, not quadratic.
@@ -319,6 +327,8 @@ impl Runner {
                     log_dropped: 0,
                     raw: Vec::new(),
                     proc: None,
+                    holds: u32::from(held),
+                    start_due: false,
                 };
                 self.runs.insert(id, run);
                 self.publish_state(id);
@@ -380,7 +390,19 @@ impl Runner {
         let mut spec = self.runs.get(&id)?.spec.clone();
         spec.delivery = format!("retry-of-run-{id}");
         spec.capture = false;
-        self.submit(spec, now)
+        self.submit(spec, now, false)
+    }
+
+    /// One delivery held in run `id` became durable: the run may start once none is left.
+    pub fn release(&mut self, id: RunId, now: Instant) {
+        let Some(run) = self.runs.get_mut(&id) else { return };
+        run.holds = run.holds.saturating_sub(1);
+        if run.holds == 0 && run.start_due {
+            run.start_due = false;
+            if run.state == RunState::Queued {
+                self.start(id, now);
+            }
+        }
     }
 
     /// Cancels a run: a queued one at once, a running one by SIGTERM to its group.
@@ -422,6 +444,11 @@ impl Runner {
     }
 
     fn start(&mut self, id: RunId, now: Instant) {
+        if let Some(run) = self.runs.get_mut(&id).filter(|r| r.holds > 0) {
+            // Its turn came before its delivery was durable: `release` starts it.
+            run.start_due = true;
+            return;
+        }
         let base = self.base_env(&self.runs[&id]);
         let run = self.runs.get_mut(&id).expect("started runs exist");
         run.state = RunState::Running;

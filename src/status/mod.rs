@@ -294,20 +294,15 @@ fn with_verification(app: &App, mut record: Value, signature_failure: Option<&st
     record
 }
 
-/// Remembers a hook's last delivery (called right after its `$deliveries` record is
-/// published, which is the last event in the outbox).
-pub fn note_delivery(app: &mut App, record: Value, signature_failure: Option<&str>) {
+/// Remembers a hook's last delivery (called right after its `$deliveries` record `ev` is
+/// published).
+pub fn note_delivery(app: &mut App, record: Value, signature_failure: Option<&str>, ev: &crate::hub::Event) {
     let Some(hook) = record["hook"].as_str() else { return };
     if app.last_deliveries.len() >= MAX_REMEMBERED_HOOKS && !app.last_deliveries.contains_key(hook) {
         return;
     }
     let hook = hook.to_string();
-    let (id, time_ms) = app
-        .outbox
-        .last()
-        .filter(|e| &*e.topic == "$deliveries")
-        .map_or((0, crate::clock::unix_ms()), |e| (e.id, e.time_ms));
-    let v = with_verification(app, with_time(record, id, time_ms), signature_failure);
+    let v = with_verification(app, with_time(record, ev.id, ev.time_ms), signature_failure);
     app.last_deliveries.insert(hook, v);
 }
 

@@ -938,8 +938,13 @@ fn a_run_cut_off_by_sigkill_is_interrupted_after_the_restart() {
     let r = r.unwrap_or_else(|| panic!("run {run} is not listed: {runs}"));
     assert_eq!(r["state"], "interrupted", "{r}");
     assert_eq!(d.get(&format!("/api/runs/{run}")).json()["state"], "interrupted");
-    let states = run_states(&d, run);
-    assert_eq!(states.last().map(String::as_str), Some("interrupted"), "$runs history: {states:?}");
+    // Published at start, it is in history once its record is durable (not necessarily yet).
+    let mut states = Vec::new();
+    let interrupted = eventually(5 * SECOND, || {
+        states = run_states(&d, run);
+        states.last().map(String::as_str) == Some("interrupted")
+    });
+    assert!(interrupted, "$runs history: {states:?}");
     assert!(states.contains(&"running".to_string()), "{states:?}");
     // The hook runs again, under a new run id.
     let r = d.request(
@@ -1118,12 +1123,19 @@ fn regression_a_delivery_record_cut_off_from_its_events_is_not_a_duplicate_after
     assert_eq!(r.status, 202, "never acknowledged, so accepted now: {}", r.text());
     let r = deliver_github(&d, "gh", GH_SECRET, "half-0", body);
     assert_eq!((r.status, r.json()["duplicate"].clone()), (200, json!(true)), "{}", r.text());
-    let recs: Vec<(String, String)> = poll_all(&d, "$deliveries")
-        .iter()
-        .map(|e| (e["data"]["delivery"].as_str().unwrap().into(), e["data"]["outcome"].as_str().unwrap().into()))
-        .collect();
+    // The duplicate's record is answered at once and in history once durable.
     let want = [("half-0", "accepted"), ("half-1", "accepted"), ("half-0", "duplicate")];
-    assert_eq!(recs, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    let want = want.map(|(a, b)| (a.to_string(), b.to_string()));
+    let mut recs: Vec<(String, String)> = Vec::new();
+    let all_there = eventually(5 * SECOND, || {
+        recs = poll_all(&d, "$deliveries")
+            .iter()
+            .map(|e| (e["data"]["delivery"].as_str().unwrap().into(), e["data"]["outcome"].as_str().unwrap().into()))
+            .collect();
+        recs.len() >= want.len()
+    });
+    assert!(all_there, "{recs:?}");
+    assert_eq!(recs, want);
     let listed = d.get("/api/deliveries").json();
     let listed: Vec<&str> =
         listed["deliveries"].as_array().unwrap().iter().map(|x| x["delivery"].as_str().unwrap()).collect();

@@ -8,6 +8,7 @@ mod durable;
 mod eventsource;
 mod hooks;
 mod http;
+mod journal_full;
 mod ops;
 mod poll;
 mod reload;

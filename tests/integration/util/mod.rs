@@ -332,8 +332,21 @@ impl Daemon {
     /// Like [`Daemon::start_args`], with extra environment variables for the daemon (secrets
     /// read from `{"env": …}`, `CREDENTIALS_DIRECTORY`).
     pub fn start_env(config: Option<&str>, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_via(&[], config, extra, env)
+    }
+
+    /// Like [`Daemon::start_env`], with the binary started by `wrapper` (a program and its
+    /// arguments, the binary's path and arguments following), e.g. a shell setting limits.
+    pub fn start_via(wrapper: &[&str], config: Option<&str>, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = TempDir::new("daemon");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(BIN),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+        };
         cmd.arg("serve").arg("--listen").arg("127.0.0.1:0");
         if let Some(c) = config {
             let path = dir.0.join("hookcast.json");
