@@ -15,6 +15,30 @@ pub const TICKET_TTL: Duration = Duration::from_secs(30);
 /// Most tickets outstanding at once (each is single-use and short-lived).
 pub const MAX_TICKETS: usize = 10_000;
 
+/// What a journal replay carries from one record to the next (see [`App::restore_record`]).
+pub struct Restore {
+    /// Delivery records waiting for their accepted outcome, by (hook, delivery id): a delivery
+    /// and its outcome are appended in the same turn, so this holds a handful at most.
+    pending: HashMap<(String, String), crate::hooks::stored::Stored>,
+    now_ms: u64,
+    events: usize,
+    deliveries: usize,
+    runs: usize,
+}
+
+impl Restore {
+    /// A replay starting now.
+    pub fn new() -> Restore {
+        Restore { pending: HashMap::new(), now_ms: crate::clock::unix_ms(), events: 0, deliveries: 0, runs: 0 }
+    }
+}
+
+impl Default for Restore {
+    fn default() -> Restore {
+        Restore::new()
+    }
+}
+
 /// Application state shared by all connections on the loop.
 pub struct App {
     /// The configuration in force.
@@ -209,64 +233,63 @@ impl App {
         notes
     }
 
-    /// Rebuilds state from the journal read at start: topic history (ids continue after it),
-    /// run records (unfinished ones become `interrupted`), stored deliveries and the
-    /// idempotency window. Returns (events, deliveries, runs) restored.
+    /// Rebuilds state from one journal record, read at start in journal order: topic history
+    /// (ids continue after it), run records, stored deliveries and the idempotency window.
+    /// Records are applied as the journal is read, so replay holds no more than what these keep
+    /// (each bounded by its own limit); [`App::restore_done`] finishes.
     ///
     /// A delivery counts only once its `$deliveries` record (`"outcome":"accepted"`) follows its
     /// delivery record: the two are appended in one turn of the loop, but the writer thread may
     /// make them durable in two batches, and the 202 waits for the later one. A crash between
     /// them leaves a delivery that was never acknowledged; it must not be a duplicate when the
     /// sender tries again (nor be replayable: its events were never published).
-    pub fn restore(&mut self, records: Vec<crate::journal::Record>) -> (usize, usize, usize) {
+    pub fn restore_record(&mut self, st: &mut Restore, rec: crate::journal::Record) {
         use crate::hooks::stored::Stored;
         use crate::journal::record::Kind;
-        let (mut events, mut deliveries) = (0, 0);
-        let mut runs = Vec::new();
-        // Delivery records waiting for their accepted outcome, by (hook, delivery id).
-        let mut pending: HashMap<(String, String), Stored> = HashMap::new();
-        let now_ms = crate::clock::unix_ms();
-        for rec in records {
-            match rec.kind {
-                Kind::Event => {
-                    let Some((kind, is_json, data)) = decode_event_data(&rec.data) else { continue };
-                    if rec.topic == "$runs" {
-                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) {
-                            runs.push(v);
-                        }
-                    }
-                    if rec.topic == "$deliveries" && !pending.is_empty() {
-                        if let Some(d) = accepted_delivery(&data).and_then(|key| pending.remove(&key)) {
-                            let age = Duration::from_millis(now_ms.saturating_sub(d.time_ms));
-                            if age < self.cfg.dedup_window {
-                                let at = self.now.checked_sub(age).unwrap_or(self.now);
-                                self.dedup.insert(&d.hook, &d.delivery, at);
-                            }
-                            self.deliveries.insert(d);
-                            deliveries += 1;
-                        }
-                    }
-                    if self.hub.restore(rec.id, &rec.topic, &kind, data, is_json, rec.time_ms) {
-                        events += 1;
+        match rec.kind {
+            Kind::Event => {
+                let Some((kind, is_json, data)) = decode_event_data(&rec.data) else { return };
+                if rec.topic == "$runs" {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) {
+                        self.runner.restore_one(v);
+                        st.runs += 1;
                     }
                 }
-                Kind::Delivery => {
-                    let Some(d) = Stored::from_json(&rec.data) else { continue };
-                    pending.insert((d.hook.clone(), d.delivery.clone()), d);
+                if rec.topic == "$deliveries" && !st.pending.is_empty() {
+                    if let Some(d) = accepted_delivery(&data).and_then(|key| st.pending.remove(&key)) {
+                        let age = Duration::from_millis(st.now_ms.saturating_sub(d.time_ms));
+                        if age < self.cfg.dedup_window {
+                            let at = self.now.checked_sub(age).unwrap_or(self.now);
+                            self.dedup.insert(&d.hook, &d.delivery, at);
+                        }
+                        self.deliveries.insert(d);
+                        st.deliveries += 1;
+                    }
                 }
-                Kind::Run => {}
+                if self.hub.restore(rec.id, &rec.topic, &kind, data, is_json, rec.time_ms) {
+                    st.events += 1;
+                }
             }
+            Kind::Delivery => {
+                let Some(d) = Stored::from_json(&rec.data) else { return };
+                st.pending.insert((d.hook.clone(), d.delivery.clone()), d);
+            }
+            Kind::Run => {}
         }
-        if !pending.is_empty() {
+    }
+
+    /// Ends a replay: unfinished runs become `interrupted`. Returns (events, deliveries, run
+    /// records) restored.
+    pub fn restore_done(&mut self, st: Restore) -> (usize, usize, usize) {
+        if !st.pending.is_empty() {
             log::warn!(
                 "journal: {} delivery record(s) without their outcome (cut off before they were acknowledged) \
                  dropped; their senders will retry",
-                pending.len()
+                st.pending.len()
             );
         }
-        let run_count = runs.len();
-        self.runner.restore(runs);
-        (events, deliveries, run_count)
+        self.runner.restore_done();
+        (st.events, st.deliveries, st.runs)
     }
 
     /// The journal sequence of the last append (0 without a journal): wait for it before
