@@ -65,6 +65,8 @@ pub struct App {
     pub run_waiters: HashMap<crate::runner::sched::RunId, Vec<usize>>,
     /// The on-disk journal, when `state_dir` is set.
     pub journal: Option<crate::journal::Journal>,
+    /// How much deploy-run output goes into the journal (see `journal::budget`).
+    pub output_budget: crate::journal::budget::OutputBudget,
     /// Requests whose answer waits for their journal record to be durable: seq → tokens.
     pub durable_waiters: std::collections::BTreeMap<u64, Vec<usize>>,
     /// Accepted webhook deliveries kept for replay (bounded by bytes), by delivery id.
@@ -78,6 +80,10 @@ pub struct App {
     date_secs: u64,
     last_seq: u64,
 }
+
+/// Event type of the marker journalled where run output was left out of the journal
+/// (`{"run","lines","bytes","limit"}`); seen in `$runs/{id}` history after a restart.
+pub const OUTPUT_GAP_TYPE: &str = "output-not-journalled";
 
 /// An event's journal payload: `[flags][type length][type][data]`, flags bit 0 = JSON.
 pub fn encode_event_data(kind: &str, is_json: bool, data: &str) -> Vec<u8> {
@@ -118,6 +124,10 @@ impl App {
         let runner = crate::runner::Runner::new(cfg.runner.clone(), registry);
         let auth = Auth::new(cfg.tokens.clone(), cfg.public.clone());
         let hub = Hub::new(cfg.history.clone(), crate::clock::unix_us());
+        let output_budget = crate::journal::budget::OutputBudget::new(
+            cfg.journal.run_output_bytes,
+            cfg.journal.run_output_bytes_per_sec,
+        );
         let now = Instant::now();
         let mut app = App {
             cfg,
@@ -132,6 +142,7 @@ impl App {
             dedup,
             run_waiters: HashMap::new(),
             journal: None,
+            output_budget,
             durable_waiters: std::collections::BTreeMap::new(),
             deliveries,
             last_deliveries: HashMap::new(),
@@ -181,10 +192,58 @@ impl App {
         (exp > self.now).then_some(token)
     }
 
-    /// Publishes what the runner produced (output lines and state changes).
+    /// Publishes what the runner produced (output lines and state changes). Every line goes to
+    /// subscribers; the journal gets what `output_budget` allows, and a marker where it left
+    /// lines out.
     pub fn pump_runner(&mut self) {
         for (topic, kind, data) in std::mem::take(&mut self.runner.out) {
-            self.publish(&topic, kind, data, true);
+            let line_of = match kind {
+                "stdout" | "stderr" => topic.strip_prefix("$runs/").and_then(|id| id.parse::<u64>().ok()),
+                _ => None,
+            };
+            let (Some(run), true) = (line_of, self.journal.is_some()) else {
+                self.publish(&topic, kind, data, true);
+                continue;
+            };
+            let bytes = crate::journal::record::encoded_len_of(&topic, 2 + kind.len() + data.len()) as u64;
+            match self.output_budget.admit(run, bytes, self.now) {
+                crate::journal::budget::Admit::Keep(gap) => {
+                    if let Some(g) = gap {
+                        self.journal_gap(&g);
+                    }
+                    self.publish(&topic, kind, data, true);
+                }
+                crate::journal::budget::Admit::Drop => {
+                    let ev = self.hub.publish(&topic, kind, data, true, crate::clock::unix_ms());
+                    self.metrics.events_published += 1;
+                    self.outbox.push(ev);
+                }
+            }
+        }
+        for i in 0..self.runner.finished.len() {
+            if let Some(g) = self.output_budget.finish(self.runner.finished[i]) {
+                self.journal_gap(&g);
+            }
+        }
+    }
+
+    /// Journals the marker for run output left out of the journal, on the run's topic, under an
+    /// id of its own (after every line it stands for), so that after a restart the run's
+    /// history says what is missing. Live subscribers had every line and do not get it.
+    fn journal_gap(&mut self, g: &crate::journal::budget::Gap) {
+        log::debug!("journal: {} line(s) ({} bytes) of run {} not journalled ({})", g.lines, g.bytes, g.run, g.reason);
+        let Some(j) = self.journal.as_mut() else { return };
+        let data =
+            serde_json::json!({ "run": g.run, "lines": g.lines, "bytes": g.bytes, "limit": g.reason }).to_string();
+        let rec = crate::journal::Record {
+            kind: crate::journal::record::Kind::Event,
+            id: self.hub.reserve_id(),
+            time_ms: crate::clock::unix_ms(),
+            topic: format!("$runs/{}", g.run),
+            data: encode_event_data(OUTPUT_GAP_TYPE, true, &data),
+        };
+        if let Ok(seq) = j.append_owned(rec) {
+            self.last_seq = seq;
         }
     }
 

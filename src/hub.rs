@@ -226,6 +226,14 @@ impl Hub {
         self.next_id - 1
     }
 
+    /// Takes an id without an event in history: for a record only the journal keeps (a marker
+    /// where run output was left out of it), restored like any event after a restart.
+    pub fn reserve_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
     /// Records a new event and returns it; the caller fans it out.
     pub fn publish(&mut self, topic: &str, kind: &str, data: String, data_is_json: bool, time_ms: u64) -> Rc<Event> {
         debug_assert!(topic::validate_topic(topic).is_ok());

@@ -45,6 +45,7 @@
 //! **Callers answer 503 while [`Journal::is_failed`] is true** instead of accepting work they cannot
 //! make durable; the loop itself is never blocked by it.
 
+pub mod budget;
 pub mod record;
 mod segment;
 mod writer;

@@ -1336,3 +1336,110 @@ fn a_journal_that_cannot_be_opened_is_named_in_the_start_up_error() {
     let err = refused_start(&["--listen", &busy]);
     assert!(err.contains(&format!("cannot listen on {busy}")) && !err.contains("journal"), "{err}");
 }
+
+/// Journal bytes and records of run `run`'s output lines (and its markers) in `node`'s journal.
+fn run_output_in_journal(node: &Node, run: u64) -> (u64, Vec<(String, String)>) {
+    let topic = format!("$runs/{run}");
+    let (mut bytes, mut recs) = (0, Vec::new());
+    for seg in node.segments() {
+        for (_, rec) in frames(&std::fs::read(seg).unwrap()) {
+            if rec.topic == topic {
+                bytes += hookcast::journal::record::encoded_len(&rec) as u64;
+                let (kind, _, data) = hookcast::app::decode_event_data(&rec.data).unwrap();
+                recs.push((kind, data));
+            }
+        }
+    }
+    (bytes, recs)
+}
+
+/// Starts the `chatty` hook and waits for its run to end; returns the run's record.
+fn chatty_run(d: &Daemon, delivery: &str) -> Value {
+    let r = d.request("POST", "/hooks/chatty", &[("X-GitHub-Delivery", delivery)], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut run = 0;
+    assert!(
+        eventually(10 * SECOND, || {
+            let v = d.get("/api/runs").json();
+            let found = v["runs"].as_array().unwrap().iter().find(|r| r["deliveries"][0] == delivery).cloned();
+            run = found.and_then(|r| r["id"].as_u64()).unwrap_or(0);
+            run != 0
+        }),
+        "the run was not listed"
+    );
+    let rec = run_final(d, run);
+    assert_eq!(rec["state"], "succeeded", "{rec}");
+    rec
+}
+
+/// Item 10: run output went to the journal with no cap (three seconds of `yes` wrote 135–300
+/// MiB, and retention then deleted acknowledged records). The journal now keeps the first
+/// `journal.run_output_bytes` of a run and a marker saying how much was left out; subscribers
+/// still see every line.
+#[test]
+fn run_output_in_the_journal_is_capped_per_run_with_a_marker() {
+    let work = TempDir::new("chatty");
+    // 20 000 lines, about 2 MB of journal records without a cap.
+    let cmd = script(&work.0, "chatty.sh", "yes 'a line of deploy output' | head -n 20000\n");
+    let hook = json!({ "id": "chatty", "execute-command": cmd });
+    let cap = 64 * 1024;
+    let cfg = config(json!({ "hooks": [hook], "journal": { "run_output_bytes": cap } }));
+    let node = Node::new("chatty", &cfg);
+    let d = node.start();
+    let run = chatty_run(&d, "chatty-1")["id"].as_u64().unwrap();
+    // Live, every line is published (the runner's own limits are the only ones there).
+    assert!(d.metric("hookcast_events_published_total") >= 20_000.0, "every line was published");
+    d.publish("sync", "x"); // acknowledged once durable: the journal is written up to here
+    stop(d);
+
+    let (bytes, recs) = run_output_in_journal(&node, run);
+    assert!(bytes <= cap + 200, "{bytes} journal bytes of run output, cap {cap}");
+    let lines = recs.iter().filter(|(k, _)| k == "stdout").count();
+    assert!(lines > 100, "the first lines are kept: {lines}");
+    let (kind, marker) = recs.last().unwrap();
+    assert_eq!(kind, "output-not-journalled", "a marker ends the run's journalled output");
+    let marker: Value = serde_json::from_str(marker).unwrap();
+    assert_eq!(marker["lines"], 20_000 - lines as u64, "{marker}");
+    assert_eq!(marker["limit"], "journal.run_output_bytes");
+
+    // After a restart the run's history has the kept prefix and the marker, not a silent hole.
+    let d = node.start();
+    let hist = poll_all(&d, &format!("$runs/{run}"));
+    let types: Vec<&str> = hist.iter().map(|e| e["event"].as_str().unwrap_or("")).collect();
+    assert_eq!(types.last(), Some(&"output-not-journalled"), "{:?}", &types[types.len().saturating_sub(3)..]);
+    stop(d);
+}
+
+/// Item 10: the per-second budget over all runs bounds how fast run output reaches the disk,
+/// however the per-run cap is set.
+#[test]
+fn run_output_in_the_journal_is_bounded_per_second() {
+    let work = TempDir::new("chatty-rate");
+    let cmd = script(&work.0, "chatty.sh", "yes 'a line of deploy output' | head -n 20000\n");
+    let hook = json!({ "id": "chatty", "execute-command": cmd });
+    let rate = 8 * 1024;
+    let journal = json!({ "run_output_bytes": 1u64 << 30, "run_output_bytes_per_sec": rate });
+    let node = Node::new("chatty-rate", &config(json!({ "hooks": [hook], "journal": journal })));
+    let d = node.start();
+    let rec = chatty_run(&d, "rate-1");
+    let run = rec["id"].as_u64().unwrap();
+    d.publish("sync", "x");
+    stop(d);
+    let secs = rec["duration_ms"].as_u64().unwrap_or(0) / 1000;
+    let (bytes, recs) = run_output_in_journal(&node, run);
+    // Generous: one budget per started second of the run, plus two.
+    assert!(bytes <= rate * (secs + 3), "{bytes} bytes in a run of {secs} s at {rate} bytes/s");
+    // Markers account for every line left out.
+    let kept = recs.iter().filter(|(k, _)| k == "stdout").count() as u64;
+    let markers: Vec<Value> = recs
+        .iter()
+        .filter(|(k, _)| k == "output-not-journalled")
+        .map(|(_, d)| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(
+        !markers.is_empty() && markers.iter().all(|m| m["limit"] == "journal.run_output_bytes_per_sec"),
+        "{markers:?}"
+    );
+    let left_out: u64 = markers.iter().map(|m| m["lines"].as_u64().unwrap()).sum();
+    assert_eq!(kept + left_out, 20_000, "{kept} kept, {left_out} left out");
+}
