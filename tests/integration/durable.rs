@@ -1443,3 +1443,50 @@ fn run_output_in_the_journal_is_bounded_per_second() {
     let left_out: u64 = markers.iter().map(|m| m["lines"].as_u64().unwrap()).sum();
     assert_eq!(kept + left_out, 20_000, "{kept} kept, {left_out} left out");
 }
+
+/// Item 10: the listener was bound before the journal was replayed, so during a long replay
+/// (an OOM loop under systemd, at worst) clients connected and hung. It is bound after the
+/// replay now: while the journal is being read (its lock is taken first), connecting is refused.
+#[test]
+fn the_listener_is_bound_only_after_the_journal_is_replayed() {
+    let state = TempDir::new("late-bind");
+    let dir = state.0.join("journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    // About 48 MB of events, written directly: a replay that takes a while.
+    let t0 = hookcast::clock::unix_ms();
+    let data = hookcast::app::encode_event_data("message", false, &"z".repeat(4000));
+    let mut seg = Vec::with_capacity(16 << 20);
+    for n in 1..=3u64 {
+        seg.clear();
+        for i in 0..4000u64 {
+            let id = n * 1_000_000 + i;
+            let rec = hookcast::journal::Record {
+                kind: Kind::Event,
+                id,
+                time_ms: t0,
+                topic: format!("bulk/{}", i % 10),
+                data: data.clone(),
+            };
+            hookcast::journal::encode(&rec, &mut seg).unwrap();
+        }
+        std::fs::write(dir.join(format!("journal-{n:020}.log")), &seg).unwrap();
+    }
+    let listen = free_listen();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &listen, "--state-dir", state.0.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let replaying =
+        eventually(10 * SECOND, || std::fs::read_to_string(dir.join("lock")).is_ok_and(|s| s.trim() == pid));
+    let during = TcpStream::connect(&listen);
+    let up = eventually(60 * SECOND, || TcpStream::connect(&listen).is_ok());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(replaying, "the daemon never took the journal's lock");
+    assert!(during.is_err(), "a client could connect while the journal was being replayed");
+    assert!(up, "the daemon never listened after the replay");
+}
