@@ -25,6 +25,8 @@ const SIGNALS: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
 /// Scratch buffer every read goes through; only leftovers are copied into a connection.
 const READ_SCRATCH: usize = 64 * 1024;
+/// How often a journal replay tells systemd it is still starting (and extends its timeout).
+const REPLAY_NOTE_EVERY: Duration = Duration::from_secs(5);
 /// How long a SIGTERM drain may take before the remaining connections are dropped.
 const DRAIN: Duration = Duration::from_millis(500);
 /// Pause after the process ran out of file descriptors, before accepting again.
@@ -124,6 +126,7 @@ impl Server {
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE).map_err(StartError::setup("signals"))?;
         let registry = poll.registry().try_clone().map_err(StartError::setup("the poll"))?;
         let mut app = App::new(cfg, hooks, registry);
+        let notifier = crate::notify::Notifier::from_env();
         if let Some(dir) = app.cfg.state_dir.clone() {
             let j = &app.cfg.journal;
             let jcfg = crate::journal::JournalConfig {
@@ -136,8 +139,23 @@ impl Server {
             let waker = mio::Waker::new(poll.registry(), WAKER).map_err(StartError::setup("the journal's waker"))?;
             let t0 = Instant::now();
             let mut st = crate::app::Restore::new();
+            // A long replay (a large journal on a slow disk) must not meet systemd's start
+            // timeout: that would kill it and start it again, in a loop. The first note goes out
+            // once a replay is more than trivial, then one every REPLAY_NOTE_EVERY.
+            let mut next_note = t0;
+            let mut read = 0u64;
             let (journal, replay) = crate::journal::Journal::open(jcfg, std::sync::Arc::new(waker), &mut |rec| {
-                app.restore_record(&mut st, rec)
+                app.restore_record(&mut st, rec);
+                read += 1;
+                if read % 1024 == 0 && notifier.is_some() && Instant::now() >= next_note {
+                    next_note = Instant::now() + REPLAY_NOTE_EVERY;
+                    if let Some(n) = &notifier {
+                        let extend = (3 * REPLAY_NOTE_EVERY).as_micros();
+                        n.notify(&format!(
+                            "EXTEND_TIMEOUT_USEC={extend}\nSTATUS=replaying the journal: {read} records"
+                        ));
+                    }
+                }
             })
             .map_err(StartError::Journal)?;
             let (events, deliveries, runs) = app.restore_done(st);
@@ -193,7 +211,7 @@ impl Server {
             runs_deadline: None,
             draining: false,
             source: None,
-            notifier: crate::notify::Notifier::from_env(),
+            notifier,
             next_watchdog: None,
         })
     }
