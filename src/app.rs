@@ -18,7 +18,8 @@ pub const MAX_TICKETS: usize = 10_000;
 /// What a journal replay carries from one record to the next (see [`App::restore_record`]).
 pub struct Restore {
     /// Delivery records waiting for their accepted outcome, by (hook, delivery id): a delivery
-    /// and its outcome are appended in the same turn, so this holds a handful at most.
+    /// and its outcome are appended in the same turn, so this holds a handful at most (plus
+    /// those a crash cut off).
     pending: HashMap<(String, String), crate::hooks::stored::Stored>,
     now_ms: u64,
     events: usize,

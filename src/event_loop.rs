@@ -113,11 +113,11 @@ impl Server {
     /// Replays the journal, then binds the listener and prepares the loop (nothing runs until
     /// [`Server::run`]).
     ///
-    /// The listener is bound only after the replay, so nobody is answered from a half-restored
-    /// state (history with a hole, a duplicate delivery run again); clients of a slow start see
-    /// "connection refused" and retry. A listener systemd passed (socket activation) is adopted
-    /// first but accepted from only after the replay: the kernel queues connections in its
-    /// backlog meanwhile.
+    /// The listener is bound only after the replay (and a failed replay never binds): a client
+    /// of a slow start is refused at once and retries, instead of connecting and hanging in the
+    /// backlog for the whole replay, or through a crash loop. A listener systemd passed (socket
+    /// activation) is adopted first but accepted from only after the replay: there, waiting in
+    /// the kernel's backlog is the point.
     pub fn bind(cfg: Config, hooks: crate::hooks::intake::Hooks) -> Result<Server, StartError> {
         // Adopt systemd's sockets (socket activation) before opening any descriptor of our own.
         let passed = crate::notify::listener_from_env().map_err(StartError::Inherited)?;

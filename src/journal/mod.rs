@@ -229,24 +229,29 @@ const DIR_MODE: u32 = 0o700;
 /// Mode of every file in it.
 pub(crate) const FILE_MODE: u32 = 0o600;
 
-/// Creates `dir` (and missing parents) 0700; tightens an existing `dir` that is group- or
-/// world-accessible (made by an older version under umask 022), and its files.
+/// Creates `dir` (and missing parents) 0700.
 fn private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)?;
-    let meta = std::fs::metadata(dir)?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        log::warn!("journal: {} was readable by others; making it {DIR_MODE:o}", dir.display());
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))?;
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
+/// Tightens an existing `dir` that is group- or world-accessible (made by an older version under
+/// umask 022), and its files. Best effort: what cannot be changed is logged, not fatal.
+fn tighten(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let wide = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.permissions().mode() & 0o077 != 0);
+    let mut paths = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let files = entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_file()));
+        paths.extend(files.map(|e| e.path()));
     }
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
-            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(FILE_MODE))?;
+    for (i, p) in paths.iter().enumerate().filter(|(_, p)| wide(p)) {
+        let mode = if i == 0 { DIR_MODE } else { FILE_MODE };
+        match std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)) {
+            Ok(()) => log::warn!("journal: {} was open to other users; now {mode:o}", p.display()),
+            Err(e) => log::error!("journal: {} is open to other users and cannot be made {mode:o}: {e}", p.display()),
         }
     }
-    Ok(())
 }
 
 /// Options that create files 0600 whatever the umask.
@@ -322,6 +327,7 @@ impl Journal {
         apply: &mut dyn FnMut(Record),
     ) -> Result<(Journal, Replay), OpenError> {
         private_dir(&cfg.dir).map_err(OpenError::at("create the directory", &cfg.dir))?;
+        tighten(&cfg.dir);
         let lock = lock_dir(&cfg.dir).map_err(OpenError::at("lock", &cfg.dir.join("lock")))?;
         let found = segment::list(&cfg.dir).map_err(OpenError::at("list", &cfg.dir))?;
         let mut replay = Replay { records: 0, truncated: None, skipped: Vec::new(), segments: found.len(), bytes: 0 };
