@@ -37,7 +37,7 @@ impl Bench {
         self.runs += 1;
         let dir = self.root.join(format!("run-{}", self.runs));
         let cfg = JournalConfig { fsync, ..JournalConfig::new(&dir) };
-        let (j, _) = Journal::open(cfg, Arc::clone(&self.waker)).expect("open journal");
+        let (j, _) = Journal::open(cfg, Arc::clone(&self.waker), &mut |_| {}).expect("open journal");
         j
     }
 

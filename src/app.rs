@@ -15,6 +15,31 @@ pub const TICKET_TTL: Duration = Duration::from_secs(30);
 /// Most tickets outstanding at once (each is single-use and short-lived).
 pub const MAX_TICKETS: usize = 10_000;
 
+/// What a journal replay carries from one record to the next (see [`App::restore_record`]).
+pub struct Restore {
+    /// Delivery records waiting for their accepted outcome, by (hook, delivery id): a delivery
+    /// and its outcome are appended in the same turn, so this holds a handful at most (plus
+    /// those a crash cut off).
+    pending: HashMap<(String, String), crate::hooks::stored::Stored>,
+    now_ms: u64,
+    events: usize,
+    deliveries: usize,
+    runs: usize,
+}
+
+impl Restore {
+    /// A replay starting now.
+    pub fn new() -> Restore {
+        Restore { pending: HashMap::new(), now_ms: crate::clock::unix_ms(), events: 0, deliveries: 0, runs: 0 }
+    }
+}
+
+impl Default for Restore {
+    fn default() -> Restore {
+        Restore::new()
+    }
+}
+
 /// Application state shared by all connections on the loop.
 pub struct App {
     /// The configuration in force.
@@ -41,6 +66,8 @@ pub struct App {
     pub run_waiters: HashMap<crate::runner::sched::RunId, Vec<usize>>,
     /// The on-disk journal, when `state_dir` is set.
     pub journal: Option<crate::journal::Journal>,
+    /// How much deploy-run output goes into the journal (see `journal::budget`).
+    pub output_budget: crate::journal::budget::OutputBudget,
     /// Requests whose answer waits for their journal record to be durable: seq → tokens.
     pub durable_waiters: std::collections::BTreeMap<u64, Vec<usize>>,
     /// Effects waiting for their journal record to be durable, in sequence order (see
@@ -62,6 +89,10 @@ pub struct App {
     date_secs: u64,
     last_seq: u64,
 }
+
+/// Event type of the marker journalled where run output was left out of the journal
+/// (`{"run","lines","bytes","limit"}`); seen in `$runs/{id}` history after a restart.
+pub const OUTPUT_GAP_TYPE: &str = "output-not-journalled";
 
 /// An event's journal payload: `[flags][type length][type][data]`, flags bit 0 = JSON.
 pub fn encode_event_data(kind: &str, is_json: bool, data: &str) -> Vec<u8> {
@@ -92,6 +123,8 @@ enum Held {
     Delivery(Box<crate::hooks::stored::Stored>, String),
     /// The delivery's run may start.
     Run(crate::runner::sched::RunId),
+    /// An id given to a journal-only record (`Hub::reserve_id`): the hub's head may pass it.
+    Reserved,
 }
 
 /// Most bytes of data a published event may have to fit one journal record with `topic` and
@@ -120,6 +153,10 @@ impl App {
         let runner = crate::runner::Runner::new(cfg.runner.clone(), registry);
         let auth = Auth::new(cfg.tokens.clone(), cfg.public.clone());
         let hub = Hub::new(cfg.history.clone(), crate::clock::unix_us());
+        let output_budget = crate::journal::budget::OutputBudget::new(
+            cfg.journal.run_output_bytes,
+            cfg.journal.run_output_bytes_per_sec,
+        );
         let now = Instant::now();
         let mut app = App {
             cfg,
@@ -134,6 +171,7 @@ impl App {
             dedup,
             run_waiters: HashMap::new(),
             journal: None,
+            output_budget,
             durable_waiters: std::collections::BTreeMap::new(),
             held: std::collections::VecDeque::new(),
             unconfirmed: std::collections::HashSet::new(),
@@ -186,9 +224,11 @@ impl App {
         (exp > self.now).then_some(token)
     }
 
-    /// Publishes what the runner produced (output lines and state changes). While the journal
-    /// refuses work, output lines are not published (the run's own log keeps them): they are
-    /// the one input nobody can be told to send again, and the journal's queue must stay bounded.
+    /// Publishes what the runner produced (output lines and state changes). Every line goes to
+    /// subscribers and the journal gets what `output_budget` allows, with a marker where it left
+    /// lines out; while the journal refuses work, output lines are not published at all (the
+    /// run's own log keeps them): they are the one input nobody can be told to send again, and
+    /// the queue of held events must stay bounded.
     pub fn pump_runner(&mut self) {
         let refusing = self.journal_refusal().is_some();
         for (topic, kind, data) in std::mem::take(&mut self.runner.out) {
@@ -199,8 +239,59 @@ impl App {
                 self.dropped_lines += 1;
                 continue;
             }
-            self.publish(&topic, kind, data, true);
+            let line_of = match kind {
+                "stdout" | "stderr" => topic.strip_prefix("$runs/").and_then(|id| id.parse::<u64>().ok()),
+                _ => None,
+            };
+            let (Some(run), true) = (line_of, self.journal.is_some()) else {
+                self.publish(&topic, kind, data, true);
+                continue;
+            };
+            let bytes = crate::journal::record::encoded_len_of(&topic, 2 + kind.len() + data.len()) as u64;
+            match self.output_budget.admit(run, bytes, self.now) {
+                crate::journal::budget::Admit::Keep(gap) => {
+                    if let Some(g) = gap {
+                        self.journal_gap(&g);
+                    }
+                    self.publish(&topic, kind, data, true);
+                }
+                crate::journal::budget::Admit::Drop => {
+                    // Not journalled, but still behind every held event before it: history
+                    // and subscribers get events in id order.
+                    let ev = self.hub.make(&topic, kind, data, true, crate::clock::unix_ms());
+                    self.metrics.events_published += 1;
+                    self.held.push_back((self.last_seq, Held::Event(ev)));
+                }
+            }
         }
+        for i in 0..self.runner.finished.len() {
+            if let Some(g) = self.output_budget.finish(self.runner.finished[i]) {
+                self.journal_gap(&g);
+            }
+        }
+    }
+
+    /// Journals the marker for run output left out of the journal, on the run's topic, under an
+    /// id of its own (after every line it stands for), so that after a restart the run's
+    /// history says what is missing. Live subscribers had every line and do not get it; the id
+    /// is held like an event's so that the hub's head passes it only in order.
+    fn journal_gap(&mut self, g: &crate::journal::budget::Gap) {
+        log::debug!("journal: {} line(s) ({} bytes) of run {} not journalled ({})", g.lines, g.bytes, g.run, g.reason);
+        let Some(j) = self.journal.as_mut() else { return };
+        let data =
+            serde_json::json!({ "run": g.run, "lines": g.lines, "bytes": g.bytes, "limit": g.reason }).to_string();
+        let id = self.hub.reserve_id();
+        let rec = crate::journal::Record {
+            kind: crate::journal::record::Kind::Event,
+            id,
+            time_ms: crate::clock::unix_ms(),
+            topic: format!("$runs/{}", g.run),
+            data: encode_event_data(OUTPUT_GAP_TYPE, true, &data),
+        };
+        if let Ok(seq) = j.append_owned(rec) {
+            self.last_seq = seq;
+        }
+        self.held.push_back((self.last_seq, Held::Reserved));
     }
 
     /// Why new work must be refused now (503), if it must: the journal has failed, or its
@@ -291,6 +382,7 @@ impl App {
                     self.deliveries.insert(*k);
                 }
                 Held::Run(r) => self.runner.release(r, self.now),
+                Held::Reserved => self.hub.commit_reserved(),
             }
         }
         if self.dropped_lines > 0 && self.journal_refusal().is_none() {
@@ -323,69 +415,68 @@ impl App {
         notes
     }
 
-    /// Rebuilds state from the journal read at start: topic history (ids continue after it),
-    /// run records (unfinished ones become `interrupted`), stored deliveries and the
-    /// idempotency window. Returns (events, deliveries, runs) restored.
+    /// Rebuilds state from one journal record, read at start in journal order: topic history
+    /// (ids continue after it), run records, stored deliveries and the idempotency window.
+    /// Records are applied as the journal is read, so replay holds no more than what these keep
+    /// (each bounded by its own limit); [`App::restore_done`] finishes.
     ///
     /// A delivery counts only once its `$deliveries` record (`"outcome":"accepted"`) follows its
     /// delivery record: the two are appended in one turn of the loop, but the writer thread may
     /// make them durable in two batches, and the 202 waits for the later one. A crash between
     /// them leaves a delivery that was never acknowledged; it must not be a duplicate when the
     /// sender tries again (nor be replayable: its events were never published).
-    pub fn restore(&mut self, records: Vec<crate::journal::Record>) -> (usize, usize, usize) {
+    pub fn restore_record(&mut self, st: &mut Restore, rec: crate::journal::Record) {
         use crate::hooks::stored::Stored;
         use crate::journal::record::Kind;
-        let (mut events, mut deliveries) = (0, 0);
-        let mut runs = Vec::new();
-        // Delivery records waiting for their accepted outcome, by (hook, delivery id).
-        let mut pending: HashMap<(String, String), Stored> = HashMap::new();
-        let now_ms = crate::clock::unix_ms();
-        for rec in records {
-            match rec.kind {
-                Kind::Event => {
-                    let Some((kind, is_json, data)) = decode_event_data(&rec.data) else { continue };
-                    if rec.topic == "$runs" {
-                        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) {
-                            runs.push(v);
-                        }
-                    }
-                    if rec.topic == "$deliveries" && !pending.is_empty() {
-                        if let Some(d) = accepted_delivery(&data).and_then(|key| pending.remove(&key)) {
-                            let age = Duration::from_millis(now_ms.saturating_sub(d.time_ms));
-                            if age < self.cfg.dedup_window {
-                                let at = self.now.checked_sub(age).unwrap_or(self.now);
-                                // The key the hook deduplicates by now (`dedup` may have changed).
-                                let key = match self.hooks.get(&d.hook) {
-                                    Some(h) => h.dedup_key(&d.delivery, &d.body),
-                                    None => d.delivery.clone(),
-                                };
-                                self.dedup.insert(&d.hook, &key, at);
-                            }
-                            self.deliveries.insert(d);
-                            deliveries += 1;
-                        }
-                    }
-                    if self.hub.restore(rec.id, &rec.topic, &kind, data, is_json, rec.time_ms) {
-                        events += 1;
+        match rec.kind {
+            Kind::Event => {
+                let Some((kind, is_json, data)) = decode_event_data(&rec.data) else { return };
+                if rec.topic == "$runs" {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) {
+                        self.runner.restore_one(v);
+                        st.runs += 1;
                     }
                 }
-                Kind::Delivery => {
-                    let Some(d) = Stored::from_json(&rec.data) else { continue };
-                    pending.insert((d.hook.clone(), d.delivery.clone()), d);
+                if rec.topic == "$deliveries" && !st.pending.is_empty() {
+                    if let Some(d) = accepted_delivery(&data).and_then(|key| st.pending.remove(&key)) {
+                        let age = Duration::from_millis(st.now_ms.saturating_sub(d.time_ms));
+                        if age < self.cfg.dedup_window {
+                            let at = self.now.checked_sub(age).unwrap_or(self.now);
+                            // The key the hook deduplicates by now (`dedup` may have changed).
+                            let key = match self.hooks.get(&d.hook) {
+                                Some(h) => h.dedup_key(&d.delivery, &d.body),
+                                None => d.delivery.clone(),
+                            };
+                            self.dedup.insert(&d.hook, &key, at);
+                        }
+                        self.deliveries.insert(d);
+                        st.deliveries += 1;
+                    }
                 }
-                Kind::Run => {}
+                if self.hub.restore(rec.id, &rec.topic, &kind, data, is_json, rec.time_ms) {
+                    st.events += 1;
+                }
             }
+            Kind::Delivery => {
+                let Some(d) = Stored::from_json(&rec.data) else { return };
+                st.pending.insert((d.hook.clone(), d.delivery.clone()), d);
+            }
+            Kind::Run => {}
         }
-        if !pending.is_empty() {
+    }
+
+    /// Ends a replay: unfinished runs become `interrupted`. Returns (events, deliveries, run
+    /// records) restored.
+    pub fn restore_done(&mut self, st: Restore) -> (usize, usize, usize) {
+        if !st.pending.is_empty() {
             log::warn!(
                 "journal: {} delivery record(s) without their outcome (cut off before they were acknowledged) \
                  dropped; their senders will retry",
-                pending.len()
+                st.pending.len()
             );
         }
-        let run_count = runs.len();
-        self.runner.restore(runs);
-        (events, deliveries, run_count)
+        self.runner.restore_done();
+        (st.events, st.deliveries, st.runs)
     }
 
     /// The journal sequence of the last append (0 without a journal): wait for it before

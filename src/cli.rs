@@ -180,8 +180,7 @@ fn serve(words: &[String]) -> Result<(), Fail> {
         Err(e) => log::warn!("could not raise the open-file limit: {e}"),
     }
     let hook_count = hooks.len();
-    let mut server = crate::event_loop::Server::bind(cfg.clone(), hooks)
-        .map_err(|e| Fail::Run(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    let mut server = crate::event_loop::Server::bind(cfg.clone(), hooks).map_err(|e| Fail::Run(e.to_string()))?;
     server.set_source(source);
     log::info!(
         "hookcast {} listening on http://{} ({hook_count} hooks)",

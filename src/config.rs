@@ -208,6 +208,10 @@ pub struct JournalSettings {
     /// New publishes and deliveries are refused (503) while more than this many bytes of
     /// records wait to be made durable.
     pub max_queued_bytes: u64,
+    /// Journal bytes of each deploy run's output kept (the first ones); 0 keeps none.
+    pub run_output_bytes: u64,
+    /// Journal bytes of run output a second over all runs; 0 keeps none.
+    pub run_output_bytes_per_sec: u64,
 }
 
 impl Config {
@@ -408,6 +412,8 @@ fn journal(o: Option<Obj>) -> Result<JournalSettings, ConfigError> {
         max_age,
         max_delivery_bytes: o.num("max_delivery_bytes", 8 << 20, 0, 1 << 34)? as usize,
         max_queued_bytes: o.num("max_queued_bytes", 16 << 20, 1 << 16, 1 << 40)?,
+        run_output_bytes: o.num("run_output_bytes", 1 << 20, 0, 1 << 34)?,
+        run_output_bytes_per_sec: o.num("run_output_bytes_per_sec", 256 << 10, 0, 1 << 34)?,
     };
     o.finish()?;
     Ok(j)
@@ -655,6 +661,12 @@ mod tests {
             "limits.max_body_bytes: expected a whole number from 0 to 1073741824, found -1"
         );
         assert_eq!(error_of(r#"{"listen":"nowhere"}"#), "listen: not an address:port: \"nowhere\"");
+        assert_eq!(
+            error_of(r#"{"journal":{"run_output_bytes_per_sec":"fast"}}"#),
+            "journal.run_output_bytes_per_sec: expected a number, found a string"
+        );
+        let j = Config::from_json(r#"{"journal":{"run_output_bytes":0}}"#).unwrap().journal;
+        assert_eq!((j.run_output_bytes, j.run_output_bytes_per_sec), (0, 256 << 10));
         assert_eq!(
             error_of(r#"{"public":[{"topics":["a/**/b"],"scopes":["subscribe"]}]}"#),
             "public[0].topics[0]: wildcards only as the last segment of a pattern: \"a/**/b\""

@@ -25,6 +25,8 @@ const SIGNALS: Token = Token(usize::MAX - 2);
 const WAKER: Token = Token(usize::MAX - 3);
 /// Scratch buffer every read goes through; only leftovers are copied into a connection.
 const READ_SCRATCH: usize = 64 * 1024;
+/// How often a journal replay tells systemd it is still starting (and extends its timeout).
+const REPLAY_NOTE_EVERY: Duration = Duration::from_secs(5);
 /// How long a SIGTERM drain may take before the remaining connections are dropped.
 const DRAIN: Duration = Duration::from_millis(500);
 /// Pause after the process ran out of file descriptors, before accepting again.
@@ -32,6 +34,38 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A canned answer for connections refused at accept (written best-effort, never queued).
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 54\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{\"error\":\"too many connections\",\"status\":503,\"retry\":1}";
+
+/// Why the daemon could not start; each names what failed (and its path or address).
+#[derive(Debug)]
+pub enum StartError {
+    /// The listener systemd passed (`LISTEN_FDS`) could not be adopted.
+    Inherited(io::Error),
+    /// The listen address could not be bound.
+    Listen(SocketAddr, io::Error),
+    /// The journal could not be opened, locked or read (the error names the path).
+    Journal(crate::journal::OpenError),
+    /// Something the loop needs could not be set up (what, and the error).
+    Setup(&'static str, io::Error),
+}
+
+impl StartError {
+    fn setup(what: &'static str) -> impl FnOnce(io::Error) -> StartError {
+        move |e| StartError::Setup(what, e)
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Inherited(e) => write!(f, "cannot use the listening socket systemd passed: {e}"),
+            StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::Journal(e) => write!(f, "journal: {e}"),
+            StartError::Setup(what, e) => write!(f, "cannot set up {what}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
 
 struct Slot {
     conn: Conn,
@@ -76,23 +110,23 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listener and prepares the loop (nothing runs until [`Server::run`]).
-    pub fn bind(cfg: Config, hooks: crate::hooks::intake::Hooks) -> io::Result<Server> {
+    /// Replays the journal, then binds the listener and prepares the loop (nothing runs until
+    /// [`Server::run`]).
+    ///
+    /// The listener is bound only after the replay (and a failed replay never binds): a client
+    /// of a slow start is refused at once and retries, instead of connecting and hanging in the
+    /// backlog for the whole replay, or through a crash loop. A listener systemd passed (socket
+    /// activation) is adopted first but accepted from only after the replay: there, waiting in
+    /// the kernel's backlog is the point.
+    pub fn bind(cfg: Config, hooks: crate::hooks::intake::Hooks) -> Result<Server, StartError> {
         // Adopt systemd's sockets (socket activation) before opening any descriptor of our own.
-        let passed = crate::notify::listener_from_env()?;
-        let poll = Poll::new()?;
-        let mut listener = match passed {
-            Some(l) => {
-                log::info!("socket activation: using the listener systemd passed (listen {} ignored)", cfg.listen);
-                TcpListener::from_std(l)
-            }
-            None => TcpListener::bind(cfg.listen)?,
-        };
-        let local_addr = listener.local_addr()?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])?;
-        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let mut app = App::new(cfg, hooks, poll.registry().try_clone()?);
+        let passed = crate::notify::listener_from_env().map_err(StartError::Inherited)?;
+        let poll = Poll::new().map_err(StartError::setup("the poll"))?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD]).map_err(StartError::setup("signals"))?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE).map_err(StartError::setup("signals"))?;
+        let registry = poll.registry().try_clone().map_err(StartError::setup("the poll"))?;
+        let mut app = App::new(cfg, hooks, registry);
+        let notifier = crate::notify::Notifier::from_env();
         if let Some(dir) = app.cfg.state_dir.clone() {
             let j = &app.cfg.journal;
             let jcfg = crate::journal::JournalConfig {
@@ -102,27 +136,55 @@ impl Server {
                 max_bytes: j.max_bytes,
                 max_age: j.max_age,
             };
-            let waker = std::sync::Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+            let waker = mio::Waker::new(poll.registry(), WAKER).map_err(StartError::setup("the journal's waker"))?;
             let t0 = Instant::now();
-            let (journal, replay) = crate::journal::Journal::open(jcfg, waker)?;
-            if let Some(t) = &replay.truncated {
-                log::warn!(
-                    "journal: cut a torn or corrupt tail of {} at byte {} ({} bytes: {})",
-                    t.file.display(),
-                    t.offset,
-                    t.cut,
-                    t.reason
+            let mut st = crate::app::Restore::new();
+            // A long replay (a large journal on a slow disk) must not meet systemd's start
+            // timeout: that would kill it and start it again, in a loop. The first note goes out
+            // once a replay is more than trivial, then one every REPLAY_NOTE_EVERY.
+            let mut next_note = t0;
+            let mut read = 0u64;
+            let (journal, replay) = crate::journal::Journal::open(jcfg, std::sync::Arc::new(waker), &mut |rec| {
+                app.restore_record(&mut st, rec);
+                read += 1;
+                if read % 1024 == 0 && notifier.is_some() && Instant::now() >= next_note {
+                    next_note = Instant::now() + REPLAY_NOTE_EVERY;
+                    if let Some(n) = &notifier {
+                        let extend = (3 * REPLAY_NOTE_EVERY).as_micros();
+                        n.notify(&format!(
+                            "EXTEND_TIMEOUT_USEC={extend}\nSTATUS=replaying the journal: {read} records"
+                        ));
+                    }
+                }
+            })
+            .map_err(StartError::Journal)?;
+            let (events, deliveries, runs) = app.restore_done(st);
+            if !replay.skipped.is_empty() {
+                log::error!(
+                    "journal: {} damaged range(s) skipped, every valid record around them kept; see the errors above",
+                    replay.skipped.len()
                 );
             }
-            let segments = replay.segments;
-            let (events, deliveries, runs) = app.restore(replay.records);
             log::info!(
-                "journal: {} segment(s) replayed in {:?}: {events} events, {deliveries} deliveries, {runs} run records",
-                segments,
+                "journal: {} segment(s), {} records replayed in {:?}: {events} events, {deliveries} deliveries, \
+                 {runs} run records",
+                replay.segments,
+                replay.records,
                 t0.elapsed()
             );
             app.journal = Some(journal);
         }
+        let mut listener = match passed {
+            Some(l) => {
+                log::info!("socket activation: using the listener systemd passed (listen {} ignored)", app.cfg.listen);
+                TcpListener::from_std(l)
+            }
+            None => TcpListener::bind(app.cfg.listen).map_err(|e| StartError::Listen(app.cfg.listen, e))?,
+        };
+        let local_addr = listener.local_addr().map_err(StartError::setup("the listener"))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(StartError::setup("the listener"))?;
         let next_keepalive = app.now + app.cfg.sse.keepalive;
         let next_ping = app.now + app.cfg.ws.ping_interval;
         Ok(Server {
@@ -149,7 +211,7 @@ impl Server {
             runs_deadline: None,
             draining: false,
             source: None,
-            notifier: crate::notify::Notifier::from_env(),
+            notifier,
             next_watchdog: None,
         })
     }

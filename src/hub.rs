@@ -232,6 +232,21 @@ impl Hub {
         self.next_id - 1 - self.uncommitted
     }
 
+    /// Takes an id without an event in history: for a record only the journal keeps (a marker
+    /// where run output was left out of it), restored like any event after a restart. Like a
+    /// made event it is not behind the head until [`Hub::commit_reserved`].
+    pub fn reserve_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.uncommitted += 1;
+        id
+    }
+
+    /// The oldest reserved id is done with (its record is durable): the head may pass it.
+    pub fn commit_reserved(&mut self) {
+        self.uncommitted = self.uncommitted.saturating_sub(1);
+    }
+
     /// Records a new event and returns it; the caller fans it out.
     pub fn publish(&mut self, topic: &str, kind: &str, data: String, data_is_json: bool, time_ms: u64) -> Rc<Event> {
         let ev = self.make(topic, kind, data, data_is_json, time_ms);

@@ -2,7 +2,8 @@
 //! disk would: `decode` must not panic, must not claim more bytes than it was given, must only
 //! accept frames that re-encode to exactly the same bytes (the encoding is canonical), and must
 //! call every strict prefix of an accepted frame incomplete. Then the whole input is scanned as
-//! a stream of frames, the way `Journal::open` reads a segment.
+//! a stream of frames up to the first bad one. (`Journal::open`'s reader, which also skips damage
+//! to the next valid frame, is covered by a property test in `src/journal/segment.rs`.)
 #![no_main]
 
 use hookcast::journal::record::{decode, encode, Decoded};

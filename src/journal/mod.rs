@@ -24,11 +24,20 @@
 //! (whatever the policy) and the directory is fsynced after every create and delete.
 //! After a restart the writer keeps appending to the last segment once its torn tail is cut.
 //!
-//! Recovery ([`Journal::open`]): segments are read oldest first. In the last segment, a torn or
-//! corrupt frame ends the journal: the file is truncated there and [`Replay::truncated`] says where.
-//! In an older segment (which was complete when it was closed, so this is disk damage) the records
-//! before the bad frame are kept, the rest of that segment is skipped and logged
-//! ([`Replay::skipped`]), and reading goes on with the next segment.
+//! Recovery ([`Journal::open`]): segments are read oldest first, frame by frame through a bounded
+//! buffer, and each record is handed to the caller as it is read; the journal is never held in
+//! memory (replay costs about one frame, at most [`record::MAX_BODY_LEN`], beside what the caller
+//! keeps). A torn write can only be at the end of an append-only file, so:
+//! - bad bytes with no valid frame after them, in the last segment, are a torn tail: the file is
+//!   cut there and [`Replay::truncated`] says where;
+//! - bad bytes followed by a valid frame (in any segment), or at the end of an older segment
+//!   (closed complete), are damage: they are copied aside to `<segment>.damaged-at-<offset>`
+//!   (mode 0600, never deleted by hookcast), skipped, logged as errors and listed in
+//!   [`Replay::skipped`]; every valid record before and after them is kept, and the segment is
+//!   left as it is (retention deletes it in its turn).
+//!
+//! Files are private: the directory is created 0700 and files 0600 whatever the umask (records
+//! hold webhook requests with their headers); wider modes left by an older version are tightened.
 //!
 //! Write errors (ENOSPC, EIO): the writer counts them, sets [`Stats::failed`], stops advancing
 //! `durable_seq`, wakes the loop once, keeps queuing in memory and retries with a backoff (50 ms
@@ -37,6 +46,7 @@
 //! over their bound** (`App::journal_refusal`), instead of accepting work they cannot make
 //! durable, so what the writer holds in memory stays bounded; the loop itself is never blocked.
 
+pub mod budget;
 pub mod record;
 mod segment;
 mod writer;
@@ -100,28 +110,29 @@ impl JournalConfig {
     }
 }
 
-/// Where a segment's bytes stopped being records.
+/// Bytes of a segment that were not records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Truncation {
     /// The segment file.
     pub file: PathBuf,
     /// Offset of the first bad byte (the end of the last good record).
     pub offset: u64,
-    /// Bytes from there to the end of the file that were cut (last segment) or skipped (older).
+    /// Bytes from there that were cut (a torn tail) or skipped (damage).
     pub cut: u64,
     /// What was wrong with the frame at `offset`.
     pub reason: &'static str,
+    /// Where a copy of skipped bytes was kept (none for a torn tail, which is cut).
+    pub aside: Option<PathBuf>,
 }
 
-/// What [`Journal::open`] read back.
+/// What [`Journal::open`] read back (the records themselves went to its callback).
 #[derive(Debug)]
 pub struct Replay {
-    /// Every readable record, oldest first. The whole journal is held in memory (bounded by
-    /// `max_bytes`); the caller rebuilds its indexes from it and drops it.
-    pub records: Vec<Record>,
-    /// The torn or corrupt tail cut from the last segment, if there was one.
+    /// Records read and handed to the callback.
+    pub records: u64,
+    /// The torn tail cut from the last segment, if there was one.
     pub truncated: Option<Truncation>,
-    /// Damaged ends of older segments, skipped but left on disk (until retention deletes them).
+    /// Damaged ranges skipped (and copied aside) with every valid record around them kept.
     pub skipped: Vec<Truncation>,
     /// Segment files read.
     pub segments: usize,
@@ -164,7 +175,7 @@ pub struct Journal {
 /// as a torn tail and append to it in parallel.
 fn lock_dir(dir: &Path) -> io::Result<File> {
     let path = dir.join("lock");
-    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+    let mut file = private_file().read(true).write(true).create(true).truncate(false).open(&path)?;
     if !crate::sys::try_lock_exclusive(&file)? {
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
@@ -180,51 +191,163 @@ fn lock_dir(dir: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-impl Journal {
-    /// Opens or creates `cfg.dir`, reads every segment in order, truncates a torn or corrupt tail of
-    /// the last segment (in an older segment: keeps what precedes the bad frame, logs, skips the rest
-    /// of that segment), and starts the writer thread, which calls `waker.wake()` after each batch
-    /// becomes durable. Blocking: call it before the loop starts.
-    pub fn open(cfg: JournalConfig, waker: Arc<Waker>) -> io::Result<(Journal, Replay)> {
-        std::fs::create_dir_all(&cfg.dir)?;
-        let lock = lock_dir(&cfg.dir)?;
-        let found = segment::list(&cfg.dir)?;
-        let mut replay =
-            Replay { records: Vec::new(), truncated: None, skipped: Vec::new(), segments: found.len(), bytes: 0 };
-        let mut segs = VecDeque::with_capacity(found.len() + 1);
-        let last = found.len().checked_sub(1);
-        for (i, (number, path)) in found.into_iter().enumerate() {
-            let bytes = std::fs::read(&path)?;
-            let scan = segment::scan(&bytes);
-            let mut size = bytes.len() as u64;
-            if let Some(reason) = scan.stop {
-                let offset = scan.good_len as u64;
-                let cut = size - offset;
-                if Some(i) == last {
-                    log::warn!("journal: {}: {reason} at byte {offset}; cutting the last {cut} bytes", path.display());
-                    let file = OpenOptions::new().write(true).open(&path)?;
-                    file.set_len(offset)?;
-                    file.sync_all()?;
-                    size = offset;
-                    replay.truncated = Some(Truncation { file: path.clone(), offset, cut, reason });
-                } else {
-                    log::warn!(
-                        "journal: {}: {reason} at byte {offset}; skipping the segment's last {cut} bytes",
-                        path.display()
-                    );
-                    replay.skipped.push(Truncation { file: path.clone(), offset, cut, reason });
-                }
+/// Why [`Journal::open`] failed: what it was doing, to which file or directory.
+#[derive(Debug)]
+pub struct OpenError {
+    /// What failed, as a verb phrase ("create the directory", "lock", "read", ...).
+    pub action: &'static str,
+    /// The file or directory it failed on.
+    pub path: PathBuf,
+    /// The system's error.
+    pub err: io::Error,
+}
+
+impl OpenError {
+    fn at<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> OpenError + 'a {
+        move |err| OpenError { action, path: path.to_path_buf(), err }
+    }
+
+    /// The kind of the underlying error.
+    pub fn kind(&self) -> io::ErrorKind {
+        self.err.kind()
+    }
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot {} {}: {}", self.action, self.path.display(), self.err)
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.err)
+    }
+}
+
+/// Mode of the journal directory (and of a state directory created for it).
+const DIR_MODE: u32 = 0o700;
+/// Mode of every file in it.
+pub(crate) const FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` (and missing parents) 0700.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
+/// Tightens an existing `dir` that is group- or world-accessible (made by an older version under
+/// umask 022), and its files. Best effort: what cannot be changed is logged, not fatal.
+fn tighten(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let wide = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.permissions().mode() & 0o077 != 0);
+    let mut paths = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let files = entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_file()));
+        paths.extend(files.map(|e| e.path()));
+    }
+    for (i, p) in paths.iter().enumerate().filter(|(_, p)| wide(p)) {
+        let mode = if i == 0 { DIR_MODE } else { FILE_MODE };
+        match std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)) {
+            Ok(()) => log::warn!("journal: {} was open to other users; now {mode:o}", p.display()),
+            Err(e) => log::error!("journal: {} is open to other users and cannot be made {mode:o}: {e}", p.display()),
+        }
+    }
+}
+
+/// Options that create files 0600 whatever the umask.
+pub(crate) fn private_file() -> OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = OpenOptions::new();
+    o.mode(FILE_MODE);
+    o
+}
+
+/// Bytes of damage held in memory before a copy-aside file is created: a torn tail is cut, not
+/// kept, and should not cost a file; larger damage is streamed to the file.
+const ASIDE_HOLD: usize = 1 << 20;
+
+/// Damaged bytes on their way to `<segment>.damaged-at-<offset>`.
+struct Aside {
+    path: PathBuf,
+    held: Vec<u8>,
+    file: Option<File>,
+}
+
+impl Aside {
+    fn new(segment: &Path, offset: u64) -> Aside {
+        let mut name = segment.as_os_str().to_owned();
+        name.push(format!(".damaged-at-{offset}"));
+        Aside { path: name.into(), held: Vec::new(), file: None }
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.file.is_none() && self.held.len() + bytes.len() <= ASIDE_HOLD {
+            self.held.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(private_file().write(true).create(true).truncate(true).open(&self.path)?),
+        };
+        file.write_all(&self.held)?;
+        self.held = Vec::new();
+        file.write_all(bytes)
+    }
+
+    /// Writes everything to the file and makes it durable; returns its path.
+    fn keep(mut self) -> Result<PathBuf, OpenError> {
+        let path = self.path.clone();
+        let done = (|| {
+            if self.file.is_none() {
+                self.file = Some(private_file().write(true).create(true).truncate(true).open(&self.path)?);
             }
-            replay.bytes += size;
-            replay.records.extend(scan.records);
-            segs.push_back(Seg { number, path, bytes: size, newest_ms: scan.newest_ms });
+            self.push(&[])?;
+            self.file.as_ref().map_or(Ok(()), File::sync_all)
+        })();
+        done.map_err(OpenError::at("keep damaged bytes aside in", &path))?;
+        Ok(path)
+    }
+
+    /// The bytes were a torn tail: no copy.
+    fn discard(self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Journal {
+    /// Opens or creates `cfg.dir` (0700), reads every segment in order handing each record to
+    /// `apply` as it is read, cuts a torn tail of the last segment, keeps damaged ranges aside
+    /// (see the module doc), and starts the writer thread, which calls `waker.wake()` after each
+    /// batch becomes durable. Blocking: call it before the loop starts.
+    pub fn open(
+        cfg: JournalConfig,
+        waker: Arc<Waker>,
+        apply: &mut dyn FnMut(Record),
+    ) -> Result<(Journal, Replay), OpenError> {
+        private_dir(&cfg.dir).map_err(OpenError::at("create the directory", &cfg.dir))?;
+        tighten(&cfg.dir);
+        let lock = lock_dir(&cfg.dir).map_err(OpenError::at("lock", &cfg.dir.join("lock")))?;
+        let found = segment::list(&cfg.dir).map_err(OpenError::at("list", &cfg.dir))?;
+        let mut replay = Replay { records: 0, truncated: None, skipped: Vec::new(), segments: found.len(), bytes: 0 };
+        let mut segs = VecDeque::with_capacity(found.len() + 1);
+        let count = found.len();
+        for (i, (number, path)) in found.into_iter().enumerate() {
+            let seg = read_segment(number, path, i + 1 == count, &mut replay, apply)?;
+            replay.bytes += seg.bytes;
+            segs.push_back(seg);
         }
         let file = match segs.back() {
-            Some(active) => OpenOptions::new().append(true).open(&active.path)?,
+            Some(active) => {
+                OpenOptions::new().append(true).open(&active.path).map_err(OpenError::at("open", &active.path))?
+            }
             None => {
                 let path = cfg.dir.join(segment::file_name(1));
-                let file = OpenOptions::new().append(true).create_new(true).open(&path)?;
-                segment::sync_dir(&cfg.dir)?;
+                let file =
+                    private_file().append(true).create_new(true).open(&path).map_err(OpenError::at("create", &path))?;
+                segment::sync_dir(&cfg.dir).map_err(OpenError::at("sync", &cfg.dir))?;
                 segs.push_back(Seg { number: 1, path, bytes: 0, newest_ms: None });
                 file
             }
@@ -232,14 +355,17 @@ impl Journal {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared::default());
         let set = Settings {
-            dir: cfg.dir,
+            dir: cfg.dir.clone(),
             fsync: cfg.fsync,
             segment_bytes: cfg.segment_bytes,
             max_bytes: cfg.max_bytes,
             max_age: cfg.max_age,
         };
         let writer = Writer::new(set, rx, Arc::clone(&shared), waker, segs, file);
-        let thread = std::thread::Builder::new().name("hookcast-journal".into()).spawn(move || writer.run())?;
+        let thread = std::thread::Builder::new()
+            .name("hookcast-journal".into())
+            .spawn(move || writer.run())
+            .map_err(OpenError::at("start the writer thread for", &cfg.dir))?;
         Ok((Journal { tx, shared, next_seq: 1, thread, lock }, replay))
     }
 
@@ -317,6 +443,70 @@ impl Journal {
     fn set_faults(&self, faults: u8) {
         self.shared.faults.store(faults, Relaxed);
     }
+}
+
+/// Reads one segment into `apply` and repairs what needs it (see the module doc); returns the
+/// writer's view of it.
+fn read_segment(
+    number: u64,
+    path: PathBuf,
+    last: bool,
+    replay: &mut Replay,
+    apply: &mut dyn FnMut(Record),
+) -> Result<Seg, OpenError> {
+    let file = File::open(&path).map_err(OpenError::at("open", &path))?;
+    let mut reader = segment::Reader::new(file);
+    let mut aside: Option<Aside> = None;
+    let mut newest_ms: Option<u64> = None;
+    let mut size = None;
+    loop {
+        let next = reader
+            .next(&mut |at, bytes| aside.get_or_insert_with(|| Aside::new(&path, at)).push(bytes))
+            .map_err(OpenError::at("read", &path))?;
+        let (bad, tail) = match next {
+            None => break,
+            Some(segment::Next::Record(rec)) => {
+                newest_ms = Some(newest_ms.map_or(rec.time_ms, |t| t.max(rec.time_ms)));
+                replay.records += 1;
+                apply(rec);
+                continue;
+            }
+            Some(segment::Next::Damaged(bad)) => (bad, false),
+            Some(segment::Next::Tail(bad)) => (bad, true),
+        };
+        let (offset, cut, reason) = (bad.offset, bad.len, bad.reason);
+        if tail && last {
+            if let Some(a) = aside.take() {
+                a.discard();
+            }
+            log::warn!(
+                "journal: cut a torn or corrupt tail of {} at byte {offset} ({cut} bytes: {reason})",
+                path.display()
+            );
+            let cut_file = (|| {
+                let file = OpenOptions::new().write(true).open(&path)?;
+                file.set_len(offset)?;
+                file.sync_all()
+            })();
+            cut_file.map_err(OpenError::at("cut the torn tail of", &path))?;
+            size = Some(offset);
+            replay.truncated = Some(Truncation { file: path.clone(), offset, cut, reason, aside: None });
+            break;
+        }
+        let kept = match aside.take() {
+            Some(a) => Some(a.keep()?),
+            None => None,
+        };
+        let copy = kept.as_ref().map_or(String::new(), |p| format!("; a copy is in {}", p.display()));
+        let after = if tail { "at the end of a closed segment" } else { "valid records after them are kept" };
+        log::error!(
+            "journal: {}: DAMAGED: {reason} at byte {offset}; skipping {cut} bytes ({after}){copy}",
+            path.display()
+        );
+        replay.skipped.push(Truncation { file: path.clone(), offset, cut, reason, aside: kept });
+    }
+    let bytes = size.unwrap_or_else(|| reader.offset());
+    Ok(Seg { number, path, bytes, newest_ms })
 }
 
 #[cfg(test)]

@@ -127,6 +127,11 @@ fn body_len(rec: &Record) -> usize {
     FIXED_BODY_LEN.saturating_add(rec.topic.len()).saturating_add(rec.data.len())
 }
 
+/// Bytes `encode` writes for a record on `topic` with `data_len` bytes of data.
+pub fn encoded_len_of(topic: &str, data_len: usize) -> usize {
+    HEADER_LEN.saturating_add(FIXED_BODY_LEN).saturating_add(topic.len()).saturating_add(data_len)
+}
+
 /// Bytes `encode` writes for `rec`.
 pub fn encoded_len(rec: &Record) -> usize {
     HEADER_LEN.saturating_add(body_len(rec))

@@ -21,7 +21,7 @@ use super::segment::{file_name, sync_dir};
 use super::Fsync;
 use mio::Waker;
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
@@ -422,7 +422,8 @@ impl Writer {
     fn rotate(&mut self) {
         let number = self.segs.back().map_or(1, |s| s.number + 1);
         let path = self.set.dir.join(file_name(number));
-        match OpenOptions::new().append(true).create_new(true).open(&path) {
+        // 0600 whatever the umask: records hold webhook requests with their secret headers.
+        match super::private_file().append(true).create_new(true).open(&path) {
             Ok(file) => {
                 log::debug!("journal: rotated to {}", path.display());
                 self.file = file;

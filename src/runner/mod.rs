@@ -340,32 +340,35 @@ impl Runner {
         }
     }
 
-    /// Puts back run records from before a restart (the `$runs` events of the journal, in
-    /// order). A run whose last record is not final was cut off by a crash: it is recorded as
-    /// `interrupted` and that is published. New run ids continue after the restored ones.
-    pub fn restore(&mut self, records: impl IntoIterator<Item = Value>) {
-        for r in records {
-            let Some(id) = r.get("id").and_then(Value::as_u64) else { continue };
-            match r.get("coalesced") {
-                // A delivery that joined a waiting run: merged into that run's record.
-                Some(delivery) => {
-                    let run = self.restored.entry(id).or_insert_with(|| json!({ "id": id, "deliveries": [] }));
-                    if let Some(list) = run.get_mut("deliveries").and_then(Value::as_array_mut) {
-                        list.push(delivery.clone());
-                    }
-                    for key in ["hook", "state"] {
-                        run[key] = r[key].clone();
-                    }
+    /// Puts back one run record from before a restart (a `$runs` event of the journal, read in
+    /// order). Only the newest `keep_runs` runs are kept as they come, so a long journal costs
+    /// no more. [`Runner::restore_done`] ends the replay.
+    pub fn restore_one(&mut self, r: Value) {
+        let Some(id) = r.get("id").and_then(Value::as_u64) else { return };
+        match r.get("coalesced") {
+            // A delivery that joined a waiting run: merged into that run's record.
+            Some(delivery) => {
+                let run = self.restored.entry(id).or_insert_with(|| json!({ "id": id, "deliveries": [] }));
+                if let Some(list) = run.get_mut("deliveries").and_then(Value::as_array_mut) {
+                    list.push(delivery.clone());
                 }
-                None => {
-                    self.restored.insert(id, r);
+                for key in ["hook", "state"] {
+                    run[key] = r[key].clone();
                 }
             }
+            None => {
+                self.restored.insert(id, r);
+            }
         }
-        let keep = self.cfg.keep_runs;
-        while self.restored.len() > keep {
+        while self.restored.len() > self.cfg.keep_runs {
             self.restored.pop_first();
         }
+    }
+
+    /// Ends a replay: a run whose last record is not final was cut off by a crash; it is
+    /// recorded as `interrupted` and that is published. New run ids continue after the restored
+    /// ones.
+    pub fn restore_done(&mut self) {
         if let Some(&last) = self.restored.keys().next_back() {
             self.next_id = self.next_id.max(last + 1);
         }

@@ -1221,3 +1221,302 @@ fn check_refuses_an_unknown_fsync_policy_naming_the_field() {
         assert_eq!(code, Some(0), "{ok}: {err}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 12: damage in the middle of the journal (6), private files (16), start-up errors (18)
+
+/// Item 6: one damaged frame in the middle of the active segment used to make start-up cut the
+/// segment there: 150 of 200 acknowledged events were gone. Only the damaged one is missing
+/// now, its bytes are kept aside, and the journal goes on.
+#[test]
+fn a_damaged_frame_mid_journal_loses_only_itself() {
+    let node = Node::new("mid-damage", &config(json!({ "journal": { "fsync": "always" } })));
+    let d = node.start();
+    let acked: Vec<u64> = (0..200).map(|i| d.publish("mid", &format!("m{i}"))).collect();
+    stop(d);
+    let seg = node.segments().pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let all = frames(&bytes);
+    let (at, _) = all.iter().find(|(_, r)| r.id == acked[50]).expect("event 50 is in the journal");
+    bytes[at + 12] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let d = node.start();
+    let got = ids(&poll_all(&d, "mid"));
+    let want: Vec<u64> = acked.iter().copied().filter(|id| *id != acked[50]).collect();
+    assert_eq!(got.len(), 199, "every valid record after the damage is kept");
+    assert_eq!(got, want);
+    let log = d.log_text();
+    assert!(log.contains("DAMAGED") && log.contains(&format!("at byte {at}")), "logged loudly:\n{log}");
+    let aside = PathBuf::from(format!("{}.damaged-at-{at}", seg.display()));
+    assert!(aside.exists(), "the damaged bytes are kept aside in {}", aside.display());
+    let more = d.publish("mid", "after");
+    stop(d);
+    let d = node.start();
+    assert_eq!(ids(&poll_all(&d, "mid")), [want, vec![more]].concat(), "the journal goes on");
+    stop(d);
+}
+
+/// The mode bits of `p`.
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// The umask this test passes on to the daemon, read by a shell that inherits it.
+fn inherited_umask() -> u32 {
+    let out = Command::new("sh").args(["-c", "umask"]).output().expect("sh is needed to read the umask");
+    u32::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 8).expect("umask prints octal")
+}
+
+/// Item 16: outside systemd (umask 022) the state directory was 0755 and the segments 0644,
+/// readable by every local user, and they hold webhook requests with their secret headers.
+#[test]
+fn the_state_directory_is_private_whatever_the_umask() {
+    assert_eq!(inherited_umask(), 0o022, "run this test under umask 022 (the usual default) for it to mean something");
+    let top = TempDir::new("private");
+    let state = top.0.join("state");
+    let cfg = config(json!({ "journal": { "segment_bytes": 4096 } }));
+    let args = ["--state-dir", state.to_str().unwrap()];
+    let d = Daemon::start_args(Some(&cfg), &args);
+    for i in 0..40 {
+        d.publish("private", &format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(200)));
+    }
+    stop(d);
+    let journal = state.join("journal");
+    assert_eq!((mode(&state), mode(&journal)), (0o700, 0o700), "directories created 0700");
+    let files: Vec<PathBuf> = std::fs::read_dir(&journal).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(files.iter().filter(|p| p.extension().is_some_and(|x| x == "log")).count() >= 2, "rotated: {files:?}");
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{} (the lock, the first segment and the rotated ones)", f.display());
+    }
+
+    // A journal left readable by an older version is tightened at the next start.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&journal, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in &files {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let d = Daemon::start_args(Some(&cfg), &args);
+    stop(d);
+    assert_eq!(mode(&journal), 0o700);
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+}
+
+/// Starts `hookcast serve` expecting it to refuse; returns its stderr.
+fn refused_start(args: &[&str]) -> String {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = eventually(10 * SECOND, || child.try_wait().unwrap().is_some());
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(exited, "the daemon started; stderr:\n{stderr}");
+    assert!(!out.status.success(), "exit status {:?}; stderr:\n{stderr}", out.status);
+    stderr
+}
+
+/// Item 18: a journal that cannot be opened was reported as "cannot listen on ADDR: …". The
+/// message now names the journal and the path that failed, and the daemon exits non-zero.
+#[test]
+fn a_journal_that_cannot_be_opened_is_named_in_the_start_up_error() {
+    let top = TempDir::new("start-errors");
+    let listen = free_listen();
+    // `state_dir` is a file.
+    let file = top.0.join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let err = refused_start(&["--listen", &listen, "--state-dir", file.to_str().unwrap()]);
+    let journal = file.join("journal");
+    assert!(
+        err.contains(&format!("journal: cannot create the directory {}", journal.display())) && !err.contains("listen"),
+        "{err}"
+    );
+    // The journal's lock cannot be taken (a directory where the lock file goes: unwritable
+    // even for root, which these tests may run as).
+    let state = top.0.join("state");
+    std::fs::create_dir_all(state.join("journal").join("lock")).unwrap();
+    let err = refused_start(&["--listen", &listen, "--state-dir", state.to_str().unwrap()]);
+    let lock = state.join("journal").join("lock");
+    assert!(err.contains(&format!("journal: cannot lock {}", lock.display())) && !err.contains("listen"), "{err}");
+    // An unwritable state directory (permissions bind only a non-root user).
+    let ro = top.0.join("read-only");
+    std::fs::create_dir_all(&ro).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
+    if std::fs::write(ro.join("probe"), "x").is_ok() {
+        eprintln!("NOTE: running as root: a 0500 directory is writable, that case is not tried here");
+    } else {
+        let err = refused_start(&["--listen", &listen, "--state-dir", ro.to_str().unwrap()]);
+        assert!(err.contains(&format!("cannot create the directory {}", ro.join("journal").display())), "{err}");
+    }
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A listen failure still names the address (and only that).
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = holder.local_addr().unwrap().to_string();
+    let err = refused_start(&["--listen", &busy]);
+    assert!(err.contains(&format!("cannot listen on {busy}")) && !err.contains("journal"), "{err}");
+}
+
+/// Journal bytes and records of run `run`'s output lines (and its markers) in `node`'s journal.
+fn run_output_in_journal(node: &Node, run: u64) -> (u64, Vec<(String, String)>) {
+    let topic = format!("$runs/{run}");
+    let (mut bytes, mut recs) = (0, Vec::new());
+    for seg in node.segments() {
+        for (_, rec) in frames(&std::fs::read(seg).unwrap()) {
+            if rec.topic == topic {
+                bytes += hookcast::journal::record::encoded_len(&rec) as u64;
+                let (kind, _, data) = hookcast::app::decode_event_data(&rec.data).unwrap();
+                recs.push((kind, data));
+            }
+        }
+    }
+    (bytes, recs)
+}
+
+/// Starts the `chatty` hook and waits for its run to end; returns the run's record.
+fn chatty_run(d: &Daemon, delivery: &str) -> Value {
+    let r = d.request("POST", "/hooks/chatty", &[("X-GitHub-Delivery", delivery)], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut run = 0;
+    assert!(
+        eventually(10 * SECOND, || {
+            let v = d.get("/api/runs").json();
+            let found = v["runs"].as_array().unwrap().iter().find(|r| r["deliveries"][0] == delivery).cloned();
+            run = found.and_then(|r| r["id"].as_u64()).unwrap_or(0);
+            run != 0
+        }),
+        "the run was not listed"
+    );
+    let rec = run_final(d, run);
+    assert_eq!(rec["state"], "succeeded", "{rec}");
+    rec
+}
+
+/// Item 10: run output went to the journal with no cap (three seconds of `yes` wrote 135–300
+/// MiB, and retention then deleted acknowledged records). The journal now keeps the first
+/// `journal.run_output_bytes` of a run and a marker saying how much was left out; subscribers
+/// still see every line.
+#[test]
+fn run_output_in_the_journal_is_capped_per_run_with_a_marker() {
+    let work = TempDir::new("chatty");
+    // 20 000 lines, about 2 MB of journal records without a cap.
+    let cmd = script(&work.0, "chatty.sh", "yes 'a line of deploy output' | head -n 20000\n");
+    let hook = json!({ "id": "chatty", "execute-command": cmd });
+    let cap = 64 * 1024;
+    let cfg = config(json!({ "hooks": [hook], "journal": { "run_output_bytes": cap } }));
+    let node = Node::new("chatty", &cfg);
+    let d = node.start();
+    let run = chatty_run(&d, "chatty-1")["id"].as_u64().unwrap();
+    // Live, every line is published (the runner's own limits are the only ones there).
+    assert!(d.metric("hookcast_events_published_total") >= 20_000.0, "every line was published");
+    d.publish("sync", "x"); // acknowledged once durable: the journal is written up to here
+    stop(d);
+
+    let (bytes, recs) = run_output_in_journal(&node, run);
+    assert!(bytes <= cap + 200, "{bytes} journal bytes of run output, cap {cap}");
+    let lines = recs.iter().filter(|(k, _)| k == "stdout").count();
+    assert!(lines > 100, "the first lines are kept: {lines}");
+    let (kind, marker) = recs.last().unwrap();
+    assert_eq!(kind, "output-not-journalled", "a marker ends the run's journalled output");
+    let marker: Value = serde_json::from_str(marker).unwrap();
+    assert_eq!(marker["lines"], 20_000 - lines as u64, "{marker}");
+    assert_eq!(marker["limit"], "journal.run_output_bytes");
+
+    // After a restart the run's history has the kept prefix and the marker, not a silent hole.
+    let d = node.start();
+    let hist = poll_all(&d, &format!("$runs/{run}"));
+    let types: Vec<&str> = hist.iter().map(|e| e["event"].as_str().unwrap_or("")).collect();
+    assert_eq!(types.last(), Some(&"output-not-journalled"), "{:?}", &types[types.len().saturating_sub(3)..]);
+    stop(d);
+}
+
+/// Item 10: the per-second budget over all runs bounds how fast run output reaches the disk,
+/// however the per-run cap is set.
+#[test]
+fn run_output_in_the_journal_is_bounded_per_second() {
+    let work = TempDir::new("chatty-rate");
+    let cmd = script(&work.0, "chatty.sh", "yes 'a line of deploy output' | head -n 20000\n");
+    let hook = json!({ "id": "chatty", "execute-command": cmd });
+    let rate = 8 * 1024;
+    let journal = json!({ "run_output_bytes": 1u64 << 30, "run_output_bytes_per_sec": rate });
+    let node = Node::new("chatty-rate", &config(json!({ "hooks": [hook], "journal": journal })));
+    let d = node.start();
+    let rec = chatty_run(&d, "rate-1");
+    let run = rec["id"].as_u64().unwrap();
+    d.publish("sync", "x");
+    stop(d);
+    let secs = rec["duration_ms"].as_u64().unwrap_or(0) / 1000;
+    let (bytes, recs) = run_output_in_journal(&node, run);
+    // Generous: one budget per started second of the run, plus two.
+    assert!(bytes <= rate * (secs + 3), "{bytes} bytes in a run of {secs} s at {rate} bytes/s");
+    // Markers account for every line left out.
+    let kept = recs.iter().filter(|(k, _)| k == "stdout").count() as u64;
+    let markers: Vec<Value> = recs
+        .iter()
+        .filter(|(k, _)| k == "output-not-journalled")
+        .map(|(_, d)| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(
+        !markers.is_empty() && markers.iter().all(|m| m["limit"] == "journal.run_output_bytes_per_sec"),
+        "{markers:?}"
+    );
+    let left_out: u64 = markers.iter().map(|m| m["lines"].as_u64().unwrap()).sum();
+    assert_eq!(kept + left_out, 20_000, "{kept} kept, {left_out} left out");
+}
+
+/// Item 10: the listener was bound before the journal was replayed, so during a long replay
+/// (an OOM loop under systemd, at worst) clients connected and hung. It is bound after the
+/// replay now: while the journal is being read (its lock is taken first), connecting is refused.
+#[test]
+fn the_listener_is_bound_only_after_the_journal_is_replayed() {
+    let state = TempDir::new("late-bind");
+    let dir = state.0.join("journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    // About 48 MB of events, written directly: a replay that takes a while.
+    let t0 = hookcast::clock::unix_ms();
+    let data = hookcast::app::encode_event_data("message", false, &"z".repeat(4000));
+    let mut seg = Vec::with_capacity(16 << 20);
+    for n in 1..=3u64 {
+        seg.clear();
+        for i in 0..4000u64 {
+            let id = n * 1_000_000 + i;
+            let rec = hookcast::journal::Record {
+                kind: Kind::Event,
+                id,
+                time_ms: t0,
+                topic: format!("bulk/{}", i % 10),
+                data: data.clone(),
+            };
+            hookcast::journal::encode(&rec, &mut seg).unwrap();
+        }
+        std::fs::write(dir.join(format!("journal-{n:020}.log")), &seg).unwrap();
+    }
+    let listen = free_listen();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", &listen, "--state-dir", state.0.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let replaying =
+        eventually(10 * SECOND, || std::fs::read_to_string(dir.join("lock")).is_ok_and(|s| s.trim() == pid));
+    let during = TcpStream::connect(&listen);
+    let up = eventually(60 * SECOND, || TcpStream::connect(&listen).is_ok());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(replaying, "the daemon never took the journal's lock");
+    assert!(during.is_err(), "a client could connect while the journal was being replayed");
+    assert!(up, "the daemon never listened after the replay");
+}

@@ -295,6 +295,38 @@ fn sd_notify_ready_then_stopping() {
     assert!(after.iter().all(|m| !m.lines().any(|l| l == "READY=1")), "READY=1 again while stopping: {after:?}");
 }
 
+/// Issue 12 item 10: the listener is bound after the journal replay, and READY=1 comes after
+/// it too; a long replay tells systemd it is still starting (`EXTEND_TIMEOUT_USEC`) instead of
+/// being killed at `TimeoutStartSec=` and started again, in a loop.
+#[test]
+fn sd_notify_extends_the_start_timeout_while_the_journal_is_replayed() {
+    let state = TempDir::new("notify-replay");
+    let dir = state.0.join("journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = hookcast::app::encode_event_data("message", false, "x");
+    let mut seg = Vec::new();
+    for id in 1..=3000u64 {
+        let topic = format!("bulk/{}", id % 7);
+        let rec = hookcast::journal::Record {
+            kind: hookcast::journal::Kind::Event,
+            id,
+            time_ms: 1,
+            topic,
+            data: data.clone(),
+        };
+        hookcast::journal::encode(&rec, &mut seg).unwrap();
+    }
+    std::fs::write(dir.join(format!("journal-{:020}.log", 1)), &seg).unwrap();
+    let n = FakeNotify::new();
+    let args = ["--state-dir", state.0.to_str().unwrap()];
+    let d = Daemon::start_env(None, &args, &[("NOTIFY_SOCKET", n.path.to_str().unwrap())]);
+    let got = n.wait_for("READY=1", Duration::from_secs(10));
+    let extend = got.iter().position(|m| m.lines().any(|l| l.starts_with("EXTEND_TIMEOUT_USEC=")));
+    assert!(extend.is_some_and(|i| i + 1 < got.len()), "EXTEND_TIMEOUT_USEC before READY=1: {got:?}");
+    assert!(got[extend.unwrap()].contains("STATUS=replaying the journal"), "{got:?}");
+    assert_eq!(d.get("/healthz").status, 200);
+}
+
 #[test]
 fn sd_notify_to_an_abstract_socket() {
     use std::os::linux::net::SocketAddrExt;
