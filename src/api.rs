@@ -341,7 +341,7 @@ fn events(app: &mut App, ip: IpAddr, head: &Head, single: Option<String>) -> Out
     }
     headers.extend(cors_headers(app, head));
     let mut out = Vec::with_capacity(256);
-    crate::http::response::write_head(&mut out, 200, &headers, None, false, app.date());
+    crate::http::response::write_head(&mut out, 200, &headers, None, crate::http::response::Persist::Close, app.date());
     out.extend_from_slice(&crate::sse::retry(app.cfg.sse.retry_ms));
     let token = app.auth.token_id(&who);
     Outcome::Subscribe(SubscribeRequest { head: out, patterns, wire, last_event_id, token })

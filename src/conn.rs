@@ -24,7 +24,7 @@ use crate::auth::{Caller, Scope, TokenId};
 use crate::buf::{Flush, OutQueue};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{self, BodyKind, Head, Method};
-use crate::http::response::Response;
+use crate::http::response::{Persist, Response};
 use crate::hub::{Event, PatternId, Wire};
 use crate::metrics::Transport;
 use crate::ws::frame::{self, Opcode};
@@ -70,7 +70,7 @@ pub struct AwaitRun {
     run: crate::runner::sched::RunId,
     hook: String,
     seq: u64,
-    keep_alive: bool,
+    persist: Persist,
     head_only: bool,
     served: u32,
 }
@@ -80,7 +80,7 @@ pub struct AwaitRun {
 pub struct AwaitDurable {
     seq: u64,
     resp: Response,
-    keep_alive: bool,
+    persist: Persist,
     head_only: bool,
     served: u32,
 }
@@ -91,7 +91,7 @@ pub struct PollWait {
     patterns: Box<[PatternId]>,
     since: u64,
     limit: usize,
-    keep_alive: bool,
+    persist: Persist,
     head_only: bool,
     served: u32,
 }
@@ -396,7 +396,7 @@ impl Conn {
     fn fail(&mut self, app: &mut App, resp: Response) {
         app.metrics.response(resp.status);
         log::debug!("{} {}: {}", self.ip, resp.status, String::from_utf8_lossy(&resp.body).trim_end());
-        self.out.push_owned(resp.to_bytes(false, false, app.date()));
+        self.out.push_owned(resp.to_bytes(Persist::Close, false, app.date()));
         self.enter_closing(app);
     }
 
@@ -594,14 +594,14 @@ impl Conn {
             _ => 0,
         };
         let head_only = head.method == Method::Head;
-        let keep_alive = head.keep_alive && !self.eof;
+        let persist = Persist::new(head.keep_alive && !self.eof, head.version_minor);
         match api::handle(app, self.ip, &head, body) {
-            Outcome::Respond(resp) => self.answer(app, resp, keep_alive, head_only, served),
+            Outcome::Respond(resp) => self.answer(app, resp, persist, head_only, served),
             Outcome::Subscribe(sub) => {
                 let s = self.subscribe(app, sub.head, &sub.patterns, sub.wire, None, sub.token);
                 self.start_stream(app, s, sub.last_event_id);
             }
-            Outcome::Durable { seq, resp } => self.answer_when_durable(app, seq, resp, keep_alive, head_only, served),
+            Outcome::Durable { seq, resp } => self.answer_when_durable(app, seq, resp, persist, head_only, served),
             Outcome::Poll(p) => {
                 app.metrics.switch(self.transport, Transport::Poll);
                 self.transport = Transport::Poll;
@@ -611,7 +611,7 @@ impl Conn {
                     patterns,
                     since: p.since,
                     limit: p.limit,
-                    keep_alive,
+                    persist,
                     head_only,
                     served,
                 }));
@@ -624,7 +624,7 @@ impl Conn {
                     .and_then(|h| h.def.timeout_secs)
                     .map_or(app.runner.config().timeout, Duration::from_secs);
                 self.deadline = Some(app.now + wait + app.runner.config().kill_grace + Duration::from_secs(10));
-                self.state = State::AwaitRun(Box::new(AwaitRun { run, hook, seq, keep_alive, head_only, served }));
+                self.state = State::AwaitRun(Box::new(AwaitRun { run, hook, seq, persist, head_only, served }));
             }
             Outcome::Upgrade(up) => {
                 let ws = WsSession {
@@ -821,7 +821,7 @@ impl Conn {
             _ => Response::error(500, "the run's record is gone"),
         };
         // The run is over, but the delivery is acknowledged only once its record is durable.
-        self.answer_when_durable(app, w.seq, resp, w.keep_alive, w.head_only, w.served);
+        self.answer_when_durable(app, w.seq, resp, w.persist, w.head_only, w.served);
         self.process(app);
     }
 
@@ -832,16 +832,16 @@ impl Conn {
         app: &mut App,
         seq: u64,
         resp: Response,
-        keep_alive: bool,
+        persist: Persist,
         head_only: bool,
         served: u32,
     ) {
         if app.journal.as_ref().is_none_or(|j| j.durable_seq() >= seq) {
-            self.answer(app, resp, keep_alive, head_only, served);
+            self.answer(app, resp, persist, head_only, served);
         } else {
             app.durable_waiters.entry(seq).or_default().push(self.token);
             self.deadline = Some(app.now + DURABLE_WAIT);
-            self.state = State::AwaitDurable(Box::new(AwaitDurable { seq, resp, keep_alive, head_only, served }));
+            self.state = State::AwaitDurable(Box::new(AwaitDurable { seq, resp, persist, head_only, served }));
         }
     }
 
@@ -878,7 +878,7 @@ impl Conn {
         } else {
             w.resp
         };
-        self.answer(app, resp, w.keep_alive, w.head_only, w.served);
+        self.answer(app, resp, w.persist, w.head_only, w.served);
         self.process(app);
     }
 
@@ -898,10 +898,10 @@ impl Conn {
     }
 
     /// Writes an answer and moves on: back to reading requests, or to closing.
-    fn answer(&mut self, app: &mut App, resp: Response, keep_alive: bool, head_only: bool, served: u32) {
+    fn answer(&mut self, app: &mut App, resp: Response, persist: Persist, head_only: bool, served: u32) {
         app.metrics.response(resp.status);
-        self.out.push_owned(resp.to_bytes(keep_alive, head_only, app.date()));
-        if keep_alive {
+        self.out.push_owned(resp.to_bytes(persist, head_only, app.date()));
+        if persist.keeps() {
             self.state = State::Head { served: served + 1 };
             self.deadline = Some(app.now + app.cfg.limits.idle_timeout);
         } else {
@@ -919,7 +919,7 @@ impl Conn {
         app.metrics.active[Transport::Poll as usize] = app.metrics.active[Transport::Poll as usize].saturating_sub(1);
         app.metrics.active[Transport::Http as usize] += 1;
         self.transport = Transport::Http;
-        self.answer(app, resp, p.keep_alive, p.head_only, p.served);
+        self.answer(app, resp, p.persist, p.head_only, p.served);
         self.process(app);
     }
 

@@ -117,6 +117,28 @@ fn http10_closes_unless_keep_alive() {
     assert!(read_response(&mut s).is_none());
 }
 
+/// Issue 12 item 17: an HTTP/1.0 client that asked for keep-alive must be told it got it, or
+/// it takes the response as the connection's last.
+#[test]
+fn http10_keep_alive_is_announced_and_the_connection_kept() {
+    let d = Daemon::start_default();
+    let mut s = d.connect();
+    s.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection").map(str::to_ascii_lowercase).as_deref(), Some("keep-alive"), "{:?}", r.headers);
+    // Still open: a second request on the same socket, this time without keep-alive.
+    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(read_response(&mut s).is_none());
+    // HTTP/1.1 keeps its default silent.
+    let mut s = d.connect();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).unwrap().header("connection"), None);
+}
+
 #[test]
 fn chunked_bodies_are_decoded() {
     let d = Daemon::start(SMALL_LIMITS);
