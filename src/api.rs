@@ -67,7 +67,10 @@ pub fn poll_answer(app: &App, patterns: &[&str], since: u64, limit: usize) -> Op
     }
     let more = r.events.len() > limit;
     let events = &r.events[..r.events.len().min(limit)];
-    let next = events.last().map_or(app.hub.last_id().max(since), |e| e.id);
+    // With no event to carry it, the cursor goes to the head, as an SSE reset does: a cursor
+    // ahead of the server (ids went back: a restored backup, a clock set late without an RTC)
+    // echoed back would be answered `reset` at once, forever.
+    let next = events.last().map_or(app.hub.last_id(), |e| e.id);
     let mut body = Vec::with_capacity(64 + events.iter().map(|e| e.cost()).sum::<usize>());
     body.extend_from_slice(b"{\"events\":[");
     for (i, e) in events.iter().enumerate() {

@@ -342,7 +342,7 @@ impl Hub {
     /// evictions after that batch count (the earlier ones were reported then).
     fn has_gap(&self, patterns: &[&str], since: u64, mark: Option<u64>) -> bool {
         let floor = match mark {
-            None if since + 1 < self.first_id || since > self.last_id() => return true,
+            None if since.saturating_add(1) < self.first_id || since > self.last_id() => return true,
             None => 0,
             Some(m) if self.evicted_max <= m => return false,
             Some(m) => m,
