@@ -161,6 +161,11 @@ pub struct SubscribeRequest {
     pub token: Option<crate::auth::TokenId>,
 }
 
+/// Deepest JSON accepted as an event's data: the hook payloads' limit less the three levels a
+/// long-poll answer wraps around it (`{"events":[{"data":…}]}`), so every wire format stays
+/// within what serde_json and the hook checker read.
+pub const MAX_PUBLISH_DEPTH: usize = crate::hooks::json::MAX_DEPTH - 3;
+
 /// Most patterns one subscription may name.
 pub const MAX_PATTERNS: usize = 32;
 
@@ -371,8 +376,14 @@ fn publish(app: &mut App, ip: IpAddr, head: &Head, topic_name: &str, body: Vec<u
     let is_json = head
         .header_str("content-type")
         .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
-    if is_json && serde_json::from_str::<serde::de::IgnoredAny>(&data).is_err() {
-        return Response::error(400, "body is not valid JSON (Content-Type says it is)");
+    // The hook payloads' checker, nesting limit included: serde_json ignores a value without
+    // its recursion limit, and a 100 000-deep list stored here broke every client that parsed it.
+    if is_json {
+        if let Err(e) = crate::hooks::json::check_depth(data.as_bytes(), MAX_PUBLISH_DEPTH) {
+            let max = MAX_PUBLISH_DEPTH;
+            let msg = format!("body is not valid JSON of at most {max} nested levels (Content-Type says it is JSON): {e}");
+            return Response::error(400, &msg);
+        }
     }
     let ev = app.publish(topic_name, &kind, data, is_json);
     Response::json(202, &json!({ "id": ev.id, "topic": topic_name }))

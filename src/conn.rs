@@ -790,6 +790,10 @@ impl Conn {
                     serde_json::Value::String(s) => (s, false),
                     other => (other.to_string(), true),
                 };
+                if is_json && crate::hooks::json::check_depth(text.as_bytes(), api::MAX_PUBLISH_DEPTH).is_err() {
+                    let max = api::MAX_PUBLISH_DEPTH;
+                    return Err(fail("publish", format!("data nested deeper than {max} levels")));
+                }
                 let ev = app.publish(t, &event, text, is_json);
                 let ack = ops::ack("publish", serde_json::json!({ "id": ev.id, "topic": t }));
                 let seq = app.last_seq();

@@ -14,6 +14,11 @@ const SMALL_LIMITS: &str = r#"{
   "public": [{ "topics": ["**"], "scopes": ["subscribe", "publish"] }]
 }"#;
 
+const SMALL_LIMITS_BIG_BODY: &str = r#"{
+  "limits": { "max_body_bytes": 262144 },
+  "public": [{ "topics": ["**"], "scopes": ["subscribe", "publish"] }]
+}"#;
+
 #[test]
 fn health_metrics_and_unknown_routes() {
     let d = Daemon::start_default();
@@ -356,4 +361,27 @@ fn pipelining_client_that_never_reads_is_dropped() {
     assert!(end.is_ok() || end.unwrap_err().kind() == std::io::ErrorKind::ConnectionReset);
     assert!(answered < 3000, "all {answered} answered: the pipeline limit did not hold");
     assert_eq!(d.metric("hookcast_connections_active{transport=\"http\"}"), 1.0);
+}
+
+/// Issue 12 item 12: `POST /publish` with JSON had no nesting limit (serde_json ignores a value
+/// without its recursion limit), so a 100 000-deep list was stored and broke clients and
+/// long-poll batches. The limit is the hook payloads' (127 levels) less the three a long-poll
+/// answer wraps around the data, so every answer parses in serde_json (the test's client).
+#[test]
+fn publish_json_nesting_is_limited_like_hook_payloads() {
+    let d = Daemon::start(SMALL_LIMITS_BIG_BODY);
+    let json = [("Content-Type", "application/json")];
+    let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let r = d.request("POST", "/publish/deep", &json, nest(100_000).as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    let err = r.json()["error"].as_str().unwrap().to_string();
+    assert!(err.contains("124") && err.contains("nested too deeply"), "{err}");
+    // 124, not 127: a long-poll answer wraps three levels around the data.
+    assert_eq!(d.request("POST", "/publish/deep", &json, nest(125).as_bytes()).status, 400);
+    assert_eq!(d.request("POST", "/publish/deep", &json, nest(124).as_bytes()).status, 202);
+    // Text is text: no JSON rules apply to it.
+    assert_eq!(d.request("POST", "/publish/deep", &[], nest(1000).as_bytes()).status, 202);
+    // Nothing deep reached history: a long poll of the topic parses.
+    let v = d.get("/poll?topics=deep&since=0").json();
+    assert_eq!(v["events"].as_array().unwrap().len(), 2, "{v}");
 }

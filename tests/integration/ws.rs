@@ -355,3 +355,18 @@ fn sigterm_sends_going_away() {
         }
     }
 }
+
+/// Issue 12 item 12, the WebSocket side: the `publish` op's JSON data has the same nesting
+/// limit as `POST /publish`, so no wire format of the event is deeper than a client can read.
+#[test]
+fn publish_op_data_nesting_is_limited() {
+    let d = Daemon::start(OPEN);
+    let mut ws = connect(&d, "/ws", &[]).unwrap();
+    let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    ws.send(Message::text(format!(r#"{{"op":"publish","topic":"deep","data":{}}}"#, nest(125)))).unwrap();
+    let v = next_json(&mut ws);
+    assert_eq!(v["type"], "error", "{v}");
+    assert!(v["error"].as_str().unwrap().contains("124"), "{v}");
+    ws.send(Message::text(format!(r#"{{"op":"publish","topic":"deep","data":{}}}"#, nest(124)))).unwrap();
+    assert_eq!(next_json(&mut ws)["type"], "ack");
+}
