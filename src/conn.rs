@@ -193,6 +193,9 @@ pub struct Conn {
     pub transport: Transport,
     /// The peer closed its write side.
     pub eof: bool,
+    /// The last read stopped at the input cap, not at an empty socket: bytes may wait in the
+    /// kernel that no edge-triggered readiness event will announce again.
+    unread: bool,
     close: Close,
 }
 
@@ -209,6 +212,7 @@ impl Conn {
             deadline: Some(app.now + app.cfg.limits.header_timeout),
             transport: Transport::Http,
             eof: false,
+            unread: false,
             close: Close::No,
         }
     }
@@ -230,14 +234,15 @@ impl Conn {
     /// `to_eagain`. Input is kept only while a request is being parsed; a subscriber's or a
     /// closing connection's input is dropped.
     pub fn read(&mut self, scratch: &mut [u8], cap: usize, to_eagain: bool) {
-        let keep = match &self.state {
-            State::Head { .. } | State::Body(_) | State::AwaitRun(_) | State::Poll(_) | State::AwaitDurable(_) => true,
-            State::Subscriber(s) => s.ws.is_some(),
-            State::Closing | State::Lingering => false,
-        };
+        let keep = self.keeps_input();
+        // Every way out of the loop but the cap means the socket is empty (a short read, see the
+        // loop's `drive`), at its end, or broken.
+        self.unread = false;
         loop {
             if keep && self.inbuf.len() >= cap {
-                // Enough to decide on; the rest stays in the kernel until we have processed this.
+                // Enough to decide on; the rest stays in the kernel until we have processed this,
+                // and then `wants_read` has the loop come back for it: no new edge will.
+                self.unread = true;
                 return;
             }
             match self.sock.read(scratch) {
@@ -266,6 +271,23 @@ impl Conn {
     /// Whether input is waiting that `process` did not take (backpressure or the read cap).
     pub fn has_input(&self) -> bool {
         !self.inbuf.is_empty()
+    }
+
+    /// Whether input read in this state is kept for `process` (else it is read and dropped).
+    fn keeps_input(&self) -> bool {
+        match &self.state {
+            State::Head { .. } | State::Body(_) | State::AwaitRun(_) | State::Poll(_) | State::AwaitDurable(_) => true,
+            State::Subscriber(s) => s.ws.is_some(),
+            State::Closing | State::Lingering => false,
+        }
+    }
+
+    /// Whether the loop must read again without waiting for readiness: the last read stopped at
+    /// `cap` with bytes possibly left in the kernel (edge-triggered, so no event will come for
+    /// them), and there is room for them now (a body was moved out, a pipelined request taken,
+    /// or the state drops what it reads).
+    pub fn wants_read(&self, cap: usize) -> bool {
+        self.unread && !self.eof && self.close == Close::No && (!self.keeps_input() || self.inbuf.len() < cap)
     }
 
     /// Writes queued output; on a subscriber that is catching up, pulls the next history batch
