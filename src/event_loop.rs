@@ -615,6 +615,10 @@ impl Server {
                 }
             }
         }
+        // Every subscriber has its reference now; history keeps the event, not its encodings.
+        for ev in &outbox {
+            ev.retire();
+        }
         // Keep the vector's allocation for the next turn.
         let mut outbox = outbox;
         outbox.clear();
