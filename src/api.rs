@@ -381,7 +381,8 @@ fn publish(app: &mut App, ip: IpAddr, head: &Head, topic_name: &str, body: Vec<u
     if is_json {
         if let Err(e) = crate::hooks::json::check_depth(data.as_bytes(), MAX_PUBLISH_DEPTH) {
             let max = MAX_PUBLISH_DEPTH;
-            let msg = format!("body is not valid JSON of at most {max} nested levels (Content-Type says it is JSON): {e}");
+            let msg =
+                format!("body is not valid JSON of at most {max} nested levels (Content-Type says it is JSON): {e}");
             return Response::error(400, &msg);
         }
     }

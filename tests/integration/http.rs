@@ -403,7 +403,8 @@ fn send_in_background(s: &TcpStream, bytes: Vec<u8>) -> std::thread::JoinHandle<
 }
 
 fn publish_request(topic: &str, body_len: usize) -> Vec<u8> {
-    let mut req = format!("POST /publish/{topic} HTTP/1.1\r\nHost: x\r\nContent-Length: {body_len}\r\n\r\n").into_bytes();
+    let mut req =
+        format!("POST /publish/{topic} HTTP/1.1\r\nHost: x\r\nContent-Length: {body_len}\r\n\r\n").into_bytes();
     req.resize(req.len() + body_len, b'x');
     req
 }

@@ -284,5 +284,8 @@ fn replaying_history_in_every_format_does_not_grow_memory_past_the_history_limit
     }
     assert_eq!(since, last);
     let grown = rss_mib(&d) - before;
-    assert!(grown < accounted, "one replay per format grew memory by {grown:.1} MiB; history counts {accounted:.1} MiB");
+    assert!(
+        grown < accounted,
+        "one replay per format grew memory by {grown:.1} MiB; history counts {accounted:.1} MiB"
+    );
 }
