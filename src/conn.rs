@@ -15,7 +15,9 @@
 //!
 //! Transitions happen in [`Conn::process`], which consumes requests from the input buffer while
 //! the output queue is short (pipelining with backpressure). The loop feeds it bytes, flushes its
-//! queue and acts on [`Conn::want_close`]. An idle subscriber holds no input buffer and no output
+//! queue and acts on [`Conn::want_close`]. A read stops at the input cap with bytes possibly left
+//! in the kernel; readiness is edge-triggered and will not report them again, so once `process`
+//! has made room the loop reads again by itself ([`Conn::wants_read`]). An idle subscriber holds no input buffer and no output
 //! buffer: the struct itself and its pattern ids are all it costs.
 
 use crate::api::{self, Outcome};
