@@ -198,6 +198,9 @@ pub struct Conn {
     /// The last read stopped at the input cap, not at an empty socket: bytes may wait in the
     /// kernel that no edge-triggered readiness event will announce again.
     unread: bool,
+    /// `process` stopped with input left because the output was over its limit: once the
+    /// client has read, it must run again although no new input arrives.
+    held: bool,
     close: Close,
 }
 
@@ -215,6 +218,7 @@ impl Conn {
             transport: Transport::Http,
             eof: false,
             unread: false,
+            held: false,
             close: Close::No,
         }
     }
@@ -273,6 +277,12 @@ impl Conn {
     /// Whether input is waiting that `process` did not take (backpressure or the read cap).
     pub fn has_input(&self) -> bool {
         !self.inbuf.is_empty()
+    }
+
+    /// Whether input waits for the output to drain (pipelined requests, WebSocket messages): when
+    /// it has, `process` must run again.
+    pub fn held_by_output(&self) -> bool {
+        self.held && self.close == Close::No
     }
 
     /// Whether input read in this state is kept for `process` (else it is read and dropped).
@@ -434,11 +444,13 @@ impl Conn {
     /// Consumes complete requests from the input buffer and answers them, in order.
     pub fn process(&mut self, app: &mut App) {
         let mut pos = 0;
+        self.held = false;
         loop {
             match &mut self.state {
                 State::Head { served } => {
                     let served = *served;
                     if self.out.len() > PIPELINE_OUT_LIMIT {
+                        self.held = true;
                         break; // let the client read before we answer more
                     }
                     let input = &self.inbuf[pos..];
@@ -525,6 +537,7 @@ impl Conn {
                         break;
                     }
                     if self.out.len() > app.cfg.limits.max_queued_bytes {
+                        self.held = true;
                         break; // an echo peer that sends faster than it reads: wait for it
                     }
                     match ws.asm.feed(&mut self.inbuf[pos..]) {

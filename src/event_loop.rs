@@ -383,13 +383,11 @@ impl Server {
             conn.read(&mut self.scratch, cap, to_eagain);
             conn.process(&mut self.app);
             conn.flush(&mut self.app);
-            // Requests wait while the output was over its limit and it has drained; or the read
-            // stopped at its cap and processing made room: go again. Whatever is left when this
-            // gives up is picked up by `settle` and `reread_all`.
-            let waiting = conn.has_input()
-                && conn.want_close() == Close::No
-                && matches!(conn.state, State::Head { .. } | State::Body(_));
-            if !(waiting || conn.wants_read(cap)) || !conn.out.is_empty() {
+            // Input waited for the output, which has drained; or the read stopped at its cap and
+            // processing made room: go again. Whatever is left when this gives up is picked up
+            // by `on_writable`, or by `settle` and `reread_all`.
+            let more = conn.held_by_output() || conn.wants_read(cap);
+            if !more || !conn.out.is_empty() {
                 break;
             }
         }
@@ -419,7 +417,7 @@ impl Server {
         let conn = &mut slot.conn;
         // Requests (or WebSocket messages) wait in the buffer while the output is over its
         // limit; the client has read some, so go on with them.
-        let resume = matches!(conn.state, State::Head { .. } | State::Subscriber(_)) && conn.has_input();
+        let resume = conn.held_by_output();
         conn.flush(&mut self.app);
         if resume {
             self.drive(t, true);
