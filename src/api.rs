@@ -67,7 +67,10 @@ pub fn poll_answer(app: &App, patterns: &[&str], since: u64, limit: usize) -> Op
     }
     let more = r.events.len() > limit;
     let events = &r.events[..r.events.len().min(limit)];
-    let next = events.last().map_or(app.hub.last_id().max(since), |e| e.id);
+    // With no event to carry it, the cursor goes to the head, as an SSE reset does: a cursor
+    // ahead of the server (ids went back: a restored backup, a clock set late without an RTC)
+    // echoed back would be answered `reset` at once, forever.
+    let next = events.last().map_or(app.hub.last_id(), |e| e.id);
     let mut body = Vec::with_capacity(64 + events.iter().map(|e| e.cost()).sum::<usize>());
     body.extend_from_slice(b"{\"events\":[");
     for (i, e) in events.iter().enumerate() {
@@ -157,6 +160,11 @@ pub struct SubscribeRequest {
     /// The token the client authenticated with (checked again on a reload).
     pub token: Option<crate::auth::TokenId>,
 }
+
+/// Deepest JSON accepted as an event's data: the hook payloads' limit less the three levels a
+/// long-poll answer wraps around it (`{"events":[{"data":…}]}`), so every wire format stays
+/// within what serde_json and the hook checker read.
+pub const MAX_PUBLISH_DEPTH: usize = crate::hooks::json::MAX_DEPTH - 3;
 
 /// Most patterns one subscription may name.
 pub const MAX_PATTERNS: usize = 32;
@@ -341,7 +349,7 @@ fn events(app: &mut App, ip: IpAddr, head: &Head, single: Option<String>) -> Out
     }
     headers.extend(cors_headers(app, head));
     let mut out = Vec::with_capacity(256);
-    crate::http::response::write_head(&mut out, 200, &headers, None, false, app.date());
+    crate::http::response::write_head(&mut out, 200, &headers, None, crate::http::response::Persist::Close, app.date());
     out.extend_from_slice(&crate::sse::retry(app.cfg.sse.retry_ms));
     // Where this stream starts: the client's cursor when it resumes (a gap or a cursor ahead of
     // the server is corrected by the `reset` that follows), else the newest event, which is
@@ -383,8 +391,15 @@ fn publish(app: &mut App, ip: IpAddr, head: &Head, topic_name: &str, body: Vec<u
     let is_json = head
         .header_str("content-type")
         .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
-    if is_json && serde_json::from_str::<serde::de::IgnoredAny>(&data).is_err() {
-        return Response::error(400, "body is not valid JSON (Content-Type says it is)");
+    // The hook payloads' checker, nesting limit included: serde_json ignores a value without
+    // its recursion limit, and a 100 000-deep list stored here broke every client that parsed it.
+    if is_json {
+        if let Err(e) = crate::hooks::json::check_depth(data.as_bytes(), MAX_PUBLISH_DEPTH) {
+            let max = MAX_PUBLISH_DEPTH;
+            let msg =
+                format!("body is not valid JSON of at most {max} nested levels (Content-Type says it is JSON): {e}");
+            return Response::error(400, &msg);
+        }
     }
     let ev = app.publish(topic_name, &kind, data, is_json);
     Response::json(202, &json!({ "id": ev.id, "topic": topic_name }))

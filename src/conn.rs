@@ -15,7 +15,9 @@
 //!
 //! Transitions happen in [`Conn::process`], which consumes requests from the input buffer while
 //! the output queue is short (pipelining with backpressure). The loop feeds it bytes, flushes its
-//! queue and acts on [`Conn::want_close`]. An idle subscriber holds no input buffer and no output
+//! queue and acts on [`Conn::want_close`]. A read stops at the input cap with bytes possibly left
+//! in the kernel; readiness is edge-triggered and will not report them again, so once `process`
+//! has made room the loop reads again by itself ([`Conn::wants_read`]). An idle subscriber holds no input buffer and no output
 //! buffer: the struct itself and its pattern ids are all it costs.
 
 use crate::api::{self, Outcome};
@@ -24,7 +26,7 @@ use crate::auth::{Caller, Scope, TokenId};
 use crate::buf::{Flush, OutQueue};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{self, BodyKind, Head, Method};
-use crate::http::response::Response;
+use crate::http::response::{Persist, Response};
 use crate::hub::{Event, PatternId, Wire};
 use crate::metrics::Transport;
 use crate::ws::frame::{self, Opcode};
@@ -70,7 +72,7 @@ pub struct AwaitRun {
     run: crate::runner::sched::RunId,
     hook: String,
     seq: u64,
-    keep_alive: bool,
+    persist: Persist,
     head_only: bool,
     served: u32,
 }
@@ -80,7 +82,7 @@ pub struct AwaitRun {
 pub struct AwaitDurable {
     seq: u64,
     resp: Response,
-    keep_alive: bool,
+    persist: Persist,
     head_only: bool,
     served: u32,
 }
@@ -91,7 +93,7 @@ pub struct PollWait {
     patterns: Box<[PatternId]>,
     since: u64,
     limit: usize,
-    keep_alive: bool,
+    persist: Persist,
     head_only: bool,
     served: u32,
 }
@@ -193,6 +195,12 @@ pub struct Conn {
     pub transport: Transport,
     /// The peer closed its write side.
     pub eof: bool,
+    /// The last read stopped at the input cap, not at an empty socket: bytes may wait in the
+    /// kernel that no edge-triggered readiness event will announce again.
+    unread: bool,
+    /// `process` stopped with input left because the output was over its limit: once the
+    /// client has read, it must run again although no new input arrives.
+    held: bool,
     close: Close,
 }
 
@@ -209,6 +217,8 @@ impl Conn {
             deadline: Some(app.now + app.cfg.limits.header_timeout),
             transport: Transport::Http,
             eof: false,
+            unread: false,
+            held: false,
             close: Close::No,
         }
     }
@@ -230,14 +240,15 @@ impl Conn {
     /// `to_eagain`. Input is kept only while a request is being parsed; a subscriber's or a
     /// closing connection's input is dropped.
     pub fn read(&mut self, scratch: &mut [u8], cap: usize, to_eagain: bool) {
-        let keep = match &self.state {
-            State::Head { .. } | State::Body(_) | State::AwaitRun(_) | State::Poll(_) | State::AwaitDurable(_) => true,
-            State::Subscriber(s) => s.ws.is_some(),
-            State::Closing | State::Lingering => false,
-        };
+        let keep = self.keeps_input();
+        // Every way out of the loop but the cap means the socket is empty (a short read, see the
+        // loop's `drive`), at its end, or broken.
+        self.unread = false;
         loop {
             if keep && self.inbuf.len() >= cap {
-                // Enough to decide on; the rest stays in the kernel until we have processed this.
+                // Enough to decide on; the rest stays in the kernel until we have processed this,
+                // and then `wants_read` has the loop come back for it: no new edge will.
+                self.unread = true;
                 return;
             }
             match self.sock.read(scratch) {
@@ -266,6 +277,29 @@ impl Conn {
     /// Whether input is waiting that `process` did not take (backpressure or the read cap).
     pub fn has_input(&self) -> bool {
         !self.inbuf.is_empty()
+    }
+
+    /// Whether input waits for the output to drain (pipelined requests, WebSocket messages): when
+    /// it has, `process` must run again.
+    pub fn held_by_output(&self) -> bool {
+        self.held && self.close == Close::No
+    }
+
+    /// Whether input read in this state is kept for `process` (else it is read and dropped).
+    fn keeps_input(&self) -> bool {
+        match &self.state {
+            State::Head { .. } | State::Body(_) | State::AwaitRun(_) | State::Poll(_) | State::AwaitDurable(_) => true,
+            State::Subscriber(s) => s.ws.is_some(),
+            State::Closing | State::Lingering => false,
+        }
+    }
+
+    /// Whether the loop must read again without waiting for readiness: the last read stopped at
+    /// `cap` with bytes possibly left in the kernel (edge-triggered, so no event will come for
+    /// them), and there is room for them now (a body was moved out, a pipelined request taken,
+    /// or the state drops what it reads).
+    pub fn wants_read(&self, cap: usize) -> bool {
+        self.unread && !self.eof && self.close == Close::No && (!self.keeps_input() || self.inbuf.len() < cap)
     }
 
     /// Writes queued output; on a subscriber that is catching up, pulls the next history batch
@@ -396,7 +430,7 @@ impl Conn {
     fn fail(&mut self, app: &mut App, resp: Response) {
         app.metrics.response(resp.status);
         log::debug!("{} {}: {}", self.ip, resp.status, String::from_utf8_lossy(&resp.body).trim_end());
-        self.out.push_owned(resp.to_bytes(false, false, app.date()));
+        self.out.push_owned(resp.to_bytes(Persist::Close, false, app.date()));
         self.enter_closing(app);
     }
 
@@ -410,11 +444,13 @@ impl Conn {
     /// Consumes complete requests from the input buffer and answers them, in order.
     pub fn process(&mut self, app: &mut App) {
         let mut pos = 0;
+        self.held = false;
         loop {
             match &mut self.state {
                 State::Head { served } => {
                     let served = *served;
                     if self.out.len() > PIPELINE_OUT_LIMIT {
+                        self.held = true;
                         break; // let the client read before we answer more
                     }
                     let input = &self.inbuf[pos..];
@@ -501,6 +537,7 @@ impl Conn {
                         break;
                     }
                     if self.out.len() > app.cfg.limits.max_queued_bytes {
+                        self.held = true;
                         break; // an echo peer that sends faster than it reads: wait for it
                     }
                     match ws.asm.feed(&mut self.inbuf[pos..]) {
@@ -594,14 +631,14 @@ impl Conn {
             _ => 0,
         };
         let head_only = head.method == Method::Head;
-        let keep_alive = head.keep_alive && !self.eof;
+        let persist = Persist::new(head.keep_alive && !self.eof, head.version_minor);
         match api::handle(app, self.ip, &head, body) {
-            Outcome::Respond(resp) => self.answer(app, resp, keep_alive, head_only, served),
+            Outcome::Respond(resp) => self.answer(app, resp, persist, head_only, served),
             Outcome::Subscribe(sub) => {
                 let s = self.subscribe(app, sub.head, &sub.patterns, sub.wire, None, sub.token);
                 self.start_stream(app, s, sub.last_event_id);
             }
-            Outcome::Durable { seq, resp } => self.answer_when_durable(app, seq, resp, keep_alive, head_only, served),
+            Outcome::Durable { seq, resp } => self.answer_when_durable(app, seq, resp, persist, head_only, served),
             Outcome::Poll(p) => {
                 app.metrics.switch(self.transport, Transport::Poll);
                 self.transport = Transport::Poll;
@@ -611,7 +648,7 @@ impl Conn {
                     patterns,
                     since: p.since,
                     limit: p.limit,
-                    keep_alive,
+                    persist,
                     head_only,
                     served,
                 }));
@@ -629,7 +666,7 @@ impl Conn {
                     .and_then(|h| h.def.timeout_secs)
                     .map_or(app.runner.config().timeout, Duration::from_secs);
                 self.deadline = Some(app.now + wait + app.runner.config().kill_grace + Duration::from_secs(10));
-                self.state = State::AwaitRun(Box::new(AwaitRun { run, hook, seq, keep_alive, head_only, served }));
+                self.state = State::AwaitRun(Box::new(AwaitRun { run, hook, seq, persist, head_only, served }));
             }
             Outcome::Upgrade(up) => {
                 let ws = WsSession {
@@ -801,6 +838,10 @@ impl Conn {
                 if app.journal.is_some() && text.len() > crate::app::max_event_data(t, &event) {
                     return Err(fail("publish", "event data over the journal's record limit".into()));
                 }
+                if is_json && crate::hooks::json::check_depth(text.as_bytes(), api::MAX_PUBLISH_DEPTH).is_err() {
+                    let max = api::MAX_PUBLISH_DEPTH;
+                    return Err(fail("publish", format!("data nested deeper than {max} levels")));
+                }
                 let ev = app.publish(t, &event, text, is_json);
                 let ack = ops::ack("publish", serde_json::json!({ "id": ev.id, "topic": t }));
                 let seq = app.last_seq();
@@ -832,7 +873,7 @@ impl Conn {
             _ => Response::error(500, "the run's record is gone"),
         };
         // The run is over, but the delivery is acknowledged only once its record is durable.
-        self.answer_when_durable(app, w.seq, resp, w.keep_alive, w.head_only, w.served);
+        self.answer_when_durable(app, w.seq, resp, w.persist, w.head_only, w.served);
         self.process(app);
     }
 
@@ -843,16 +884,16 @@ impl Conn {
         app: &mut App,
         seq: u64,
         resp: Response,
-        keep_alive: bool,
+        persist: Persist,
         head_only: bool,
         served: u32,
     ) {
         if app.journal.as_ref().is_none_or(|j| j.durable_seq() >= seq) {
-            self.answer(app, resp, keep_alive, head_only, served);
+            self.answer(app, resp, persist, head_only, served);
         } else {
             app.durable_waiters.entry(seq).or_default().push(self.token);
             self.deadline = Some(app.now + DURABLE_WAIT);
-            self.state = State::AwaitDurable(Box::new(AwaitDurable { seq, resp, keep_alive, head_only, served }));
+            self.state = State::AwaitDurable(Box::new(AwaitDurable { seq, resp, persist, head_only, served }));
         }
     }
 
@@ -886,7 +927,7 @@ impl Conn {
                 };
                 let resp = Response::error(503, "the journal cannot write; not acknowledged, send again later")
                     .with("Retry-After", "30");
-                self.answer(app, resp, w.keep_alive, w.head_only, w.served);
+                self.answer(app, resp, w.persist, w.head_only, w.served);
                 self.process(app);
                 return;
             }
@@ -899,7 +940,7 @@ impl Conn {
         } else {
             w.resp
         };
-        self.answer(app, resp, w.keep_alive, w.head_only, w.served);
+        self.answer(app, resp, w.persist, w.head_only, w.served);
         self.process(app);
     }
 
@@ -919,10 +960,10 @@ impl Conn {
     }
 
     /// Writes an answer and moves on: back to reading requests, or to closing.
-    fn answer(&mut self, app: &mut App, resp: Response, keep_alive: bool, head_only: bool, served: u32) {
+    fn answer(&mut self, app: &mut App, resp: Response, persist: Persist, head_only: bool, served: u32) {
         app.metrics.response(resp.status);
-        self.out.push_owned(resp.to_bytes(keep_alive, head_only, app.date()));
-        if keep_alive {
+        self.out.push_owned(resp.to_bytes(persist, head_only, app.date()));
+        if persist.keeps() {
             self.state = State::Head { served: served + 1 };
             self.deadline = Some(app.now + app.cfg.limits.idle_timeout);
         } else {
@@ -940,7 +981,7 @@ impl Conn {
         app.metrics.active[Transport::Poll as usize] = app.metrics.active[Transport::Poll as usize].saturating_sub(1);
         app.metrics.active[Transport::Http as usize] += 1;
         self.transport = Transport::Http;
-        self.answer(app, resp, p.keep_alive, p.head_only, p.served);
+        self.answer(app, resp, p.persist, p.head_only, p.served);
         self.process(app);
     }
 

@@ -72,6 +72,8 @@ struct Slot {
     /// The earliest deadline entry this connection has in the timer heap.
     armed: Option<Instant>,
     dirty: bool,
+    /// Queued in `Server::reread`.
+    reread: bool,
 }
 
 /// The server: the poll, its sockets and the application state.
@@ -88,6 +90,9 @@ pub struct Server {
     app: App,
     scratch: Box<[u8]>,
     dirty: Vec<usize>,
+    /// Connections to read again at the start of the next turn: a read stopped at the input cap
+    /// and room was made since (see `Conn::wants_read`).
+    reread: Vec<usize>,
     fanout: Vec<usize>,
     /// Birth times of the events fanned out this turn (for the latency histogram).
     fanned: Vec<Instant>,
@@ -200,6 +205,7 @@ impl Server {
             app,
             scratch: vec![0; READ_SCRATCH].into_boxed_slice(),
             dirty: Vec::new(),
+            reread: Vec::new(),
             fanout: Vec::new(),
             fanned: Vec::new(),
             keepalive: Rc::from(crate::sse::KEEPALIVE),
@@ -285,6 +291,7 @@ impl Server {
                     self.next_watchdog = n.watchdog_interval().map(|i| self.app.now + i);
                 }
             }
+            self.reread_all();
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept_all(),
@@ -353,7 +360,7 @@ impl Server {
         if let Some(Reverse((t, _))) = self.timers.peek() {
             next = next.min(*t);
         }
-        if self.app.runner.has_more() {
+        if self.app.runner.has_more() || !self.reread.is_empty() {
             return Some(Duration::ZERO);
         }
         for t in [
@@ -416,7 +423,7 @@ impl Server {
             return;
         }
         let conn = Conn::new(t, sock, ip, &self.app);
-        self.slots[t] = Some(Slot { conn, armed: None, dirty: false });
+        self.slots[t] = Some(Slot { conn, armed: None, dirty: false, reread: false });
         self.open += 1;
         *self.per_ip.entry(ip).or_default() += 1;
         self.app.metrics.active[Transport::Http as usize] += 1;
@@ -424,39 +431,66 @@ impl Server {
         self.settle(t);
     }
 
+    /// Input a connection buffers before it processes what it has (a head and a body's first
+    /// MiB, or several pipelined requests).
+    fn read_cap(&self) -> usize {
+        self.app.cfg.limits.max_header_bytes + self.app.cfg.limits.max_body_bytes.min(1 << 20) + 4096
+    }
+
     /// Reads, processes and flushes until the connection has nothing more to do now;
     /// `to_eagain` reads on after a short read (the peer may have hung up behind its data).
     fn drive(&mut self, t: usize, to_eagain: bool) {
-        let cap = self.app.cfg.limits.max_header_bytes + self.app.cfg.limits.max_body_bytes.min(1 << 20) + 4096;
+        let cap = self.read_cap();
         let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { return };
         let conn = &mut slot.conn;
         for _ in 0..64 {
             conn.read(&mut self.scratch, cap, to_eagain);
             conn.process(&mut self.app);
             conn.flush(&mut self.app);
-            // The read stopped at its cap while requests were waiting: go again once processed.
-            let more = conn.has_input()
-                && conn.want_close() == Close::No
-                && matches!(conn.state, State::Head { .. } | State::Body(_));
+            // Input waited for the output, which has drained; or the read stopped at its cap and
+            // processing made room: go again. Whatever is left when this gives up is picked up
+            // by `on_writable`, or by `settle` and `reread_all`.
+            let more = conn.held_by_output() || conn.wants_read(cap);
             if !more || !conn.out.is_empty() {
                 break;
             }
         }
     }
 
+    /// Drives the connections whose last read stopped at the cap and that have room again.
+    fn reread_all(&mut self) {
+        let list = std::mem::take(&mut self.reread);
+        for &t in &list {
+            let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
+            if !std::mem::take(&mut slot.reread) {
+                continue; // the token went to a new connection since
+            }
+            // The event that left bytes behind may have reported a hang-up behind them.
+            self.drive(t, true);
+            self.settle(t);
+        }
+        let mut list = list;
+        list.clear();
+        if self.reread.is_empty() {
+            self.reread = list;
+        }
+    }
+
     fn on_writable(&mut self, t: usize) {
         let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { return };
         let conn = &mut slot.conn;
-        let resume = matches!(conn.state, State::Head { .. }) && conn.has_input();
+        // Requests (or WebSocket messages) wait in the buffer while the output is over its
+        // limit; the client has read some, so go on with them.
+        let resume = conn.held_by_output();
         conn.flush(&mut self.app);
         if resume {
-            // Pipelined requests were waiting for the client to read; it has.
             self.drive(t, true);
         }
     }
 
     /// Acts on the connection's wishes after anything happened to it: close it, or arm its timer.
     fn settle(&mut self, t: usize) {
+        let cap = self.read_cap();
         let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { return };
         let conn = &slot.conn;
         // A subscriber or a lingering close has nothing left to read: EOF ends it.
@@ -469,6 +503,10 @@ impl Server {
         }
         if self.drain_until.is_some() && conn.out.is_empty() && !conn.owes_answer() {
             return self.close(t, false);
+        }
+        if !slot.reread && conn.wants_read(cap) {
+            slot.reread = true;
+            self.reread.push(t);
         }
         if let Some(d) = conn.deadline {
             if slot.armed.is_none_or(|a| d < a) {
@@ -640,6 +678,10 @@ impl Server {
                     self.dirty.push(t);
                 }
             }
+        }
+        // Every subscriber has its reference now; history keeps the event, not its encodings.
+        for ev in &outbox {
+            ev.retire();
         }
         // Keep the vector's allocation for the next turn.
         let mut outbox = outbox;

@@ -1,8 +1,11 @@
 //! The hub: topics, events, history and who is subscribed to what.
 //!
 //! An event gets the next global id and is stored once (`Rc<Event>`); each wire format (SSE,
-//! SSE-with-envelope, JSON, WebSocket frame) is encoded on first use and cached in the event, so
-//! a fan-out to ten thousand subscribers queues ten thousand pointers to one buffer.
+//! SSE-with-envelope, JSON, WebSocket frame) is encoded on first use and cached in the event
+//! while it is live, so a fan-out to ten thousand subscribers queues ten thousand pointers to one
+//! buffer. Once the loop has fanned it out the event is retired: the cache is emptied and a
+//! replay from history encodes for itself, so what history holds is what its byte limits count
+//! (four cached encodings, JSON escaping included, had made 16 MiB of history 180 MiB resident).
 //!
 //! History is kept per topic (bounded by count and bytes) and globally in id order (bounded by
 //! bytes and topic count). Replay scans the global order from the first id after the client's
@@ -14,15 +17,14 @@
 
 use crate::config::HistoryConfig;
 use crate::topic;
-use std::cell::OnceCell;
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 /// Bytes counted for an event beyond its data, topic and type (the struct and its pointers).
 const EVENT_OVERHEAD: usize = 160;
 
-/// One published event, immutable once made; wire encodings are cached beside it.
-#[derive(Debug)]
+/// One published event, immutable once made; wire encodings are cached beside it while live.
 pub struct Event {
     /// Global, strictly increasing id.
     pub id: u64,
@@ -38,10 +40,12 @@ pub struct Event {
     pub data_is_json: bool,
     /// When this process made (or restored) it, for the delivery latency metric.
     pub born: std::time::Instant,
-    sse: OnceCell<Rc<[u8]>>,
-    sse_envelope: OnceCell<Rc<[u8]>>,
-    json: OnceCell<Rc<[u8]>>,
-    ws: OnceCell<Rc<[u8]>>,
+    /// Not yet retired: encodings are cached to be shared by the fan-out.
+    live: Cell<bool>,
+    sse: Cell<Option<Rc<[u8]>>>,
+    sse_envelope: Cell<Option<Rc<[u8]>>>,
+    json: Cell<Option<Rc<[u8]>>>,
+    ws: Cell<Option<Rc<[u8]>>>,
 }
 
 /// The encodings a subscriber can ask for.
@@ -57,6 +61,21 @@ pub enum Wire {
     Ws,
 }
 
+impl std::fmt::Debug for Event {
+    // By hand: `Cell` shows its content only when it is `Copy`, and the encodings are noise.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event")
+            .field("id", &self.id)
+            .field("topic", &self.topic)
+            .field("kind", &self.kind)
+            .field("time_ms", &self.time_ms)
+            .field("data", &self.data)
+            .field("data_is_json", &self.data_is_json)
+            .field("live", &self.live.get())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Event {
     /// Makes an event; the id is the hub's to give, so this is crate-private.
     fn new(id: u64, topic: Rc<str>, kind: &str, time_ms: u64, data: String, data_is_json: bool) -> Event {
@@ -68,10 +87,11 @@ impl Event {
             data: data.into_boxed_str(),
             data_is_json,
             born: std::time::Instant::now(),
-            sse: OnceCell::new(),
-            sse_envelope: OnceCell::new(),
-            json: OnceCell::new(),
-            ws: OnceCell::new(),
+            live: Cell::new(true),
+            sse: Cell::new(None),
+            sse_envelope: Cell::new(None),
+            json: Cell::new(None),
+            ws: Cell::new(None),
         }
     }
 
@@ -97,7 +117,8 @@ impl Event {
         )
     }
 
-    /// The shared bytes of this event in `wire` format, encoded on first use.
+    /// This event in `wire` format: while it is live, encoded on first use and shared by every
+    /// later call; once retired, encoded afresh for each caller and not kept.
     pub fn encoded(&self, wire: Wire) -> Rc<[u8]> {
         let cell = match wire {
             Wire::Sse => &self.sse,
@@ -105,21 +126,36 @@ impl Event {
             Wire::Json => &self.json,
             Wire::Ws => &self.ws,
         };
-        cell.get_or_init(|| {
-            let mut out = Vec::new();
-            match wire {
-                Wire::Sse => crate::sse::encode_into(&mut out, self.id, &self.kind, &self.data),
-                Wire::SseEnvelope => crate::sse::encode_into(&mut out, self.id, &self.kind, &self.envelope()),
-                Wire::Json => out = self.envelope().into_bytes(),
-                Wire::Ws => {
-                    let json = self.envelope();
-                    crate::ws::frame::encode_header(true, crate::ws::frame::Opcode::Text, json.len() as u64, &mut out);
-                    out.extend_from_slice(json.as_bytes());
-                }
+        if let Some(bytes) = cell.take() {
+            cell.set(Some(bytes.clone()));
+            return bytes;
+        }
+        let mut out = Vec::new();
+        match wire {
+            Wire::Sse => crate::sse::encode_into(&mut out, self.id, &self.kind, &self.data),
+            Wire::SseEnvelope => crate::sse::encode_into(&mut out, self.id, &self.kind, &self.envelope()),
+            Wire::Json => out = self.envelope().into_bytes(),
+            Wire::Ws => {
+                let json = self.envelope();
+                crate::ws::frame::encode_header(true, crate::ws::frame::Opcode::Text, json.len() as u64, &mut out);
+                out.extend_from_slice(json.as_bytes());
             }
-            out.into()
-        })
-        .clone()
+        }
+        let bytes: Rc<[u8]> = out.into();
+        if self.live.get() {
+            cell.set(Some(bytes.clone()));
+        }
+        bytes
+    }
+
+    /// The fan-out is over: drop the cached encodings (queues keep their own references) and
+    /// cache none from now on. History counts an event's data, not its encodings, and a replay
+    /// of old events is one client's, not a broadcast.
+    pub fn retire(&self) {
+        self.live.set(false);
+        for cell in [&self.sse, &self.sse_envelope, &self.json, &self.ws] {
+            cell.set(None);
+        }
     }
 }
 
@@ -293,7 +329,10 @@ impl Hub {
         self.restored_through = id;
         self.next_id = self.next_id.max(id + 1);
         let topic: Rc<str> = self.topics.get_key_value(topic).map_or_else(|| topic.into(), |(k, _)| k.clone());
-        self.insert_event(Rc::new(Event::new(id, topic, kind, time_ms, data, data_is_json)));
+        let ev = Rc::new(Event::new(id, topic, kind, time_ms, data, data_is_json));
+        // Nobody is subscribed at start: it is history only from the outset.
+        ev.retire();
+        self.insert_event(ev);
         true
     }
 
@@ -367,7 +406,7 @@ impl Hub {
     /// evictions after that batch count (the earlier ones were reported then).
     fn has_gap(&self, patterns: &[&str], since: u64, mark: Option<u64>) -> bool {
         let floor = match mark {
-            None if since + 1 < self.first_id || since > self.last_id() => return true,
+            None if since.saturating_add(1) < self.first_id || since > self.last_id() => return true,
             None => 0,
             Some(m) if self.evicted_max <= m => return false,
             Some(m) => m,
@@ -525,6 +564,32 @@ mod tests {
         );
         let text = h.publish("demo", "message", "a \"q\"".into(), false, 0);
         assert!(std::str::from_utf8(&text.encoded(Wire::Json)).unwrap().ends_with(r#""data":"a \"q\""}"#));
+    }
+
+    /// Issue 12 item 8: encodings cached in events that were only in history were not counted
+    /// by `history.max_bytes_*` (16 MiB accounted became 180 MiB resident after one replay per
+    /// format). A retired event keeps none: the bytes a replay got are the replay's alone.
+    #[test]
+    fn retired_events_keep_no_encodings() {
+        let mut h = hub();
+        let e = h.publish("demo", "message", "x\n\u{1}\"".into(), false, 0);
+        let wires = [Wire::Sse, Wire::SseEnvelope, Wire::Json, Wire::Ws];
+        let live: Vec<Rc<[u8]>> = wires.iter().map(|&w| e.encoded(w)).collect();
+        for b in &live {
+            assert_eq!(Rc::strong_count(b), 2, "cached while live");
+        }
+        e.retire();
+        for (b, &w) in live.iter().zip(&wires) {
+            assert_eq!(Rc::strong_count(b), 1, "the cache let go");
+            let again = e.encoded(w);
+            assert_eq!(again, *b, "same bytes, encoded afresh");
+            assert_eq!(Rc::strong_count(&again), 1, "and not kept");
+        }
+        // Restored events are history from the start.
+        let mut h = hub();
+        assert!(h.restore(7, "demo", "message", "r".into(), false, 0));
+        let r = h.replay(&["demo"], 0, usize::MAX, None);
+        assert_eq!(Rc::strong_count(&r.events[0].encoded(Wire::Json)), 1);
     }
 
     #[test]

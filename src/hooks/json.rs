@@ -88,6 +88,13 @@ impl Index {
 /// Checks that `text` is one JSON value with optional blanks around it, at most [`MAX_DEPTH`]
 /// deep, and indexes it two levels down when it is an object.
 pub fn check(text: &[u8]) -> Result<Doc, JsonError> {
+    check_depth(text, MAX_DEPTH)
+}
+
+/// [`check`] with a lower nesting limit, for text that will be embedded `MAX_DEPTH - max_depth`
+/// levels deep in a document of its own.
+pub fn check_depth(text: &[u8], max_depth: usize) -> Result<Doc, JsonError> {
+    let max_depth = max_depth.min(MAX_DEPTH);
     if let Err(e) = std::str::from_utf8(text) {
         return Err(JsonError { what: "invalid UTF-8", at: e.valid_up_to() });
     }
@@ -99,9 +106,9 @@ pub fn check(text: &[u8]) -> Result<Doc, JsonError> {
     let (mut top, mut nested) = (Vec::with_capacity(32), Vec::with_capacity((text.len() / 64).min(1024)));
     let is_object = s.peek() == Some(b'{');
     if is_object {
-        s.object(MAX_DEPTH, Some(&mut top), Some(&mut nested))?;
+        s.object(max_depth, Some(&mut top), Some(&mut nested))?;
     } else {
-        s.value(MAX_DEPTH)?;
+        s.value(max_depth)?;
     }
     let end = s.i;
     s.blanks();

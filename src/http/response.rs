@@ -38,6 +38,35 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
+/// What a response says about its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// `Connection: close`: the connection ends after this response.
+    Close,
+    /// HTTP/1.1's default: the connection stays open and nothing needs saying.
+    KeepAlive,
+    /// An HTTP/1.0 client asked for `Connection: keep-alive`. RFC 2068 §19.7.1: the server
+    /// "would then respond with the Keep-Alive connection token and the client may proceed"; a
+    /// 1.0 client that does not see it assumes the connection ends with the response.
+    Announce,
+}
+
+impl Persist {
+    /// The answer to a request that may keep its connection (`keep_alive`) in HTTP/1.`minor`.
+    pub fn new(keep_alive: bool, version_minor: u8) -> Persist {
+        match (keep_alive, version_minor) {
+            (false, _) => Persist::Close,
+            (true, 0) => Persist::Announce,
+            (true, _) => Persist::KeepAlive,
+        }
+    }
+
+    /// Whether the connection stays open after the response.
+    pub fn keeps(self) -> bool {
+        self != Persist::Close
+    }
+}
+
 /// A response to be written whole.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -80,9 +109,9 @@ impl Response {
     }
 
     /// Serialises the response; `head_only` leaves the body out (HEAD).
-    pub fn to_bytes(&self, keep_alive: bool, head_only: bool, date: &str) -> Vec<u8> {
+    pub fn to_bytes(&self, persist: Persist, head_only: bool, date: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(160 + self.body.len());
-        write_head(&mut out, self.status, &self.headers, Some(self.body.len()), keep_alive, date);
+        write_head(&mut out, self.status, &self.headers, Some(self.body.len()), persist, date);
         if !head_only {
             out.extend_from_slice(&self.body);
         }
@@ -96,7 +125,7 @@ pub fn write_head(
     status: u16,
     headers: &[Field],
     content_length: Option<usize>,
-    keep_alive: bool,
+    persist: Persist,
     date: &str,
 ) {
     let mut s = String::with_capacity(160);
@@ -107,7 +136,11 @@ pub fn write_head(
     if let Some(n) = content_length {
         let _ = write!(s, "Content-Length: {n}\r\n");
     }
-    s.push_str(if keep_alive { "" } else { "Connection: close\r\n" });
+    s.push_str(match persist {
+        Persist::Close => "Connection: close\r\n",
+        Persist::KeepAlive => "",
+        Persist::Announce => "Connection: keep-alive\r\n",
+    });
     s.push_str("\r\n");
     out.extend_from_slice(s.as_bytes());
 }
@@ -119,7 +152,7 @@ mod tests {
     #[test]
     fn serialises_error_with_length_and_close() {
         let r = Response::error(431, "request header fields too large");
-        let bytes = r.to_bytes(false, false, "D");
+        let bytes = r.to_bytes(Persist::Close, false, "D");
         let text = String::from_utf8(bytes).unwrap();
         let body = "{\"error\":\"request header fields too large\",\"status\":431}\n";
         assert_eq!(
@@ -134,7 +167,16 @@ mod tests {
     #[test]
     fn head_keeps_length_drops_body() {
         let r = Response::new(200, "text/plain", "hello");
-        let text = String::from_utf8(r.to_bytes(true, true, "D")).unwrap();
+        let text = String::from_utf8(r.to_bytes(Persist::KeepAlive, true, "D")).unwrap();
         assert!(text.ends_with("Content-Length: 5\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn http10_keep_alive_is_announced() {
+        let r = Response::new(200, "text/plain", "hello");
+        let text = String::from_utf8(r.to_bytes(Persist::new(true, 0), false, "D")).unwrap();
+        assert!(text.contains("\r\nConnection: keep-alive\r\n"), "{text}");
+        assert_eq!(Persist::new(true, 1), Persist::KeepAlive);
+        assert_eq!(Persist::new(false, 0), Persist::Close);
     }
 }

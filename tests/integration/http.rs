@@ -14,6 +14,11 @@ const SMALL_LIMITS: &str = r#"{
   "public": [{ "topics": ["**"], "scopes": ["subscribe", "publish"] }]
 }"#;
 
+const SMALL_LIMITS_BIG_BODY: &str = r#"{
+  "limits": { "max_body_bytes": 262144 },
+  "public": [{ "topics": ["**"], "scopes": ["subscribe", "publish"] }]
+}"#;
+
 #[test]
 fn health_metrics_and_unknown_routes() {
     let d = Daemon::start_default();
@@ -115,6 +120,28 @@ fn http10_closes_unless_keep_alive() {
     s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut s).unwrap().status, 200);
     assert!(read_response(&mut s).is_none());
+}
+
+/// Issue 12 item 17: an HTTP/1.0 client that asked for keep-alive must be told it got it, or
+/// it takes the response as the connection's last.
+#[test]
+fn http10_keep_alive_is_announced_and_the_connection_kept() {
+    let d = Daemon::start_default();
+    let mut s = d.connect();
+    s.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection").map(str::to_ascii_lowercase).as_deref(), Some("keep-alive"), "{:?}", r.headers);
+    // Still open: a second request on the same socket, this time without keep-alive.
+    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(read_response(&mut s).is_none());
+    // HTTP/1.1 keeps its default silent.
+    let mut s = d.connect();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).unwrap().header("connection"), None);
 }
 
 #[test]
@@ -334,4 +361,110 @@ fn pipelining_client_that_never_reads_is_dropped() {
     assert!(end.is_ok() || end.unwrap_err().kind() == std::io::ErrorKind::ConnectionReset);
     assert!(answered < 3000, "all {answered} answered: the pipeline limit did not hold");
     assert_eq!(d.metric("hookcast_connections_active{transport=\"http\"}"), 1.0);
+}
+
+/// Issue 12 item 12: `POST /publish` with JSON had no nesting limit (serde_json ignores a value
+/// without its recursion limit), so a 100 000-deep list was stored and broke clients and
+/// long-poll batches. The limit is the hook payloads' (127 levels) less the three a long-poll
+/// answer wraps around the data, so every answer parses in serde_json (the test's client).
+#[test]
+fn publish_json_nesting_is_limited_like_hook_payloads() {
+    let d = Daemon::start(SMALL_LIMITS_BIG_BODY);
+    let json = [("Content-Type", "application/json")];
+    let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let r = d.request("POST", "/publish/deep", &json, nest(100_000).as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    let err = r.json()["error"].as_str().unwrap().to_string();
+    assert!(err.contains("124") && err.contains("nested too deeply"), "{err}");
+    // 124, not 127: a long-poll answer wraps three levels around the data.
+    assert_eq!(d.request("POST", "/publish/deep", &json, nest(125).as_bytes()).status, 400);
+    assert_eq!(d.request("POST", "/publish/deep", &json, nest(124).as_bytes()).status, 202);
+    // Text is text: no JSON rules apply to it.
+    assert_eq!(d.request("POST", "/publish/deep", &[], nest(1000).as_bytes()).status, 202);
+    // Nothing deep reached history: a long poll of the topic parses.
+    let v = d.get("/poll?topics=deep&since=0").json();
+    assert_eq!(v["events"].as_array().unwrap().len(), 2, "{v}");
+}
+
+/// Issue 12 item 5: a read stops when the input buffer reaches its cap; when the buffered body
+/// was then moved out, nothing read again, and edge-triggered readiness never fires for bytes
+/// already in the kernel, so a fully sent body waited for the body timeout (408). A short body
+/// timeout makes any stall show as a 408 instead of a slow test.
+const STALL_LIMITS: &str = r#"{
+  "limits": { "body_timeout_ms": 5000 },
+  "public": [{ "topics": ["**"], "scopes": ["subscribe", "publish"] }]
+}"#;
+
+/// Writes `bytes` from a thread (it may block on a full socket while the server is reading)
+/// and returns the socket to read answers from.
+fn send_in_background(s: &TcpStream, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
+    let mut w = s.try_clone().unwrap();
+    std::thread::spawn(move || w.write_all(&bytes).unwrap())
+}
+
+fn publish_request(topic: &str, body_len: usize) -> Vec<u8> {
+    let mut req =
+        format!("POST /publish/{topic} HTTP/1.1\r\nHost: x\r\nContent-Length: {body_len}\r\n\r\n").into_bytes();
+    req.resize(req.len() + body_len, b'x');
+    req
+}
+
+/// Three pipelined 1 MB POSTs with the default size limits. Written behind a held long poll so
+/// that all of them sit in the buffer and the kernel when the server goes on: without it the
+/// stall needs the client to finish writing just before a read meets the cap, which is timing.
+#[test]
+fn three_pipelined_1mb_posts_are_answered_without_waiting_for_the_body_timeout() {
+    let d = Daemon::start(STALL_LIMITS);
+    let mut s = d.connect();
+    let mut batch = b"GET /poll?topics=quiet&timeout=1 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    batch.extend((0..3).flat_map(|i| publish_request(&format!("big{i}"), 1_000_000)));
+    let writer = send_in_background(&s, batch);
+    assert_eq!(read_response(&mut s).unwrap().status, 200, "the poll times out empty");
+    let t0 = Instant::now();
+    for i in 0..3 {
+        let r = read_response(&mut s).unwrap();
+        assert_eq!(r.status, 202, "request {i} after {:?}: {}", t0.elapsed(), r.text());
+    }
+    writer.join().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+}
+
+#[test]
+fn large_posts_with_raised_max_body_bytes_are_all_answered() {
+    let d = Daemon::start(
+        r#"{
+  "limits": { "max_body_bytes": 8388608, "body_timeout_ms": 5000 },
+  "public": [{ "topics": ["**"], "scopes": ["subscribe", "publish"] }]
+}"#,
+    );
+    // Each stalled about one time in three before the fix.
+    for i in 0..12 {
+        let mut s = d.connect();
+        let writer = send_in_background(&s, publish_request("large", 4 << 20));
+        let r = read_response(&mut s).unwrap();
+        assert_eq!(r.status, 202, "post {i}: {}", r.text());
+        writer.join().unwrap();
+    }
+}
+
+/// The deterministic form: a long poll holds the connection while a pipelined 3 MB POST fills
+/// the buffer to its cap and the kernel's buffers behind it; when the poll ends, the body takes
+/// what was buffered and the rest must be read without a new readiness event.
+#[test]
+fn a_body_left_in_the_kernel_behind_a_held_request_is_read() {
+    let d = Daemon::start(
+        r#"{
+  "limits": { "max_body_bytes": 4194304, "body_timeout_ms": 5000 },
+  "public": [{ "topics": ["**"], "scopes": ["subscribe", "publish"] }]
+}"#,
+    );
+    let mut s = d.connect();
+    let mut batch = b"GET /poll?topics=quiet&timeout=1 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    batch.extend(publish_request("after", 3 << 20));
+    let writer = send_in_background(&s, batch);
+    let poll = read_response(&mut s).unwrap();
+    assert_eq!(poll.status, 200, "{}", poll.text());
+    let r = read_response(&mut s).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    writer.join().unwrap();
 }

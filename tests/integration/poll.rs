@@ -113,3 +113,25 @@ fn gaps_limits_auth_and_hangups() {
     drop(s);
     assert!(eventually(Duration::from_secs(5), || d.metric("hookcast_connections_active{transport=\"poll\"}") == 0.0));
 }
+
+/// Issue 12 item 11: a cursor ahead of the server (ids went back after a restore, or a Pi
+/// whose clock was late) was answered `reset` with `next` equal to itself, at once, forever.
+/// The answer must move the cursor to the head, so the next poll waits like any other.
+#[test]
+fn cursor_ahead_of_the_server_is_reset_to_the_head() {
+    let d = Daemon::start(OPEN);
+    let head = d.publish("f", "x");
+    for ahead in [head + 1_000_000, u64::MAX] {
+        let v = d.get(&format!("/poll?topics=f&since={ahead}")).json();
+        assert_eq!(v["reset"], true, "{v}");
+        assert_eq!(v["next"], head, "the cursor must come back to the head: {v}");
+    }
+    // Following `next` recovers: held, no reset, then the next event arrives.
+    let t0 = Instant::now();
+    let v = d.get(&format!("/poll?topics=f&since={head}&timeout=1")).json();
+    assert!(t0.elapsed() >= Duration::from_millis(900), "held until the timeout");
+    assert!(v.get("reset").is_none(), "{v}");
+    let next = d.publish("f", "y");
+    let v = d.get(&format!("/poll?topics=f&since={head}")).json();
+    assert_eq!(v["events"][0]["id"], next, "{v}");
+}

@@ -203,3 +203,91 @@ fn many_subscribers_get_every_event() {
     read_until(s, "data: after");
     assert_eq!(d.metric("hookcast_connections_active{transport=\"sse\"}"), 200.0);
 }
+
+/// The daemon's resident memory in MiB (Linux: /proc).
+fn rss_mib(d: &Daemon) -> f64 {
+    let path = format!("/proc/{}/status", d.child.id());
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e} (this test needs Linux /proc)"));
+    let kb: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kb / 1024.0
+}
+
+/// Reads a stream until `needle`, keeping only a tail (a replay is megabytes).
+fn read_past(s: &mut std::net::TcpStream, needle: &str) {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = s.read(&mut buf).expect("replay bytes");
+        assert!(n > 0, "stream ended before {needle:?}");
+        tail.extend_from_slice(&buf[..n]);
+        if tail.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+            return;
+        }
+        let keep = needle.len();
+        tail.drain(..tail.len().saturating_sub(keep));
+    }
+}
+
+/// Issue 12 item 8: each wire format's encoding was cached in every event a replay touched,
+/// JSON escaping included, and none of it was counted by `history.max_bytes_*`: 16 MiB of
+/// history became 180 MiB resident after one replay per format. Replays now encode for
+/// themselves; memory after them stays near what history counts.
+#[test]
+fn replaying_history_in_every_format_does_not_grow_memory_past_the_history_limit() {
+    let d = Daemon::start(
+        r#"{"public":[{"topics":["**"],"scopes":["subscribe","publish"]}],"history":{"max_bytes_total":4194304}}"#,
+    );
+    // Quotes, newlines and control characters: escaping and SSE line splitting make every
+    // encoding several times the data.
+    let data = "a\"\n\u{1}".repeat(250);
+    let mut ka = KeepAlive::new(d.addr);
+    let (mut first, mut last) = (0, 0);
+    for i in 0..4500 {
+        let r = ka.request("POST", &format!("/publish/fill/t{}", i % 8), &[], data.as_bytes()).unwrap();
+        assert_eq!(r.status, 202);
+        last = r.json()["id"].as_u64().unwrap();
+        if first == 0 {
+            first = last;
+        }
+    }
+    let accounted = d.metric("hookcast_history_bytes") / (1024.0 * 1024.0);
+    assert!(accounted > 3.5, "history filled to its cap: {accounted} MiB");
+    let before = rss_mib(&d);
+    let since = (first - 1).to_string();
+    for format in ["", "&format=json"] {
+        let (mut s, _) = sse(&d, &format!("/events?topics=**{format}"), &[("Last-Event-ID", &since)]);
+        read_past(&mut s, &format!("id: {last}\n"));
+    }
+    let req = tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "ws://{}/ws?topics=**&lastEventId={since}",
+        d.addr
+    ))
+    .unwrap();
+    let (mut ws, _) = tungstenite::client(req, d.connect()).map_err(|e| format!("{e:?}")).unwrap();
+    let needle = format!("\"id\":{last},");
+    loop {
+        match ws.read().expect("a replayed message") {
+            tungstenite::Message::Text(t) if t.contains(&needle) => break,
+            _ => {}
+        }
+    }
+    let mut since = first - 1;
+    loop {
+        let v = d.get(&format!("/poll?topics=**&since={since}&limit=1000")).json();
+        since = v["next"].as_u64().unwrap();
+        if v.get("more").is_none() {
+            break;
+        }
+    }
+    assert_eq!(since, last);
+    let grown = rss_mib(&d) - before;
+    assert!(
+        grown < accounted,
+        "one replay per format grew memory by {grown:.1} MiB; history counts {accounted:.1} MiB"
+    );
+}

@@ -355,3 +355,53 @@ fn sigterm_sends_going_away() {
         }
     }
 }
+
+/// Issue 12 item 12, the WebSocket side: the `publish` op's JSON data has the same nesting
+/// limit as `POST /publish`, so no wire format of the event is deeper than a client can read.
+#[test]
+fn publish_op_data_nesting_is_limited() {
+    let d = Daemon::start(OPEN);
+    let mut ws = connect(&d, "/ws", &[]).unwrap();
+    let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    ws.send(Message::text(format!(r#"{{"op":"publish","topic":"deep","data":{}}}"#, nest(125)))).unwrap();
+    let v = next_json(&mut ws);
+    assert_eq!(v["type"], "error", "{v}");
+    assert!(v["error"].as_str().unwrap().contains("124"), "{v}");
+    ws.send(Message::text(format!(r#"{{"op":"publish","topic":"deep","data":{}}}"#, nest(124)))).unwrap();
+    assert_eq!(next_json(&mut ws)["type"], "ack");
+}
+
+/// Issue 12 item 5, the WebSocket side: messages wait in the input buffer while the output is
+/// over its limit (an echo peer that sends faster than it reads). When the client then reads,
+/// the server must go on with them although nothing new arrives; it only flushed, and the rest
+/// waited for the next ping's pong.
+#[test]
+fn echo_peer_that_sends_before_it_reads_gets_every_echo() {
+    let d = Daemon::start(r#"{"ws":{"echo":true,"ping_interval_ms":600000},"limits":{"max_queued_bytes":65536}}"#);
+    let ws = connect(&d, "/ws/echo", &[]).unwrap();
+    let stream = ws.get_ref().try_clone().unwrap();
+    let role = tungstenite::protocol::Role::Client;
+    let mut writer = WebSocket::from_raw_socket(stream.try_clone().unwrap(), role, None);
+    let mut reader = WebSocket::from_raw_socket(stream, role, None);
+    const N: usize = 200;
+    let msg = "e".repeat(16 * 1024);
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = sent.clone();
+    let t = std::thread::spawn(move || {
+        for i in 0..N {
+            writer.send(Message::text(format!("{i:04}{msg}"))).unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        writer
+    });
+    // Read nothing until the client has sent everything or is blocked by full buffers.
+    eventually(Duration::from_secs(2), || sent.load(std::sync::atomic::Ordering::SeqCst));
+    reader.get_mut().set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for i in 0..N {
+        match reader.read() {
+            Ok(Message::Text(t)) => assert!(t.starts_with(&format!("{i:04}")), "echo {i} out of order"),
+            other => panic!("echo {i} of {N}: {other:?}"),
+        }
+    }
+    let _writer = t.join().unwrap();
+}
