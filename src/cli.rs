@@ -203,6 +203,9 @@ fn check(words: &[String]) -> Result<(), Fail> {
     // Reads every secret too, so a missing credential fails here and not at the first delivery.
     let hooks =
         crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(|e| Fail::Run(e.to_string()))?;
+    for w in proxy_warnings(&cfg) {
+        eprintln!("warning: {w}");
+    }
     println!(
         "{}: ok (listen {}, {} hook(s), {} token(s), {} public rule(s))",
         path.unwrap_or("(embedded default)"),
@@ -212,6 +215,26 @@ fn check(words: &[String]) -> Result<(), Fail> {
         cfg.public.len()
     );
     Ok(())
+}
+
+/// What `check` says about proxy and host settings that are valid but likely not meant.
+fn proxy_warnings(cfg: &crate::config::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if !cfg.trusted_proxies.is_empty() && !cfg.cf_connecting_ip {
+        out.push(
+            "trusted_proxies without cf_connecting_ip: CF-Connecting-IP is ignored and X-Forwarded-For is walked \
+             (set \"cf_connecting_ip\": true if the proxy is cloudflared)"
+                .to_string(),
+        );
+    }
+    if !cfg.trusted_proxies.is_empty() && cfg.server_names.is_empty() && !cfg.public.is_empty() {
+        out.push(
+            "public rules with trusted_proxies but no server_names: requests that arrive with the proxy's public \
+             host name get nothing from public rules (list the name in server_names)"
+                .to_string(),
+        );
+    }
+    out
 }
 
 fn target(a: &Args) -> Result<Target, Fail> {

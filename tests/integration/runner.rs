@@ -370,7 +370,7 @@ fn fan_reader(addr: SocketAddr, path: &str, n: usize, ready: Arc<AtomicUsize>, s
     let mut socks = Vec::with_capacity(n);
     for i in 0..n {
         let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n").as_bytes())
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n").as_bytes())
             .unwrap();
         s.set_nonblocking(true).unwrap();
         let mut s = mio::net::TcpStream::from_std(s);
