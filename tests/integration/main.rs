@@ -10,6 +10,7 @@ mod hooks;
 mod http;
 mod ops;
 mod poll;
+mod proxy;
 mod reload;
 mod runner;
 mod sse;

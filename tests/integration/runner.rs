@@ -461,7 +461,9 @@ fn chatty_run_does_not_stall_a_thousand_subscribers() {
                 { "topics": ["**", "$runs", "$runs/**"], "scopes": ["subscribe"] },
                 { "topics": ["tick"], "scopes": ["publish"] }
             ],
-            "sse": { "keepalive_ms": 200 }
+            "sse": { "keepalive_ms": 200 },
+            // A thousand subscribers from one address, more than the default per-address share.
+            "limits": { "max_connections_per_ip": 2000 }
         }),
     ));
     let ready = Arc::new(AtomicUsize::new(0));
