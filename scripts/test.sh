@@ -47,4 +47,5 @@ if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
     npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 fi
 node tests/browser/status.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
+node tests/browser/csrf.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 scripts/autobahn.sh

@@ -53,6 +53,14 @@ impl Cidr {
         (prefix <= max).then_some(Cidr { addr, prefix })
     }
 
+    /// Whether every address in this network is a loopback address.
+    pub fn is_loopback_only(&self) -> bool {
+        match self.addr {
+            IpAddr::V4(a) => a.is_loopback() && self.prefix >= 8,
+            IpAddr::V6(a) => a.is_loopback() && self.prefix == 128,
+        }
+    }
+
     /// Whether `ip` is inside this network; IPv4-mapped IPv6 addresses count as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
@@ -350,6 +358,8 @@ mod tests {
             let cidr = Cidr::parse(c).unwrap();
             assert_eq!(cidr.contains(ip.parse().unwrap()), want, "{c} ∋ {ip}");
         }
+        assert!(Cidr::parse("127.0.0.0/8").unwrap().is_loopback_only() && Cidr::parse("::1").unwrap().is_loopback_only());
+        assert!(!Cidr::parse("0.0.0.0/0").unwrap().is_loopback_only() && !Cidr::parse("::/0").unwrap().is_loopback_only());
         for bad in ["10.0.0.0/33", "::/129", "10.0.0.0/", "x", "10.0.0.0/-1", "10.0.0.0/+8"] {
             assert!(Cidr::parse(bad).is_none(), "{bad}");
         }

@@ -227,10 +227,12 @@ fn proxy_warnings(cfg: &crate::config::Config) -> Vec<String> {
                 .to_string(),
         );
     }
-    if !cfg.trusted_proxies.is_empty() && cfg.server_names.is_empty() && !cfg.public.is_empty() {
+    // Rules for loopback only are for clients on the box, who use an IP literal or localhost.
+    let remote_rule = cfg.public.iter().any(|r| r.from.is_empty() || r.from.iter().any(|c| !c.is_loopback_only()));
+    if !cfg.trusted_proxies.is_empty() && cfg.server_names.is_empty() && remote_rule {
         out.push(
-            "public rules with trusted_proxies but no server_names: requests that arrive with the proxy's public \
-             host name get nothing from public rules (list the name in server_names)"
+            "public rules for remote clients with trusted_proxies but no server_names: requests that arrive \
+             with the proxy's public host name get nothing from public rules (list the name in server_names)"
                 .to_string(),
         );
     }
