@@ -358,8 +358,12 @@ mod tests {
             let cidr = Cidr::parse(c).unwrap();
             assert_eq!(cidr.contains(ip.parse().unwrap()), want, "{c} ∋ {ip}");
         }
-        assert!(Cidr::parse("127.0.0.0/8").unwrap().is_loopback_only() && Cidr::parse("::1").unwrap().is_loopback_only());
-        assert!(!Cidr::parse("0.0.0.0/0").unwrap().is_loopback_only() && !Cidr::parse("::/0").unwrap().is_loopback_only());
+        assert!(
+            Cidr::parse("127.0.0.0/8").unwrap().is_loopback_only() && Cidr::parse("::1").unwrap().is_loopback_only()
+        );
+        assert!(
+            !Cidr::parse("0.0.0.0/0").unwrap().is_loopback_only() && !Cidr::parse("::/0").unwrap().is_loopback_only()
+        );
         for bad in ["10.0.0.0/33", "::/129", "10.0.0.0/", "x", "10.0.0.0/-1", "10.0.0.0/+8"] {
             assert!(Cidr::parse(bad).is_none(), "{bad}");
         }

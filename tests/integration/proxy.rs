@@ -462,6 +462,27 @@ fn cookie_authenticated_posts_need_the_pages_own_origin() {
     assert_eq!(req(d.addr, "POST", &routes[0], &[("Host", &host), ("Authorization", &bearer)], b"").status, 202);
 }
 
+/// A WebSocket handshake carrying the login cookie from another origin: `ws.allowed_origins: *`
+/// lets any page open a socket with its own credentials, not with the cookie the browser adds.
+#[test]
+fn a_cookie_websocket_from_another_origin_is_refused_even_with_a_wildcard() {
+    let d = Daemon::start(
+        &json!({
+            "ws": { "allowed_origins": ["*"] },
+            "tokens": [{ "name": "ops", "sha256": token_hash(ADMIN), "scopes": ["admin", "subscribe"], "topics": ["$deliveries"] }]
+        })
+        .to_string(),
+    );
+    let cookie = format!("hookcast_token={ADMIN}");
+    let other_port = [("Origin", "http://127.0.0.1:8080"), ("Cookie", cookie.as_str())];
+    assert_eq!(ws_at(d.addr, "/ws?topics=$deliveries", &other_port).err(), Some(403));
+    let own = format!("http://{}", d.addr);
+    ws_at(d.addr, "/ws?topics=$deliveries", &[("Origin", &own), ("Cookie", &cookie)]).expect("the page's own origin");
+    let bearer = format!("Bearer {ADMIN}");
+    ws_at(d.addr, "/ws?topics=$deliveries", &[("Origin", "http://127.0.0.1:8080"), ("Authorization", &bearer)])
+        .expect("a token the page holds itself");
+}
+
 /// Tickets stand in for a token where a browser cannot send headers, `/ws` and `/events`; they
 /// were accepted on every route, admin POSTs included.
 #[test]
@@ -545,5 +566,7 @@ fn clients_behind_a_trusted_proxy_are_limited_each_not_the_proxy() {
     assert!(ws_at(b.addr, "/ws?topics=x", &[]).is_err());
     // A stream that ends gives its slot back.
     drop(held.remove(0));
-    assert!(eventually(Duration::from_secs(5), || sse_at(a.addr, "/events?topics=x", &[]).1.starts_with("HTTP/1.1 200")));
+    assert!(eventually(Duration::from_secs(5), || sse_at(a.addr, "/events?topics=x", &[])
+        .1
+        .starts_with("HTTP/1.1 200")));
 }
