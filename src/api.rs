@@ -237,7 +237,7 @@ pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcom
         Route::Runs | Route::Run(_) | Route::CancelRun(_) | Route::RetryRun(_) => {
             respond(runs(app, client, head, route))
         }
-        Route::Hook(id) => hook(app, client, head, body, &id),
+        Route::Hook(id) => hook(app, client, client.ip == crate::auth::canonical(peer), head, body, &id),
         Route::Deliveries | Route::ReplayDelivery(_) => deliveries(app, client, head, route),
     };
     match out {
@@ -513,13 +513,23 @@ fn ticket(app: &mut App, client: Client, head: &Head) -> Response {
 
 /// Whether a browser page from `origin` may open a WebSocket here: the same host as the
 /// request (what a page served by hookcast sends), or one configured. Non-browser clients send
-/// no `Origin` and are let through (they authenticate like anyone else).
+/// no `Origin` and are let through (they authenticate like anyone else). A handshake that
+/// carries the login cookie is the browser's doing, not the page's: `*` does not cover it, only
+/// origins named one by one (cross-site WebSocket hijacking from another port of the host).
 fn origin_allowed(app: &App, head: &Head, origin: &str) -> bool {
     let same_host = origin
         .split_once("://")
         .zip(head.header_str("host"))
         .is_some_and(|((_, authority), host)| authority.eq_ignore_ascii_case(host));
-    same_host || app.cfg.ws.allowed_origins.iter().chain(&app.cfg.cors_origins).any(|o| o == "*" || o == origin)
+    let by_cookie = presented(head).is_some_and(|(_, via)| via == Via::Cookie);
+    same_host
+        || app
+            .cfg
+            .ws
+            .allowed_origins
+            .iter()
+            .chain(&app.cfg.cors_origins)
+            .any(|o| (o == "*" && !by_cookie) || o == origin)
 }
 
 /// The opening handshake (RFC 6455 §4.2.1), checked in the RFC's order, then auth.
@@ -589,9 +599,20 @@ fn method_name(m: crate::http::request::Method) -> &'static str {
 
 /// `/hooks/{id}`: the intake decides; here its decision meets the daemon's state (idempotency
 /// window, runner, hub, metrics, log).
-fn hook(app: &mut App, client: Client, head: &Head, body: Vec<u8>, id: &str) -> Outcome {
-    if app.hooks.get(id).is_none() {
+///
+/// A hook without a `provider` is trusted by who can reach it (its address rules, a loopback
+/// listener): a request straight from a browser (`direct`: no trusted proxy vouched for another
+/// address) whose `Host` is not ours is a DNS-rebinding page, and gets 421 (RFC 9110 §15.5.20,
+/// Misdirected Request). A provider's signature holds whatever the `Host`, and behind a trusted
+/// proxy the address rules see the real client, so neither is refused.
+fn hook(app: &mut App, client: Client, direct: bool, head: &Head, body: Vec<u8>, id: &str) -> Outcome {
+    let Some(h) = app.hooks.get(id) else {
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
+    };
+    if !client.host_ok && direct && h.def.provider.is_none() {
+        let host = head.header_str("host").unwrap_or("");
+        log::info!("hook={id} source={}: refused, Host {host:?} is not one of ours (server_names)", client.ip);
+        return respond(Response::error(421, &format!("host {host:?} is not served here (see server_names)")));
     }
     // Kept for replay (and journalled) if accepted.
     let kept = crate::hooks::stored::Stored {

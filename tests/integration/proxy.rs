@@ -328,9 +328,14 @@ fn a_rebound_host_gets_nothing_from_loopback_trust() {
     assert_eq!(req(d.addr, "POST", "/publish/demo", &post, b"x").status, 403);
     let r = req(d.addr, "POST", "/hooks/demo", &post, b"x");
     assert_eq!(r.status, 403, "a rebound page ran a loopback hook: {}", r.text());
-    // A fetch() GET of a hook from the rebound page carries no Origin, only Sec-Fetch-Site.
+    // A fetch() GET of a hook from the rebound page carries no Origin (and over plain HTTP to a
+    // name that is not localhost, no Sec-Fetch-* either): only the Host tells.
     let get = [("Host", evil.as_str()), ("Sec-Fetch-Site", "same-origin")];
     assert_eq!(req(d.addr, "GET", "/hooks/demo", &get, b"").status, 403);
+    let r = req(d.addr, "GET", "/hooks/demo", &[("Host", &evil)], b"");
+    assert_eq!(r.status, 421, "a rebound page ran a loopback hook by GET: {}", r.text());
+    assert_eq!(req(d.addr, "POST", "/hooks/deploy", &[("Host", &evil)], b"").status, 421);
+    assert_eq!(d.metric("hookcast_deliveries_total{hook=\"demo\",outcome=\"accepted\"}"), 0.0);
 
     // The names we answer to keep working: IP literals, localhost, server_names.
     for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), "hookcast.lan".to_string()] {
@@ -357,6 +362,47 @@ fn a_rebound_host_gets_nothing_from_loopback_trust() {
     ];
     let r = req(d.addr, "POST", "/hooks/site", &gh, body);
     assert_eq!(r.status, 202, "a signed hook with the tunnel's Host: {}", r.text());
+}
+
+/// Behind a trusted proxy the address rules see the real client, so a hook without a provider
+/// works with the public `Host` the proxy passes on (and does not trust a remote client).
+#[test]
+fn hooks_behind_a_proxy_work_with_the_public_host() {
+    let d = Daemon::start(&local_config(json!({ "trusted_proxies": LOOPBACK })));
+    let remote = NginxLike::start(d.addr, REMOTE);
+    let public = [("Host", "hooks.example.org")];
+    assert_eq!(req(remote.addr, "POST", "/hooks/deploy", &public, b"{}").status, 200);
+    let r = req(remote.addr, "POST", "/hooks/demo", &public, b"");
+    assert_eq!(r.status, 403, "a remote client passed a loopback-only hook: {}", r.text());
+    // A loopback client through the proxy looks like a direct one (nothing tells them apart
+    // from a rebinding page reaching a local proxy): loopback trust needs one of our names.
+    let local = NginxLike::start(d.addr, "127.0.0.1");
+    assert_eq!(req(local.addr, "POST", "/hooks/demo", &public, b"").status, 421);
+    assert_eq!(req(local.addr, "POST", "/hooks/demo", &[("Host", "localhost")], b"").text(), "demo ran");
+}
+
+/// `hookcast check` says when proxy settings are valid but likely not meant.
+#[test]
+fn check_warns_about_proxy_settings() {
+    let dir = TempDir::new("check-proxy");
+    let run = |cfg: Value| {
+        let file = dir.0.join("c.json");
+        std::fs::write(&file, cfg.to_string()).unwrap();
+        let out = std::process::Command::new(BIN).args(["check", "--config"]).arg(&file).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let open = json!([{ "topics": ["feed"], "scopes": ["subscribe"] }]);
+    let err = run(json!({ "trusted_proxies": LOOPBACK, "public": open }));
+    assert!(err.contains("warning: trusted_proxies without cf_connecting_ip"), "{err}");
+    assert!(err.contains("warning: public rules for remote clients with trusted_proxies but no server_names"), "{err}");
+    let err = run(
+        json!({ "trusted_proxies": LOOPBACK, "cf_connecting_ip": true, "server_names": ["hooks.example.org"], "public": open }),
+    );
+    assert!(!err.contains("warning"), "{err}");
+    let loopback_only = json!([{ "topics": ["feed"], "scopes": ["subscribe"], "from": LOOPBACK }]);
+    let err = run(json!({ "trusted_proxies": LOOPBACK, "cf_connecting_ip": true, "public": loopback_only }));
+    assert!(!err.contains("warning"), "{err}");
 }
 
 /// Regression (item 9): any web page could form-POST to `/publish/demo` and to hooks that trust
