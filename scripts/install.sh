@@ -142,6 +142,7 @@ starter_config() {
   "listen": "127.0.0.1:9000",
   "log_level": "info",
   "trusted_proxies": ["127.0.0.1/32", "::1"],
+  "cf_connecting_ip": true,
   "public": [
     { "topics": ["$deliveries", "$runs", "$runs/**"], "scopes": ["subscribe"], "from": ["127.0.0.0/8", "::1"] }
   ],

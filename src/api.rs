@@ -2,7 +2,7 @@
 //! connection writes what these return, and published events go through `App::publish`.
 
 use crate::app::App;
-use crate::auth::{Caller, Scope};
+use crate::auth::{Caller, Client, Fetch, Scope};
 use crate::http::request::{query_param, Head};
 use crate::http::response::{Field, Response};
 use crate::http::router::{self, Route, RouteError};
@@ -51,6 +51,8 @@ pub struct PollRequest {
     pub timeout: std::time::Duration,
     /// Most events in one answer.
     pub limit: usize,
+    /// Who asked (counted per client while it waits).
+    pub client: Client,
 }
 
 /// Default and largest `timeout` of a long poll, in seconds.
@@ -91,13 +93,13 @@ pub fn poll_answer(app: &App, patterns: &[&str], since: u64, limit: usize) -> Op
 }
 
 /// `GET /poll`: answers at once when history has something after `since`, else waits.
-fn poll(app: &mut App, ip: IpAddr, head: &Head) -> Outcome {
+fn poll(app: &mut App, client: Client, head: &Head) -> Outcome {
     let patterns = match query_patterns(head) {
         Ok(p) if p.is_empty() => return respond(Response::error(400, "name the topics: /poll?topics=a,b")),
         Ok(p) => p,
         Err(r) => return respond(r),
     };
-    let who = caller(app, ip, head);
+    let who = caller(app, client, head, false);
     if let Some(p) = patterns.iter().find(|p| !app.auth.allows(&who, Scope::Subscribe, p)) {
         return respond(denied(&who, &format!("subscribe to {p:?}")));
     }
@@ -128,7 +130,7 @@ fn poll(app: &mut App, ip: IpAddr, head: &Head) -> Outcome {
     if head.method == crate::http::request::Method::Head {
         return respond(Response::new(200, "application/json", Vec::new()));
     }
-    Outcome::Poll(PollRequest { patterns, since, timeout: std::time::Duration::from_secs(timeout), limit })
+    Outcome::Poll(PollRequest { patterns, since, timeout: std::time::Duration::from_secs(timeout), limit, client })
 }
 
 /// An accepted WebSocket handshake.
@@ -144,6 +146,8 @@ pub struct WsUpgrade {
     pub last_event_id: Option<u64>,
     /// Echo mode (conformance testing): no hub, every message sent back.
     pub echo: bool,
+    /// Who connected: every later op is decided for this client, not for the TCP peer.
+    pub client: Client,
 }
 
 /// An accepted subscription, ready for the connection to start.
@@ -159,6 +163,8 @@ pub struct SubscribeRequest {
     pub last_event_id: Option<u64>,
     /// The token the client authenticated with (checked again on a reload).
     pub token: Option<crate::auth::TokenId>,
+    /// Who connected (checked again on a reload).
+    pub client: Client,
 }
 
 /// Deepest JSON accepted as an event's data: the hook payloads' limit less the three levels a
@@ -169,10 +175,11 @@ pub const MAX_PUBLISH_DEPTH: usize = crate::hooks::json::MAX_DEPTH - 3;
 /// Most patterns one subscription may name.
 pub const MAX_PATTERNS: usize = 32;
 
-/// The client address behind any trusted proxy (see `auth::client_ip`).
-pub fn client_ip(app: &App, peer: IpAddr, head: &Head) -> IpAddr {
+/// The client behind any trusted proxy (see `auth::client_ip`), and whether its `Host` is ours.
+pub fn client(app: &App, peer: IpAddr, head: &Head) -> Client {
+    let host_ok = crate::auth::host_is_ours(head.header_str("host"), &app.cfg.server_names);
     if app.cfg.trusted_proxies.is_empty() {
-        return crate::auth::canonical(peer);
+        return Client { ip: crate::auth::canonical(peer), host_ok };
     }
     let forwarded: Vec<&str> = head
         .headers
@@ -180,12 +187,19 @@ pub fn client_ip(app: &App, peer: IpAddr, head: &Head) -> IpAddr {
         .filter(|(n, _)| n == "x-forwarded-for")
         .filter_map(|(_, v)| std::str::from_utf8(v).ok())
         .collect();
-    crate::auth::client_ip(peer, &app.cfg.trusted_proxies, head.header_str("cf-connecting-ip"), &forwarded)
+    let ip = crate::auth::client_ip(
+        peer,
+        &app.cfg.trusted_proxies,
+        head.header_str("cf-connecting-ip"),
+        app.cfg.cf_connecting_ip,
+        &forwarded,
+    );
+    Client { ip, host_ok }
 }
 
 /// Answers one request from `peer`.
 pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcome {
-    let ip = client_ip(app, peer, head);
+    let client = client(app, peer, head);
     let route = match router::route(head.method, head.path()) {
         Ok(r) => r,
         Err(RouteError::NotFound) => return respond(Response::error(404, "no such route")),
@@ -194,6 +208,9 @@ pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcom
             return respond(Response::error(405, "method not allowed").with("Allow", allow))
         }
     };
+    if let Some(refusal) = refuse_ticket(&route, head).or_else(|| refuse_cross_origin(app, client, &route, head)) {
+        return Outcome::Respond(with_cors(app, head, refusal));
+    }
     let out = match route {
         Route::Health => respond(Response::json(200, &json!({"status": "ok"}))),
         Route::Metrics => {
@@ -204,35 +221,134 @@ pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcom
             }
             respond(Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text))
         }
-        Route::Index => respond(crate::status::page(app, ip, head)),
+        Route::Index => respond(crate::status::page(app, client, head)),
         Route::StatusAsset(name) => respond(crate::status::asset(head, name)),
-        Route::Status => respond(crate::status::api(app, ip, head)),
-        Route::Login => respond(crate::status::login(app, peer, ip, head, &body)),
+        Route::Status => respond(crate::status::api(app, client, head)),
+        Route::Login => respond(crate::status::login(app, peer, client, head, &body)),
         Route::Logout => respond(crate::status::logout(app, peer, head)),
-        Route::Events(single) => events(app, ip, head, single),
+        Route::Events(single) => events(app, client, head, single),
         Route::Publish(topic) => {
             let before = app.last_seq();
-            let r = publish(app, ip, head, &topic, body);
+            let r = publish(app, client, head, &topic, body);
             // Acknowledged only once the event is durable (no journal: at once).
             match app.last_seq() {
                 seq if seq > before && r.status < 300 => Outcome::Durable { seq, resp: r },
                 _ => respond(r),
             }
         }
-        Route::Ws => ws_upgrade(app, ip, head, false),
-        Route::Poll => poll(app, ip, head),
-        Route::WsEcho if app.cfg.ws.echo => ws_upgrade(app, ip, head, true),
+        Route::Ws => ws_upgrade(app, client, head, false),
+        Route::Poll => poll(app, client, head),
+        Route::WsEcho if app.cfg.ws.echo => ws_upgrade(app, client, head, true),
         Route::WsEcho => respond(Response::error(404, "no such route (set ws.echo to enable)")),
-        Route::Ticket => respond(ticket(app, ip, head)),
+        Route::Ticket => respond(ticket(app, client, head)),
         Route::Preflight(allow) => respond(preflight(app, head, allow)),
-        Route::Runs | Route::Run(_) | Route::CancelRun(_) | Route::RetryRun(_) => respond(runs(app, ip, head, route)),
-        Route::Hook(id) => hook(app, ip, head, body, &id),
-        Route::Deliveries | Route::ReplayDelivery { .. } => deliveries(app, ip, head, route),
+        Route::Runs | Route::Run(_) | Route::CancelRun(_) | Route::RetryRun(_) => {
+            respond(runs(app, client, head, route))
+        }
+        Route::Hook(id) => hook(app, client, client.ip == crate::auth::canonical(peer), head, body, &id),
+        Route::Deliveries | Route::ReplayDelivery { .. } => deliveries(app, client, head, route),
     };
     match out {
         Outcome::Respond(r) => Outcome::Respond(with_cors(app, head, r)),
         other => other,
     }
+}
+
+/// A one-time ticket stands in for a token only where a browser cannot send one: `/ws` and
+/// `/events` (WebSocket and EventSource set no headers). Anywhere else it is refused, not
+/// redeemed, so a leaked ticket URL cannot operate runs or publish. Hooks read their own query
+/// (`?ticket=` may be a hook's parameter) and never look at tokens; the status routes read
+/// tokens, so a ticket there is refused too rather than silently ignored.
+fn refuse_ticket(route: &Route, head: &Head) -> Option<Response> {
+    let takes_tokens = matches!(
+        route,
+        Route::Poll
+            | Route::Publish(_)
+            | Route::Ticket
+            | Route::Runs
+            | Route::Run(_)
+            | Route::CancelRun(_)
+            | Route::RetryRun(_)
+            | Route::Deliveries
+            | Route::ReplayDelivery { .. }
+            | Route::Status
+            | Route::Index
+    );
+    (takes_tokens && query_param(head.query(), "ticket").is_some())
+        .then(|| Response::error(400, "a ticket is accepted only on /ws and /events; send the token instead"))
+}
+
+/// How a request presented its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `Authorization: Bearer`.
+    Bearer,
+    /// The `hookcast_token` cookie: sent by the browser on its own, whoever made the request.
+    Cookie,
+    /// `?token=`.
+    Query,
+}
+
+/// Refuses a state-changing request a browser made on behalf of another origin, where the
+/// request's authority is ambient: the login cookie (CSRF: `SameSite=Strict` does not stop a page
+/// on another port of this host or a sibling subdomain), or no token at all, when access comes
+/// from the address (`public` rules, a hook trusting loopback) and any page could form-POST it.
+/// A bearer or `?token=` credential is not ambient: a page must already hold it.
+///
+/// - cookie: the request must show a same-origin `Origin` (or `Sec-Fetch-Site: same-origin`),
+///   or an origin listed in `cors.allowed_origins`;
+/// - no token: a foreign `Origin` or `Sec-Fetch-Site: cross-site`/`same-site` is refused, and a
+///   browser's same-origin claim counts only when `Host` is ours (a DNS-rebinding page is "same
+///   origin" with itself). Requests without either header (webhook senders, curl) pass.
+fn refuse_cross_origin(app: &App, client: Client, route: &Route, head: &Head) -> Option<Response> {
+    let state_changing = match route {
+        // A hook may take GET and run a command: an <img> on any page could trigger it.
+        Route::Hook(_) => true,
+        Route::Publish(_) | Route::Ticket | Route::CancelRun(_) | Route::RetryRun(_) | Route::ReplayDelivery { .. } => {
+            true
+        }
+        _ => false,
+    };
+    if !state_changing {
+        return None;
+    }
+    let via = match route {
+        Route::Hook(_) => None,
+        _ => presented(head).map(|(_, via)| via),
+    };
+    let fetch = crate::auth::fetch_origin(
+        head.header_str("origin"),
+        head.header_str("sec-fetch-site"),
+        head.header_str("host"),
+        &app.cfg.cors_origins,
+    );
+    let refused = match (via, fetch) {
+        (Some(Via::Bearer | Via::Query), _) => false,
+        (_, Fetch::Allowed) => false,
+        (Some(Via::Cookie), Fetch::SameOrigin) => false,
+        (Some(Via::Cookie), _) => true,
+        (None, Fetch::Foreign) => true,
+        (None, Fetch::SameOrigin) => !client.host_ok,
+        (None, Fetch::Unmarked) => false,
+    };
+    if !refused {
+        return None;
+    }
+    let what = head.header_str("origin").map_or_else(
+        || format!("Sec-Fetch-Site: {}", head.header_str("sec-fetch-site").unwrap_or("(none)")),
+        |o| format!("origin {o:?}"),
+    );
+    log::info!(
+        "{}: cross-origin request refused ({what}, Host {:?})",
+        client.ip,
+        head.header_str("host").unwrap_or("")
+    );
+    let msg = if via == Some(Via::Cookie) {
+        format!("cross-origin request refused ({what}): a request authenticated by the login cookie must come from this page's origin")
+    } else {
+        format!("cross-origin request refused ({what}); list the origin in cors.allowed_origins or send a token")
+    };
+    Some(Response::error(403, &msg))
 }
 
 fn respond(r: Response) -> Outcome {
@@ -242,10 +358,15 @@ fn respond(r: Response) -> Outcome {
 /// The token a request presents: `Authorization: Bearer`, the `hookcast_token` cookie, or
 /// `?token=` (for clients that cannot set headers).
 pub fn presented_token(head: &Head) -> Option<String> {
+    presented(head).map(|(t, _)| t)
+}
+
+/// The token a request presents and how (see [`presented_token`]).
+pub fn presented(head: &Head) -> Option<(String, Via)> {
     if let Some(v) = head.header_str("authorization") {
         let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
         if scheme.eq_ignore_ascii_case("bearer") {
-            return Some(rest.trim().to_string());
+            return Some((rest.trim().to_string(), Via::Bearer));
         }
     }
     for (name, value) in &head.headers {
@@ -255,22 +376,25 @@ pub fn presented_token(head: &Head) -> Option<String> {
         let Ok(v) = std::str::from_utf8(value) else { continue };
         for pair in v.split(';') {
             if let Some(t) = pair.trim().strip_prefix("hookcast_token=") {
-                return Some(t.to_string());
+                return Some((t.to_string(), Via::Cookie));
             }
         }
     }
-    query_param(head.query(), "token")
+    query_param(head.query(), "token").map(|t| (t, Via::Query))
 }
 
-/// Who is asking: a `?ticket=` (redeemed once) or a presented token, or nobody.
-fn caller(app: &mut App, ip: IpAddr, head: &Head) -> Caller {
-    if let Some(t) = query_param(head.query(), "ticket") {
-        return match app.redeem_ticket(&t) {
-            Some(id) => app.auth.caller_with_token(&id, ip),
-            None => Caller { token: None, bad_token: true, ip },
-        };
+/// Who is asking: a `?ticket=` (redeemed once, where `tickets` says the route takes one) or a
+/// presented token, or nobody.
+fn caller(app: &mut App, client: Client, head: &Head, tickets: bool) -> Caller {
+    if tickets {
+        if let Some(t) = query_param(head.query(), "ticket") {
+            return match app.redeem_ticket(&t) {
+                Some(id) => app.auth.caller_with_token(&id, client),
+                None => Caller { token: None, bad_token: true, client },
+            };
+        }
     }
-    app.auth.identify(presented_token(head).as_deref(), ip)
+    app.auth.identify(presented_token(head).as_deref(), client)
 }
 
 /// Patterns from `?topics=a,b` (or `?topic=`), validated; none is an empty list.
@@ -312,7 +436,7 @@ fn denied(caller: &Caller, what: &str) -> Response {
     }
 }
 
-fn events(app: &mut App, ip: IpAddr, head: &Head, single: Option<String>) -> Outcome {
+fn events(app: &mut App, client: Client, head: &Head, single: Option<String>) -> Outcome {
     let patterns = match single {
         Some(t) => match topic::validate_pattern(&t) {
             Ok(()) => vec![t],
@@ -326,7 +450,7 @@ fn events(app: &mut App, ip: IpAddr, head: &Head, single: Option<String>) -> Out
             Err(r) => return respond(r),
         },
     };
-    let who = caller(app, ip, head);
+    let who = caller(app, client, head, true);
     if let Some(p) = patterns.iter().find(|p| !app.auth.allows(&who, Scope::Subscribe, p)) {
         return respond(denied(&who, &format!("subscribe to {p:?}")));
     }
@@ -356,17 +480,17 @@ fn events(app: &mut App, ip: IpAddr, head: &Head, single: Option<String>) -> Out
     // exactly the point the subscriber's live stream continues from.
     out.extend_from_slice(&crate::sse::position(last_event_id.unwrap_or_else(|| app.hub.last_id())));
     let token = app.auth.token_id(&who);
-    Outcome::Subscribe(SubscribeRequest { head: out, patterns, wire, last_event_id, token })
+    Outcome::Subscribe(SubscribeRequest { head: out, patterns, wire, last_event_id, token, client })
 }
 
-fn publish(app: &mut App, ip: IpAddr, head: &Head, topic_name: &str, body: Vec<u8>) -> Response {
+fn publish(app: &mut App, client: Client, head: &Head, topic_name: &str, body: Vec<u8>) -> Response {
     if let Err(e) = topic::validate_topic(topic_name) {
         return Response::error(400, &format!("{e}: {topic_name:?}"));
     }
     if topic_name.starts_with('$') {
         return Response::error(403, "system topics are published by hookcast itself");
     }
-    let who = caller(app, ip, head);
+    let who = caller(app, client, head, false);
     if !app.auth.allows(&who, Scope::Publish, topic_name) {
         return denied(&who, &format!("publish to {topic_name:?}"));
     }
@@ -437,8 +561,8 @@ pub fn journal_unavailable(why: &str) -> Response {
 /// `POST /api/ticket`: a valid bearer token buys a one-time ticket for `?ticket=`, so a
 /// browser can open a WebSocket or EventSource (which cannot carry headers) without putting the
 /// long-lived token in a URL.
-fn ticket(app: &mut App, ip: IpAddr, head: &Head) -> Response {
-    let who = app.auth.identify(presented_token(head).as_deref(), ip);
+fn ticket(app: &mut App, client: Client, head: &Head) -> Response {
+    let who = app.auth.identify(presented_token(head).as_deref(), client);
     let Some(id) = app.auth.token_id(&who) else {
         return denied(&who, "get a ticket");
     };
@@ -450,17 +574,27 @@ fn ticket(app: &mut App, ip: IpAddr, head: &Head) -> Response {
 
 /// Whether a browser page from `origin` may open a WebSocket here: the same host as the
 /// request (what a page served by hookcast sends), or one configured. Non-browser clients send
-/// no `Origin` and are let through (they authenticate like anyone else).
+/// no `Origin` and are let through (they authenticate like anyone else). A handshake that
+/// carries the login cookie is the browser's doing, not the page's: `*` does not cover it, only
+/// origins named one by one (cross-site WebSocket hijacking from another port of the host).
 fn origin_allowed(app: &App, head: &Head, origin: &str) -> bool {
     let same_host = origin
         .split_once("://")
         .zip(head.header_str("host"))
         .is_some_and(|((_, authority), host)| authority.eq_ignore_ascii_case(host));
-    same_host || app.cfg.ws.allowed_origins.iter().chain(&app.cfg.cors_origins).any(|o| o == "*" || o == origin)
+    let by_cookie = presented(head).is_some_and(|(_, via)| via == Via::Cookie);
+    same_host
+        || app
+            .cfg
+            .ws
+            .allowed_origins
+            .iter()
+            .chain(&app.cfg.cors_origins)
+            .any(|o| (o == "*" && !by_cookie) || o == origin)
 }
 
 /// The opening handshake (RFC 6455 §4.2.1), checked in the RFC's order, then auth.
-fn ws_upgrade(app: &mut App, ip: IpAddr, head: &Head, echo: bool) -> Outcome {
+fn ws_upgrade(app: &mut App, client: Client, head: &Head, echo: bool) -> Outcome {
     use crate::ws::handshake;
     let upgrade_required = |msg: &str| {
         respond(
@@ -491,7 +625,7 @@ fn ws_upgrade(app: &mut App, ip: IpAddr, head: &Head, echo: bool) -> Outcome {
         Ok(p) => p,
         Err(r) => return respond(r),
     };
-    let who = caller(app, ip, head);
+    let who = caller(app, client, head, true);
     if who.bad_token {
         return respond(denied(&who, "connect"));
     }
@@ -506,6 +640,7 @@ fn ws_upgrade(app: &mut App, ip: IpAddr, head: &Head, echo: bool) -> Outcome {
         token: app.auth.token_id(&who),
         last_event_id: last_event_id(head),
         echo,
+        client,
     })
 }
 
@@ -525,10 +660,21 @@ fn method_name(m: crate::http::request::Method) -> &'static str {
 
 /// `/hooks/{id}`: the intake decides; here its decision meets the daemon's state (idempotency
 /// window, runner, hub, metrics, log).
-fn hook(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>, id: &str) -> Outcome {
+///
+/// A hook without a `provider` is trusted by who can reach it (its address rules, a loopback
+/// listener): a request straight from a browser (`direct`: no trusted proxy vouched for another
+/// address) whose `Host` is not ours is a DNS-rebinding page, and gets 421 (RFC 9110 §15.5.20,
+/// Misdirected Request). A provider's signature holds whatever the `Host`, and behind a trusted
+/// proxy the address rules see the real client, so neither is refused.
+fn hook(app: &mut App, client: Client, direct: bool, head: &Head, body: Vec<u8>, id: &str) -> Outcome {
     let Some(h) = app.hooks.get(id) else {
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
     };
+    if !client.host_ok && direct && h.def.provider.is_none() {
+        let host = head.header_str("host").unwrap_or("");
+        log::info!("hook={id} source={}: refused, Host {host:?} is not one of ours (server_names)", client.ip);
+        return respond(Response::error(421, &format!("host {host:?} is not served here (see server_names)")));
+    }
     if let Some(why) = app.journal_refusal() {
         // Before the intake: nothing is verified, recorded, deduplicated or run.
         *app.metrics.deliveries.entry((id.to_string(), "refused")).or_default() += 1;
@@ -545,7 +691,7 @@ fn hook(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>, id: &str) -> Outc
         headers,
         query: head.query().to_string(),
         body,
-        ip,
+        ip: client.ip,
     };
     deliver(app, kept, false)
 }
@@ -687,8 +833,8 @@ fn refuse(d: &mut crate::hooks::intake::Decision, resp: Response, message: &str)
 /// `GET /api/deliveries` (recent accepted deliveries kept for replay) and
 /// `POST /api/deliveries/{hook}/{id}/replay` (admin; `/api/deliveries/{id}/replay` while one
 /// hook holds that id): the dead-letter story for failed deploys.
-fn deliveries(app: &mut App, ip: IpAddr, head: &Head, route: Route) -> Outcome {
-    let who = caller(app, ip, head);
+fn deliveries(app: &mut App, client: Client, head: &Head, route: Route) -> Outcome {
+    let who = caller(app, client, head, false);
     match route {
         Route::Deliveries => {
             if !app.auth.allows(&who, Scope::Subscribe, "$deliveries") && !app.auth.has_scope(&who, Scope::Admin) {
@@ -753,8 +899,8 @@ fn deliveries(app: &mut App, ip: IpAddr, head: &Head, route: Route) -> Outcome {
 
 /// The runs API: reading needs subscribe on `$runs` (what the status page has); cancel and
 /// retry need the admin scope.
-fn runs(app: &mut App, ip: IpAddr, head: &Head, route: Route) -> Response {
-    let who = caller(app, ip, head);
+fn runs(app: &mut App, client: Client, head: &Head, route: Route) -> Response {
+    let who = caller(app, client, head, false);
     let now = app.now;
     match route {
         Route::Runs | Route::Run(_)

@@ -83,6 +83,10 @@ pub struct App {
     /// Each hook's last `$deliveries` record with its time and verification result, for the
     /// status page (kept by `status::note_delivery`).
     pub last_deliveries: HashMap<String, serde_json::Value>,
+    /// Streams (SSE, WebSocket, long poll) open per client that came through a trusted proxy:
+    /// at accept only the proxy's address is known, so its clients are held to
+    /// `limits.max_connections_per_ip` here, once their address is resolved.
+    streams_via_proxy: HashMap<std::net::IpAddr, u32>,
     /// Outstanding one-time tickets: SHA-256 of the ticket → (the token it stands for, expiry).
     tickets: HashMap<[u8; 32], (crate::auth::TokenId, Instant)>,
     date: String,
@@ -178,6 +182,7 @@ impl App {
             dropped_lines: 0,
             deliveries,
             last_deliveries: HashMap::new(),
+            streams_via_proxy: HashMap::new(),
             tickets: HashMap::new(),
             date: String::new(),
             date_secs: 0,
@@ -222,6 +227,33 @@ impl App {
     pub fn redeem_ticket(&mut self, ticket: &str) -> Option<crate::auth::TokenId> {
         let (token, exp) = self.tickets.remove(&crate::auth::token_hash(ticket))?;
         (exp > self.now).then_some(token)
+    }
+
+    /// Whether a connection from a trusted proxy at `peer` (client `client`, resolved from its
+    /// headers) may start a stream: Ok(true) when it was counted (release it with
+    /// [`App::close_stream`]), Ok(false) when it need not be (a direct connection, already
+    /// counted at accept), Err(open) when the client holds `max_connections_per_ip` already.
+    pub fn open_stream(&mut self, peer: std::net::IpAddr, client: std::net::IpAddr) -> Result<bool, u32> {
+        let peer = crate::auth::canonical(peer);
+        if client == peer || !self.cfg.trusted_proxies.iter().any(|c| c.contains(peer)) {
+            return Ok(false);
+        }
+        let open = self.streams_via_proxy.entry(client).or_default();
+        if *open as usize >= self.cfg.limits.max_connections_per_ip {
+            return Err(*open);
+        }
+        *open += 1;
+        Ok(true)
+    }
+
+    /// A stream counted by [`App::open_stream`] ended.
+    pub fn close_stream(&mut self, client: std::net::IpAddr) {
+        if let Some(n) = self.streams_via_proxy.get_mut(&client) {
+            *n -= 1;
+            if *n == 0 {
+                self.streams_via_proxy.remove(&client);
+            }
+        }
     }
 
     /// Publishes what the runner produced (output lines and state changes). Every line goes to

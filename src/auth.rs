@@ -53,6 +53,14 @@ impl Cidr {
         (prefix <= max).then_some(Cidr { addr, prefix })
     }
 
+    /// Whether every address in this network is a loopback address.
+    pub fn is_loopback_only(&self) -> bool {
+        match self.addr {
+            IpAddr::V4(a) => a.is_loopback() && self.prefix >= 8,
+            IpAddr::V6(a) => a.is_loopback() && self.prefix == 128,
+        }
+    }
+
     /// Whether `ip` is inside this network; IPv4-mapped IPv6 addresses count as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
@@ -79,18 +87,30 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// The client's address. Forwarding headers are believed only from a trusted proxy (cloudflared
-/// on the same box, say): otherwise anyone could claim any address. From a trusted peer,
-/// `CF-Connecting-IP` wins; else `X-Forwarded-For` is walked from the right (the entries our
-/// proxies appended) to the first address that is not itself a trusted proxy. Anything that
-/// does not parse ends the walk at the last address we can vouch for.
-pub fn client_ip(peer: IpAddr, trusted: &[Cidr], cf_connecting_ip: Option<&str>, forwarded_for: &[&str]) -> IpAddr {
+/// or nginx on the same box, say): otherwise anyone could claim any address.
+///
+/// `X-Forwarded-For` is walked from the right (the entries our proxies appended) to the first
+/// address that is not itself a trusted proxy; anything that does not parse ends the walk at
+/// the last address we can vouch for. `CF-Connecting-IP` is believed only when the operator
+/// says the trusted proxy is cloudflared (`cf_connecting_ip`): Cloudflare's edge overwrites
+/// whatever a client sent there, but nginx, Caddy or HAProxy pass an unknown header through
+/// untouched, so from them it is whatever the client wrote.
+pub fn client_ip(
+    peer: IpAddr,
+    trusted: &[Cidr],
+    cf_connecting_ip: Option<&str>,
+    believe_cf: bool,
+    forwarded_for: &[&str],
+) -> IpAddr {
     let peer = canonical(peer);
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     if !is_trusted(peer) {
         return peer;
     }
-    if let Some(ip) = cf_connecting_ip.and_then(|v| v.trim().parse::<IpAddr>().ok()) {
-        return canonical(ip);
+    if believe_cf {
+        if let Some(ip) = cf_connecting_ip.and_then(|v| v.trim().parse::<IpAddr>().ok()) {
+            return canonical(ip);
+        }
     }
     let mut client = peer;
     for entry in forwarded_for.iter().rev().flat_map(|h| h.rsplit(',')) {
@@ -101,6 +121,90 @@ pub fn client_ip(peer: IpAddr, trusted: &[Cidr], cf_connecting_ip: Option<&str>,
         }
     }
     client
+}
+
+/// Where a request came from, as far as address-based access goes: the client address behind
+/// any trusted proxy, and whether its `Host` is one this daemon answers to. A WebSocket or SSE
+/// session keeps it for every later decision (ops, reload checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    /// The client address (never the proxy's, when a trusted proxy forwarded it).
+    pub ip: IpAddr,
+    /// Whether `Host` named this daemon ([`host_is_ours`]); `public` rules apply only then, so
+    /// a DNS-rebinding page (whose `Host` is the attacker's name) gets nothing from them.
+    pub host_ok: bool,
+}
+
+/// The host part of a `Host` value or an origin's authority: `[::1]:9000` → `::1`,
+/// `Example.org.:443` → `example.org`.
+fn host_name(authority: &str) -> String {
+    let a = authority.trim();
+    let host = if let Some(rest) = a.strip_prefix('[') {
+        rest.split_once(']').map_or(rest, |(h, _)| h)
+    } else {
+        match a.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => a,
+        }
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether a `Host` header names this daemon: an IP literal (the listen address, or any other
+/// of the box's: a literal cannot be rebound), `localhost` and its subdomains (RFC 6761:
+/// browsers resolve them to loopback themselves), or one of `server_names`. No `Host` at all is
+/// an HTTP/1.0 client, not a browser (browsers always send one).
+pub fn host_is_ours(host: Option<&str>, server_names: &[String]) -> bool {
+    let Some(host) = host else { return true };
+    let name = host_name(host);
+    if name.is_empty() {
+        return false;
+    }
+    name.parse::<IpAddr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || server_names.iter().any(|s| s.eq_ignore_ascii_case(&name))
+}
+
+/// Where a browser says a request comes from, by `Origin` (or, without one,
+/// `Sec-Fetch-Site`), relative to the request's `Host`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// Neither header: not a browser (a webhook sender, curl), or a same-origin navigation.
+    Unmarked,
+    /// The page's origin is the host the request went to.
+    SameOrigin,
+    /// An origin the config names (`cors.allowed_origins`, one by one; `*` does not count).
+    Allowed,
+    /// Another origin: another site, another port of this host, a sibling subdomain, `null`.
+    Foreign,
+}
+
+/// Classifies a request's `Origin` / `Sec-Fetch-Site` against its `Host` and the configured
+/// origins. `Sec-Fetch-Site: same-site` is foreign on purpose: another port of the same host or
+/// a sibling subdomain is the same *site*, and that is what `SameSite` cookies do not stop.
+pub fn fetch_origin(
+    origin: Option<&str>,
+    sec_fetch_site: Option<&str>,
+    host: Option<&str>,
+    allowed: &[String],
+) -> Fetch {
+    if let Some(o) = origin {
+        let o = o.trim();
+        if allowed.iter().any(|a| a != "*" && a == o) {
+            return Fetch::Allowed;
+        }
+        let same = o
+            .split_once("://")
+            .zip(host)
+            .is_some_and(|((_, authority), host)| authority.eq_ignore_ascii_case(host.trim()));
+        return if same { Fetch::SameOrigin } else { Fetch::Foreign };
+    }
+    match sec_fetch_site.map(str::trim) {
+        Some(s) if s.eq_ignore_ascii_case("cross-site") || s.eq_ignore_ascii_case("same-site") => Fetch::Foreign,
+        Some(s) if s.eq_ignore_ascii_case("same-origin") => Fetch::SameOrigin,
+        _ => Fetch::Unmarked,
+    }
 }
 
 /// Parses 64 hex digits.
@@ -157,15 +261,15 @@ pub struct Auth {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenId([u8; 32]);
 
-/// Who a request turned out to be: the token it presented, if any, and its address.
+/// Who a request turned out to be: the token it presented, if any, and where it came from.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
     /// Index of the matching token in the config, if a valid one was presented.
     pub token: Option<usize>,
     /// Whether a token was presented but matched none (answered 401 rather than 403).
     pub bad_token: bool,
-    /// Client address.
-    pub ip: IpAddr,
+    /// Client address and `Host` check.
+    pub client: Client,
 }
 
 impl Auth {
@@ -175,9 +279,9 @@ impl Auth {
     }
 
     /// Identifies the caller from a presented token (or none).
-    pub fn identify(&self, presented: Option<&str>, ip: IpAddr) -> Caller {
+    pub fn identify(&self, presented: Option<&str>, client: Client) -> Caller {
         let Some(t) = presented else {
-            return Caller { token: None, bad_token: false, ip };
+            return Caller { token: None, bad_token: false, client };
         };
         let h = token_hash(t);
         // Compare against every token so the time does not tell which one matched.
@@ -187,7 +291,7 @@ impl Auth {
                 found = Some(i);
             }
         }
-        Caller { token: found, bad_token: found.is_none(), ip }
+        Caller { token: found, bad_token: found.is_none(), client }
     }
 
     /// What stays true of the caller's token across a reload: its hash. An index into the token
@@ -199,9 +303,9 @@ impl Auth {
 
     /// The caller holding the token `id` stands for (a WebSocket session, a redeemed ticket), as
     /// the configuration has it now: a token removed since is a bad token.
-    pub fn caller_with_token(&self, id: &TokenId, ip: IpAddr) -> Caller {
+    pub fn caller_with_token(&self, id: &TokenId, client: Client) -> Caller {
         let index = self.tokens.iter().position(|t| t.sha256 == id.0);
-        Caller { token: index, bad_token: index.is_none(), ip }
+        Caller { token: index, bad_token: index.is_none(), client }
     }
 
     /// The name of the caller's token, for logs.
@@ -209,7 +313,8 @@ impl Auth {
         caller.token.map(|i| self.tokens[i].name.as_str())
     }
 
-    /// Whether the caller may use `scope` on every topic `pattern` matches.
+    /// Whether the caller may use `scope` on every topic `pattern` matches. `public` rules grant
+    /// by address, so they apply only to a request whose `Host` is ours (see [`Client`]).
     pub fn allows(&self, caller: &Caller, scope: Scope, pattern: &str) -> bool {
         if let Some(i) = caller.token {
             let t = &self.tokens[i];
@@ -217,11 +322,12 @@ impl Auth {
                 return true;
             }
         }
-        self.public.iter().any(|r| {
-            r.scopes.contains(&scope)
-                && (r.from.is_empty() || r.from.iter().any(|c| c.contains(caller.ip)))
-                && r.topics.iter().any(|s| topic::covers(s, pattern))
-        })
+        caller.client.host_ok
+            && self.public.iter().any(|r| {
+                r.scopes.contains(&scope)
+                    && (r.from.is_empty() || r.from.iter().any(|c| c.contains(caller.client.ip)))
+                    && r.topics.iter().any(|s| topic::covers(s, pattern))
+            })
     }
 
     /// Whether the caller holds `scope` on anything at all (for admin-only routes).
@@ -252,6 +358,12 @@ mod tests {
             let cidr = Cidr::parse(c).unwrap();
             assert_eq!(cidr.contains(ip.parse().unwrap()), want, "{c} ∋ {ip}");
         }
+        assert!(
+            Cidr::parse("127.0.0.0/8").unwrap().is_loopback_only() && Cidr::parse("::1").unwrap().is_loopback_only()
+        );
+        assert!(
+            !Cidr::parse("0.0.0.0/0").unwrap().is_loopback_only() && !Cidr::parse("::/0").unwrap().is_loopback_only()
+        );
         for bad in ["10.0.0.0/33", "::/129", "10.0.0.0/", "x", "10.0.0.0/-1", "10.0.0.0/+8"] {
             assert!(Cidr::parse(bad).is_none(), "{bad}");
         }
@@ -262,18 +374,79 @@ mod tests {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let far: IpAddr = "198.51.100.7".parse().unwrap();
         let trusted = [Cidr::parse("127.0.0.0/8").unwrap(), Cidr::parse("10.0.0.0/8").unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         // An untrusted peer cannot claim another address.
-        assert_eq!(client_ip(far, &trusted, Some("1.2.3.4"), &["5.6.7.8"]), far);
-        // cloudflared on the box: CF-Connecting-IP is the client.
-        assert_eq!(client_ip(lo, &trusted, Some("203.0.113.9"), &[]), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(far, &trusted, Some("1.2.3.4"), true, &["5.6.7.8"]), far);
+        // cloudflared on the box, said so in the config: CF-Connecting-IP is the client.
+        assert_eq!(client_ip(lo, &trusted, Some("203.0.113.9"), true, &[]), ip("203.0.113.9"));
         // X-Forwarded-For: rightmost untrusted entry; a spoofed leftmost entry is ignored.
-        let got = client_ip(lo, &trusted, None, &["6.6.6.6, 203.0.113.9", "10.1.1.1"]);
-        assert_eq!(got, "203.0.113.9".parse::<IpAddr>().unwrap());
+        let got = client_ip(lo, &trusted, None, false, &["6.6.6.6, 203.0.113.9", "10.1.1.1"]);
+        assert_eq!(got, ip("203.0.113.9"));
         // Garbage stops the walk at the last address we can vouch for.
-        assert_eq!(client_ip(lo, &trusted, None, &["203.0.113.9, nonsense"]), lo);
+        assert_eq!(client_ip(lo, &trusted, None, false, &["203.0.113.9, nonsense"]), lo);
         // Nothing forwarded: the proxy itself (a local client).
-        assert_eq!(client_ip(lo, &trusted, None, &[]), lo);
-        assert_eq!(client_ip(lo, &[], Some("1.2.3.4"), &[]), lo, "no trusted proxies configured");
+        assert_eq!(client_ip(lo, &trusted, None, false, &[]), lo);
+        assert_eq!(client_ip(lo, &[], Some("1.2.3.4"), true, &[]), lo, "no trusted proxies configured");
+    }
+
+    #[test]
+    fn cf_connecting_ip_only_when_the_proxy_is_cloudflared() {
+        // Regression (issue 12, item 2): behind nginx, which passes unknown headers through, a
+        // client's own CF-Connecting-IP beat X-Forwarded-For and passed address rules.
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let trusted = [Cidr::parse("127.0.0.0/8").unwrap()];
+        let xff = ["203.0.113.50"];
+        assert_eq!(client_ip(lo, &trusted, Some("10.1.2.3"), false, &xff), "203.0.113.50".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(lo, &trusted, Some("10.1.2.3"), false, &[]), lo);
+        assert_eq!(client_ip(lo, &trusted, Some("10.1.2.3"), true, &xff), "10.1.2.3".parse::<IpAddr>().unwrap());
+        // cloudflared without the header (a local request through it): X-Forwarded-For, then the peer.
+        assert_eq!(client_ip(lo, &trusted, None, true, &xff), "203.0.113.50".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn host_names_we_answer_to() {
+        let names = ["hooks.example.org".to_string()];
+        let table = [
+            (Some("127.0.0.1:9000"), true),
+            (Some("[::1]:9000"), true),
+            (Some("192.168.1.5"), true),
+            (Some("localhost:9000"), true),
+            (Some("LocalHost"), true),
+            (Some("app.localhost:8080"), true),
+            (Some("hooks.example.org"), true),
+            (Some("Hooks.Example.org.:443"), true),
+            (None, true),
+            (Some("evil.example:9000"), false),
+            (Some("localhost.evil.example"), false),
+            (Some("example.org"), false),
+            (Some(""), false),
+            (Some("127.0.0.1.nip.io"), false),
+        ];
+        for (host, want) in table {
+            assert_eq!(host_is_ours(host, &names), want, "{host:?}");
+        }
+    }
+
+    #[test]
+    fn fetch_origin_table() {
+        let allowed = ["https://dash.example".to_string(), "*".to_string()];
+        let h = Some("127.0.0.1:9000");
+        let table = [
+            (Some("http://127.0.0.1:9000"), None, Fetch::SameOrigin),
+            (Some("http://127.0.0.1:8080"), None, Fetch::Foreign),
+            (Some("https://dash.example"), None, Fetch::Allowed),
+            (Some("https://other.example"), None, Fetch::Foreign),
+            (Some("null"), Some("same-origin"), Fetch::Foreign),
+            (None, Some("cross-site"), Fetch::Foreign),
+            (None, Some("same-site"), Fetch::Foreign),
+            (None, Some("same-origin"), Fetch::SameOrigin),
+            (None, Some("none"), Fetch::Unmarked),
+            (None, None, Fetch::Unmarked),
+        ];
+        for (origin, site, want) in table {
+            assert_eq!(fetch_origin(origin, site, h, &allowed), want, "{origin:?} {site:?}");
+        }
+        assert_eq!(fetch_origin(Some("http://x"), None, None, &[]), Fetch::Foreign, "no Host to be the same as");
     }
 
     #[test]
@@ -299,9 +472,12 @@ mod tests {
                 from: vec![Cidr::parse("127.0.0.0/8").unwrap()],
             }],
         );
-        let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        let far: IpAddr = "192.0.2.1".parse().unwrap();
+        let lo = Client { ip: "127.0.0.1".parse().unwrap(), host_ok: true };
+        let far = Client { ip: "192.0.2.1".parse().unwrap(), host_ok: true };
         let anon = auth.identify(None, lo);
+        // A rebinding page on loopback: right address, foreign Host.
+        let rebound = auth.identify(None, Client { host_ok: false, ..lo });
+        assert!(!auth.allows(&rebound, Scope::Subscribe, "demo"));
         assert!(auth.allows(&anon, Scope::Subscribe, "demo"));
         assert!(!auth.allows(&anon, Scope::Publish, "demo"));
         assert!(!auth.allows(&auth.identify(None, far), Scope::Subscribe, "demo"));

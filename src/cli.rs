@@ -202,7 +202,7 @@ fn check(words: &[String]) -> Result<(), Fail> {
     // Reads every secret too, so a missing credential fails here and not at the first delivery.
     let hooks =
         crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(|e| Fail::Run(e.to_string()))?;
-    for w in check_warnings(&cfg) {
+    for w in check_warnings(&cfg).into_iter().chain(proxy_warnings(&cfg)) {
         eprintln!("warning: {w}");
     }
     println!(
@@ -232,6 +232,28 @@ fn check_warnings(cfg: &crate::config::Config) -> Vec<String> {
             record - 512,
             webhook,
         ));
+    }
+    out
+}
+
+/// What `check` says about proxy and host settings that are valid but likely not meant.
+fn proxy_warnings(cfg: &crate::config::Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if !cfg.trusted_proxies.is_empty() && !cfg.cf_connecting_ip {
+        out.push(
+            "trusted_proxies without cf_connecting_ip: CF-Connecting-IP is ignored and X-Forwarded-For is walked \
+             (set \"cf_connecting_ip\": true if the proxy is cloudflared)"
+                .to_string(),
+        );
+    }
+    // Rules for loopback only are for clients on the box, who use an IP literal or localhost.
+    let remote_rule = cfg.public.iter().any(|r| r.from.is_empty() || r.from.iter().any(|c| !c.is_loopback_only()));
+    if !cfg.trusted_proxies.is_empty() && cfg.server_names.is_empty() && remote_rule {
+        out.push(
+            "public rules for remote clients with trusted_proxies but no server_names: requests that arrive \
+             with the proxy's public host name get nothing from public rules (list the name in server_names)"
+                .to_string(),
+        );
     }
     out
 }

@@ -80,7 +80,8 @@ impl ConfigSource {
 pub struct Limits {
     /// Open connections in total; beyond it new ones get 503 and are closed.
     pub max_connections: usize,
-    /// Open connections from one client address.
+    /// Open connections from one address (the TCP peer at accept, except a trusted proxy), and
+    /// streams (SSE, WebSocket, long poll) from one client behind a trusted proxy.
     pub max_connections_per_ip: usize,
     /// Bytes of a request head (431 beyond).
     pub max_header_bytes: usize,
@@ -180,8 +181,14 @@ pub struct Config {
     pub tokens: Vec<TokenConfig>,
     /// Anonymous access rules.
     pub public: Vec<PublicRule>,
-    /// Proxies whose `CF-Connecting-IP` / `X-Forwarded-For` are believed.
+    /// Proxies whose `X-Forwarded-For` (and `X-Forwarded-Proto`) are believed.
     pub trusted_proxies: Vec<Cidr>,
+    /// Whether the trusted proxies are cloudflared, so their `CF-Connecting-IP` is believed
+    /// (other proxies pass a client's own value through).
+    pub cf_connecting_ip: bool,
+    /// Host names this daemon answers to besides IP literals and `localhost` (lower case); a
+    /// request with another `Host` gets nothing from `public` rules.
+    pub server_names: Vec<String>,
     /// Deploy runner settings.
     pub runner: crate::runner::RunnerConfig,
     /// Webhook hooks (adnanh/webhook's format plus hookcast's fields).
@@ -276,6 +283,14 @@ impl Config {
         let dedup_window = Duration::from_secs(root.num("dedup_window_secs", 86_400, 0, 30 * 86_400)?);
         let journal = journal(root.opt_obj("journal")?)?;
         let trusted_proxies = root.opt_cidr_list("trusted_proxies")?;
+        let cf_connecting_ip = root.opt_bool("cf_connecting_ip")?.unwrap_or(false);
+        if cf_connecting_ip && trusted_proxies.is_empty() {
+            return err(
+                "cf_connecting_ip",
+                "needs trusted_proxies (the addresses cloudflared connects from, e.g. [\"127.0.0.1/32\", \"::1\"])",
+            );
+        }
+        let server_names = server_names(&mut root)?;
         root.finish()?;
         Ok(Config {
             listen,
@@ -289,6 +304,8 @@ impl Config {
             tokens,
             public,
             trusted_proxies,
+            cf_connecting_ip,
+            server_names,
             runner,
             hooks,
             dedup_window,
@@ -319,12 +336,42 @@ impl Config {
     }
 }
 
+/// `server_names`: DNS names (what a `Host` header carries without its port), lower-cased.
+fn server_names(root: &mut Obj) -> Result<Vec<String>, ConfigError> {
+    let path = root.at("server_names");
+    let list = root.opt_str_list("server_names")?.unwrap_or_default();
+    list.into_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                && !name.starts_with('.')
+                && !name.ends_with('.');
+            if ok {
+                Ok(name.to_ascii_lowercase())
+            } else {
+                err(&format!("{path}[{i}]"), format!("not a host name (no scheme, port or wildcard): {name:?}"))
+            }
+        })
+        .collect()
+}
+
+/// The per-address connection limit when the config does not set one: a tenth of the total, so
+/// one address cannot take every slot. Trusted proxies are not held to it (their clients are,
+/// once known: see `event_loop`).
+fn default_per_ip(max_connections: u64) -> u64 {
+    (max_connections / 10).max(1)
+}
+
 fn limits(o: Option<Obj>) -> Result<Limits, ConfigError> {
     let mut o = o.unwrap_or_else(Obj::empty);
     let ms = Duration::from_millis;
+    let max_connections = o.num("max_connections", 10_000, 1, 10_000_000)?;
     let l = Limits {
-        max_connections: o.num("max_connections", 10_000, 1, 10_000_000)? as usize,
-        max_connections_per_ip: o.num("max_connections_per_ip", 10_000, 1, 10_000_000)? as usize,
+        max_connections: max_connections as usize,
+        max_connections_per_ip: o.num("max_connections_per_ip", default_per_ip(max_connections), 1, 10_000_000)?
+            as usize,
         max_header_bytes: o.num("max_header_bytes", 16 * 1024, 256, 1 << 20)? as usize,
         max_uri_bytes: o.num("max_uri_bytes", 4096, 64, 1 << 20)? as usize,
         max_body_bytes: o.num("max_body_bytes", 1 << 20, 0, 1 << 30)? as usize,
@@ -647,6 +694,29 @@ mod tests {
         assert_eq!(c.limits.max_header_bytes, 16 * 1024);
         assert_eq!(c.sse.keepalive, Duration::from_secs(15));
         assert!(c.tokens.is_empty());
+    }
+
+    #[test]
+    fn proxy_and_host_settings() {
+        let c = Config::from_json("{}").unwrap();
+        assert!(!c.cf_connecting_ip && c.server_names.is_empty());
+        assert_eq!(c.limits.max_connections_per_ip, 1000, "a tenth of max_connections by default");
+        let c = Config::from_json(r#"{"limits":{"max_connections":5}}"#).unwrap();
+        assert_eq!(c.limits.max_connections_per_ip, 1);
+        let c = Config::from_json(
+            r#"{"trusted_proxies":["127.0.0.1/32"],"cf_connecting_ip":true,"server_names":["Hooks.Example.org"]}"#,
+        )
+        .unwrap();
+        assert!(c.cf_connecting_ip);
+        assert_eq!(c.server_names, ["hooks.example.org"]);
+        assert_eq!(
+            error_of(r#"{"cf_connecting_ip":true}"#),
+            "cf_connecting_ip: needs trusted_proxies (the addresses cloudflared connects from, e.g. [\"127.0.0.1/32\", \"::1\"])"
+        );
+        for bad in ["https://x.org", "x.org:443", "*.x.org", "", "a b"] {
+            let json = serde_json::json!({ "server_names": [bad] }).to_string();
+            assert!(error_of(&json).starts_with("server_names[0]: not a host name"), "{bad}");
+        }
     }
 
     #[test]

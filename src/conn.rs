@@ -22,7 +22,7 @@
 
 use crate::api::{self, Outcome};
 use crate::app::App;
-use crate::auth::{Caller, Scope, TokenId};
+use crate::auth::{Caller, Client, Scope, TokenId};
 use crate::buf::{Flush, OutQueue};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{self, BodyKind, Head, Method};
@@ -91,6 +91,9 @@ pub struct AwaitDurable {
 #[derive(Debug)]
 pub struct PollWait {
     patterns: Box<[PatternId]>,
+    client: Client,
+    /// Counted in `App`'s per-client streams (it came through a trusted proxy).
+    counted: bool,
     since: u64,
     limit: usize,
     persist: Persist,
@@ -116,14 +119,19 @@ pub struct Subscriber {
     /// The token the client authenticated with: checked again at each WebSocket op and on a
     /// reload (boxed: most subscribers have none, and idle memory is counted in bytes).
     pub token: Option<Box<TokenId>>,
+    /// Who connected, as resolved from the handshake (behind a trusted proxy: the client, not
+    /// the proxy): every later decision is made for it, never for the TCP peer.
+    pub client: Client,
+    /// Counted in `App`'s per-client streams (it came through a trusted proxy).
+    counted: bool,
 }
 
 impl Subscriber {
     /// Who the subscriber is under the configuration in force now.
-    fn caller(&self, app: &App, ip: IpAddr) -> Caller {
+    fn caller(&self, app: &App) -> Caller {
         match &self.token {
-            Some(id) => app.auth.caller_with_token(id, ip),
-            None => app.auth.identify(None, ip),
+            Some(id) => app.auth.caller_with_token(id, self.client),
+            None => app.auth.identify(None, self.client),
         }
     }
 }
@@ -635,17 +643,21 @@ impl Conn {
         match api::handle(app, self.ip, &head, body) {
             Outcome::Respond(resp) => self.answer(app, resp, persist, head_only, served),
             Outcome::Subscribe(sub) => {
-                let s = self.subscribe(app, sub.head, &sub.patterns, sub.wire, None, sub.token);
+                let Some(counted) = self.open_stream(app, sub.client, persist, head_only, served) else { return };
+                let s = self.subscribe(app, sub.head, &sub.patterns, sub.wire, None, sub.token, sub.client, counted);
                 self.start_stream(app, s, sub.last_event_id);
             }
             Outcome::Durable { seq, resp } => self.answer_when_durable(app, seq, resp, persist, head_only, served),
             Outcome::Poll(p) => {
+                let Some(counted) = self.open_stream(app, p.client, persist, head_only, served) else { return };
                 app.metrics.switch(self.transport, Transport::Poll);
                 self.transport = Transport::Poll;
                 let patterns = p.patterns.iter().map(|pat| app.hub.subscribe(self.token, pat)).collect();
                 self.deadline = Some(app.now + p.timeout);
                 self.state = State::Poll(Box::new(PollWait {
                     patterns,
+                    client: p.client,
+                    counted,
                     since: p.since,
                     limit: p.limit,
                     persist,
@@ -669,6 +681,7 @@ impl Conn {
                 self.state = State::AwaitRun(Box::new(AwaitRun { run, hook, seq, persist, head_only, served }));
             }
             Outcome::Upgrade(up) => {
+                let Some(counted) = self.open_stream(app, up.client, persist, head_only, served) else { return };
                 let ws = WsSession {
                     asm: Assembler::new(app.cfg.ws.max_message_bytes),
                     missed_pongs: 0,
@@ -676,14 +689,46 @@ impl Conn {
                     pending_acks: std::collections::VecDeque::new(),
                 };
                 app.metrics.response(101);
-                let s = self.subscribe(app, up.head, &up.patterns, Wire::Ws, Some(Box::new(ws)), up.token);
+                let s = self.subscribe(
+                    app,
+                    up.head,
+                    &up.patterns,
+                    Wire::Ws,
+                    Some(Box::new(ws)),
+                    up.token,
+                    up.client,
+                    counted,
+                );
                 self.start_stream(app, s, up.last_event_id);
+            }
+        }
+    }
+
+    /// Counts a stream (SSE, WebSocket, long poll) against its client's limit when it came
+    /// through a trusted proxy (at accept only the proxy's address was known). Some(whether it
+    /// was counted), or None after answering 503 when the client already holds its share.
+    fn open_stream(
+        &mut self,
+        app: &mut App,
+        client: Client,
+        persist: Persist,
+        head_only: bool,
+        served: u32,
+    ) -> Option<bool> {
+        match app.open_stream(self.ip, client.ip) {
+            Ok(counted) => Some(counted),
+            Err(open) => {
+                log::debug!("{}: refused a stream via {}: {open} already open", client.ip, self.ip);
+                let r = Response::error(503, "too many connections from your address").with("Retry-After", "10");
+                self.answer(app, r, persist, head_only, served);
+                None
             }
         }
     }
 
     /// Turns the connection into a subscriber (a WebSocket one with `ws`): counts it, queues
     /// the response head, interns its patterns.
+    #[allow(clippy::too_many_arguments)]
     fn subscribe(
         &mut self,
         app: &mut App,
@@ -692,6 +737,8 @@ impl Conn {
         wire: Wire,
         ws: Option<Box<WsSession>>,
         token: Option<TokenId>,
+        client: Client,
+        counted: bool,
     ) -> Subscriber {
         let transport = if ws.is_some() { Transport::Ws } else { Transport::Sse };
         if transport == Transport::Sse {
@@ -702,7 +749,17 @@ impl Conn {
         self.out.push_owned(head);
         let patterns = patterns.iter().map(|p| app.hub.subscribe(self.token, p)).collect();
         let token = token.map(Box::new);
-        Subscriber { patterns, wire, last_id: app.hub.last_id(), catch_up: None, wrote: false, ws, token }
+        Subscriber {
+            patterns,
+            wire,
+            last_id: app.hub.last_id(),
+            catch_up: None,
+            wrote: false,
+            ws,
+            token,
+            client,
+            counted,
+        }
     }
 
     /// Enters the streaming state, replaying history first when the client resumes.
@@ -771,9 +828,8 @@ impl Conn {
 
     /// Carries out a client op; the reply to send, if any.
     fn ws_op(&mut self, app: &mut App, op: Op) -> Result<Option<String>, OpError> {
-        let ip = self.ip;
         let State::Subscriber(s) = &mut self.state else { return Ok(None) };
-        let who = s.caller(app, ip);
+        let who = s.caller(app);
         let fail = |op: &str, e: String| OpError { op: Some(op.to_string()), error: e };
         match op {
             Op::Ping => Ok(Some(r#"{"type":"pong"}"#.to_string())),
@@ -977,6 +1033,9 @@ impl Conn {
         for &id in p.patterns.iter() {
             app.hub.unsubscribe(self.token, id);
         }
+        if p.counted {
+            app.close_stream(p.client.ip);
+        }
         // Back to plain HTTP: an active connection again, not a new one.
         app.metrics.active[Transport::Poll as usize] = app.metrics.active[Transport::Poll as usize].saturating_sub(1);
         app.metrics.active[Transport::Http as usize] += 1;
@@ -989,9 +1048,9 @@ impl Conn {
     /// is cut off (WebSocket close 1008; an SSE stream gets a comment and is closed, and its
     /// EventSource's reconnect then meets the 401 or 403). True when it was.
     pub fn recheck(&mut self, app: &mut App) -> bool {
-        let ip = self.ip;
         let State::Subscriber(s) = &self.state else { return false };
-        let who = s.caller(app, ip);
+        let ip = s.client.ip;
+        let who = s.caller(app);
         let Some(lost) = s
             .patterns
             .iter()
@@ -1021,12 +1080,18 @@ impl Conn {
                 app.hub.unsubscribe(self.token, id);
             }
             p.patterns = Box::new([]);
+            if std::mem::take(&mut p.counted) {
+                app.close_stream(p.client.ip);
+            }
         }
         if let State::Subscriber(s) = &mut self.state {
             for &p in s.patterns.iter() {
                 app.hub.unsubscribe(self.token, p);
             }
             s.patterns = Box::new([]);
+            if std::mem::take(&mut s.counted) {
+                app.close_stream(s.client.ip);
+            }
         }
     }
 }

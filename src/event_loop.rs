@@ -405,7 +405,12 @@ impl Server {
     fn admit(&mut self, mut sock: TcpStream, ip: IpAddr) {
         let limits = &self.app.cfg.limits;
         let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
-        if self.open >= limits.max_connections || from_ip as usize >= limits.max_connections_per_ip {
+        // A trusted proxy carries many clients on its one address: it is held only to the total
+        // here, and its clients to the per-address limit once their streams say who they are
+        // (`App::open_stream`).
+        let proxy = self.app.cfg.trusted_proxies.iter().any(|c| c.contains(ip));
+        let per_ip = if proxy { limits.max_connections } else { limits.max_connections_per_ip };
+        if self.open >= limits.max_connections || from_ip as usize >= per_ip {
             self.app.metrics.refused += 1;
             self.app.metrics.response(503);
             log::debug!("refused {ip}: {} open, {from_ip} from this address", self.open);

@@ -16,7 +16,7 @@
 
 use crate::api::presented_token;
 use crate::app::App;
-use crate::auth::{Caller, Scope};
+use crate::auth::{Caller, Client, Scope};
 use crate::http::request::{query_param, Head, Method};
 use crate::http::response::Response;
 use crate::metrics::Transport;
@@ -101,12 +101,12 @@ impl Access {
     }
 }
 
-fn access(app: &App, ip: IpAddr, head: &Head) -> (Access, Caller) {
-    let who = app.auth.identify(presented_token(head).as_deref(), ip);
+fn access(app: &App, client: Client, head: &Head) -> (Access, Caller) {
+    let who = app.auth.identify(presented_token(head).as_deref(), client);
     if app.auth.has_scope(&who, Scope::Admin) {
         return (Access::Token, who);
     }
-    let anonymous = Caller { token: None, bad_token: false, ip };
+    let anonymous = Caller { token: None, bad_token: false, client };
     if PAGE_TOPICS.iter().all(|t| app.auth.allows(&anonymous, Scope::Subscribe, t)) {
         return (Access::Public, who);
     }
@@ -127,8 +127,8 @@ fn redirect(to: &'static str) -> Response {
 }
 
 /// `GET /`: the page, or a redirect to the login form.
-pub fn page(app: &App, ip: IpAddr, head: &Head) -> Response {
-    if access(app, ip, head).0 == Access::Denied {
+pub fn page(app: &App, client: Client, head: &Head) -> Response {
+    if access(app, client, head).0 == Access::Denied {
         return redirect("/login");
     }
     secure_headers(Response::new(200, "text/html; charset=utf-8", index_html()).with("Cache-Control", "no-cache"))
@@ -148,8 +148,8 @@ pub fn asset(head: &Head, name: &str) -> Response {
 }
 
 /// `GET /api/status`: the snapshot the page starts from (and a scripts' view of the daemon).
-pub fn api(app: &App, ip: IpAddr, head: &Head) -> Response {
-    let (how, who) = access(app, ip, head);
+pub fn api(app: &App, client: Client, head: &Head) -> Response {
+    let (how, who) = access(app, client, head);
     if how == Access::Denied {
         return if who.token.is_some() {
             Response::error(403, "token may not read the status (admin scope needed)")
@@ -358,7 +358,8 @@ fn login_form(status: u16, error: Option<&'static str>) -> Response {
 /// `GET /login` shows the form; `POST /login` (`token=…`, form-encoded) checks the token
 /// (in constant time, by `Auth::identify`) and, when it has the admin scope, sets the cookie
 /// and sends the browser to `/`.
-pub fn login(app: &App, peer: IpAddr, ip: IpAddr, head: &Head, body: &[u8]) -> Response {
+pub fn login(app: &App, peer: IpAddr, client: Client, head: &Head, body: &[u8]) -> Response {
+    let ip = client.ip;
     if head.method != Method::Post {
         return login_form(200, None);
     }
@@ -370,7 +371,7 @@ pub fn login(app: &App, peer: IpAddr, ip: IpAddr, head: &Head, body: &[u8]) -> R
     if token.is_empty() {
         return login_form(400, Some("Enter a token."));
     }
-    let who = app.auth.identify(Some(token), ip);
+    let who = app.auth.identify(Some(token), client);
     if who.token.is_none() {
         log::warn!("status: failed login from {ip}");
         return login_form(401, Some("Wrong token."));

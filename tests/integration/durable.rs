@@ -772,8 +772,10 @@ fn long_poll_resumes_across_a_restart_with_since() {
     let waiter = std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(10 * SECOND)).unwrap();
-        s.write_all(format!("GET /poll?topics=lp&since={cursor}&timeout=10 HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .unwrap();
+        s.write_all(
+            format!("GET /poll?topics=lp&since={cursor}&timeout=10 HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
         read_response(&mut s).unwrap()
     });
     assert!(eventually(5 * SECOND, || d.metric("hookcast_connections_active{transport=\"poll\"}") == 1.0));

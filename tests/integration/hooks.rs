@@ -724,6 +724,8 @@ fn compat() -> Compat {
     let config = json!({
         "public": [open],
         "trusted_proxies": ["127.0.0.0/8"],
+        // The tests stand in for cloudflared, whose CF-Connecting-IP is believed only when said.
+        "cf_connecting_ip": true,
         "runner": {"max_line_bytes": 65536, "temp_dir": dir.0.join("run-files")}
     });
     let env = compat_env(&dir.0);
@@ -1211,6 +1213,8 @@ fn hostile(trusted_proxies: &[&str]) -> Daemon {
     let config = json!({
         "public": [open],
         "trusted_proxies": trusted_proxies,
+        // A trusted proxy here is cloudflared (CF-Connecting-IP believed only when said).
+        "cf_connecting_ip": !trusted_proxies.is_empty(),
         "limits": {"max_body_bytes": 200000, "body_timeout_ms": 300},
         "hooks": [
             {"id": "gh", "provider": "github", "secrets": [H_GITHUB], "execute-command": run},

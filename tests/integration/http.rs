@@ -43,7 +43,7 @@ fn head_has_headers_and_no_body() {
     let d = Daemon::start_default();
     let mut s = d.connect();
     s.write_all(
-        b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .unwrap();
     let mut all = String::new();
@@ -62,10 +62,10 @@ fn keep_alive_and_pipelining_answer_in_order() {
     let mut batch = Vec::new();
     for i in 0..20 {
         batch.extend_from_slice(
-            format!("POST /publish/p{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n{}", i % 10).as_bytes(),
+            format!("POST /publish/p{i} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\n{}", i % 10).as_bytes(),
         );
     }
-    batch.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    batch.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
     s.write_all(&batch).unwrap();
     let mut last = 0;
     for i in 0..20 {
@@ -78,7 +78,7 @@ fn keep_alive_and_pipelining_answer_in_order() {
     }
     assert_eq!(read_response(&mut s).unwrap().status, 200);
     // Still open: one more request on the same connection.
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let r = read_response(&mut s).unwrap();
     assert_eq!(r.header("connection"), Some("close"));
     assert!(read_response(&mut s).is_none(), "closed after Connection: close");
@@ -92,7 +92,7 @@ fn half_close_behind_a_request_and_trickled_requests_are_both_answered() {
     let d = Daemon::start_default();
     for _ in 0..20 {
         let mut s = d.connect();
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
         s.shutdown(std::net::Shutdown::Write).unwrap();
         assert_eq!(read_response(&mut s).unwrap().status, 200);
         assert!(closed_within(&mut s, Duration::from_secs(2)), "closed once the peer is done");
@@ -100,13 +100,13 @@ fn half_close_behind_a_request_and_trickled_requests_are_both_answered() {
     let mut s = d.connect();
     s.set_nodelay(true).unwrap();
     for _ in 0..3 {
-        for b in b"POST /publish/demo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi" {
+        for b in b"POST /publish/demo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nhi" {
             s.write_all(&[*b]).unwrap();
             std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(read_response(&mut s).unwrap().status, 202);
     }
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(50));
     s.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(read_response(&mut s).unwrap().status, 200);
@@ -149,8 +149,10 @@ fn chunked_bodies_are_decoded() {
     let d = Daemon::start(SMALL_LIMITS);
     let (mut sub, _) = sse(&d, "/events?topics=chunky", &[]);
     let mut s = d.connect();
-    s.write_all(b"POST /publish/chunky HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-        .unwrap();
+    s.write_all(
+        b"POST /publish/chunky HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(50));
     s.write_all(b"6;ext=1\r\n world\r\n0\r\nX-Trailer: y\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut s).unwrap().status, 202);
@@ -162,51 +164,54 @@ fn chunked_bodies_are_decoded() {
 fn expect_100_continue() {
     let d = Daemon::start(SMALL_LIMITS);
     let mut s = d.connect();
-    s.write_all(b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n").unwrap();
+    s.write_all(b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
     let r = read_response(&mut s).unwrap();
     assert_eq!(r.status, 100);
     s.write_all(b"hello").unwrap();
     assert_eq!(read_response(&mut s).unwrap().status, 202);
     // Too large: answered 413 at once, without 100 Continue, and the body is never read.
     let mut s = d.connect();
-    s.write_all(b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\nExpect: 100-continue\r\n\r\n")
-        .unwrap();
+    s.write_all(
+        b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 99999\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
     assert_eq!(read_response(&mut s).unwrap().status, 413);
 }
 
 #[test]
 fn limit_statuses() {
     let d = Daemon::start(SMALL_LIMITS);
-    let big_header = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(2000));
+    let big_header = format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(2000));
     let cases: Vec<(Vec<u8>, u16)> = vec![
         (big_header.into_bytes(), 431),
-        (format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "u".repeat(400)).into_bytes(), 414),
-        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n".to_vec(), 413),
-        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 411),
+        (format!("GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n", "u".repeat(400)).into_bytes(), 414),
+        (b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n\r\n".to_vec(), 413),
+        (b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), 411),
         (b"GET /healthz HTTP/1.1\r\n\r\n".to_vec(), 400),
         (b"GARBAGE\r\n\r\n".to_vec(), 400),
-        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n".to_vec(), 400),
-        (b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n".to_vec(), 505),
-        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(), 501),
-        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n".to_vec(), 400),
+        (b"GET /healthz HTTP/2.0\r\nHost: localhost\r\n\r\n".to_vec(), 505),
+        (b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(), 501),
+        (b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), 400),
         (
-            b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
             400,
         ),
-        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".to_vec(), 400),
-        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(), 400),
-        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2000\r\n".to_vec(), 413),
-        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n\xff\xfe".to_vec(), 400),
-        (b"POST /publish/bad%20topic HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".to_vec(), 400),
-        (b"POST /publish/x?event=a%0Ab HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".to_vec(), 400),
+        (b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".to_vec(), 400),
+        (b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(), 400),
+        (b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n2000\r\n".to_vec(), 413),
+        (b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n\xff\xfe".to_vec(), 400),
+        (b"POST /publish/bad%20topic HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".to_vec(), 400),
+        (b"POST /publish/x?event=a%0Ab HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n".to_vec(), 400),
         (
-            b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\n{x}"
+            b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\n{x}"
                 .to_vec(),
             400,
         ),
-        (b"POST /publish/x HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\nContent-Length: 0\r\n\r\n".to_vec(), 417),
-        (b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
-        (b"GET /events?topics=a/**/b HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), 400),
+        (b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nExpect: teapot\r\nContent-Length: 0\r\n\r\n".to_vec(), 417),
+        (b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), 400),
+        (b"GET /events?topics=a/**/b HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), 400),
     ];
     for (req, want) in cases {
         let r = d.raw(&req);
@@ -224,7 +229,7 @@ fn slowloris_head_gets_408_and_close() {
     let mut s = d.connect();
     let t0 = Instant::now();
     // Dribble a head one byte at a time: per-read progress must not extend the deadline.
-    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let head = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
     for b in head.iter() {
         if s.write_all(&[*b]).is_err() {
             break;
@@ -244,7 +249,7 @@ fn slowloris_head_gets_408_and_close() {
 fn slow_body_gets_408() {
     let d = Daemon::start(SMALL_LIMITS);
     let mut s = d.connect();
-    s.write_all(b"POST /publish/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc").unwrap();
+    s.write_all(b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nabc").unwrap();
     assert_eq!(read_response(&mut s).unwrap().status, 408);
 }
 
@@ -256,7 +261,7 @@ fn silent_and_idle_connections_are_closed() {
     assert!(closed_within(&mut silent, Duration::from_secs(5)));
     // Idle between keep-alive requests: closed at the idle timeout.
     let mut s = d.connect();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut s).unwrap().status, 200);
     let t0 = Instant::now();
     assert!(closed_within(&mut s, Duration::from_secs(5)));
@@ -293,7 +298,7 @@ fn garbage_never_kills_the_daemon() {
     let prefixes: [&[u8]; 4] = [
         b"",
         b"GET / HTTP/1.1\r\n",
-        b"POST /publish/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST /publish/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"GET /events?topics=",
     ];
     for i in 0..200 {
@@ -348,7 +353,7 @@ fn pipelining_client_that_never_reads_is_dropped() {
     let d = Daemon::start(SMALL_LIMITS);
     let mut s = d.connect();
     // Each /metrics answer is a few kB: far more than socket buffers and our pipeline limit.
-    let req = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3000);
+    let req = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(3000);
     s.write_all(&req).unwrap();
     // Others are served meanwhile.
     assert_eq!(d.get("/healthz").status, 200);

@@ -11,6 +11,7 @@ mod http;
 mod journal_full;
 mod ops;
 mod poll;
+mod proxy;
 mod reload;
 mod runner;
 mod sse;

@@ -89,6 +89,7 @@ fn install_sh_into_a_prefix_is_idempotent_and_uninstalls() {
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&conf).unwrap()).unwrap();
     assert_eq!(cfg["listen"], "127.0.0.1:9000");
     assert_eq!(cfg["trusted_proxies"], serde_json::json!(["127.0.0.1/32", "::1"]));
+    assert_eq!(cfg["cf_connecting_ip"], true, "the starter config is for cloudflared");
 
     verify_units(&prefix, &tmp.0);
 
@@ -230,6 +231,7 @@ fn cloudflared_forwards_only_hooks_and_ports_agree() {
         serde_json::from_slice(&std::fs::read(Path::new(ROOT).join("examples/hookcast-tunnel.json")).unwrap()).unwrap();
     assert_eq!(example["listen"], "127.0.0.1:9000");
     assert_eq!(example["trusted_proxies"], serde_json::json!(["127.0.0.1/32", "::1"]));
+    assert_eq!(example["cf_connecting_ip"], true, "the tunnel example believes cloudflared's CF-Connecting-IP");
     let install = std::fs::read_to_string(Path::new(ROOT).join("scripts/install.sh")).unwrap();
     assert!(install.contains(r#""listen": "127.0.0.1:9000""#));
 }

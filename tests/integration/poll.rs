@@ -27,8 +27,10 @@ fn answers_from_history_then_holds_then_times_out() {
         move || {
             let mut s = std::net::TcpStream::connect(addr).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.write_all(format!("GET /poll?topics=p&since={b}&timeout=10 HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .unwrap();
+            s.write_all(
+                format!("GET /poll?topics=p&since={b}&timeout=10 HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes(),
+            )
+            .unwrap();
             read_response(&mut s).unwrap()
         }
     });
@@ -55,7 +57,8 @@ fn keep_alive_connection_polls_repeatedly() {
     let mut since = d.publish("k", "0");
     for i in 1..4 {
         let id = d.publish("k", &i.to_string());
-        s.write_all(format!("GET /poll?topics=k&since={since} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+        s.write_all(format!("GET /poll?topics=k&since={since} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+            .unwrap();
         let r = read_response(&mut s).unwrap();
         assert_eq!(r.json()["next"], id);
         since = id;
@@ -65,12 +68,14 @@ fn keep_alive_connection_polls_repeatedly() {
     let publisher = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(200));
         let mut p = std::net::TcpStream::connect(addr).unwrap();
-        p.write_all(b"POST /publish/k HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlate")
-            .unwrap();
+        p.write_all(
+            b"POST /publish/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlate",
+        )
+        .unwrap();
         read_response(&mut p).unwrap()
     });
     s.write_all(
-        format!("GET /poll?topics=k&since={since} HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        format!("GET /poll?topics=k&since={since} HTTP/1.1\r\nHost: localhost\r\n\r\nGET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .as_bytes(),
     )
     .unwrap();
@@ -107,8 +112,10 @@ fn gaps_limits_auth_and_hangups() {
     assert_eq!(closed.get("/poll?topics=private").status, 401);
     // A client that hangs up while held releases its place.
     let mut s = d.connect();
-    s.write_all(format!("GET /poll?topics=g&since={}&timeout=30 HTTP/1.1\r\nHost: x\r\n\r\n", ids[7]).as_bytes())
-        .unwrap();
+    s.write_all(
+        format!("GET /poll?topics=g&since={}&timeout=30 HTTP/1.1\r\nHost: localhost\r\n\r\n", ids[7]).as_bytes(),
+    )
+    .unwrap();
     assert!(eventually(Duration::from_secs(5), || d.metric("hookcast_connections_active{transport=\"poll\"}") == 1.0));
     drop(s);
     assert!(eventually(Duration::from_secs(5), || d.metric("hookcast_connections_active{transport=\"poll\"}") == 0.0));

@@ -8,6 +8,7 @@ fn config(hook: &str) -> String {
     format!(
         r#"{{"public":[{{"topics":["**"],"scopes":["subscribe","publish"]}}],
             "sse":{{"keepalive_ms":60000}},
+            "limits":{{"max_connections_per_ip":2000}},
             "hooks":[{{"id":"{hook}","response-message":"{hook} here"}}]}}"#
     )
 }

@@ -370,7 +370,7 @@ fn fan_reader(addr: SocketAddr, path: &str, n: usize, ready: Arc<AtomicUsize>, s
     let mut socks = Vec::with_capacity(n);
     for i in 0..n {
         let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n").as_bytes())
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n").as_bytes())
             .unwrap();
         s.set_nonblocking(true).unwrap();
         let mut s = mio::net::TcpStream::from_std(s);
@@ -461,7 +461,9 @@ fn chatty_run_does_not_stall_a_thousand_subscribers() {
                 { "topics": ["**", "$runs", "$runs/**"], "scopes": ["subscribe"] },
                 { "topics": ["tick"], "scopes": ["publish"] }
             ],
-            "sse": { "keepalive_ms": 200 }
+            "sse": { "keepalive_ms": 200 },
+            // A thousand subscribers from one address, more than the default per-address share.
+            "limits": { "max_connections_per_ip": 2000 }
         }),
     ));
     let ready = Arc::new(AtomicUsize::new(0));

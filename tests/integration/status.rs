@@ -68,7 +68,7 @@ fn assets_are_served_with_types_and_caching() {
     assert!(total < 48 * 1024, "the page is {total} bytes");
 
     let mut c = d.connect();
-    c.write_all(b"HEAD / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    c.write_all(b"HEAD / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let mut head = String::new();
     c.read_to_string(&mut head).unwrap();
     assert!(head.starts_with("HTTP/1.1 200 ") && head.ends_with("\r\n\r\n"), "{head}");
@@ -221,7 +221,7 @@ fn login_sets_the_cookie_and_logout_clears_it() {
     assert_eq!(reader.status, 403);
     assert!(reader.header("set-cookie").is_none());
 
-    let ok = form(&d, "/login", &format!("token={ADMIN}"), &[("Origin", "http://test")]);
+    let ok = form(&d, "/login", &format!("token={ADMIN}"), &[("Origin", "http://localhost")]);
     assert_eq!(ok.status, 303, "{}", ok.text());
     assert_eq!(ok.header("location"), Some("/"));
     assert_eq!(

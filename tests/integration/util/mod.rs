@@ -79,7 +79,7 @@ impl Daemon {
 
     /// One request with `Connection: close`.
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -224,7 +224,7 @@ pub fn read_until(s: &mut TcpStream, needle: &str) -> String {
 /// Opens an SSE stream and returns the socket after the response head (and the head).
 pub fn sse(d: &Daemon, path: &str, extra: &[(&str, &str)]) -> (TcpStream, String) {
     let mut s = d.connect();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n");
     for (k, v) in extra {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -425,7 +425,7 @@ impl KeepAlive {
             self.conn = Some((s.try_clone()?, BufReader::new(s)));
         }
         let (w, r) = self.conn.as_mut().unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n", body.len());
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n", body.len());
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
