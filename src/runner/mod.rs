@@ -940,7 +940,7 @@ mod tests {
             delivery: "d".into(),
             capture: false,
         };
-        let id = r.submit(spec, Instant::now()).expect("started");
+        let id = r.submit(spec, Instant::now(), false).expect("started");
         // Let the child write everything and exit without reading a byte.
         let t0 = Instant::now();
         while r.runs[&id].proc.as_ref().is_some_and(|p| p.exited.is_none()) {
