@@ -175,8 +175,8 @@ pub fn client_ip(app: &App, peer: IpAddr, head: &Head) -> IpAddr {
     crate::auth::client_ip(peer, &app.cfg.trusted_proxies, head.header_str("cf-connecting-ip"), &forwarded)
 }
 
-/// Answers one request from `peer`.
-pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcome {
+/// Answers one request from `peer` (address and port).
+pub fn handle(app: &mut App, (peer, peer_port): (IpAddr, u16), head: &Head, body: Vec<u8>) -> Outcome {
     let ip = client_ip(app, peer, head);
     let route = match router::route(head.method, head.path()) {
         Ok(r) => r,
@@ -218,7 +218,12 @@ pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcom
         Route::Ticket => respond(ticket(app, ip, head)),
         Route::Preflight(allow) => respond(preflight(app, head, allow)),
         Route::Runs | Route::Run(_) | Route::CancelRun(_) | Route::RetryRun(_) => respond(runs(app, ip, head, route)),
-        Route::Hook(id) => hook(app, ip, head, body, &id),
+        Route::Hook(id) => {
+            // adnanh's `remote-addr` is the TCP peer with its port; a client a trusted proxy
+            // named has no port we know of.
+            let port = if ip == crate::auth::canonical(peer) { peer_port } else { 0 };
+            hook(app, ip, port, head, body, &id)
+        }
         Route::Deliveries | Route::ReplayDelivery(_) => deliveries(app, ip, head, route),
     };
     match out {
@@ -466,7 +471,7 @@ fn method_name(m: crate::http::request::Method) -> &'static str {
 
 /// `/hooks/{id}`: the intake decides; here its decision meets the daemon's state (idempotency
 /// window, runner, hub, metrics, log).
-fn hook(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>, id: &str) -> Outcome {
+fn hook(app: &mut App, ip: IpAddr, port: u16, head: &Head, body: Vec<u8>, id: &str) -> Outcome {
     if app.hooks.get(id).is_none() {
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
     }
@@ -481,14 +486,14 @@ fn hook(app: &mut App, ip: IpAddr, head: &Head, body: Vec<u8>, id: &str) -> Outc
         body,
         ip,
     };
-    deliver(app, kept, false)
+    deliver(app, kept, port, false)
 }
 
 /// Runs one delivery through the intake and acts on the decision. A replay (`POST
 /// /api/deliveries/{id}/replay`) is the stored request verified again at the time it first
 /// arrived (so a replay window does not refuse the authentic bytes), never a duplicate, and
 /// not stored or journalled a second time.
-fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> Outcome {
+fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, port: u16, replay: bool) -> Outcome {
     use crate::hooks::intake::{self, Outcome as Delivery};
     let started = app.now;
     let id = kept.hook.clone();
@@ -503,6 +508,7 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
         query: &kept.query,
         body: kept.body.clone(),
         ip,
+        port,
         now_unix: if replay { kept.time_ms / 1000 } else { crate::clock::unix_ms() / 1000 },
     };
     let now = app.now;
@@ -601,7 +607,7 @@ fn deliveries(app: &mut App, ip: IpAddr, head: &Head, route: Route) -> Outcome {
                 Some(kept) if app.hooks.get(&kept.hook).is_none() => {
                     respond(Response::error(409, &format!("hook {:?} no longer exists", kept.hook)))
                 }
-                Some(kept) => deliver(app, kept, true),
+                Some(kept) => deliver(app, kept, 0, true),
             }
         }
         _ => respond(Response::error(404, "no such route")),

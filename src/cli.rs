@@ -179,6 +179,9 @@ fn serve(words: &[String]) -> Result<(), Fail> {
         Ok(n) => log::debug!("open-file limit {n}"),
         Err(e) => log::warn!("could not raise the open-file limit: {e}"),
     }
+    for w in hooks.iter().flat_map(|h| &h.def.warnings) {
+        log::warn!("{w}");
+    }
     let hook_count = hooks.len();
     let mut server = crate::event_loop::Server::bind(cfg.clone(), hooks)
         .map_err(|e| Fail::Run(format!("cannot listen on {}: {e}", cfg.listen)))?;
@@ -203,6 +206,9 @@ fn check(words: &[String]) -> Result<(), Fail> {
     // Reads every secret too, so a missing credential fails here and not at the first delivery.
     let hooks =
         crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(|e| Fail::Run(e.to_string()))?;
+    for w in hooks.iter().flat_map(|h| &h.def.warnings) {
+        eprintln!("warning: {w}");
+    }
     println!(
         "{}: ok (listen {}, {} hook(s), {} token(s), {} public rule(s))",
         path.unwrap_or("(embedded default)"),

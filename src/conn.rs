@@ -181,6 +181,8 @@ pub struct Conn {
     pub sock: TcpStream,
     /// The client address.
     pub ip: IpAddr,
+    /// The TCP peer's port (adnanh's `remote-addr` carries it).
+    pub port: u16,
     /// Unprocessed input; empty (and unallocated) when idle.
     inbuf: Vec<u8>,
     /// Output waiting for the socket.
@@ -198,11 +200,12 @@ pub struct Conn {
 
 impl Conn {
     /// A freshly accepted connection, waiting for its first request.
-    pub fn new(token: usize, sock: TcpStream, ip: IpAddr, app: &App) -> Conn {
+    pub fn new(token: usize, sock: TcpStream, ip: IpAddr, port: u16, app: &App) -> Conn {
         Conn {
             token,
             sock,
             ip,
+            port,
             inbuf: Vec::new(),
             out: OutQueue::default(),
             state: State::Head { served: 0 },
@@ -595,7 +598,7 @@ impl Conn {
         };
         let head_only = head.method == Method::Head;
         let keep_alive = head.keep_alive && !self.eof;
-        match api::handle(app, self.ip, &head, body) {
+        match api::handle(app, (self.ip, self.port), &head, body) {
             Outcome::Respond(resp) => self.answer(app, resp, keep_alive, head_only, served),
             Outcome::Subscribe(sub) => {
                 let s = self.subscribe(app, sub.head, &sub.patterns, sub.wire, None, sub.token);

@@ -170,6 +170,9 @@ impl Server {
         match source.load() {
             Err(e) => log::error!("SIGHUP: configuration refused, the running one stays: {e}"),
             Ok((cfg, hooks)) => {
+                for w in hooks.iter().flat_map(|h| &h.def.warnings) {
+                    log::warn!("reload: {w}");
+                }
                 for note in self.app.reload(cfg, hooks) {
                     log::warn!("SIGHUP: {note}");
                 }
@@ -315,7 +318,7 @@ impl Server {
         loop {
             let Some(listener) = self.listener.as_ref() else { return };
             match listener.accept() {
-                Ok((sock, addr)) => self.admit(sock, canonical(addr.ip())),
+                Ok((sock, addr)) => self.admit(sock, canonical(addr.ip()), addr.port()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
@@ -331,7 +334,7 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut sock: TcpStream, ip: IpAddr) {
+    fn admit(&mut self, mut sock: TcpStream, ip: IpAddr, port: u16) {
         let limits = &self.app.cfg.limits;
         let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
         if self.open >= limits.max_connections || from_ip as usize >= limits.max_connections_per_ip {
@@ -351,7 +354,7 @@ impl Server {
             self.free.push(t);
             return;
         }
-        let conn = Conn::new(t, sock, ip, &self.app);
+        let conn = Conn::new(t, sock, ip, port, &self.app);
         self.slots[t] = Some(Slot { conn, armed: None, dirty: false });
         self.open += 1;
         *self.per_ip.entry(ip).or_default() += 1;

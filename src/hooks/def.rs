@@ -26,8 +26,8 @@ pub const MAX_ID_LEN: usize = 128;
 /// Longest `timeout`, in seconds (one week).
 pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
-/// Status codes Go's `net/http` has a `StatusText` for, from 200 up: adnanh silently answers 200
-/// for any other configured code, so hookcast refuses them at load time.
+/// Status codes Go's `net/http` has a `StatusText` for, from 200 up: adnanh answers 200 for any
+/// other configured code (`writeHttpResponseCode`), and so does hookcast, with a warning.
 const GO_STATUS_CODES: &[u16] = &[
     200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 307, 308, 400, 401, 402, 403, 404,
     405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 418, 421, 422, 423, 424, 425, 426, 428, 429, 431,
@@ -57,7 +57,7 @@ const ADNANH_FIELDS: &[&str] = &[
 
 /// hookcast's own hook fields.
 const HOOKCAST_FIELDS: &[&str] =
-    &["provider", "secrets", "events", "branches", "topic", "publish", "allowed-ips", "concurrency", "timeout"];
+    &["provider", "secrets", "events", "branches", "topic", "publish", "allowed-ips", "concurrency", "timeout", "inherit-environment"];
 
 /// Fields found in adnanh's docs or forks that hookcast refuses, with the reason.
 const REFUSED_FIELDS: &[(&str, &str)] =
@@ -296,6 +296,12 @@ pub struct HookDef {
     pub concurrency: Option<Concurrency>,
     /// hookcast: `timeout` of a run, in seconds.
     pub timeout_secs: Option<u64>,
+    /// hookcast: `inherit-environment`, whether the command gets the daemon's environment (as
+    /// adnanh gives it) under its own variables; defaults to true without a `provider`.
+    pub inherit_environment: bool,
+    /// What was read differently from how it is written (adnanh's coercions), for `check` and
+    /// the start's log.
+    pub warnings: Vec<String>,
 }
 
 impl HookDef {
@@ -339,16 +345,23 @@ fn check_id(id: &str, path: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn status_code(v: Option<Value>, path: &str) -> Result<Option<u16>, ConfigError> {
+/// A status code field (a Go `int`: a float with no fraction decodes too). 0 means unset; a code
+/// Go has no `StatusText` for is answered as 200, as adnanh does, with a warning.
+fn status_code(v: Option<Value>, path: &str, warnings: &mut Vec<String>) -> Result<Option<u16>, ConfigError> {
     let Some(v) = v else { return Ok(None) };
-    let Some(n) = v.as_u64() else {
-        return cerr(path, format!("expected a status code, found {}", kind(&v)));
+    let n = match (v.as_i64(), v.as_f64()) {
+        (Some(n), _) => n,
+        (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => f as i64,
+        _ => return cerr(path, format!("expected a status code, found {}", kind(&v))),
     };
     match u16::try_from(n) {
         Ok(0) => Ok(None),
         Ok(code) if GO_STATUS_CODES.contains(&code) => Ok(Some(code)),
         _ => {
-            cerr(path, format!("{n} is not a 2xx-5xx status code adnanh/webhook knows (it would silently answer 200)"))
+            warnings.push(format!(
+                "{path}: {n} is not a status code adnanh/webhook knows: answered as 200, as adnanh does"
+            ));
+            Ok(Some(200))
         }
     }
 }
@@ -361,6 +374,7 @@ fn arguments(o: &mut Obj, key: &str) -> Result<Vec<(String, Argument)>, ConfigEr
 pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> {
     let known: Vec<&str> = ADNANH_FIELDS.iter().chain(HOOKCAST_FIELDS).copied().collect();
     check_fields(&value, path, &known, REFUSED_FIELDS)?;
+    let mut warnings = crate::hooks::coerce::coerce_hook(&mut value, path);
     let trigger_rule_raw = take(&mut value, "trigger-rule");
     let success_raw = take(&mut value, "success-http-response-code");
     let mismatch_raw = take(&mut value, "trigger-rule-mismatch-http-response-code");
@@ -393,9 +407,10 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         response_headers.push((name, value));
     }
 
-    let success_http_response_code = status_code(success_raw, &o.at("success-http-response-code"))?.unwrap_or(200);
+    let success_http_response_code =
+        status_code(success_raw, &o.at("success-http-response-code"), &mut warnings)?.unwrap_or(200);
     let trigger_rule_mismatch_http_response_code =
-        status_code(mismatch_raw, &o.at("trigger-rule-mismatch-http-response-code"))?;
+        status_code(mismatch_raw, &o.at("trigger-rule-mismatch-http-response-code"), &mut warnings)?;
 
     let ct_path = o.at("incoming-payload-content-type");
     let incoming_payload_content_type = non_empty(o.opt_str("incoming-payload-content-type")?);
@@ -514,6 +529,9 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
             }
         },
     };
+    // adnanh hands its own environment to every command; a hook that names a `provider` is
+    // hookcast's format, where children get an explicit environment unless the hook asks.
+    let inherit_environment = o.opt_bool("inherit-environment")?.unwrap_or(provider_spec.is_none());
     o.finish()?;
 
     Ok(HookDef {
@@ -544,6 +562,8 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         allowed_ips,
         concurrency,
         timeout_secs,
+        inherit_environment,
+        warnings,
     })
 }
 
@@ -782,6 +802,42 @@ mod tests {
     }
 
     #[test]
+    fn regression_unknown_status_codes_answer_200_with_a_warning_as_adnanh() {
+        // adnanh's writeHttpResponseCode: no http.StatusText for the code, so 200 and a log line.
+        let h = hook(json!({"id": "x", "success-http-response-code": 299, "trigger-rule-mismatch-http-response-code": 999}));
+        assert_eq!(h.success_http_response_code, 200);
+        assert_eq!(h.trigger_rule_mismatch_http_response_code, Some(200));
+        assert_eq!(
+            h.warnings,
+            [
+                "hooks[0].success-http-response-code: 299 is not a status code adnanh/webhook knows: answered as 200, as adnanh does",
+                "hooks[0].trigger-rule-mismatch-http-response-code: 999 is not a status code adnanh/webhook knows: answered as 200, as adnanh does",
+            ]
+        );
+        let h = hook(json!({"id": "x", "success-http-response-code": 202.0, "trigger-rule-mismatch-http-response-code": 100}));
+        assert_eq!((h.success_http_response_code, h.trigger_rule_mismatch_http_response_code), (202, Some(200)));
+    }
+
+    #[test]
+    fn regression_numbers_in_string_fields_are_read_as_adnanh_reads_them() {
+        use crate::hooks::rules::MatchRule;
+        let h = hook(json!({"id": "x", "trigger-rule": {"match": {"type": "value", "value": 1, "parameter": {"source": "payload", "name": "n"}}}}));
+        let Some(Rule::Match(MatchRule::Value { value, .. })) = &h.trigger_rule else { panic!("{:?}", h.trigger_rule) };
+        assert_eq!(value, "1");
+        assert_eq!(h.warnings.len(), 1);
+        assert!(h.warnings[0].starts_with("hooks[0].trigger-rule.match.value: 1 is not a string; read as \"1\""), "{:?}", h.warnings);
+        assert!(hook(json!({"id": "x"})).warnings.is_empty());
+    }
+
+    #[test]
+    fn environment_is_inherited_by_adnanh_hooks_and_not_by_provider_hooks() {
+        assert!(hook(json!({"id": "x"})).inherit_environment);
+        assert!(!hook(json!({"id": "x", "inherit-environment": false})).inherit_environment);
+        assert!(!hook(json!({"id": "x", "provider": "github", "secrets": ["s"]})).inherit_environment);
+        assert!(hook(json!({"id": "x", "provider": "github", "secrets": ["s"], "inherit-environment": true})).inherit_environment);
+    }
+
+    #[test]
     fn errors_name_their_path() {
         let cases = [
             (json!({}), "hooks[0].id: missing"),
@@ -792,8 +848,7 @@ mod tests {
             (json!({"id": "x", "ID": "y"}), "hooks[0].ID: unknown field (did you mean \"id\"?)"),
             (json!({"id": "x", "colour": "red"}), "hooks[0].colour: unknown field"),
             (json!({"id": "x", "pre-hook-command": "/bin/true"}), "hooks[0].pre-hook-command: not supported by hookcast: pre-hook-command (described in adnanh/webhook's docs, absent from its releases)"),
-            (json!({"id": "x", "success-http-response-code": 299}), "hooks[0].success-http-response-code: 299 is not a 2xx-5xx status code adnanh/webhook knows (it would silently answer 200)"),
-            (json!({"id": "x", "success-http-response-code": 100}), "hooks[0].success-http-response-code: 100 is not a 2xx-5xx"),
+            (json!({"id": "x", "success-http-response-code": 200.5}), "hooks[0].success-http-response-code: expected a status code, found a number"),
             (json!({"id": "x", "trigger-rule-mismatch-http-response-code": "400"}), "hooks[0].trigger-rule-mismatch-http-response-code: expected a status code, found a string"),
             (json!({"id": "x", "incoming-payload-content-type": "application/xml"}), "hooks[0].incoming-payload-content-type: not supported by hookcast: XML payloads (\"application/xml\")"),
             (json!({"id": "x", "http-methods": ["GET", "PO ST"]}), "hooks[0].http-methods[1]: not an HTTP method: \"PO ST\""),

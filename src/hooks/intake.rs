@@ -119,6 +119,8 @@ pub struct Request<'a> {
     pub body: Vec<u8>,
     /// Client address (after trusted proxies).
     pub ip: IpAddr,
+    /// The client's port, 0 when unknown (a replay, a client named by a trusted proxy).
+    pub port: u16,
     /// Unix time now.
     pub now_unix: u64,
 }
@@ -280,10 +282,7 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
     if hook.provider.is_some() && repeated(&d.delivery) {
         return duplicate(d);
     }
-    let remote = match req.ip {
-        IpAddr::V4(ip) => format!("{ip}:0"),
-        IpAddr::V6(ip) => format!("[{ip}]:0"),
-    };
+    let remote = std::net::SocketAddr::new(req.ip, req.port).to_string();
     let headers = req.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
     // Nothing reads the raw body after this: it moves into the request values.
     let rv = match RequestValues::build(def, req.method, &remote, headers, req.query, std::mem::take(&mut req.body)) {
@@ -423,6 +422,7 @@ fn run_spec(
         mode,
         delivery: delivery.to_string(),
         capture: def.include_command_output_in_response,
+        inherit_env: def.inherit_environment,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Webhook intake.
 
 pub mod body;
+pub mod coerce;
 pub mod dedup;
 pub mod def;
 pub mod intake;
