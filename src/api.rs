@@ -489,6 +489,17 @@ fn hook(app: &mut App, ip: IpAddr, port: u16, head: &Head, body: Vec<u8>, id: &s
     deliver(app, kept, port, false)
 }
 
+/// adnanh's `-x-request-id`: the request's `X-Request-Id`, cut to `limit` bytes (0: not cut).
+fn x_request_id(headers: &[(String, Vec<u8>)], limit: usize) -> Option<String> {
+    let v = headers.iter().find(|(k, _)| k == "x-request-id")?.1.as_slice();
+    let v = String::from_utf8_lossy(v);
+    let mut end = if limit == 0 { v.len() } else { limit.min(v.len()) };
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(v[..end].to_string()).filter(|s| !s.is_empty())
+}
+
 /// Runs one delivery through the intake and acts on the decision. A replay (`POST
 /// /api/deliveries/{id}/replay`) is the stored request verified again at the time it first
 /// arrived (so a replay window does not refuse the authentic bytes), never a duplicate, and
@@ -502,6 +513,7 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, port: u16, replay:
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
     };
     let ip = kept.ip;
+    let request_id = app.cfg.x_request_id.and_then(|limit| x_request_id(&kept.headers, limit));
     let req = intake::Request {
         method: &kept.method,
         headers: &kept.headers,
@@ -563,7 +575,8 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, port: u16, replay:
     crate::status::note_delivery(app, d.record, d.signature_failure);
     let status = d.response.as_ref().map_or(0, |r| r.status);
     log::info!(
-        "delivery hook={id} source={ip} event={} id={} outcome={} status={} run={} in {:?}",
+        "delivery hook={id} source={ip}{} event={} id={} outcome={} status={} run={} in {:?}",
+        request_id.map(|r| format!(" request={r:?}")).unwrap_or_default(),
         d.event.as_deref().unwrap_or("-"),
         d.delivery,
         d.outcome.as_str(),

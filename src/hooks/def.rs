@@ -56,8 +56,18 @@ const ADNANH_FIELDS: &[&str] = &[
 ];
 
 /// hookcast's own hook fields.
-const HOOKCAST_FIELDS: &[&str] =
-    &["provider", "secrets", "events", "branches", "topic", "publish", "allowed-ips", "concurrency", "timeout", "inherit-environment"];
+const HOOKCAST_FIELDS: &[&str] = &[
+    "provider",
+    "secrets",
+    "events",
+    "branches",
+    "topic",
+    "publish",
+    "allowed-ips",
+    "concurrency",
+    "timeout",
+    "inherit-environment",
+];
 
 /// Fields found in adnanh's docs or forks that hookcast refuses, with the reason.
 const REFUSED_FIELDS: &[(&str, &str)] =
@@ -299,6 +309,9 @@ pub struct HookDef {
     /// hookcast: `inherit-environment`, whether the command gets the daemon's environment (as
     /// adnanh gives it) under its own variables; defaults to true without a `provider`.
     pub inherit_environment: bool,
+    /// adnanh's `-header name=value` flags (`hookcast webhook`): on every answer of the hook,
+    /// unless `response-headers` sets the same name.
+    pub flag_headers: Vec<(String, String)>,
     /// What was read differently from how it is written (adnanh's coercions), for `check` and
     /// the start's log.
     pub warnings: Vec<String>,
@@ -563,6 +576,7 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         concurrency,
         timeout_secs,
         inherit_environment,
+        flag_headers: Vec::new(),
         warnings,
     })
 }
@@ -804,7 +818,9 @@ mod tests {
     #[test]
     fn regression_unknown_status_codes_answer_200_with_a_warning_as_adnanh() {
         // adnanh's writeHttpResponseCode: no http.StatusText for the code, so 200 and a log line.
-        let h = hook(json!({"id": "x", "success-http-response-code": 299, "trigger-rule-mismatch-http-response-code": 999}));
+        let h = hook(
+            json!({"id": "x", "success-http-response-code": 299, "trigger-rule-mismatch-http-response-code": 999}),
+        );
         assert_eq!(h.success_http_response_code, 200);
         assert_eq!(h.trigger_rule_mismatch_http_response_code, Some(200));
         assert_eq!(
@@ -814,18 +830,26 @@ mod tests {
                 "hooks[0].trigger-rule-mismatch-http-response-code: 999 is not a status code adnanh/webhook knows: answered as 200, as adnanh does",
             ]
         );
-        let h = hook(json!({"id": "x", "success-http-response-code": 202.0, "trigger-rule-mismatch-http-response-code": 100}));
+        let h = hook(
+            json!({"id": "x", "success-http-response-code": 202.0, "trigger-rule-mismatch-http-response-code": 100}),
+        );
         assert_eq!((h.success_http_response_code, h.trigger_rule_mismatch_http_response_code), (202, Some(200)));
     }
 
     #[test]
     fn regression_numbers_in_string_fields_are_read_as_adnanh_reads_them() {
         use crate::hooks::rules::MatchRule;
-        let h = hook(json!({"id": "x", "trigger-rule": {"match": {"type": "value", "value": 1, "parameter": {"source": "payload", "name": "n"}}}}));
+        let h = hook(
+            json!({"id": "x", "trigger-rule": {"match": {"type": "value", "value": 1, "parameter": {"source": "payload", "name": "n"}}}}),
+        );
         let Some(Rule::Match(MatchRule::Value { value, .. })) = &h.trigger_rule else { panic!("{:?}", h.trigger_rule) };
         assert_eq!(value, "1");
         assert_eq!(h.warnings.len(), 1);
-        assert!(h.warnings[0].starts_with("hooks[0].trigger-rule.match.value: 1 is not a string; read as \"1\""), "{:?}", h.warnings);
+        assert!(
+            h.warnings[0].starts_with("hooks[0].trigger-rule.match.value: 1 is not a string; read as \"1\""),
+            "{:?}",
+            h.warnings
+        );
         assert!(hook(json!({"id": "x"})).warnings.is_empty());
     }
 
@@ -834,7 +858,10 @@ mod tests {
         assert!(hook(json!({"id": "x"})).inherit_environment);
         assert!(!hook(json!({"id": "x", "inherit-environment": false})).inherit_environment);
         assert!(!hook(json!({"id": "x", "provider": "github", "secrets": ["s"]})).inherit_environment);
-        assert!(hook(json!({"id": "x", "provider": "github", "secrets": ["s"], "inherit-environment": true})).inherit_environment);
+        assert!(
+            hook(json!({"id": "x", "provider": "github", "secrets": ["s"], "inherit-environment": true}))
+                .inherit_environment
+        );
     }
 
     #[test]

@@ -226,7 +226,7 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
             "source": source, "outcome": d.outcome.as_str(), "status": status,
             "message": message,
         });
-        d.response = Some(resp);
+        d.response = Some(with_flag_headers(def, resp));
         d
     };
     if !def.allows_method(req.method) {
@@ -426,12 +426,26 @@ fn run_spec(
     }
 }
 
-/// adnanh's success answer: its status, the hook's `response-headers`, and a body.
+/// adnanh's `-header` flags (`hookcast webhook`), set as Go's `Header.Set` does: replacing a
+/// field of the same name (the default Content-Type included).
+fn with_flag_headers(def: &HookDef, mut r: Response) -> Response {
+    for (name, value) in &def.flag_headers {
+        r.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        r.headers.push((name.clone().into(), value.clone()));
+    }
+    r
+}
+
+/// adnanh's success answer: its status, the hook's `response-headers` (over the `-header`
+/// flags), and a body.
 fn success(def: &HookDef, body: &[u8]) -> Response {
     let mut r = Response::new(def.success_http_response_code, "text/plain; charset=utf-8", body.to_vec());
+    r = with_flag_headers(def, r);
     for (name, value) in &def.response_headers {
-        if name.eq_ignore_ascii_case("content-type") {
-            r.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+        if name.eq_ignore_ascii_case("content-type")
+            || def.flag_headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            r.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         }
         r.headers.push((name.clone().into(), value.clone()));
     }
@@ -443,8 +457,8 @@ pub fn run_response(def: &HookDef, succeeded: bool, output: &[u8]) -> Response {
     if succeeded {
         success(def, output)
     } else if def.include_command_output_in_response_on_error {
-        plain(500, &String::from_utf8_lossy(output))
+        with_flag_headers(def, plain(500, &String::from_utf8_lossy(output)))
     } else {
-        plain(500, ADNANH_EXEC_ERROR)
+        with_flag_headers(def, plain(500, ADNANH_EXEC_ERROR))
     }
 }

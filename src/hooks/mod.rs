@@ -1,5 +1,6 @@
 //! Webhook intake.
 
+pub mod adnanh;
 pub mod body;
 pub mod coerce;
 pub mod dedup;
