@@ -44,6 +44,9 @@ pub struct Hook {
     rule_secrets: Secrets,
     /// Topic its deliveries are published to.
     pub topic: String,
+    /// Variables any hook reads a secret from (`{"env": NAME}`): kept out of an inherited
+    /// environment, since a command's output is published on `$runs`.
+    withheld_env: Vec<String>,
 }
 
 /// All hooks by id.
@@ -81,7 +84,26 @@ impl Hooks {
                 return Err(ConfigError { path: at("id"), message: "defined twice".into() });
             }
             hooks.by_id.insert(def.id.clone(), hooks.list.len());
-            hooks.list.push(Hook { def, provider, provider_secrets, rule_secrets, topic });
+            hooks.list.push(Hook { def, provider, provider_secrets, rule_secrets, topic, withheld_env: Vec::new() });
+        }
+        let mut withheld: Vec<String> = Vec::new();
+        for h in &hooks.list {
+            let mut sources: Vec<&crate::hooks::def::SecretSource> = h.def.secrets.iter().collect();
+            if let Some(r) = &h.def.trigger_rule {
+                rules::secret_sources(r, &mut sources);
+            }
+            for s in sources {
+                if let crate::hooks::def::SecretSource::Env(name) = s {
+                    if !withheld.contains(name) {
+                        withheld.push(name.clone());
+                    }
+                }
+            }
+        }
+        for h in &mut hooks.list {
+            if h.def.inherit_environment {
+                h.withheld_env = withheld.clone();
+            }
         }
         Ok(hooks)
     }
@@ -362,7 +384,9 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
         }
     };
     if let Some(cmd) = &def.execute_command {
-        d.spec = Some(run_spec(def, cmd, &rv, &d.delivery, d.event.as_deref(), runner));
+        let mut spec = run_spec(def, cmd, &rv, &d.delivery, d.event.as_deref(), runner);
+        spec.withheld_env = hook.withheld_env.clone();
+        d.spec = Some(spec);
     }
     let resp = if def.include_command_output_in_response && def.execute_command.is_some() {
         None // answered when the run ends
@@ -423,6 +447,7 @@ fn run_spec(
         delivery: delivery.to_string(),
         capture: def.include_command_output_in_response,
         inherit_env: def.inherit_environment,
+        withheld_env: Vec::new(),
     }
 }
 

@@ -96,6 +96,8 @@ pub struct RunSpec {
     pub capture: bool,
     /// Start from the daemon's environment (adnanh's behaviour) instead of an empty one.
     pub inherit_env: bool,
+    /// Variables of the daemon's environment left out even when inheriting (secrets).
+    pub withheld_env: Vec<String>,
 }
 
 /// Where a run is in its life.
@@ -776,7 +778,11 @@ fn spawn(
     }
     env.extend(run.spec.env.iter().cloned());
     let mut cmd = Command::new(program(&run.spec));
-    if !run.spec.inherit_env {
+    if run.spec.inherit_env {
+        for name in &run.spec.withheld_env {
+            cmd.env_remove(name);
+        }
+    } else {
         cmd.env_clear();
     }
     cmd.args(&run.spec.args)
