@@ -16,6 +16,10 @@
 //! `EnvName` (the four argument lists and a match's `parameter`); `MatchRule.Type`/`Regex`/
 //! `Secret`/`Value`/`IPRange`. Boolean and integer fields are not coerced (a string there fails
 //! adnanh's decoder too).
+//!
+//! Go's decoder also matches field names case-insensitively (`"Execute-Command"`, `"ID"`), so
+//! such a name is renamed to the field it stands for, with a warning, unless the exact name is
+//! there too (then the odd one stays and is refused as unknown).
 
 use crate::hooks::def::at;
 use serde_json::Value;
@@ -30,11 +34,17 @@ const ARGUMENT_LISTS: &[&str] =
 const ARGUMENT_STRINGS: &[&str] = &["source", "name", "envname"];
 /// The string fields of adnanh's `MatchRule`.
 const MATCH_STRINGS: &[&str] = &["type", "regex", "secret", "value", "ip-range"];
+/// The fields of adnanh's `Argument`, `Header`, `Rules` and `MatchRule`.
+const ARGUMENT_FIELDS: &[&str] = &["source", "name", "envname", "base64decode"];
+const HEADER_FIELDS: &[&str] = &["name", "value"];
+const RULE_FIELDS: &[&str] = &["and", "or", "not", "match"];
+const MATCH_FIELDS: &[&str] = &["type", "regex", "secret", "value", "parameter", "ip-range"];
 
 /// Turns the numbers and booleans in adnanh's string fields of `hook` (found at `path`) into
 /// strings as adnanh does, and returns one warning per value changed.
 pub fn coerce_hook(hook: &mut Value, path: &str) -> Vec<String> {
     let mut warnings = Vec::new();
+    fold_case(hook, path, crate::hooks::def::ADNANH_FIELDS, &mut warnings);
     let Some(map) = hook.as_object_mut() else { return warnings };
     for key in HOOK_STRINGS {
         if let Some(v) = map.get_mut(*key) {
@@ -49,13 +59,16 @@ pub fn coerce_hook(hook: &mut Value, path: &str) -> Vec<String> {
     if let Some(Value::Array(items)) = map.get_mut("response-headers") {
         for (i, h) in items.iter_mut().enumerate() {
             let here = format!("{}[{i}]", at(path, "response-headers"));
-            fields(h, &here, &["name", "value"], &mut warnings);
+            fold_case(h, &here, HEADER_FIELDS, &mut warnings);
+            fields(h, &here, HEADER_FIELDS, &mut warnings);
         }
     }
     for list in ARGUMENT_LISTS {
         if let Some(Value::Array(items)) = map.get_mut(*list) {
             for (i, a) in items.iter_mut().enumerate() {
-                fields(a, &format!("{}[{i}]", at(path, list)), ARGUMENT_STRINGS, &mut warnings);
+                let here = format!("{}[{i}]", at(path, list));
+                fold_case(a, &here, ARGUMENT_FIELDS, &mut warnings);
+                fields(a, &here, ARGUMENT_STRINGS, &mut warnings);
             }
         }
     }
@@ -66,6 +79,7 @@ pub fn coerce_hook(hook: &mut Value, path: &str) -> Vec<String> {
 }
 
 fn coerce_rule(rule: &mut Value, path: &str, warnings: &mut Vec<String>) {
+    fold_case(rule, path, RULE_FIELDS, warnings);
     let Some(map) = rule.as_object_mut() else { return };
     for key in ["and", "or"] {
         if let Some(Value::Array(items)) = map.get_mut(key) {
@@ -79,10 +93,37 @@ fn coerce_rule(rule: &mut Value, path: &str, warnings: &mut Vec<String>) {
     }
     if let Some(m) = map.get_mut("match") {
         let here = at(path, "match");
+        fold_case(m, &here, MATCH_FIELDS, warnings);
         fields(m, &here, MATCH_STRINGS, warnings);
         if let Some(p) = m.get_mut("parameter") {
-            fields(p, &at(&here, "parameter"), ARGUMENT_STRINGS, warnings);
+            let here = at(&here, "parameter");
+            fold_case(p, &here, ARGUMENT_FIELDS, warnings);
+            fields(p, &here, ARGUMENT_STRINGS, warnings);
         }
+    }
+}
+
+/// Renames keys that differ from a field of `known` only in ASCII case, as Go's decoder reads
+/// them, unless the exact name is also there.
+fn fold_case(obj: &mut Value, path: &str, known: &[&str], warnings: &mut Vec<String>) {
+    let Some(map) = obj.as_object_mut() else { return };
+    let odd: Vec<(String, &str)> = map
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .filter_map(|k| known.iter().find(|f| f.eq_ignore_ascii_case(k)).map(|f| (k.clone(), *f)))
+        .filter(|(_, f)| !map.contains_key(*f))
+        .collect();
+    for (key, field) in odd {
+        // Two odd spellings of one field: the second stays, to be refused as unknown.
+        if map.contains_key(field) {
+            continue;
+        }
+        let v = map.remove(&key).expect("listed above");
+        warnings.push(format!(
+            "{}: read as {field:?}, as adnanh/webhook matches field names regardless of case (write {field:?} to silence this)",
+            at(path, &key)
+        ));
+        map.insert(field.to_string(), v);
     }
 }
 
@@ -196,6 +237,27 @@ mod tests {
         assert_eq!(s(json!("x")), None);
         assert_eq!(s(json!(null)), None);
         assert_eq!(s(json!([1])), None);
+    }
+
+    #[test]
+    fn field_names_match_regardless_of_case_as_in_go() {
+        let mut h = json!({
+            "ID": "x",
+            "Execute-Command": "/bin/true",
+            "Trigger-Rule": {"Match": {"Type": "value", "VALUE": "a", "Parameter": {"Source": "url", "NAME": "q"}}},
+            "response-headers": [{"Name": "X-A", "Value": "1"}],
+            "pass-arguments-to-command": [{"SOURCE": "string", "name": "n", "Name": "m"}]
+        });
+        let warnings = coerce_hook(&mut h, "h");
+        assert!(warnings.contains(
+            &"h.Execute-Command: read as \"execute-command\", as adnanh/webhook matches field names regardless of case (write \"execute-command\" to silence this)".to_string()
+        ), "{warnings:#?}");
+        assert_eq!(warnings.len(), 12, "{warnings:#?}");
+        assert_eq!(h["id"], "x");
+        assert_eq!(h["trigger-rule"]["match"]["parameter"]["name"], "q");
+        assert_eq!(h["response-headers"][0], json!({"name": "X-A", "value": "1"}));
+        // `name` is there as written: `Name` stays, for the parser to refuse as unknown.
+        assert_eq!(h["pass-arguments-to-command"][0], json!({"source": "string", "name": "n", "Name": "m"}));
     }
 
     #[test]

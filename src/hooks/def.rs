@@ -35,7 +35,7 @@ const GO_STATUS_CODES: &[u16] = &[
 ];
 
 /// The fields of adnanh's `Hook` (2.8: `internal/hook/hook.go`).
-const ADNANH_FIELDS: &[&str] = &[
+pub(crate) const ADNANH_FIELDS: &[&str] = &[
     "id",
     "execute-command",
     "command-working-directory",

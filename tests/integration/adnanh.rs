@@ -241,7 +241,7 @@ fn webhook_command_line_serves_with_adnanhs_flags_and_hot_reloads() {
         ],
         &[],
     );
-    assert!(d.log_text().contains("listening on http://127.0.0.1:"), "{}", d.log_text());
+    assert_eq!(d.addr.ip().to_string(), "127.0.0.1", "-ip and -port");
     // -http-methods applies to hooks that list none; -header to every answer, under the hook's
     // own response-headers.
     let r = d.request("POST", "/hooks/deploy", &[("X-Request-Id", "req-123456789")], b"");
