@@ -19,7 +19,11 @@
 //!
 //! Go's decoder also matches field names case-insensitively (`"Execute-Command"`, `"ID"`), so
 //! such a name is renamed to the field it stands for, with a warning, unless the exact name is
-//! there too (then the odd one stays and is refused as unknown).
+//! there too (then the odd one stays and is refused as unknown). And it ignores fields it does
+//! not know (`"description"`, `"_comment"`): so does hookcast, with a warning, in hooks, their
+//! arguments, response headers and match rules — except a near miss of a field
+//! (`"trigger_rule"`, `"execute-comand"`), which stays to be refused: under adnanh it silently
+//! disables what its author meant to configure.
 
 use crate::hooks::def::at;
 use serde_json::Value;
@@ -45,6 +49,9 @@ const MATCH_FIELDS: &[&str] = &["type", "regex", "secret", "value", "parameter",
 pub fn coerce_hook(hook: &mut Value, path: &str) -> Vec<String> {
     let mut warnings = Vec::new();
     fold_case(hook, path, crate::hooks::def::ADNANH_FIELDS, &mut warnings);
+    let known: Vec<&str> =
+        crate::hooks::def::ADNANH_FIELDS.iter().chain(crate::hooks::def::HOOKCAST_FIELDS).copied().collect();
+    drop_unknown(hook, path, &known, crate::hooks::def::REFUSED_FIELDS, &mut warnings);
     let Some(map) = hook.as_object_mut() else { return warnings };
     for key in HOOK_STRINGS {
         if let Some(v) = map.get_mut(*key) {
@@ -60,6 +67,7 @@ pub fn coerce_hook(hook: &mut Value, path: &str) -> Vec<String> {
         for (i, h) in items.iter_mut().enumerate() {
             let here = format!("{}[{i}]", at(path, "response-headers"));
             fold_case(h, &here, HEADER_FIELDS, &mut warnings);
+            drop_unknown(h, &here, HEADER_FIELDS, &[], &mut warnings);
             fields(h, &here, HEADER_FIELDS, &mut warnings);
         }
     }
@@ -68,6 +76,7 @@ pub fn coerce_hook(hook: &mut Value, path: &str) -> Vec<String> {
             for (i, a) in items.iter_mut().enumerate() {
                 let here = format!("{}[{i}]", at(path, list));
                 fold_case(a, &here, ARGUMENT_FIELDS, &mut warnings);
+                drop_unknown(a, &here, ARGUMENT_FIELDS, crate::hooks::params::ARGUMENT_REFUSED, &mut warnings);
                 fields(a, &here, ARGUMENT_STRINGS, &mut warnings);
             }
         }
@@ -94,10 +103,12 @@ fn coerce_rule(rule: &mut Value, path: &str, warnings: &mut Vec<String>) {
     if let Some(m) = map.get_mut("match") {
         let here = at(path, "match");
         fold_case(m, &here, MATCH_FIELDS, warnings);
+        drop_unknown(m, &here, MATCH_FIELDS, &[], warnings);
         fields(m, &here, MATCH_STRINGS, warnings);
         if let Some(p) = m.get_mut("parameter") {
             let here = at(&here, "parameter");
             fold_case(p, &here, ARGUMENT_FIELDS, warnings);
+            drop_unknown(p, &here, ARGUMENT_FIELDS, crate::hooks::params::ARGUMENT_REFUSED, warnings);
             fields(p, &here, ARGUMENT_STRINGS, warnings);
         }
     }
@@ -124,6 +135,26 @@ fn fold_case(obj: &mut Value, path: &str, known: &[&str], warnings: &mut Vec<Str
             at(path, &key)
         ));
         map.insert(field.to_string(), v);
+    }
+}
+
+/// Removes the fields adnanh ignores (not in `known`, not `refused`, not a near miss of a known
+/// field), with a warning each.
+fn drop_unknown(obj: &mut Value, path: &str, known: &[&str], refused: &[(&str, &str)], warnings: &mut Vec<String>) {
+    let Some(map) = obj.as_object_mut() else { return };
+    let ignored: Vec<String> = map
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .filter(|k| !refused.iter().any(|(r, _)| r == k))
+        .filter(|k| crate::hooks::def::near_miss(k, known).is_none())
+        .cloned()
+        .collect();
+    for key in ignored {
+        map.remove(&key);
+        warnings.push(format!(
+            "{}: unknown field, ignored as adnanh/webhook ignores it (remove it to silence this)",
+            at(path, &key)
+        ));
     }
 }
 

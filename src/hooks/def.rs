@@ -56,7 +56,7 @@ pub(crate) const ADNANH_FIELDS: &[&str] = &[
 ];
 
 /// hookcast's own hook fields.
-const HOOKCAST_FIELDS: &[&str] = &[
+pub(crate) const HOOKCAST_FIELDS: &[&str] = &[
     "provider",
     "secrets",
     "events",
@@ -70,7 +70,7 @@ const HOOKCAST_FIELDS: &[&str] = &[
 ];
 
 /// Fields found in adnanh's docs or forks that hookcast refuses, with the reason.
-const REFUSED_FIELDS: &[(&str, &str)] =
+pub(crate) const REFUSED_FIELDS: &[(&str, &str)] =
     &[("pre-hook-command", "pre-hook-command (described in adnanh/webhook's docs, absent from its releases)")];
 
 /// `path.key`, or `key` at the document root (as [`Obj::at`]).
@@ -102,8 +102,35 @@ fn normalise(key: &str) -> String {
     key.to_ascii_lowercase().replace('_', "-")
 }
 
+/// Levenshtein distance, for telling a typo from a field of another program.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
+/// The field of `known` that `key` looks like a misspelling of: the same but for case or `_`
+/// for `-`, one edit away (two for names longer than four letters), or one containing the other
+/// (`secret` / `secrets`).
+pub(crate) fn near_miss<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let k = normalise(key);
+    let exact = known.iter().find(|f| normalise(f) == k);
+    let close = || known.iter().find(|f| distance(&normalise(f), &k) <= if f.len().min(k.len()) <= 4 { 1 } else { 2 });
+    let within = || known.iter().find(|f| k.len() >= 4 && f.len() >= 4 && (f.contains(k.as_str()) || k.contains(*f)));
+    exact.or_else(close).or_else(within).copied()
+}
+
 /// Refuses the keys of the object `value` that are not in `known`: a `refused` key with its
-/// reason, a near miss (case, `_` for `-`) with a hint, a short list of choices otherwise.
+/// reason, a near miss ([`near_miss`]) with a hint, a short list of choices otherwise.
 pub(crate) fn check_fields(
     value: &Value,
     path: &str,
@@ -115,7 +142,7 @@ pub(crate) fn check_fields(
     if let Some((_, why)) = refused.iter().find(|(k, _)| k == key) {
         return cerr(&at(path, key), format!("not supported by hookcast: {why}"));
     }
-    let message = match known.iter().find(|k| normalise(k) == normalise(key)) {
+    let message = match near_miss(key, known) {
         Some(k) => format!("unknown field (did you mean {k:?}?)"),
         None if known.len() <= 6 => format!("unknown field (one of {})", known.join(", ")),
         None => "unknown field".to_string(),
@@ -386,8 +413,10 @@ fn arguments(o: &mut Obj, key: &str) -> Result<Vec<(String, Argument)>, ConfigEr
 /// Parses one hook object found at `path` (`hooks[0]`, `hooks.json[3]`).
 pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> {
     let known: Vec<&str> = ADNANH_FIELDS.iter().chain(HOOKCAST_FIELDS).copied().collect();
-    check_fields(&value, path, &known, REFUSED_FIELDS)?;
+    // adnanh's leniencies first (case, ignored fields, scalars), so what remains is what
+    // adnanh would refuse too, or a typo.
     let mut warnings = crate::hooks::coerce::coerce_hook(&mut value, path);
+    check_fields(&value, path, &known, REFUSED_FIELDS)?;
     let trigger_rule_raw = take(&mut value, "trigger-rule");
     let success_raw = take(&mut value, "success-http-response-code");
     let mismatch_raw = take(&mut value, "trigger-rule-mismatch-http-response-code");
@@ -865,6 +894,33 @@ mod tests {
     }
 
     #[test]
+    fn fields_adnanh_ignores_are_ignored_with_a_warning_unless_they_look_like_a_typo() {
+        let h = hook(json!({
+            "id": "x",
+            "description": "redeploys the site",
+            "_comment": {"any": "thing"},
+            "response-headers": [{"name": "A", "value": "b", "note": "n"}],
+            "trigger-rule": {"match": {"type": "value", "value": "v", "comment": "c",
+                                       "parameter": {"source": "url", "name": "q", "doc": "d"}}}
+        }));
+        assert_eq!(h.response_headers, [("A".to_string(), "b".to_string())]);
+        let paths: Vec<&str> = h.warnings.iter().map(|w| w.split(':').next().unwrap()).collect();
+        assert_eq!(
+            paths,
+            [
+                "hooks[0]._comment",
+                "hooks[0].description",
+                "hooks[0].response-headers[0].note",
+                "hooks[0].trigger-rule.match.comment",
+                "hooks[0].trigger-rule.match.parameter.doc"
+            ]
+        );
+        assert!(
+            h.warnings[1].ends_with("unknown field, ignored as adnanh/webhook ignores it (remove it to silence this)")
+        );
+    }
+
+    #[test]
     fn errors_name_their_path() {
         let cases = [
             (json!({}), "hooks[0].id: missing"),
@@ -873,7 +929,9 @@ mod tests {
             (json!({"id": "../x"}), "hooks[0].id: hook id \"../x\" is not URL-path-safe"),
             (json!({"id": "x", "execute_command": "a"}), "hooks[0].execute_command: unknown field (did you mean \"execute-command\"?)"),
             (json!({"id": "x", "ID": "y"}), "hooks[0].ID: unknown field (did you mean \"id\"?)"),
-            (json!({"id": "x", "colour": "red"}), "hooks[0].colour: unknown field"),
+            (json!({"id": "x", "trigger_rule": {}}), "hooks[0].trigger_rule: unknown field (did you mean \"trigger-rule\"?)"),
+            (json!({"id": "x", "execute-comand": "a"}), "hooks[0].execute-comand: unknown field (did you mean \"execute-command\"?)"),
+            (json!({"id": "x", "secret": "a"}), "hooks[0].secret: unknown field (did you mean \"secrets\"?)"),
             (json!({"id": "x", "pre-hook-command": "/bin/true"}), "hooks[0].pre-hook-command: not supported by hookcast: pre-hook-command (described in adnanh/webhook's docs, absent from its releases)"),
             (json!({"id": "x", "success-http-response-code": 200.5}), "hooks[0].success-http-response-code: expected a status code, found a number"),
             (json!({"id": "x", "trigger-rule-mismatch-http-response-code": "400"}), "hooks[0].trigger-rule-mismatch-http-response-code: expected a status code, found a string"),
@@ -881,7 +939,7 @@ mod tests {
             (json!({"id": "x", "http-methods": ["GET", "PO ST"]}), "hooks[0].http-methods[1]: not an HTTP method: \"PO ST\""),
             (json!({"id": "x", "response-headers": [{"name": "X-A", "value": "a\r\nSet-Cookie: x"}]}), "hooks[0].response-headers[0].value: a header value cannot hold CR, LF or NUL"),
             (json!({"id": "x", "response-headers": [{"name": "", "value": "a"}]}), "hooks[0].response-headers[0].name: not a header name: \"\""),
-            (json!({"id": "x", "response-headers": [{"name": "A", "val": "a"}]}), "hooks[0].response-headers[0].val: unknown field (one of name, value)"),
+            (json!({"id": "x", "response-headers": [{"name": "A", "vaule": "a"}]}), "hooks[0].response-headers[0].vaule: unknown field (did you mean \"value\"?)"),
             (json!({"id": "x", "pass-environment-to-command": [{"source": "payload", "name": "a=b"}]}), "hooks[0].pass-environment-to-command[0]: environment variable name \"HOOK_a=b\" must be non-empty without '=' or NUL (set envname)"),
             (json!({"id": "x", "pass-arguments-to-command": [{"source": "payload", "name": "a"}, {"source": "nope"}]}), "hooks[0].pass-arguments-to-command[1].source: unknown source"),
             (json!({"id": "x", "parse-parameters-as-json": [{"source": "string", "name": "{}"}]}), "hooks[0].parse-parameters-as-json[0].source: only header, url, query and payload values can be parsed as JSON"),
@@ -929,7 +987,9 @@ mod tests {
         assert_eq!(err(r#"{"id": "a"}"#), "/etc/webhook/hooks.json: expected a JSON list of hooks, found an object");
         assert!(err("[{").starts_with("/etc/webhook/hooks.json: invalid JSON: "));
         assert_eq!(err("  \n"), "/etc/webhook/hooks.json: empty hooks file (expected a JSON list of hooks)");
-        assert!(err(r#"[{"id": "a", "bogus": 1}]"#).starts_with("/etc/webhook/hooks.json[0].bogus: unknown field"));
+        assert!(err(r#"[{"id": "a", "executecommand": 1}]"#).starts_with(
+            "/etc/webhook/hooks.json[0].executecommand: unknown field (did you mean \"execute-command\"?)"
+        ));
         let missing = load_hooks_file(Path::new("/nonexistent/hooks.json")).unwrap_err().to_string();
         assert!(missing.starts_with("/nonexistent/hooks.json: cannot read: "), "{missing}");
     }

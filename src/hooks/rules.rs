@@ -710,7 +710,7 @@ mod tests {
             (json!({"and": []}), "r.and: empty \"and\" list (write at least one rule)"),
             (json!({"or": {}}), "r.or: expected a list of rules, found an object"),
             (json!({"and": [{"match": {}}], "or": []}), "r: a rule holds exactly one of and, or, not, match; found and, or"),
-            (json!({"nand": []}), "r.nand: unknown field (one of and, or, not, match)"),
+            (json!({"nand": []}), "r.nand: unknown field (did you mean \"and\"?)"),
             (json!({"and": [{"not": {"match": {"type": "regex", "regex": "(", "parameter": p}}}]}), "r.and[0].not.match.regex: invalid regex \"(\": "),
             (json!({"match": {"type": "value", "value": [1], "parameter": p}}), "r.match.value: expected a string, found a list"),
             (json!({"match": {"type": "value", "parameter": p}}), "r.match.value: missing (write \"\" to match an empty value)"),

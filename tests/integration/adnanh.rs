@@ -3,7 +3,8 @@
 //!
 //! - `"value": 1` matches the request value `1` (adnanh's YAML layer makes it `"1"`), with a
 //!   warning at start and in `check`;
-//! - a status code Go does not know (999) is answered as 200, with a warning;
+//! - a status code Go does not know (999) is answered as 200, a field adnanh ignores is ignored,
+//!   a field name in another case is read, each with a warning;
 //! - `request`/`remote-addr` is the TCP peer with its port;
 //! - an adnanh-format hook's command inherits the daemon's environment (`MY_APP_ENV`), a
 //!   `provider` hook's does not, `inherit-environment` switches both;
@@ -98,14 +99,15 @@ fn post_json(d: &Daemon, path: &str, body: &str) -> Resp {
 }
 
 #[test]
-fn regression_adnanh_numeric_match_value_and_unknown_status_code_start_as_in_adnanh() {
+fn regression_adnanh_numeric_match_value_unknown_status_code_and_lenient_fields_start_as_in_adnanh() {
     let dir = TempDir::new("adnanh-coerce");
     let file = write_hooks(
         &dir.0,
         "hooks.json",
         &json!([{
             "id": "numbers",
-            "response-message": "matched",
+            "description": "adnanh ignores fields it does not know",
+            "Response-Message": "matched",
             "trigger-rule": {"and": [
                 {"match": {"type": "value", "value": 1, "parameter": {"source": "payload", "name": "build.attempt"}}},
                 {"match": {"type": "value", "value": true, "parameter": {"source": "payload", "name": "build.green"}}}
@@ -126,6 +128,8 @@ fn regression_adnanh_numeric_match_value_and_unknown_status_code_start_as_in_adn
         "WARN  hooks.json[0].trigger-rule.and[0].match.value: 1 is not a string; read as \"1\", as adnanh/webhook does",
         "WARN  hooks.json[0].trigger-rule.and[1].match.value: true is not a string; read as \"true\"",
         "WARN  hooks.json[0].trigger-rule-mismatch-http-response-code: 999 is not a status code adnanh/webhook knows: answered as 200",
+        "WARN  hooks.json[0].description: unknown field, ignored as adnanh/webhook ignores it",
+        "WARN  hooks.json[0].Response-Message: read as \"response-message\", as adnanh/webhook matches field names regardless of case",
     ] {
         assert!(log.contains(&want.replace("hooks.json", path)), "no {want:?} in the log:\n{log}");
     }
