@@ -104,6 +104,7 @@ fn coerce_rule(rule: &mut Value, path: &str, warnings: &mut Vec<String>) {
         let here = at(path, "match");
         fold_case(m, &here, MATCH_FIELDS, warnings);
         drop_unknown(m, &here, MATCH_FIELDS, &[], warnings);
+        drop_unused(m, &here, warnings);
         fields(m, &here, MATCH_STRINGS, warnings);
         if let Some(p) = m.get_mut("parameter") {
             let here = at(&here, "parameter");
@@ -154,6 +155,34 @@ fn drop_unknown(obj: &mut Value, path: &str, known: &[&str], refused: &[(&str, &
         warnings.push(format!(
             "{}: unknown field, ignored as adnanh/webhook ignores it (remove it to silence this)",
             at(path, &key)
+        ));
+    }
+}
+
+/// Removes the fields a match type does not read (`regex` on a `value` match, `parameter` on
+/// `ip-whitelist`), which adnanh ignores, with a warning each. The fields the type reads are
+/// left for the parser, which refuses them missing.
+fn drop_unused(m: &mut Value, path: &str, warnings: &mut Vec<String>) {
+    let Some(map) = m.as_object_mut() else { return };
+    let uses: &[&str] = match map.get("type").and_then(Value::as_str) {
+        Some("value") => &["value", "parameter"],
+        Some("regex") => &["regex", "parameter"],
+        Some(t) if t.starts_with("payload-hmac-") || t.starts_with("payload-hash-") => &["secret", "parameter"],
+        Some("ip-whitelist") => &["ip-range"],
+        _ => return,
+    };
+    let unused: Vec<String> = map
+        .keys()
+        .filter(|k| *k != "type" && MATCH_FIELDS.contains(&k.as_str()) && !uses.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for key in unused {
+        map.remove(&key);
+        warnings.push(format!(
+            "{}: not read by match type {:?}, ignored as adnanh/webhook ignores it (it reads {})",
+            at(path, &key),
+            map.get("type").and_then(Value::as_str).unwrap_or_default(),
+            uses.join(" and ")
         ));
     }
 }

@@ -900,8 +900,11 @@ mod tests {
             "description": "redeploys the site",
             "_comment": {"any": "thing"},
             "response-headers": [{"name": "A", "value": "b", "note": "n"}],
-            "trigger-rule": {"match": {"type": "value", "value": "v", "comment": "c",
-                                       "parameter": {"source": "url", "name": "q", "doc": "d"}}}
+            "trigger-rule": {"and": [
+                {"match": {"type": "value", "value": "v", "comment": "c",
+                           "parameter": {"source": "url", "name": "q", "doc": "d"}}},
+                {"match": {"type": "ip-whitelist", "ip-range": "10.0.0.0/8", "parameter": {"source": "url", "name": "q"}}}
+            ]}
         }));
         assert_eq!(h.response_headers, [("A".to_string(), "b".to_string())]);
         let paths: Vec<&str> = h.warnings.iter().map(|w| w.split(':').next().unwrap()).collect();
@@ -911,10 +914,14 @@ mod tests {
                 "hooks[0]._comment",
                 "hooks[0].description",
                 "hooks[0].response-headers[0].note",
-                "hooks[0].trigger-rule.match.comment",
-                "hooks[0].trigger-rule.match.parameter.doc"
+                "hooks[0].trigger-rule.and[0].match.comment",
+                "hooks[0].trigger-rule.and[0].match.parameter.doc",
+                "hooks[0].trigger-rule.and[1].match.parameter",
             ]
         );
+        assert!(h.warnings[5].ends_with(
+            "not read by match type \"ip-whitelist\", ignored as adnanh/webhook ignores it (it reads ip-range)"
+        ));
         assert!(
             h.warnings[1].ends_with("unknown field, ignored as adnanh/webhook ignores it (remove it to silence this)")
         );
