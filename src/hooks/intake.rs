@@ -31,6 +31,12 @@ use std::time::Duration;
 /// adnanh/webhook's body when a command failed and its output is not to be shown.
 const ADNANH_EXEC_ERROR: &str =
     "Error occurred while executing the hook's command. Please check your logs for more details.";
+/// Variables addressed to the daemon itself (systemd's notification socket, watchdog and socket
+/// activation), never inherited by a command: under adnanh, which speaks none of these
+/// protocols, a unit does not set them.
+const DAEMON_ONLY_ENV: &[&str] =
+    &["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
 /// adnanh/webhook's body when the rules did not match.
 const ADNANH_RULES_NOT_SATISFIED: &str = "Hook rules were not satisfied.";
 
@@ -86,7 +92,7 @@ impl Hooks {
             hooks.by_id.insert(def.id.clone(), hooks.list.len());
             hooks.list.push(Hook { def, provider, provider_secrets, rule_secrets, topic, withheld_env: Vec::new() });
         }
-        let mut withheld: Vec<String> = Vec::new();
+        let mut withheld: Vec<String> = DAEMON_ONLY_ENV.iter().map(|s| s.to_string()).collect();
         for h in &hooks.list {
             let mut sources: Vec<&crate::hooks::def::SecretSource> = h.def.secrets.iter().collect();
             if let Some(r) = &h.def.trigger_rule {

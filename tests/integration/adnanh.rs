@@ -172,7 +172,7 @@ fn regression_adnanh_hook_commands_inherit_the_daemons_environment() {
             "include-command-output-in-response": true,
             "pass-arguments-to-command": [
                 {"source": "string", "name": "-c"},
-                {"source": "string", "name": "echo app=${MY_APP_ENV:-unset} home=${HOME:-unset} secret=${HC_TEST_HMAC_SECRET:-unset}"}
+                {"source": "string", "name": "echo app=${MY_APP_ENV:-unset} home=${HOME:-unset} secret=${HC_TEST_HMAC_SECRET:-unset} notify=${NOTIFY_SOCKET:-unset}"}
             ]
         })
     };
@@ -193,17 +193,22 @@ fn regression_adnanh_hook_commands_inherit_the_daemons_environment() {
     let d = Daemon::start_env(
         None,
         &["--hooks", file.to_str().unwrap()],
-        &[("MY_APP_ENV", "production"), ("HOME", "/home/deploy"), ("HC_TEST_HMAC_SECRET", "k")],
+        &[
+            ("MY_APP_ENV", "production"),
+            ("HOME", "/home/deploy"),
+            ("HC_TEST_HMAC_SECRET", "k"),
+            ("NOTIFY_SOCKET", "/nonexistent/hookcast-test-notify"),
+        ],
     );
     let gitlab =
         [("Content-Type", "application/json"), ("X-Gitlab-Token", "gl-token"), ("X-Gitlab-Event", "Push Hook")];
     for (hook, headers, want) in [
-        // adnanh: os.Environ() plus the hook's variables; a variable hookcast reads a secret from
-        // stays with the daemon.
-        ("adnanh", &[][..], "app=production home=/home/deploy secret=unset"),
-        ("adnanh-explicit", &[][..], "app=unset home=/home/deploy secret=unset"),
-        ("provider", &gitlab[..], "app=unset home=/home/deploy secret=unset"),
-        ("provider-inherit", &gitlab[..], "app=production home=/home/deploy secret=unset"),
+        // adnanh: os.Environ() plus the hook's variables; a variable hookcast reads a secret from,
+        // and systemd's variables addressed to the daemon, stay with the daemon.
+        ("adnanh", &[][..], "app=production home=/home/deploy secret=unset notify=unset"),
+        ("adnanh-explicit", &[][..], "app=unset home=/home/deploy secret=unset notify=unset"),
+        ("provider", &gitlab[..], "app=unset home=/home/deploy secret=unset notify=unset"),
+        ("provider-inherit", &gitlab[..], "app=production home=/home/deploy secret=unset notify=unset"),
     ] {
         let r = d.request("POST", &format!("/hooks/{hook}"), headers, b"{}");
         assert_eq!((r.status, r.text().trim()), (200, want), "{hook}");
