@@ -321,3 +321,20 @@ fn webhook_command_line_refuses_what_hookcast_does_not_do_and_answers_to_the_nam
     assert_eq!(code, 1);
     assert!(err.contains("/nonexistent/hooks.json: cannot read"), "{err}");
 }
+
+#[test]
+fn sigusr1_reloads_as_in_adnanh() {
+    let dir = TempDir::new("adnanh-usr1");
+    let hooks = |m: &str| json!([{"id": "h", "response-message": m}]);
+    let file = write_hooks(&dir.0, "hooks.json", &hooks("before"));
+    let d = Daemon::start_args(None, &["--hooks", file.to_str().unwrap()]);
+    assert_eq!(d.request("POST", "/hooks/h", &[], b"").text(), "before");
+    write_hooks(&dir.0, "hooks.json", &hooks("after"));
+    signal(&d.child, "USR1");
+    assert!(
+        eventually(Duration::from_secs(10), || d.log_text().contains("SIGUSR1: configuration reloaded")),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(d.request("POST", "/hooks/h", &[], b"").text(), "after");
+}
