@@ -1,11 +1,12 @@
 //! Hook definitions in adnanh/webhook's `hooks.json` format (the `Hook` struct of its
 //! `internal/hook/hook.go`), plus hookcast's own fields, parsed into a validated [`HookDef`].
 //!
-//! Every field adnanh reads is either read here or refused by name; unknown fields are errors
-//! with their JSON path (adnanh's Go decoder ignores them, and matches names case-insensitively,
-//! so a typo there silently disables a check). Regexes, CIDRs, status codes and environment
-//! variable names are checked at load time, where adnanh finds most mistakes only when a request
-//! arrives. A hooks file must be JSON: YAML files and Go templates (adnanh's `-template`) are
+//! Every field adnanh reads is either read here or refused by name. What adnanh's decoder reads
+//! leniently (numbers in string fields, names in another case, fields it does not know, unknown
+//! status codes) is read the same way with a warning ([`crate::hooks::coerce`], `warnings`); a
+//! field that looks like a misspelt one stays an error with its JSON path, since under adnanh it
+//! silently disables a check. Regexes, CIDRs and environment variable names are checked at load
+//! time, where adnanh finds most mistakes only when a request arrives. A hooks file must be JSON: YAML files and Go templates (adnanh's `-template`) are
 //! refused with a message naming the file. The one function with I/O is [`load_hooks_file`]
 //! (and [`SecretSource::resolve`], which reads a secret when the daemon loads).
 
