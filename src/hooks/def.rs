@@ -458,8 +458,11 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
     let ct_path = o.at("incoming-payload-content-type");
     let incoming_payload_content_type = non_empty(o.opt_str("incoming-payload-content-type")?);
     if let Some(ct) = &incoming_payload_content_type {
+        // adnanh starts on it (and parses XML); the other hooks of the file must still serve.
         if media_type(ct).0.contains("xml") {
-            return cerr(&ct_path, format!("not supported by hookcast: XML payloads ({ct:?})"));
+            warnings.push(format!(
+                "{ct_path}: XML payloads ({ct:?}) are not supported by hookcast: every request to this hook is answered 415"
+            ));
         }
     }
 
@@ -669,15 +672,27 @@ fn parse_provider(v: Value, path: &str) -> Result<Provider, ConfigError> {
 /// Parses hooks given with their paths (as [`Obj::opt_list`] returns them), refusing a repeated
 /// id with both places named.
 pub fn parse_hook_list(items: Vec<(String, Value)>) -> Result<Vec<HookDef>, ConfigError> {
-    let mut seen: HashMap<String, String> = HashMap::new();
-    let mut hooks = Vec::with_capacity(items.len());
+    parse_hooks(items, false)
+}
+
+/// [`parse_hook_list`]; with `first_wins`, a repeated id is left out with a warning instead, as
+/// adnanh starts on a hooks file that repeats an id and answers with the first.
+fn parse_hooks(items: Vec<(String, Value)>, first_wins: bool) -> Result<Vec<HookDef>, ConfigError> {
+    let mut seen: HashMap<String, (String, usize)> = HashMap::new();
+    let mut hooks: Vec<HookDef> = Vec::with_capacity(items.len());
     for (path, v) in items {
         let hook = parse_hook(v, &path)?;
         let id_path = at(&path, "id");
-        if let Some(first) = seen.get(&hook.id) {
-            return cerr(&id_path, format!("duplicate hook id {:?} (first at {first})", hook.id));
+        if let Some((first, i)) = seen.get(&hook.id) {
+            let msg = format!("duplicate hook id {:?} (first at {first})", hook.id);
+            if !first_wins {
+                return cerr(&id_path, msg);
+            }
+            let w = format!("{id_path}: {msg}: left out, as adnanh/webhook answers with the first");
+            hooks[*i].warnings.push(w);
+            continue;
         }
-        seen.insert(hook.id.clone(), id_path);
+        seen.insert(hook.id.clone(), (id_path, hooks.len()));
         hooks.push(hook);
     }
     Ok(hooks)
@@ -712,7 +727,7 @@ pub fn parse_hooks_file(text: &str, file_label: &str) -> Result<Vec<HookDef>, Co
     let Value::Array(items) = value else {
         return cerr(file_label, format!("expected a JSON list of hooks, found {}", kind(&value)));
     };
-    parse_hook_list(items.into_iter().enumerate().map(|(i, v)| (format!("{file_label}[{i}]"), v)).collect())
+    parse_hooks(items.into_iter().enumerate().map(|(i, v)| (format!("{file_label}[{i}]"), v)).collect(), true)
 }
 
 /// Reads and parses a hooks file (the one function here that touches the file system).
@@ -846,6 +861,12 @@ mod tests {
     }
 
     #[test]
+    fn xml_content_type_is_a_warning_and_415_at_request_time() {
+        let h = hook(json!({"id": "x", "incoming-payload-content-type": "application/xml"}));
+        assert_eq!(h.warnings, ["hooks[0].incoming-payload-content-type: XML payloads (\"application/xml\") are not supported by hookcast: every request to this hook is answered 415"]);
+    }
+
+    #[test]
     fn regression_unknown_status_codes_answer_200_with_a_warning_as_adnanh() {
         // adnanh's writeHttpResponseCode: no http.StatusText for the code, so 200 and a log line.
         let h = hook(
@@ -943,7 +964,6 @@ mod tests {
             (json!({"id": "x", "pre-hook-command": "/bin/true"}), "hooks[0].pre-hook-command: not supported by hookcast: pre-hook-command (described in adnanh/webhook's docs, absent from its releases)"),
             (json!({"id": "x", "success-http-response-code": 200.5}), "hooks[0].success-http-response-code: expected a status code, found a number"),
             (json!({"id": "x", "trigger-rule-mismatch-http-response-code": "400"}), "hooks[0].trigger-rule-mismatch-http-response-code: expected a status code, found a string"),
-            (json!({"id": "x", "incoming-payload-content-type": "application/xml"}), "hooks[0].incoming-payload-content-type: not supported by hookcast: XML payloads (\"application/xml\")"),
             (json!({"id": "x", "http-methods": ["GET", "PO ST"]}), "hooks[0].http-methods[1]: not an HTTP method: \"PO ST\""),
             (json!({"id": "x", "response-headers": [{"name": "X-A", "value": "a\r\nSet-Cookie: x"}]}), "hooks[0].response-headers[0].value: a header value cannot hold CR, LF or NUL"),
             (json!({"id": "x", "response-headers": [{"name": "", "value": "a"}]}), "hooks[0].response-headers[0].name: not a header name: \"\""),
@@ -982,9 +1002,21 @@ mod tests {
         assert_eq!(parse_hooks_file(ok, "hooks.json").unwrap().len(), 2);
         assert!(parse_hooks_file("\u{feff}[]", "hooks.json").unwrap().is_empty());
         let err = |text: &str| parse_hooks_file(text, "/etc/webhook/hooks.json").unwrap_err().to_string();
+        // adnanh starts on a file that repeats an id: the first answers.
+        let twice = parse_hooks_file(
+            r#"[{"id": "a", "response-message": "1"}, {"id": "b"}, {"id": "a"}]"#,
+            "/etc/webhook/hooks.json",
+        )
+        .unwrap();
+        assert_eq!((twice.len(), twice[0].response_message.as_deref()), (2, Some("1")));
         assert_eq!(
-            err(r#"[{"id": "a"}, {"id": "b"}, {"id": "a"}]"#),
-            "/etc/webhook/hooks.json[2].id: duplicate hook id \"a\" (first at /etc/webhook/hooks.json[0].id)"
+            twice[0].warnings,
+            ["/etc/webhook/hooks.json[2].id: duplicate hook id \"a\" (first at /etc/webhook/hooks.json[0].id): left out, as adnanh/webhook answers with the first"]
+        );
+        let list = vec![("hooks[0]".to_string(), json!({"id": "a"})), ("hooks[1]".to_string(), json!({"id": "a"}))];
+        assert_eq!(
+            parse_hook_list(list).unwrap_err().to_string(),
+            "hooks[1].id: duplicate hook id \"a\" (first at hooks[0].id)"
         );
         assert!(err("- id: deploy\n  execute-command: /bin/true\n")
             .starts_with("/etc/webhook/hooks.json: not JSON: hookcast reads hooks files as JSON only (YAML"));

@@ -4,7 +4,8 @@
 //! - `"value": 1` matches the request value `1` (adnanh's YAML layer makes it `"1"`), with a
 //!   warning at start and in `check`;
 //! - a status code Go does not know (999) is answered as 200, a field adnanh ignores is ignored,
-//!   a field name in another case is read, each with a warning;
+//!   a field name in another case is read, a repeated id answers with the first, an XML hook
+//!   answers 415, each with a warning;
 //! - `request`/`remote-addr` is the TCP peer with its port;
 //! - an adnanh-format hook's command inherits the daemon's environment (`MY_APP_ENV`), a
 //!   `provider` hook's does not, `inherit-environment` switches both;
@@ -113,7 +114,9 @@ fn regression_adnanh_numeric_match_value_unknown_status_code_and_lenient_fields_
                 {"match": {"type": "value", "value": true, "parameter": {"source": "payload", "name": "build.green"}}}
             ]},
             "trigger-rule-mismatch-http-response-code": 999
-        }]),
+        },
+        {"id": "numbers", "response-message": "the second of a repeated id: never answers"},
+        {"id": "xml", "incoming-payload-content-type": "application/xml"}]),
     );
     let path = file.to_str().unwrap();
     let d = Daemon::start_args(None, &["--hooks", path]);
@@ -123,6 +126,9 @@ fn regression_adnanh_numeric_match_value_unknown_status_code_and_lenient_fields_
     // A mismatch answers 200, not the 999 Go has no status text for.
     let r = post_json(&d, "/hooks/numbers", r#"{"build":{"attempt":2,"green":true}}"#);
     assert_eq!((r.status, r.text().as_str()), (200, NOT_SATISFIED));
+    // adnanh parses XML; hookcast starts, and answers that hook 415.
+    let r = d.request("POST", "/hooks/xml", &[("Content-Type", "application/xml")], b"<a/>");
+    assert_eq!(r.status, 415, "{}", r.text());
     let log = d.log_text();
     for want in [
         "WARN  hooks.json[0].trigger-rule.and[0].match.value: 1 is not a string; read as \"1\", as adnanh/webhook does",
@@ -130,6 +136,8 @@ fn regression_adnanh_numeric_match_value_unknown_status_code_and_lenient_fields_
         "WARN  hooks.json[0].trigger-rule-mismatch-http-response-code: 999 is not a status code adnanh/webhook knows: answered as 200",
         "WARN  hooks.json[0].description: unknown field, ignored as adnanh/webhook ignores it",
         "WARN  hooks.json[0].Response-Message: read as \"response-message\", as adnanh/webhook matches field names regardless of case",
+        "WARN  hooks.json[1].id: duplicate hook id \"numbers\" (first at hooks.json[0].id): left out, as adnanh/webhook answers with the first",
+        "WARN  hooks.json[2].incoming-payload-content-type: XML payloads (\"application/xml\") are not supported by hookcast: every request to this hook is answered 415",
     ] {
         assert!(log.contains(&want.replace("hooks.json", path)), "no {want:?} in the log:\n{log}");
     }
