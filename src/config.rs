@@ -67,9 +67,14 @@ impl ConfigSource {
             (None, Some(_)) => Config::from_json("{}").expect("an empty configuration is valid"),
             (Some(p), _) => Config::from_file(p).map_err(|e| format!("{}: {e}", p.display()))?,
         };
-        cfg.add_hooks_files(&self.hooks_files).map_err(|e| e.to_string())?;
         if let Some(a) = &self.adnanh {
+            // adnanh reads `{{` as text unless -template (which `hookcast webhook` refuses).
+            for f in &self.hooks_files {
+                cfg.hooks.extend(crate::hooks::def::load_hooks_file_as(f, true).map_err(|e| e.to_string())?);
+            }
             a.apply(&mut cfg);
+        } else {
+            cfg.add_hooks_files(&self.hooks_files).map_err(|e| e.to_string())?;
         }
         let hooks = crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(|e| e.to_string())?;
         if let Some(l) = self.listen {

@@ -701,8 +701,14 @@ fn parse_hooks(items: Vec<(String, Value)>, first_wins: bool) -> Result<Vec<Hook
 /// Parses the text of an adnanh/webhook hooks file (a JSON list of hooks); errors are located as
 /// `{file_label}[i].field`.
 pub fn parse_hooks_file(text: &str, file_label: &str) -> Result<Vec<HookDef>, ConfigError> {
-    if let Some(pos) = text.find("{{") {
-        let line = text[..pos].matches('\n').count() + 1;
+    parse_hooks_file_as(text, file_label, false)
+}
+
+/// [`parse_hooks_file`]; with `braces_literal` (`hookcast webhook` without `-template`, where
+/// adnanh reads `{{` as text), a `{{` is text with a warning instead of a suspected template.
+pub fn parse_hooks_file_as(text: &str, file_label: &str, braces_literal: bool) -> Result<Vec<HookDef>, ConfigError> {
+    let braces = text.find("{{").map(|pos| text[..pos].matches('\n').count() + 1);
+    if let (Some(line), false) = (braces, braces_literal) {
         return cerr(
             file_label,
             format!(
@@ -727,14 +733,26 @@ pub fn parse_hooks_file(text: &str, file_label: &str) -> Result<Vec<HookDef>, Co
     let Value::Array(items) = value else {
         return cerr(file_label, format!("expected a JSON list of hooks, found {}", kind(&value)));
     };
-    parse_hooks(items.into_iter().enumerate().map(|(i, v)| (format!("{file_label}[{i}]"), v)).collect(), true)
+    let mut hooks =
+        parse_hooks(items.into_iter().enumerate().map(|(i, v)| (format!("{file_label}[{i}]"), v)).collect(), true)?;
+    if let (Some(line), Some(first)) = (braces, hooks.first_mut()) {
+        first.warnings.push(format!(
+            "{file_label}: line {line}: \"{{{{\" read as text, as adnanh/webhook does without -template"
+        ));
+    }
+    Ok(hooks)
 }
 
 /// Reads and parses a hooks file (the one function here that touches the file system).
 pub fn load_hooks_file(path: &Path) -> Result<Vec<HookDef>, ConfigError> {
+    load_hooks_file_as(path, false)
+}
+
+/// [`load_hooks_file`] with [`parse_hooks_file_as`]'s `braces_literal`.
+pub fn load_hooks_file_as(path: &Path, braces_literal: bool) -> Result<Vec<HookDef>, ConfigError> {
     let label = path.display().to_string();
     let text = std::fs::read_to_string(path).or_else(|e| cerr(&label, format!("cannot read: {e}")))?;
-    parse_hooks_file(&text, &label)
+    parse_hooks_file_as(&text, &label, braces_literal)
 }
 
 #[cfg(test)]
@@ -1002,6 +1020,10 @@ mod tests {
         assert_eq!(parse_hooks_file(ok, "hooks.json").unwrap().len(), 2);
         assert!(parse_hooks_file("\u{feff}[]", "hooks.json").unwrap().is_empty());
         let err = |text: &str| parse_hooks_file(text, "/etc/webhook/hooks.json").unwrap_err().to_string();
+        // hookcast webhook without -template: "{{" is text, as in adnanh.
+        let lit = parse_hooks_file_as(r#"[{"id": "a", "response-message": "{{ x }}"}]"#, "h.json", true).unwrap();
+        assert_eq!(lit[0].response_message.as_deref(), Some("{{ x }}"));
+        assert_eq!(lit[0].warnings, ["h.json: line 1: \"{{\" read as text, as adnanh/webhook does without -template"]);
         // adnanh starts on a file that repeats an id: the first answers.
         let twice = parse_hooks_file(
             r#"[{"id": "a", "response-message": "1"}, {"id": "b"}, {"id": "a"}]"#,

@@ -231,7 +231,11 @@ fn webhook_command_line_serves_with_adnanhs_flags_and_hot_reloads() {
                 "response-headers": [{"name": "X-Hook", "value": "deploy"}]}])
     };
     let main = write_hooks(&dir.0, "hooks.json", &first("version one"));
-    let more = write_hooks(&dir.0, "more.json", &json!([{"id": "other", "http-methods": ["PUT"]}]));
+    let more = write_hooks(
+        &dir.0,
+        "more.json",
+        &json!([{"id": "other", "http-methods": ["PUT"], "response-message": "{{ .Not }} a template"}]),
+    );
     let d = start(
         &[
             "webhook",
@@ -265,7 +269,18 @@ fn webhook_command_line_serves_with_adnanhs_flags_and_hot_reloads() {
     assert_eq!((r.status, r.text().as_str()), (200, "version one"));
     assert_eq!((r.header("X-Served-By"), r.header("X-Hook")), (Some("hookcast"), Some("deploy")));
     assert_eq!(d.request("GET", "/hooks/deploy", &[], b"").status, 405);
-    assert_eq!(d.request("PUT", "/hooks/other", &[], b"x").status, 200, "the second -hooks file, its own methods");
+    let r = d.request("PUT", "/hooks/other", &[], b"x");
+    // Without -template, adnanh reads "{{" as text.
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "{{ .Not }} a template"),
+        "the second -hooks file, its own methods"
+    );
+    assert!(
+        d.log_text().contains("more.json: line 7: \"{{\" read as text, as adnanh/webhook does without -template"),
+        "{}",
+        d.log_text()
+    );
     assert_eq!(d.request("POST", "/hooks/other", &[], b"").status, 405);
     assert!(
         eventually(Duration::from_secs(5), || d
