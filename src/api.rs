@@ -197,8 +197,8 @@ pub fn client(app: &App, peer: IpAddr, head: &Head) -> Client {
     Client { ip, host_ok }
 }
 
-/// Answers one request from `peer`.
-pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcome {
+/// Answers one request from `peer` (address and port).
+pub fn handle(app: &mut App, (peer, peer_port): (IpAddr, u16), head: &Head, body: Vec<u8>) -> Outcome {
     let client = client(app, peer, head);
     let route = match router::route(head.method, head.path()) {
         Ok(r) => r,
@@ -245,7 +245,13 @@ pub fn handle(app: &mut App, peer: IpAddr, head: &Head, body: Vec<u8>) -> Outcom
         Route::Runs | Route::Run(_) | Route::CancelRun(_) | Route::RetryRun(_) => {
             respond(runs(app, client, head, route))
         }
-        Route::Hook(id) => hook(app, client, client.ip == crate::auth::canonical(peer), head, body, &id),
+        Route::Hook(id) => {
+            // adnanh's `remote-addr` is the TCP peer with its port; a client a trusted proxy
+            // named has no port we know of.
+            let direct = client.ip == crate::auth::canonical(peer);
+            let port = if direct { peer_port } else { 0 };
+            hook(app, client, direct, port, head, body, &id)
+        }
         Route::Deliveries | Route::ReplayDelivery { .. } => deliveries(app, client, head, route),
     };
     match out {
@@ -666,7 +672,7 @@ fn method_name(m: crate::http::request::Method) -> &'static str {
 /// address) whose `Host` is not ours is a DNS-rebinding page, and gets 421 (RFC 9110 §15.5.20,
 /// Misdirected Request). A provider's signature holds whatever the `Host`, and behind a trusted
 /// proxy the address rules see the real client, so neither is refused.
-fn hook(app: &mut App, client: Client, direct: bool, head: &Head, body: Vec<u8>, id: &str) -> Outcome {
+fn hook(app: &mut App, client: Client, direct: bool, port: u16, head: &Head, body: Vec<u8>, id: &str) -> Outcome {
     let Some(h) = app.hooks.get(id) else {
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
     };
@@ -693,14 +699,25 @@ fn hook(app: &mut App, client: Client, direct: bool, head: &Head, body: Vec<u8>,
         body,
         ip: client.ip,
     };
-    deliver(app, kept, false)
+    deliver(app, kept, port, false)
+}
+
+/// adnanh's `-x-request-id`: the request's `X-Request-Id`, cut to `limit` bytes (0: not cut).
+fn x_request_id(headers: &[(String, Vec<u8>)], limit: usize) -> Option<String> {
+    let v = headers.iter().find(|(k, _)| k == "x-request-id")?.1.as_slice();
+    let v = String::from_utf8_lossy(v);
+    let mut end = if limit == 0 { v.len() } else { limit.min(v.len()) };
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(v[..end].to_string()).filter(|s| !s.is_empty())
 }
 
 /// Runs one delivery through the intake and acts on the decision. A replay (`POST
 /// /api/deliveries/{hook}/{id}/replay`) keeps its delivery id and is the stored request verified
 /// again at the time it first arrived (so a replay window does not refuse the authentic bytes),
 /// never a duplicate, and not stored or journalled a second time.
-fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> Outcome {
+fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, port: u16, replay: bool) -> Outcome {
     use crate::hooks::intake::{self, Outcome as Delivery};
     let started = app.now;
     let id = kept.hook.clone();
@@ -709,12 +726,14 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
     };
     let ip = kept.ip;
+    let request_id = app.cfg.x_request_id.and_then(|limit| x_request_id(&kept.headers, limit));
     let req = intake::Request {
         method: &kept.method,
         headers: &kept.headers,
         query: &kept.query,
         body: kept.body.clone(),
         ip,
+        port,
         now_unix: if replay { kept.time_ms / 1000 } else { crate::clock::unix_ms() / 1000 },
         replay_of: replay.then_some(kept.delivery.as_str()),
     };
@@ -798,7 +817,8 @@ fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, replay: bool) -> O
     crate::status::note_delivery(app, d.record, d.signature_failure, &noted);
     let status = d.response.as_ref().map_or(0, |r| r.status);
     log::info!(
-        "delivery hook={id} source={ip} event={} id={} outcome={} status={} run={} in {:?}",
+        "delivery hook={id} source={ip}{} event={} id={} outcome={} status={} run={} in {:?}",
+        request_id.map(|r| format!(" request={r:?}")).unwrap_or_default(),
         d.event.as_deref().unwrap_or("-"),
         d.delivery,
         d.outcome.as_str(),
@@ -889,7 +909,7 @@ fn deliveries(app: &mut App, client: Client, head: &Head, route: Route) -> Outco
                 }
                 Ok(kept) => match app.journal_refusal() {
                     Some(why) => respond(journal_unavailable(why)),
-                    None => deliver(app, kept, true),
+                    None => deliver(app, kept, 0, true),
                 },
             }
         }

@@ -13,6 +13,7 @@ hookcast — verified webhooks in, live events out (SSE, WebSocket, long poll)
 
 USAGE:
     hookcast serve [--config FILE] [--hooks FILE]... [--listen ADDR] [--state-dir DIR]
+    hookcast webhook [adnanh/webhook flags: -hooks FILE -port N -ip IP -verbose -hotreload …]
     hookcast check [--config FILE] [--hooks FILE]...
     hookcast publish [--url URL] [--token TOKEN] [--event TYPE] [--json] TOPIC DATA|-
     hookcast tail [--url URL] [--token TOKEN] [--since ID] [--json] TOPIC...
@@ -23,6 +24,11 @@ USAGE:
 
 COMMANDS:
     serve     run the daemon (without --config: loopback on 127.0.0.1:9000, topic `demo` open)
+    webhook   run the daemon with adnanh/webhook 2.8's command line, for a drop-in swap of its
+              binary (also when hookcast is started under the name `webhook`); -hooks, -ip,
+              -port, -verbose, -debug, -hotreload, -urlprefix hooks, -http-methods, -header,
+              -x-request-id, -nopanic as in adnanh; -config FILE adds a hookcast config;
+              see docs/migrating-from-webhook.md
     check     validate a config (and adnanh/webhook hooks files, reading their secrets) and exit 0,
               or print the bad field's JSON path and exit 1
     publish   publish DATA (or stdin with -) to TOPIC; prints the event id
@@ -51,18 +57,28 @@ const USAGE: i32 = 2;
 
 /// Runs the command line; returns the process exit code.
 pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
-    let args: Vec<String> = match args.skip(1).map(|a| a.into_string()).collect() {
+    let mut args = args.peekable();
+    // Installed or linked as `webhook`, hookcast reads adnanh/webhook's command line.
+    let as_webhook =
+        args.peek().and_then(|a0| std::path::Path::new(a0).file_name().map(|n| n == "webhook")).unwrap_or(false);
+    let mut args: Vec<String> = match args.skip(1).map(|a| a.into_string()).collect() {
         Ok(a) => a,
         Err(bad) => {
             eprintln!("hookcast: argument is not UTF-8: {bad:?}");
             return USAGE;
         }
     };
+    if as_webhook {
+        args.insert(0, "webhook".into());
+    }
     let Some(cmd) = args.first().map(String::as_str) else {
         eprint!("{HELP}");
         return USAGE;
     };
     let rest = &args[1..];
+    if cmd == "webhook" {
+        return exit_code(webhook(rest));
+    }
     if rest.iter().any(|a| a == "-h" || a == "--help") || cmd == "-h" || cmd == "--help" || cmd == "help" {
         print!("{HELP}");
         return 0;
@@ -81,6 +97,10 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
         "send" => send(rest),
         other => Err(Fail::Usage(format!("unknown command {other:?}"))),
     };
+    exit_code(result)
+}
+
+fn exit_code(result: Result<(), Fail>) -> i32 {
     match result {
         Ok(()) => 0,
         Err(Fail::Usage(msg)) => {
@@ -172,16 +192,56 @@ fn serve(words: &[String]) -> Result<(), Fail> {
         hooks_files: a.values("--hooks").map(PathBuf::from).collect(),
         listen,
         state_dir: a.value("--state-dir").map(PathBuf::from),
+        adnanh: None,
     };
+    run_daemon(source, &[])
+}
+
+/// `hookcast webhook`: adnanh/webhook's flags, mapped onto a [`crate::config::ConfigSource`].
+fn webhook(words: &[String]) -> Result<(), Fail> {
+    use crate::hooks::adnanh::{parse, Command};
+    let settings = match parse(words).map_err(|e| Fail::Usage(e.to_string()))? {
+        Command::Version => {
+            println!("hookcast {} (reads adnanh/webhook 2.8 hooks files and flags)", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        Command::Help => {
+            print!("{HELP}");
+            return Ok(());
+        }
+        Command::Serve(s) => s,
+    };
+    let watch = if settings.hot_reload { settings.hooks.clone() } else { Vec::new() };
+    let source = crate::config::ConfigSource {
+        file: settings.config.clone(),
+        hooks_files: settings.hooks.clone(),
+        listen: settings.listen,
+        state_dir: None,
+        adnanh: Some(settings),
+    };
+    run_daemon(source, &watch)
+}
+
+/// Loads the configuration, binds and runs the loop; `watch` are hooks files reloaded on change.
+fn run_daemon(source: crate::config::ConfigSource, watch: &[PathBuf]) -> Result<(), Fail> {
     let (cfg, hooks) = source.load().map_err(Fail::Run)?;
     crate::logger::init(cfg.log_level);
+    for note in source.adnanh.iter().flat_map(|a| &a.notes) {
+        log::warn!("{note}");
+    }
     match crate::sys::raise_nofile_limit() {
         Ok(n) => log::debug!("open-file limit {n}"),
         Err(e) => log::warn!("could not raise the open-file limit: {e}"),
     }
+    for w in hooks.iter().flat_map(|h| &h.def.warnings) {
+        log::warn!("{w}");
+    }
     let hook_count = hooks.len();
     let mut server = crate::event_loop::Server::bind(cfg.clone(), hooks).map_err(|e| Fail::Run(e.to_string()))?;
     server.set_source(source);
+    if !watch.is_empty() {
+        server.watch_hooks_files(watch.to_vec());
+    }
     log::info!(
         "hookcast {} listening on http://{} ({hook_count} hooks)",
         env!("CARGO_PKG_VERSION"),
@@ -202,7 +262,8 @@ fn check(words: &[String]) -> Result<(), Fail> {
     // Reads every secret too, so a missing credential fails here and not at the first delivery.
     let hooks =
         crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(|e| Fail::Run(e.to_string()))?;
-    for w in check_warnings(&cfg).into_iter().chain(proxy_warnings(&cfg)) {
+    let hook_warnings = hooks.iter().flat_map(|h| h.def.warnings.iter().cloned());
+    for w in hook_warnings.chain(check_warnings(&cfg)).chain(proxy_warnings(&cfg)) {
         eprintln!("warning: {w}");
     }
     println!(

@@ -53,17 +53,29 @@ pub struct ConfigSource {
     pub listen: Option<SocketAddr>,
     /// `--state-dir` override.
     pub state_dir: Option<PathBuf>,
+    /// adnanh/webhook's flags (`hookcast webhook`): without `file`, the base is an empty
+    /// configuration rather than the demo default.
+    pub adnanh: Option<crate::hooks::adnanh::Settings>,
 }
 
 impl ConfigSource {
     /// Reads and validates everything, secrets included: the config with the overrides applied
     /// and the hooks ready to serve. Any error names the file and the JSON path.
     pub fn load(&self) -> Result<(Config, crate::hooks::intake::Hooks), String> {
-        let mut cfg = match &self.file {
-            None => Config::default_embedded(),
-            Some(p) => Config::from_file(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        let mut cfg = match (&self.file, &self.adnanh) {
+            (None, None) => Config::default_embedded(),
+            (None, Some(_)) => Config::from_json("{}").expect("an empty configuration is valid"),
+            (Some(p), _) => Config::from_file(p).map_err(|e| format!("{}: {e}", p.display()))?,
         };
-        cfg.add_hooks_files(&self.hooks_files).map_err(|e| e.to_string())?;
+        if let Some(a) = &self.adnanh {
+            // adnanh reads `{{` as text unless -template (which `hookcast webhook` refuses).
+            for f in &self.hooks_files {
+                cfg.hooks.extend(crate::hooks::def::load_hooks_file_as(f, true).map_err(|e| e.to_string())?);
+            }
+            a.apply(&mut cfg);
+        } else {
+            cfg.add_hooks_files(&self.hooks_files).map_err(|e| e.to_string())?;
+        }
         let hooks = crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(|e| e.to_string())?;
         if let Some(l) = self.listen {
             cfg.listen = l;
@@ -197,6 +209,9 @@ pub struct Config {
     pub dedup_window: Duration,
     /// Journal settings (used when `state_dir` is set).
     pub journal: JournalSettings,
+    /// adnanh's `-x-request-id`: log a delivery's `X-Request-Id`, cut to this many bytes (0: not
+    /// cut). Set by `hookcast webhook` only.
+    pub x_request_id: Option<usize>,
 }
 
 /// How the on-disk journal under `state_dir` behaves.
@@ -310,6 +325,7 @@ impl Config {
             hooks,
             dedup_window,
             journal,
+            x_request_id: None,
         })
     }
 

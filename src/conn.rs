@@ -191,6 +191,8 @@ pub struct Conn {
     pub sock: TcpStream,
     /// The client address.
     pub ip: IpAddr,
+    /// The TCP peer's port (adnanh's `remote-addr` carries it).
+    pub port: u16,
     /// Unprocessed input; empty (and unallocated) when idle.
     inbuf: Vec<u8>,
     /// Output waiting for the socket.
@@ -214,11 +216,12 @@ pub struct Conn {
 
 impl Conn {
     /// A freshly accepted connection, waiting for its first request.
-    pub fn new(token: usize, sock: TcpStream, ip: IpAddr, app: &App) -> Conn {
+    pub fn new(token: usize, sock: TcpStream, ip: IpAddr, port: u16, app: &App) -> Conn {
         Conn {
             token,
             sock,
             ip,
+            port,
             inbuf: Vec::new(),
             out: OutQueue::default(),
             state: State::Head { served: 0 },
@@ -640,7 +643,7 @@ impl Conn {
         };
         let head_only = head.method == Method::Head;
         let persist = Persist::new(head.keep_alive && !self.eof, head.version_minor);
-        match api::handle(app, self.ip, &head, body) {
+        match api::handle(app, (self.ip, self.port), &head, body) {
             Outcome::Respond(resp) => self.answer(app, resp, persist, head_only, served),
             Outcome::Subscribe(sub) => {
                 let Some(counted) = self.open_stream(app, sub.client, persist, head_only, served) else { return };

@@ -10,7 +10,7 @@ use crate::conn::{Close, Conn, State};
 use crate::metrics::{Histogram, Transport, LATENCY_BUCKETS, RUN_BUCKETS};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -31,6 +31,8 @@ const REPLAY_NOTE_EVERY: Duration = Duration::from_secs(5);
 const DRAIN: Duration = Duration::from_millis(500);
 /// Pause after the process ran out of file descriptors, before accepting again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often `-hotreload` looks at the hooks files (one `stat` each).
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A canned answer for connections refused at accept (written best-effort, never queued).
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 54\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{\"error\":\"too many connections\",\"status\":503,\"retry\":1}";
@@ -112,6 +114,20 @@ pub struct Server {
     notifier: Option<crate::notify::Notifier>,
     /// When the next `WATCHDOG=1` is due.
     next_watchdog: Option<Instant>,
+    /// `-hotreload`: the hooks files watched and what they looked like at the last look.
+    watched: Vec<(std::path::PathBuf, Option<FileStamp>)>,
+    /// When to look at them again.
+    next_watch: Option<Instant>,
+}
+
+/// What identifies a version of a file without reading it: device, inode (a rename over it
+/// changes it), size and modification time to the nanosecond.
+type FileStamp = (u64, u64, u64, i64, i64);
+
+fn stamp(path: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
 }
 
 impl Server {
@@ -127,7 +143,8 @@ impl Server {
         // Adopt systemd's sockets (socket activation) before opening any descriptor of our own.
         let passed = crate::notify::listener_from_env().map_err(StartError::Inherited)?;
         let poll = Poll::new().map_err(StartError::setup("the poll"))?;
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD]).map_err(StartError::setup("signals"))?;
+        let mut signals =
+            Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD]).map_err(StartError::setup("signals"))?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE).map_err(StartError::setup("signals"))?;
         let registry = poll.registry().try_clone().map_err(StartError::setup("the poll"))?;
         let mut app = App::new(cfg, hooks, registry);
@@ -219,6 +236,8 @@ impl Server {
             source: None,
             notifier,
             next_watchdog: None,
+            watched: Vec::new(),
+            next_watch: None,
         })
     }
 
@@ -227,22 +246,63 @@ impl Server {
         self.source = Some(source);
     }
 
-    /// SIGHUP: reads and checks the configuration again and, if it is good, puts it in force
-    /// without touching a connection. A broken one is logged and the running one stays.
-    fn reload(&mut self) {
+    /// Reloads the configuration when one of `files` changes (adnanh's `-hotreload`). A timer
+    /// and a `stat` per file, on the loop: a few microseconds a second, where inotify would
+    /// need another descriptor and still miss editors that replace the file by a rename.
+    pub fn watch_hooks_files(&mut self, files: Vec<std::path::PathBuf>) {
+        for f in &files {
+            log::info!("hot reload: watching {}", f.display());
+        }
+        self.watched = files
+            .into_iter()
+            .map(|f| {
+                let s = stamp(&f);
+                (f, s)
+            })
+            .collect();
+        self.next_watch = Some(Instant::now() + WATCH_INTERVAL);
+    }
+
+    fn check_watched(&mut self) {
+        let Some(at) = self.next_watch else { return };
+        if self.app.now < at {
+            return;
+        }
+        self.next_watch = Some(self.app.now + WATCH_INTERVAL);
+        let mut changed = None;
+        for (path, last) in &mut self.watched {
+            let now = stamp(path);
+            if now != *last {
+                *last = now;
+                changed.get_or_insert_with(|| path.display().to_string());
+            }
+        }
+        if let Some(path) = changed {
+            log::info!("hot reload: {path} changed");
+            self.reload("hot reload");
+        }
+    }
+
+    /// SIGHUP (and SIGUSR1, adnanh's reload signal, and `-hotreload`): reads and checks the
+    /// configuration again and, if it is good, puts it in force without touching a connection.
+    /// A broken one is logged and the running one stays.
+    fn reload(&mut self, why: &str) {
         let Some(source) = self.source.clone() else {
-            log::warn!("SIGHUP: no configuration source to reload from");
+            log::warn!("{why}: no configuration source to reload from");
             return;
         };
         let t0 = Instant::now();
         match source.load() {
-            Err(e) => log::error!("SIGHUP: configuration refused, the running one stays: {e}"),
+            Err(e) => log::error!("{why}: configuration refused, the running one stays: {e}"),
             Ok((cfg, hooks)) => {
+                for w in hooks.iter().flat_map(|h| &h.def.warnings) {
+                    log::warn!("{why}: {w}");
+                }
                 for note in self.app.reload(cfg, hooks) {
-                    log::warn!("SIGHUP: {note}");
+                    log::warn!("{why}: {note}");
                 }
                 self.recheck_subscribers();
-                log::info!("SIGHUP: configuration reloaded in {:?} ({} hooks)", t0.elapsed(), self.app.hooks.len());
+                log::info!("{why}: configuration reloaded in {:?} ({} hooks)", t0.elapsed(), self.app.hooks.len());
             }
         }
     }
@@ -285,6 +345,7 @@ impl Server {
                 return Err(e);
             }
             self.app.tick();
+            self.check_watched();
             if let (Some(n), Some(at)) = (&self.notifier, self.next_watchdog) {
                 if self.app.now >= at {
                     n.watchdog();
@@ -369,6 +430,7 @@ impl Server {
             self.runs_deadline,
             self.app.runner.next_deadline(),
             self.next_watchdog,
+            self.next_watch,
         ]
         .into_iter()
         .flatten()
@@ -386,7 +448,7 @@ impl Server {
         loop {
             let Some(listener) = self.listener.as_ref() else { return };
             match listener.accept() {
-                Ok((sock, addr)) => self.admit(sock, canonical(addr.ip())),
+                Ok((sock, addr)) => self.admit(sock, canonical(addr.ip()), addr.port()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
@@ -402,7 +464,7 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut sock: TcpStream, ip: IpAddr) {
+    fn admit(&mut self, mut sock: TcpStream, ip: IpAddr, port: u16) {
         let limits = &self.app.cfg.limits;
         let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
         // A trusted proxy carries many clients on its one address: it is held only to the total
@@ -427,7 +489,7 @@ impl Server {
             self.free.push(t);
             return;
         }
-        let conn = Conn::new(t, sock, ip, &self.app);
+        let conn = Conn::new(t, sock, ip, port, &self.app);
         self.slots[t] = Some(Slot { conn, armed: None, dirty: false, reread: false });
         self.open += 1;
         *self.per_ip.entry(ip).or_default() += 1;
@@ -712,11 +774,11 @@ impl Server {
         for sig in pending {
             match sig {
                 SIGCHLD => self.app.runner.reap(self.app.now),
-                SIGHUP => {
+                SIGHUP | SIGUSR1 => {
                     if let Some(n) = &self.notifier {
                         n.reloading();
                     }
-                    self.reload();
+                    self.reload(if sig == SIGHUP { "SIGHUP" } else { "SIGUSR1" });
                     // READY even after a refused reload: systemd waits for it either way.
                     if let Some(n) = &self.notifier {
                         n.ready();

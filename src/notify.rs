@@ -19,8 +19,8 @@
 //! drops the message, and only the first failure is logged.
 //!
 //! `NOTIFY_SOCKET` is deliberately left in the environment (sd_notify's `unset_environment`
-//! is false here): deploy commands are spawned with an explicit environment, so they never see
-//! it; removing variables while other threads may read the environment is unsound (it is
+//! is false here): deploy commands are spawned with an explicit environment, or one inherited
+//! without it (`intake::DAEMON_ONLY_ENV`), so they never see it; removing variables while other threads may read the environment is unsound (it is
 //! `unsafe` in Rust 2024); and a reload may build a new [`Notifier`] from the same variables.
 //! The `LISTEN_*` variables, by contrast, are removed by [`listen_fds`], as sd_listen_fds(3)
 //! recommends: the descriptors can be owned only once.

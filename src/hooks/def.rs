@@ -1,11 +1,12 @@
 //! Hook definitions in adnanh/webhook's `hooks.json` format (the `Hook` struct of its
 //! `internal/hook/hook.go`), plus hookcast's own fields, parsed into a validated [`HookDef`].
 //!
-//! Every field adnanh reads is either read here or refused by name; unknown fields are errors
-//! with their JSON path (adnanh's Go decoder ignores them, and matches names case-insensitively,
-//! so a typo there silently disables a check). Regexes, CIDRs, status codes and environment
-//! variable names are checked at load time, where adnanh finds most mistakes only when a request
-//! arrives. A hooks file must be JSON: YAML files and Go templates (adnanh's `-template`) are
+//! Every field adnanh reads is either read here or refused by name. What adnanh's decoder reads
+//! leniently (numbers in string fields, names in another case, fields it does not know, unknown
+//! status codes) is read the same way with a warning ([`crate::hooks::coerce`], `warnings`); a
+//! field that looks like a misspelt one stays an error with its JSON path, since under adnanh it
+//! silently disables a check. Regexes, CIDRs and environment variable names are checked at load
+//! time, where adnanh finds most mistakes only when a request arrives. A hooks file must be JSON: YAML files and Go templates (adnanh's `-template`) are
 //! refused with a message naming the file. The one function with I/O is [`load_hooks_file`]
 //! (and [`SecretSource::resolve`], which reads a secret when the daemon loads).
 
@@ -26,8 +27,8 @@ pub const MAX_ID_LEN: usize = 128;
 /// Longest `timeout`, in seconds (one week).
 pub const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
-/// Status codes Go's `net/http` has a `StatusText` for, from 200 up: adnanh silently answers 200
-/// for any other configured code, so hookcast refuses them at load time.
+/// Status codes Go's `net/http` has a `StatusText` for, from 200 up: adnanh answers 200 for any
+/// other configured code (`writeHttpResponseCode`), and so does hookcast, with a warning.
 const GO_STATUS_CODES: &[u16] = &[
     200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 307, 308, 400, 401, 402, 403, 404,
     405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 418, 421, 422, 423, 424, 425, 426, 428, 429, 431,
@@ -35,7 +36,7 @@ const GO_STATUS_CODES: &[u16] = &[
 ];
 
 /// The fields of adnanh's `Hook` (2.8: `internal/hook/hook.go`).
-const ADNANH_FIELDS: &[&str] = &[
+pub(crate) const ADNANH_FIELDS: &[&str] = &[
     "id",
     "execute-command",
     "command-working-directory",
@@ -56,7 +57,7 @@ const ADNANH_FIELDS: &[&str] = &[
 ];
 
 /// hookcast's own hook fields.
-const HOOKCAST_FIELDS: &[&str] = &[
+pub(crate) const HOOKCAST_FIELDS: &[&str] = &[
     "provider",
     "secrets",
     "events",
@@ -67,10 +68,11 @@ const HOOKCAST_FIELDS: &[&str] = &[
     "concurrency",
     "timeout",
     "dedup",
+    "inherit-environment",
 ];
 
 /// Fields found in adnanh's docs or forks that hookcast refuses, with the reason.
-const REFUSED_FIELDS: &[(&str, &str)] =
+pub(crate) const REFUSED_FIELDS: &[(&str, &str)] =
     &[("pre-hook-command", "pre-hook-command (described in adnanh/webhook's docs, absent from its releases)")];
 
 /// `path.key`, or `key` at the document root (as [`Obj::at`]).
@@ -102,8 +104,35 @@ fn normalise(key: &str) -> String {
     key.to_ascii_lowercase().replace('_', "-")
 }
 
+/// Levenshtein distance, for telling a typo from a field of another program.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
+/// The field of `known` that `key` looks like a misspelling of: the same but for case or `_`
+/// for `-`, one edit away (two for names longer than four letters), or one containing the other
+/// (`secret` / `secrets`).
+pub(crate) fn near_miss<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let k = normalise(key);
+    let exact = known.iter().find(|f| normalise(f) == k);
+    let close = || known.iter().find(|f| distance(&normalise(f), &k) <= if f.len().min(k.len()) <= 4 { 1 } else { 2 });
+    let within = || known.iter().find(|f| k.len() >= 4 && f.len() >= 4 && (f.contains(k.as_str()) || k.contains(*f)));
+    exact.or_else(close).or_else(within).copied()
+}
+
 /// Refuses the keys of the object `value` that are not in `known`: a `refused` key with its
-/// reason, a near miss (case, `_` for `-`) with a hint, a short list of choices otherwise.
+/// reason, a near miss ([`near_miss`]) with a hint, a short list of choices otherwise.
 pub(crate) fn check_fields(
     value: &Value,
     path: &str,
@@ -115,7 +144,7 @@ pub(crate) fn check_fields(
     if let Some((_, why)) = refused.iter().find(|(k, _)| k == key) {
         return cerr(&at(path, key), format!("not supported by hookcast: {why}"));
     }
-    let message = match known.iter().find(|k| normalise(k) == normalise(key)) {
+    let message = match near_miss(key, known) {
         Some(k) => format!("unknown field (did you mean {k:?}?)"),
         None if known.len() <= 6 => format!("unknown field (one of {})", known.join(", ")),
         None => "unknown field".to_string(),
@@ -319,6 +348,15 @@ pub struct HookDef {
     pub timeout_secs: Option<u64>,
     /// hookcast: `dedup`, what identifies a repeated delivery.
     pub dedup: DedupBy,
+    /// hookcast: `inherit-environment`, whether the command gets the daemon's environment (as
+    /// adnanh gives it) under its own variables; defaults to true without a `provider`.
+    pub inherit_environment: bool,
+    /// adnanh's `-header name=value` flags (`hookcast webhook`): on every answer of the hook,
+    /// unless `response-headers` sets the same name.
+    pub flag_headers: Vec<(String, String)>,
+    /// What was read differently from how it is written (adnanh's coercions), for `check` and
+    /// the start's log.
+    pub warnings: Vec<String>,
 }
 
 impl HookDef {
@@ -362,16 +400,23 @@ fn check_id(id: &str, path: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn status_code(v: Option<Value>, path: &str) -> Result<Option<u16>, ConfigError> {
+/// A status code field (a Go `int`: a float with no fraction decodes too). 0 means unset; a code
+/// Go has no `StatusText` for is answered as 200, as adnanh does, with a warning.
+fn status_code(v: Option<Value>, path: &str, warnings: &mut Vec<String>) -> Result<Option<u16>, ConfigError> {
     let Some(v) = v else { return Ok(None) };
-    let Some(n) = v.as_u64() else {
-        return cerr(path, format!("expected a status code, found {}", kind(&v)));
+    let n = match (v.as_i64(), v.as_f64()) {
+        (Some(n), _) => n,
+        (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => f as i64,
+        _ => return cerr(path, format!("expected a status code, found {}", kind(&v))),
     };
     match u16::try_from(n) {
         Ok(0) => Ok(None),
         Ok(code) if GO_STATUS_CODES.contains(&code) => Ok(Some(code)),
         _ => {
-            cerr(path, format!("{n} is not a 2xx-5xx status code adnanh/webhook knows (it would silently answer 200)"))
+            warnings.push(format!(
+                "{path}: {n} is not a status code adnanh/webhook knows: answered as 200, as adnanh does"
+            ));
+            Ok(Some(200))
         }
     }
 }
@@ -383,6 +428,9 @@ fn arguments(o: &mut Obj, key: &str) -> Result<Vec<(String, Argument)>, ConfigEr
 /// Parses one hook object found at `path` (`hooks[0]`, `hooks.json[3]`).
 pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> {
     let known: Vec<&str> = ADNANH_FIELDS.iter().chain(HOOKCAST_FIELDS).copied().collect();
+    // adnanh's leniencies first (case, ignored fields, scalars), so what remains is what
+    // adnanh would refuse too, or a typo.
+    let mut warnings = crate::hooks::coerce::coerce_hook(&mut value, path);
     check_fields(&value, path, &known, REFUSED_FIELDS)?;
     let trigger_rule_raw = take(&mut value, "trigger-rule");
     let success_raw = take(&mut value, "success-http-response-code");
@@ -416,15 +464,19 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         response_headers.push((name, value));
     }
 
-    let success_http_response_code = status_code(success_raw, &o.at("success-http-response-code"))?.unwrap_or(200);
+    let success_http_response_code =
+        status_code(success_raw, &o.at("success-http-response-code"), &mut warnings)?.unwrap_or(200);
     let trigger_rule_mismatch_http_response_code =
-        status_code(mismatch_raw, &o.at("trigger-rule-mismatch-http-response-code"))?;
+        status_code(mismatch_raw, &o.at("trigger-rule-mismatch-http-response-code"), &mut warnings)?;
 
     let ct_path = o.at("incoming-payload-content-type");
     let incoming_payload_content_type = non_empty(o.opt_str("incoming-payload-content-type")?);
     if let Some(ct) = &incoming_payload_content_type {
+        // adnanh starts on it (and parses XML); the other hooks of the file must still serve.
         if media_type(ct).0.contains("xml") {
-            return cerr(&ct_path, format!("not supported by hookcast: XML payloads ({ct:?})"));
+            warnings.push(format!(
+                "{ct_path}: XML payloads ({ct:?}) are not supported by hookcast: every request to this hook is answered 415"
+            ));
         }
     }
 
@@ -543,6 +595,9 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
             }
         },
     };
+    // adnanh hands its own environment to every command; a hook that names a `provider` is
+    // hookcast's format, where children get an explicit environment unless the hook asks.
+    let inherit_environment = o.opt_bool("inherit-environment")?.unwrap_or(provider_spec.is_none());
     o.finish()?;
 
     Ok(HookDef {
@@ -574,6 +629,9 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         concurrency,
         timeout_secs,
         dedup,
+        inherit_environment,
+        flag_headers: Vec::new(),
+        warnings,
     })
 }
 
@@ -635,15 +693,27 @@ fn parse_provider(v: Value, path: &str) -> Result<Provider, ConfigError> {
 /// Parses hooks given with their paths (as [`Obj::opt_list`] returns them), refusing a repeated
 /// id with both places named.
 pub fn parse_hook_list(items: Vec<(String, Value)>) -> Result<Vec<HookDef>, ConfigError> {
-    let mut seen: HashMap<String, String> = HashMap::new();
-    let mut hooks = Vec::with_capacity(items.len());
+    parse_hooks(items, false)
+}
+
+/// [`parse_hook_list`]; with `first_wins`, a repeated id is left out with a warning instead, as
+/// adnanh starts on a hooks file that repeats an id and answers with the first.
+fn parse_hooks(items: Vec<(String, Value)>, first_wins: bool) -> Result<Vec<HookDef>, ConfigError> {
+    let mut seen: HashMap<String, (String, usize)> = HashMap::new();
+    let mut hooks: Vec<HookDef> = Vec::with_capacity(items.len());
     for (path, v) in items {
         let hook = parse_hook(v, &path)?;
         let id_path = at(&path, "id");
-        if let Some(first) = seen.get(&hook.id) {
-            return cerr(&id_path, format!("duplicate hook id {:?} (first at {first})", hook.id));
+        if let Some((first, i)) = seen.get(&hook.id) {
+            let msg = format!("duplicate hook id {:?} (first at {first})", hook.id);
+            if !first_wins {
+                return cerr(&id_path, msg);
+            }
+            let w = format!("{id_path}: {msg}: left out, as adnanh/webhook answers with the first");
+            hooks[*i].warnings.push(w);
+            continue;
         }
-        seen.insert(hook.id.clone(), id_path);
+        seen.insert(hook.id.clone(), (id_path, hooks.len()));
         hooks.push(hook);
     }
     Ok(hooks)
@@ -652,8 +722,14 @@ pub fn parse_hook_list(items: Vec<(String, Value)>) -> Result<Vec<HookDef>, Conf
 /// Parses the text of an adnanh/webhook hooks file (a JSON list of hooks); errors are located as
 /// `{file_label}[i].field`.
 pub fn parse_hooks_file(text: &str, file_label: &str) -> Result<Vec<HookDef>, ConfigError> {
-    if let Some(pos) = text.find("{{") {
-        let line = text[..pos].matches('\n').count() + 1;
+    parse_hooks_file_as(text, file_label, false)
+}
+
+/// [`parse_hooks_file`]; with `braces_literal` (`hookcast webhook` without `-template`, where
+/// adnanh reads `{{` as text), a `{{` is text with a warning instead of a suspected template.
+pub fn parse_hooks_file_as(text: &str, file_label: &str, braces_literal: bool) -> Result<Vec<HookDef>, ConfigError> {
+    let braces = text.find("{{").map(|pos| text[..pos].matches('\n').count() + 1);
+    if let (Some(line), false) = (braces, braces_literal) {
         return cerr(
             file_label,
             format!(
@@ -678,14 +754,26 @@ pub fn parse_hooks_file(text: &str, file_label: &str) -> Result<Vec<HookDef>, Co
     let Value::Array(items) = value else {
         return cerr(file_label, format!("expected a JSON list of hooks, found {}", kind(&value)));
     };
-    parse_hook_list(items.into_iter().enumerate().map(|(i, v)| (format!("{file_label}[{i}]"), v)).collect())
+    let mut hooks =
+        parse_hooks(items.into_iter().enumerate().map(|(i, v)| (format!("{file_label}[{i}]"), v)).collect(), true)?;
+    if let (Some(line), Some(first)) = (braces, hooks.first_mut()) {
+        first.warnings.push(format!(
+            "{file_label}: line {line}: \"{{{{\" read as text, as adnanh/webhook does without -template"
+        ));
+    }
+    Ok(hooks)
 }
 
 /// Reads and parses a hooks file (the one function here that touches the file system).
 pub fn load_hooks_file(path: &Path) -> Result<Vec<HookDef>, ConfigError> {
+    load_hooks_file_as(path, false)
+}
+
+/// [`load_hooks_file`] with [`parse_hooks_file_as`]'s `braces_literal`.
+pub fn load_hooks_file_as(path: &Path, braces_literal: bool) -> Result<Vec<HookDef>, ConfigError> {
     let label = path.display().to_string();
     let text = std::fs::read_to_string(path).or_else(|e| cerr(&label, format!("cannot read: {e}")))?;
-    parse_hooks_file(&text, &label)
+    parse_hooks_file_as(&text, &label, braces_literal)
 }
 
 #[cfg(test)]
@@ -814,6 +902,95 @@ mod tests {
     }
 
     #[test]
+    fn xml_content_type_is_a_warning_and_415_at_request_time() {
+        let h = hook(json!({"id": "x", "incoming-payload-content-type": "application/xml"}));
+        assert_eq!(h.warnings, ["hooks[0].incoming-payload-content-type: XML payloads (\"application/xml\") are not supported by hookcast: every request to this hook is answered 415"]);
+    }
+
+    #[test]
+    fn regression_unknown_status_codes_answer_200_with_a_warning_as_adnanh() {
+        // adnanh's writeHttpResponseCode: no http.StatusText for the code, so 200 and a log line.
+        let h = hook(
+            json!({"id": "x", "success-http-response-code": 299, "trigger-rule-mismatch-http-response-code": 999}),
+        );
+        assert_eq!(h.success_http_response_code, 200);
+        assert_eq!(h.trigger_rule_mismatch_http_response_code, Some(200));
+        assert_eq!(
+            h.warnings,
+            [
+                "hooks[0].success-http-response-code: 299 is not a status code adnanh/webhook knows: answered as 200, as adnanh does",
+                "hooks[0].trigger-rule-mismatch-http-response-code: 999 is not a status code adnanh/webhook knows: answered as 200, as adnanh does",
+            ]
+        );
+        let h = hook(
+            json!({"id": "x", "success-http-response-code": 202.0, "trigger-rule-mismatch-http-response-code": 100}),
+        );
+        assert_eq!((h.success_http_response_code, h.trigger_rule_mismatch_http_response_code), (202, Some(200)));
+    }
+
+    #[test]
+    fn regression_numbers_in_string_fields_are_read_as_adnanh_reads_them() {
+        use crate::hooks::rules::MatchRule;
+        let h = hook(
+            json!({"id": "x", "trigger-rule": {"match": {"type": "value", "value": 1, "parameter": {"source": "payload", "name": "n"}}}}),
+        );
+        let Some(Rule::Match(MatchRule::Value { value, .. })) = &h.trigger_rule else { panic!("{:?}", h.trigger_rule) };
+        assert_eq!(value, "1");
+        assert_eq!(h.warnings.len(), 1);
+        assert!(
+            h.warnings[0].starts_with("hooks[0].trigger-rule.match.value: 1 is not a string; read as \"1\""),
+            "{:?}",
+            h.warnings
+        );
+        assert!(hook(json!({"id": "x"})).warnings.is_empty());
+    }
+
+    #[test]
+    fn environment_is_inherited_by_adnanh_hooks_and_not_by_provider_hooks() {
+        assert!(hook(json!({"id": "x"})).inherit_environment);
+        assert!(!hook(json!({"id": "x", "inherit-environment": false})).inherit_environment);
+        assert!(!hook(json!({"id": "x", "provider": "github", "secrets": ["s"]})).inherit_environment);
+        assert!(
+            hook(json!({"id": "x", "provider": "github", "secrets": ["s"], "inherit-environment": true}))
+                .inherit_environment
+        );
+    }
+
+    #[test]
+    fn fields_adnanh_ignores_are_ignored_with_a_warning_unless_they_look_like_a_typo() {
+        let h = hook(json!({
+            "id": "x",
+            "description": "redeploys the site",
+            "_comment": {"any": "thing"},
+            "response-headers": [{"name": "A", "value": "b", "note": "n"}],
+            "trigger-rule": {"and": [
+                {"match": {"type": "value", "value": "v", "comment": "c",
+                           "parameter": {"source": "url", "name": "q", "doc": "d"}}},
+                {"match": {"type": "ip-whitelist", "ip-range": "10.0.0.0/8", "parameter": {"source": "url", "name": "q"}}}
+            ]}
+        }));
+        assert_eq!(h.response_headers, [("A".to_string(), "b".to_string())]);
+        let paths: Vec<&str> = h.warnings.iter().map(|w| w.split(':').next().unwrap()).collect();
+        assert_eq!(
+            paths,
+            [
+                "hooks[0]._comment",
+                "hooks[0].description",
+                "hooks[0].response-headers[0].note",
+                "hooks[0].trigger-rule.and[0].match.comment",
+                "hooks[0].trigger-rule.and[0].match.parameter.doc",
+                "hooks[0].trigger-rule.and[1].match.parameter",
+            ]
+        );
+        assert!(h.warnings[5].ends_with(
+            "not read by match type \"ip-whitelist\", ignored as adnanh/webhook ignores it (it reads ip-range)"
+        ));
+        assert!(
+            h.warnings[1].ends_with("unknown field, ignored as adnanh/webhook ignores it (remove it to silence this)")
+        );
+    }
+
+    #[test]
     fn errors_name_their_path() {
         let cases = [
             (json!({}), "hooks[0].id: missing"),
@@ -822,16 +999,16 @@ mod tests {
             (json!({"id": "../x"}), "hooks[0].id: hook id \"../x\" is not URL-path-safe"),
             (json!({"id": "x", "execute_command": "a"}), "hooks[0].execute_command: unknown field (did you mean \"execute-command\"?)"),
             (json!({"id": "x", "ID": "y"}), "hooks[0].ID: unknown field (did you mean \"id\"?)"),
-            (json!({"id": "x", "colour": "red"}), "hooks[0].colour: unknown field"),
+            (json!({"id": "x", "trigger_rule": {}}), "hooks[0].trigger_rule: unknown field (did you mean \"trigger-rule\"?)"),
+            (json!({"id": "x", "execute-comand": "a"}), "hooks[0].execute-comand: unknown field (did you mean \"execute-command\"?)"),
+            (json!({"id": "x", "secret": "a"}), "hooks[0].secret: unknown field (did you mean \"secrets\"?)"),
             (json!({"id": "x", "pre-hook-command": "/bin/true"}), "hooks[0].pre-hook-command: not supported by hookcast: pre-hook-command (described in adnanh/webhook's docs, absent from its releases)"),
-            (json!({"id": "x", "success-http-response-code": 299}), "hooks[0].success-http-response-code: 299 is not a 2xx-5xx status code adnanh/webhook knows (it would silently answer 200)"),
-            (json!({"id": "x", "success-http-response-code": 100}), "hooks[0].success-http-response-code: 100 is not a 2xx-5xx"),
+            (json!({"id": "x", "success-http-response-code": 200.5}), "hooks[0].success-http-response-code: expected a status code, found a number"),
             (json!({"id": "x", "trigger-rule-mismatch-http-response-code": "400"}), "hooks[0].trigger-rule-mismatch-http-response-code: expected a status code, found a string"),
-            (json!({"id": "x", "incoming-payload-content-type": "application/xml"}), "hooks[0].incoming-payload-content-type: not supported by hookcast: XML payloads (\"application/xml\")"),
             (json!({"id": "x", "http-methods": ["GET", "PO ST"]}), "hooks[0].http-methods[1]: not an HTTP method: \"PO ST\""),
             (json!({"id": "x", "response-headers": [{"name": "X-A", "value": "a\r\nSet-Cookie: x"}]}), "hooks[0].response-headers[0].value: a header value cannot hold CR, LF or NUL"),
             (json!({"id": "x", "response-headers": [{"name": "", "value": "a"}]}), "hooks[0].response-headers[0].name: not a header name: \"\""),
-            (json!({"id": "x", "response-headers": [{"name": "A", "val": "a"}]}), "hooks[0].response-headers[0].val: unknown field (one of name, value)"),
+            (json!({"id": "x", "response-headers": [{"name": "A", "vaule": "a"}]}), "hooks[0].response-headers[0].vaule: unknown field (did you mean \"value\"?)"),
             (json!({"id": "x", "pass-environment-to-command": [{"source": "payload", "name": "a=b"}]}), "hooks[0].pass-environment-to-command[0]: environment variable name \"HOOK_a=b\" must be non-empty without '=' or NUL (set envname)"),
             (json!({"id": "x", "pass-arguments-to-command": [{"source": "payload", "name": "a"}, {"source": "nope"}]}), "hooks[0].pass-arguments-to-command[1].source: unknown source"),
             (json!({"id": "x", "parse-parameters-as-json": [{"source": "string", "name": "{}"}]}), "hooks[0].parse-parameters-as-json[0].source: only header, url, query and payload values can be parsed as JSON"),
@@ -867,9 +1044,25 @@ mod tests {
         assert_eq!(parse_hooks_file(ok, "hooks.json").unwrap().len(), 2);
         assert!(parse_hooks_file("\u{feff}[]", "hooks.json").unwrap().is_empty());
         let err = |text: &str| parse_hooks_file(text, "/etc/webhook/hooks.json").unwrap_err().to_string();
+        // hookcast webhook without -template: "{{" is text, as in adnanh.
+        let lit = parse_hooks_file_as(r#"[{"id": "a", "response-message": "{{ x }}"}]"#, "h.json", true).unwrap();
+        assert_eq!(lit[0].response_message.as_deref(), Some("{{ x }}"));
+        assert_eq!(lit[0].warnings, ["h.json: line 1: \"{{\" read as text, as adnanh/webhook does without -template"]);
+        // adnanh starts on a file that repeats an id: the first answers.
+        let twice = parse_hooks_file(
+            r#"[{"id": "a", "response-message": "1"}, {"id": "b"}, {"id": "a"}]"#,
+            "/etc/webhook/hooks.json",
+        )
+        .unwrap();
+        assert_eq!((twice.len(), twice[0].response_message.as_deref()), (2, Some("1")));
         assert_eq!(
-            err(r#"[{"id": "a"}, {"id": "b"}, {"id": "a"}]"#),
-            "/etc/webhook/hooks.json[2].id: duplicate hook id \"a\" (first at /etc/webhook/hooks.json[0].id)"
+            twice[0].warnings,
+            ["/etc/webhook/hooks.json[2].id: duplicate hook id \"a\" (first at /etc/webhook/hooks.json[0].id): left out, as adnanh/webhook answers with the first"]
+        );
+        let list = vec![("hooks[0]".to_string(), json!({"id": "a"})), ("hooks[1]".to_string(), json!({"id": "a"}))];
+        assert_eq!(
+            parse_hook_list(list).unwrap_err().to_string(),
+            "hooks[1].id: duplicate hook id \"a\" (first at hooks[0].id)"
         );
         assert!(err("- id: deploy\n  execute-command: /bin/true\n")
             .starts_with("/etc/webhook/hooks.json: not JSON: hookcast reads hooks files as JSON only (YAML"));
@@ -880,7 +1073,9 @@ mod tests {
         assert_eq!(err(r#"{"id": "a"}"#), "/etc/webhook/hooks.json: expected a JSON list of hooks, found an object");
         assert!(err("[{").starts_with("/etc/webhook/hooks.json: invalid JSON: "));
         assert_eq!(err("  \n"), "/etc/webhook/hooks.json: empty hooks file (expected a JSON list of hooks)");
-        assert!(err(r#"[{"id": "a", "bogus": 1}]"#).starts_with("/etc/webhook/hooks.json[0].bogus: unknown field"));
+        assert!(err(r#"[{"id": "a", "executecommand": 1}]"#).starts_with(
+            "/etc/webhook/hooks.json[0].executecommand: unknown field (did you mean \"execute-command\"?)"
+        ));
         let missing = load_hooks_file(Path::new("/nonexistent/hooks.json")).unwrap_err().to_string();
         assert!(missing.starts_with("/nonexistent/hooks.json: cannot read: "), "{missing}");
     }

@@ -31,6 +31,12 @@ use std::time::Duration;
 /// adnanh/webhook's body when a command failed and its output is not to be shown.
 const ADNANH_EXEC_ERROR: &str =
     "Error occurred while executing the hook's command. Please check your logs for more details.";
+/// Variables addressed to the daemon itself (systemd's notification socket, watchdog and socket
+/// activation), never inherited by a command: under adnanh, which speaks none of these
+/// protocols, a unit does not set them.
+const DAEMON_ONLY_ENV: &[&str] =
+    &["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
+
 /// adnanh/webhook's body when the rules did not match.
 const ADNANH_RULES_NOT_SATISFIED: &str = "Hook rules were not satisfied.";
 
@@ -48,6 +54,9 @@ pub struct Hook {
     reads_credentials: bool,
     /// Topic its deliveries are published to.
     pub topic: String,
+    /// Variables any hook reads a secret from (`{"env": NAME}`): kept out of an inherited
+    /// environment, since a command's output is published on `$runs`.
+    withheld_env: Vec<String>,
 }
 
 /// Header fields that carry a secret, or a signature over the body, in some scheme we know
@@ -202,7 +211,27 @@ impl Hooks {
                 rule_secret_headers: secret_headers,
                 reads_credentials,
                 topic,
+                withheld_env: Vec::new(),
             });
+        }
+        let mut withheld: Vec<String> = DAEMON_ONLY_ENV.iter().map(|s| s.to_string()).collect();
+        for h in &hooks.list {
+            let mut sources: Vec<&crate::hooks::def::SecretSource> = h.def.secrets.iter().collect();
+            if let Some(r) = &h.def.trigger_rule {
+                rules::secret_sources(r, &mut sources);
+            }
+            for s in sources {
+                if let crate::hooks::def::SecretSource::Env(name) = s {
+                    if !withheld.contains(name) {
+                        withheld.push(name.clone());
+                    }
+                }
+            }
+        }
+        for h in &mut hooks.list {
+            if h.def.inherit_environment {
+                h.withheld_env = withheld.clone();
+            }
         }
         Ok(hooks)
     }
@@ -240,6 +269,8 @@ pub struct Request<'a> {
     pub body: Vec<u8>,
     /// Client address (after trusted proxies).
     pub ip: IpAddr,
+    /// The client's port, 0 when unknown (a replay, a client named by a trusted proxy).
+    pub port: u16,
     /// Unix time now.
     pub now_unix: u64,
     /// The id of the stored delivery a replay repeats: kept, even when it was made up.
@@ -356,7 +387,7 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
             "source": source, "outcome": d.outcome.as_str(), "status": status,
             "message": message,
         });
-        d.response = Some(resp);
+        d.response = Some(with_flag_headers(def, resp));
         d
     };
     if !def.allows_method(req.method) {
@@ -416,10 +447,7 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
     if hook.provider.is_some() && repeated(&d.dedup_key) {
         return duplicate(d);
     }
-    let remote = match req.ip {
-        IpAddr::V4(ip) => format!("{ip}:0"),
-        IpAddr::V6(ip) => format!("[{ip}]:0"),
-    };
+    let remote = std::net::SocketAddr::new(req.ip, req.port).to_string();
     let headers = req.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
     // Nothing reads the raw body after this: it moves into the request values.
     let rv = match RequestValues::build(def, req.method, &remote, headers, req.query, std::mem::take(&mut req.body)) {
@@ -499,7 +527,9 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
         }
     };
     if let Some(cmd) = &def.execute_command {
-        d.spec = Some(run_spec(def, cmd, &rv, &d.delivery, d.event.as_deref(), runner));
+        let mut spec = run_spec(def, cmd, &rv, &d.delivery, d.event.as_deref(), runner);
+        spec.withheld_env = hook.withheld_env.clone();
+        d.spec = Some(spec);
     }
     let resp = if def.include_command_output_in_response && def.execute_command.is_some() {
         None // answered when the run ends
@@ -559,15 +589,31 @@ fn run_spec(
         mode,
         delivery: delivery.to_string(),
         capture: def.include_command_output_in_response,
+        inherit_env: def.inherit_environment,
+        withheld_env: Vec::new(),
     }
 }
 
-/// adnanh's success answer: its status, the hook's `response-headers`, and a body.
+/// adnanh's `-header` flags (`hookcast webhook`), set as Go's `Header.Set` does: replacing a
+/// field of the same name (the default Content-Type included).
+fn with_flag_headers(def: &HookDef, mut r: Response) -> Response {
+    for (name, value) in &def.flag_headers {
+        r.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        r.headers.push((name.clone().into(), value.clone()));
+    }
+    r
+}
+
+/// adnanh's success answer: its status, the hook's `response-headers` (over the `-header`
+/// flags), and a body.
 fn success(def: &HookDef, body: &[u8]) -> Response {
     let mut r = Response::new(def.success_http_response_code, "text/plain; charset=utf-8", body.to_vec());
+    r = with_flag_headers(def, r);
     for (name, value) in &def.response_headers {
-        if name.eq_ignore_ascii_case("content-type") {
-            r.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+        if name.eq_ignore_ascii_case("content-type")
+            || def.flag_headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            r.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         }
         r.headers.push((name.clone().into(), value.clone()));
     }
@@ -579,9 +625,9 @@ pub fn run_response(def: &HookDef, succeeded: bool, output: &[u8]) -> Response {
     if succeeded {
         success(def, output)
     } else if def.include_command_output_in_response_on_error {
-        plain(500, &String::from_utf8_lossy(output))
+        with_flag_headers(def, plain(500, &String::from_utf8_lossy(output)))
     } else {
-        plain(500, ADNANH_EXEC_ERROR)
+        with_flag_headers(def, plain(500, ADNANH_EXEC_ERROR))
     }
 }
 

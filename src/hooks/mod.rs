@@ -1,6 +1,8 @@
 //! Webhook intake.
 
+pub mod adnanh;
 pub mod body;
+pub mod coerce;
 pub mod dedup;
 pub mod def;
 pub mod intake;

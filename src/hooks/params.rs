@@ -157,7 +157,7 @@ impl std::error::Error for ParamError {}
 const ARGUMENT_FIELDS: &[&str] = &["source", "name", "envname", "base64decode"];
 
 /// Fields seen in adnanh forks and pull requests that hookcast refuses, with the reason.
-const ARGUMENT_REFUSED: &[(&str, &str)] = &[(
+pub(crate) const ARGUMENT_REFUSED: &[(&str, &str)] = &[(
     "headers-to-add-to-signature-payload",
     "headers-to-add-to-signature-payload (an unmerged adnanh/webhook pull request; use a provider for schemes that sign headers)",
 )];

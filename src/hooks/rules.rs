@@ -266,18 +266,13 @@ pub fn parse_rule(value: Value, path: &str) -> Result<Rule, ConfigError> {
     }
 }
 
-/// Takes a string field adnanh declares as a Go `string` (numbers must be quoted there too).
+/// Takes a string field adnanh declares as a Go `string` (numbers and booleans were already
+/// turned into strings as adnanh does, see `coerce`; an object or list is an error there too).
 fn take_str(map: &mut serde_json::Map<String, Value>, path: &str, key: &str) -> Result<Option<String>, ConfigError> {
     match map.remove(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => cerr(
-            &at(path, key),
-            format!(
-                "expected a string, found {} (adnanh/webhook too needs numbers and booleans quoted: \"1\")",
-                kind(&other)
-            ),
-        ),
+        Some(other) => cerr(&at(path, key), format!("expected a string, found {}", kind(&other))),
     }
 }
 
@@ -773,9 +768,9 @@ mod tests {
             (json!({"and": []}), "r.and: empty \"and\" list (write at least one rule)"),
             (json!({"or": {}}), "r.or: expected a list of rules, found an object"),
             (json!({"and": [{"match": {}}], "or": []}), "r: a rule holds exactly one of and, or, not, match; found and, or"),
-            (json!({"nand": []}), "r.nand: unknown field (one of and, or, not, match)"),
+            (json!({"nand": []}), "r.nand: unknown field (did you mean \"and\"?)"),
             (json!({"and": [{"not": {"match": {"type": "regex", "regex": "(", "parameter": p}}}]}), "r.and[0].not.match.regex: invalid regex \"(\": "),
-            (json!({"match": {"type": "value", "value": 1, "parameter": p}}), "r.match.value: expected a string, found a number (adnanh/webhook too needs numbers and booleans quoted: \"1\")"),
+            (json!({"match": {"type": "value", "value": [1], "parameter": p}}), "r.match.value: expected a string, found a list"),
             (json!({"match": {"type": "value", "parameter": p}}), "r.match.value: missing (write \"\" to match an empty value)"),
             (json!({"match": {"type": "value", "value": "x"}}), "r.match.parameter: missing (the request value to test)"),
             (json!({"match": {"type": "regex", "parameter": p}}), "r.match.regex: missing"),

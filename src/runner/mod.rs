@@ -98,6 +98,10 @@ pub struct RunSpec {
     pub delivery: String,
     /// Keep the combined raw output (for `include-command-output-in-response`).
     pub capture: bool,
+    /// Start from the daemon's environment (adnanh's behaviour) instead of an empty one.
+    pub inherit_env: bool,
+    /// Variables of the daemon's environment left out even when inheriting (secrets).
+    pub withheld_env: Vec<String>,
 }
 
 /// Where a run is in its life.
@@ -431,9 +435,11 @@ impl Runner {
     fn base_env(&self, run: &Run) -> Vec<(String, String)> {
         let path = std::env::var("PATH")
             .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        // An inheriting child keeps the daemon's own locale.
+        let lang = std::env::var("LANG").ok().filter(|_| run.spec.inherit_env).unwrap_or_else(|| "C.UTF-8".into());
         let mut env = vec![
             ("PATH".to_string(), path),
-            ("LANG".to_string(), "C.UTF-8".to_string()),
+            ("LANG".to_string(), lang),
             ("HOOKCAST_HOOK".to_string(), run.spec.hook.clone()),
             ("HOOKCAST_DELIVERY".to_string(), run.spec.delivery.clone()),
             ("HOOKCAST_RUN".to_string(), run.id.to_string()),
@@ -863,8 +869,14 @@ fn spawn(
     }
     env.extend(run.spec.env.iter().cloned());
     let mut cmd = Command::new(program(&run.spec));
+    if run.spec.inherit_env {
+        for name in &run.spec.withheld_env {
+            cmd.env_remove(name);
+        }
+    } else {
+        cmd.env_clear();
+    }
     cmd.args(&run.spec.args)
-        .env_clear()
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -939,6 +951,8 @@ mod tests {
             mode: Mode::Coalesce,
             delivery: "d".into(),
             capture: false,
+            inherit_env: false,
+            withheld_env: Vec::new(),
         };
         let id = r.submit(spec, Instant::now(), false).expect("started");
         // Let the child write everything and exit without reading a byte.

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod adnanh;
 mod cli;
 mod durable;
 mod eventsource;
