@@ -140,7 +140,7 @@ fn http10_keep_alive_is_announced_and_the_connection_kept() {
     assert!(read_response(&mut s).is_none());
     // HTTP/1.1 keeps its default silent.
     let mut s = d.connect();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut s).unwrap().header("connection"), None);
 }
 
@@ -409,7 +409,7 @@ fn send_in_background(s: &TcpStream, bytes: Vec<u8>) -> std::thread::JoinHandle<
 
 fn publish_request(topic: &str, body_len: usize) -> Vec<u8> {
     let mut req =
-        format!("POST /publish/{topic} HTTP/1.1\r\nHost: x\r\nContent-Length: {body_len}\r\n\r\n").into_bytes();
+        format!("POST /publish/{topic} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {body_len}\r\n\r\n").into_bytes();
     req.resize(req.len() + body_len, b'x');
     req
 }
@@ -421,7 +421,7 @@ fn publish_request(topic: &str, body_len: usize) -> Vec<u8> {
 fn three_pipelined_1mb_posts_are_answered_without_waiting_for_the_body_timeout() {
     let d = Daemon::start(STALL_LIMITS);
     let mut s = d.connect();
-    let mut batch = b"GET /poll?topics=quiet&timeout=1 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let mut batch = b"GET /poll?topics=quiet&timeout=1 HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
     batch.extend((0..3).flat_map(|i| publish_request(&format!("big{i}"), 1_000_000)));
     let writer = send_in_background(&s, batch);
     assert_eq!(read_response(&mut s).unwrap().status, 200, "the poll times out empty");
@@ -464,7 +464,7 @@ fn a_body_left_in_the_kernel_behind_a_held_request_is_read() {
 }"#,
     );
     let mut s = d.connect();
-    let mut batch = b"GET /poll?topics=quiet&timeout=1 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let mut batch = b"GET /poll?topics=quiet&timeout=1 HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec();
     batch.extend(publish_request("after", 3 << 20));
     let writer = send_in_background(&s, batch);
     let poll = read_response(&mut s).unwrap();

@@ -201,7 +201,7 @@ fn regression_new_work_is_refused_while_the_journal_queue_is_over_its_bound() {
     // A delivery waiting for its fsync is not a duplicate yet: a resend meanwhile is refused,
     // not answered `duplicate` (the first may still be lost) nor run a second time.
     let mut first = d.connect();
-    let req = "POST /hooks/h HTTP/1.1\r\nHost: test\r\nX-GitHub-Delivery: pending-1\r\nContent-Length: 2\r\n\r\n{}";
+    let req = "POST /hooks/h HTTP/1.1\r\nHost: localhost\r\nX-GitHub-Delivery: pending-1\r\nContent-Length: 2\r\n\r\n{}";
     first.write_all(req.as_bytes()).unwrap();
     assert!(eventually(TIMEOUT, || d.metric("hookcast_journal_queued_bytes") > 0.0), "the delivery is queued");
     let r = d.request("POST", "/hooks/h", &[("X-GitHub-Delivery", "pending-1")], b"{}");
@@ -214,7 +214,7 @@ fn regression_new_work_is_refused_while_the_journal_queue_is_over_its_bound() {
     // 100 kB queued and waiting for the late fsync, its 202 held meanwhile.
     let mut held = d.connect();
     let big = "x".repeat(100_000);
-    let req = format!("POST /publish/t HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n{big}", big.len());
+    let req = format!("POST /publish/t HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{big}", big.len());
     held.write_all(req.as_bytes()).unwrap();
     assert!(eventually(TIMEOUT, || d.metric("hookcast_journal_queued_bytes") >= 100_000.0), "the record is queued");
     // Not durable yet, so not in history either.
@@ -247,7 +247,7 @@ fn regression_a_publish_over_the_journal_record_limit_is_refused_not_lost() {
     // Refused from the head alone: no need to send (or read) 64 MiB to be told.
     let limit = hookcast::journal::record::MAX_BODY_LEN;
     let head = |path: &str, len: usize| {
-        d.raw(format!("POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {len}\r\n\r\n").as_bytes())
+        d.raw(format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len}\r\n\r\n").as_bytes())
     };
     let r = head("/publish/t", limit + 1);
     assert_eq!(r.status, 413, "{}", r.text());
