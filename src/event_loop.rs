@@ -17,6 +17,8 @@ use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -143,6 +145,12 @@ impl Server {
         // Adopt systemd's sockets (socket activation) before opening any descriptor of our own.
         let passed = crate::notify::listener_from_env().map_err(StartError::Inherited)?;
         let poll = Poll::new().map_err(StartError::setup("the poll"))?;
+        // A write past a file-size limit (systemd's LimitFSIZE, a quota) raises SIGXFSZ, whose
+        // default kills the process: with a handler the write fails with EFBIG instead, and the
+        // journal refuses work (503) as it does when the disk is full. A handler, unlike
+        // SIG_IGN, is reset at exec, so deploy commands keep the default.
+        signal_hook::flag::register(signal_hook::consts::SIGXFSZ, Arc::new(AtomicBool::new(false)))
+            .map_err(StartError::setup("signals"))?;
         let mut signals =
             Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD]).map_err(StartError::setup("signals"))?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE).map_err(StartError::setup("signals"))?;

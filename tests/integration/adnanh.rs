@@ -164,7 +164,8 @@ fn regression_remote_addr_is_the_tcp_peer_with_its_port() {
     let d = Daemon::start_args(None, &["--hooks", file.to_str().unwrap()]);
     let mut s = d.connect();
     let me = s.local_addr().unwrap();
-    s.write_all(b"POST /hooks/who HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"POST /hooks/who HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let r = read_response(&mut s).unwrap();
     assert_eq!((r.status, r.text().trim()), (200, me.to_string().as_str()), "adnanh: r.RemoteAddr");
     assert_ne!(me.port(), 0);

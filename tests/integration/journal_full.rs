@@ -4,10 +4,10 @@
 //! rather than acknowledged and lost.
 //!
 //! A full disk is made real without root or a loop mount: the daemon runs under a file-size
-//! limit (`RLIMIT_FSIZE`, set with util-linux `prlimit`) with `SIGXFSZ` ignored (a disposition
-//! inherited across `exec`), so a `write(2)` past the limit fails with `EFBIG` — a write error,
-//! like `ENOSPC`, rather than the signal killing the process. Raising the limit from outside
-//! with `prlimit --pid` is the disk getting space again.
+//! limit (`RLIMIT_FSIZE`, set with util-linux `prlimit`), so a `write(2)` past the limit fails
+//! with `EFBIG`, a write error like `ENOSPC`. `SIGXFSZ` is left at its default disposition, which
+//! kills a process that does not handle it (as under systemd's `LimitFSIZE`): the daemon handles
+//! it itself. Raising the limit from outside with `prlimit --pid` is the disk getting space again.
 
 use crate::util::*;
 use serde_json::{json, Value};
@@ -24,12 +24,13 @@ fn need_prlimit() {
     assert!(ok, "these tests need util-linux `prlimit` (apt-get install util-linux)");
 }
 
-/// Starts the daemon on `state` with its files limited to `fsize` bytes and SIGXFSZ ignored.
+/// Starts the daemon on `state` with its files limited to `fsize` bytes, SIGXFSZ at its default
+/// disposition (which kills a process that does not handle it), as under systemd's LimitFSIZE.
 fn start_limited(cfg: &Value, state: &TempDir, fsize: u64) -> Daemon {
     need_prlimit();
     let limit = format!("--fsize={fsize}:");
     // `$0` is the binary, `$@` its arguments (see `Daemon::start_via`).
-    let script = format!("trap '' XFSZ; exec prlimit {limit} -- \"$0\" \"$@\"");
+    let script = format!("trap - XFSZ; exec prlimit {limit} -- \"$0\" \"$@\"");
     let state = state.0.to_str().unwrap();
     Daemon::start_via(&["sh", "-c", &script], Some(&cfg.to_string()), &["--state-dir", state], &[])
 }
@@ -201,7 +202,8 @@ fn regression_new_work_is_refused_while_the_journal_queue_is_over_its_bound() {
     // A delivery waiting for its fsync is not a duplicate yet: a resend meanwhile is refused,
     // not answered `duplicate` (the first may still be lost) nor run a second time.
     let mut first = d.connect();
-    let req = "POST /hooks/h HTTP/1.1\r\nHost: localhost\r\nX-GitHub-Delivery: pending-1\r\nContent-Length: 2\r\n\r\n{}";
+    let req =
+        "POST /hooks/h HTTP/1.1\r\nHost: localhost\r\nX-GitHub-Delivery: pending-1\r\nContent-Length: 2\r\n\r\n{}";
     first.write_all(req.as_bytes()).unwrap();
     assert!(eventually(TIMEOUT, || d.metric("hookcast_journal_queued_bytes") > 0.0), "the delivery is queued");
     let r = d.request("POST", "/hooks/h", &[("X-GitHub-Delivery", "pending-1")], b"{}");
