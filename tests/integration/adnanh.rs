@@ -14,11 +14,10 @@
 
 use crate::util::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const NOT_SATISFIED: &str = "Hook rules were not satisfied.";
 
@@ -28,71 +27,16 @@ fn write_hooks(dir: &Path, name: &str, hooks: &Value) -> PathBuf {
     path
 }
 
-/// Runs the binary (as `argv0` when given) to completion: exit code, stdout, stderr.
+/// Runs the binary (or a link to it, as `webhook`) to completion: exit code, stdout, stderr.
 fn run(program: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{} {args:?} did not exit within 10 s", program.display());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_to_end(program, args, &[])
 }
 
 /// Starts `hookcast ARGS…` (no `serve` added) and waits for its address in the log.
 fn start(args: &[&str], env: &[(&str, &str)]) -> Daemon {
-    let dir = TempDir::new("adnanh-cli");
-    let mut child = Command::new(BIN)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn hookcast");
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(i) = line.find("listening on http://") {
-                if let Some(tx) = tx.take() {
-                    let rest = &line[i + "listening on http://".len()..];
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                }
-            }
-            let mut l = sink.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    let addr = match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(a) => a.parse().unwrap(),
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("hookcast {args:?} did not report its address; log:\n{}", log.lock().unwrap());
-        }
-    };
-    Daemon { child, addr, log, dir }
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).envs(env.iter().copied());
+    Daemon::launch(cmd, TempDir::new("adnanh-cli"))
 }
 
 fn post_json(d: &Daemon, path: &str, body: &str) -> Resp {

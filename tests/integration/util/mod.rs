@@ -354,6 +354,12 @@ impl Daemon {
             cmd.arg("--config").arg(&path);
         }
         cmd.args(extra).envs(env.iter().copied()).env("HOOKCAST_LOG", "debug");
+        Daemon::launch(cmd, dir)
+    }
+
+    /// Spawns `cmd` (a hookcast command line that serves) with its stderr collected as the log,
+    /// and waits for the address it reports; `dir` lives as long as the daemon.
+    pub fn launch(mut cmd: Command, dir: TempDir) -> Daemon {
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn hookcast");
         let stderr = child.stderr.take().unwrap();
@@ -382,7 +388,7 @@ impl Daemon {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("daemon did not report its address; log:\n{}", log.lock().unwrap());
+                panic!("daemon ({cmd:?}) did not report its address; log:\n{}", log.lock().unwrap());
             }
         };
         Daemon { child, addr, log, dir }
@@ -488,4 +494,32 @@ pub fn spawn_es_client(url: &str, args: &[&str]) -> (Child, std::sync::mpsc::Rec
         }
     });
     (child, rx)
+}
+
+/// Runs `program` (the hookcast binary, or a link to it) to completion, at most 10 s: exit
+/// code, stdout, stderr.
+pub fn run_to_end(program: &std::path::Path, args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} {args:?} did not exit within 10 s", program.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
