@@ -23,7 +23,7 @@
 //! cargo bench --bench hot_paths -- hmac         # the cases whose name contains "hmac"
 //! ```
 
-use hookcast::buf::{Flush, OutQueue};
+use hookcast::buf::{OutQueue, SocketResult};
 use hookcast::config::HistoryConfig;
 use hookcast::hooks::providers::{self, Incoming, Provider};
 use hookcast::hooks::rules::HmacAlgo;
@@ -208,6 +208,6 @@ Accept: text/event-stream\r\nCache-Control: no-cache\r\nLast-Event-ID: 179534047
     bench(&filter, "out queue: push shared event + flush", budget, || {
         sink.clear();
         q.push_shared(Rc::clone(&frame));
-        assert_eq!(q.flush(&mut sink), Flush::Drained);
+        assert_eq!(q.flush(&mut sink), SocketResult::Continue);
     });
 }

@@ -7,9 +7,10 @@ use crate::http::request::{query_param, Head};
 use crate::http::response::{Field, Response};
 use crate::http::router::{self, Route, RouteError};
 use crate::hub::Wire;
-use crate::topic;
 use serde_json::json;
 use std::net::IpAddr;
+
+pub(crate) mod stream;
 
 /// What a request turned into.
 #[derive(Debug)]
@@ -60,38 +61,6 @@ const POLL_TIMEOUT: (u64, u64) = (25, 120);
 /// Default and largest number of events in one long-poll answer.
 const POLL_LIMIT: (usize, usize) = (100, 1000);
 
-/// The long-poll answer: `{"events":[…],"next":ID}` plus `"reset":true` after a history gap
-/// and `"more":true` when the limit cut the batch (poll again at once with `since=next`).
-pub fn poll_answer(app: &App, patterns: &[&str], since: u64, limit: usize) -> Option<Response> {
-    let r = app.hub.replay(patterns, since, usize::MAX, None);
-    if r.events.is_empty() && !r.gap {
-        return None;
-    }
-    let more = r.events.len() > limit;
-    let events = &r.events[..r.events.len().min(limit)];
-    // With no event to carry it, the cursor goes to the head, as an SSE reset does: a cursor
-    // ahead of the server (ids went back: a restored backup, a clock set late without an RTC)
-    // echoed back would be answered `reset` at once, forever.
-    let next = events.last().map_or(app.hub.last_id(), |e| e.id);
-    let mut body = Vec::with_capacity(64 + events.iter().map(|e| e.cost()).sum::<usize>());
-    body.extend_from_slice(b"{\"events\":[");
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(&e.encoded(Wire::Json));
-    }
-    body.extend_from_slice(format!("],\"next\":{next}").as_bytes());
-    if r.gap {
-        body.extend_from_slice(b",\"reset\":true");
-    }
-    if more {
-        body.extend_from_slice(b",\"more\":true");
-    }
-    body.extend_from_slice(b"}\n");
-    Some(Response::new(200, "application/json", body).with("Cache-Control", "no-cache"))
-}
-
 /// `GET /poll`: answers at once when history has something after `since`, else waits.
 fn poll(app: &mut App, client: Client, head: &Head) -> Outcome {
     let patterns = match query_patterns(head) {
@@ -100,8 +69,8 @@ fn poll(app: &mut App, client: Client, head: &Head) -> Outcome {
         Err(r) => return respond(r),
     };
     let who = caller(app, client, head, false);
-    if let Some(p) = patterns.iter().find(|p| !app.auth.allows(&who, Scope::Subscribe, p)) {
-        return respond(denied(&who, &format!("subscribe to {p:?}")));
+    if let Err(r) = patterns.iter().try_for_each(|p| stream::may_subscribe(app, &who, p)) {
+        return respond(r);
     }
     let q = head.query();
     let num = |key: &str, (default, max): (u64, u64)| -> Result<u64, Response> {
@@ -124,7 +93,7 @@ fn poll(app: &mut App, client: Client, head: &Head) -> Outcome {
         Some(s) => s.trim().parse::<u64>().unwrap_or(0),
     };
     let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
-    if let Some(r) = poll_answer(app, &refs, since, limit) {
+    if let Some(r) = stream::poll_answer(app, &refs, since, limit) {
         return respond(r);
     }
     if head.method == crate::http::request::Method::Head {
@@ -166,14 +135,6 @@ pub struct SubscribeRequest {
     /// Who connected (checked again on a reload).
     pub client: Client,
 }
-
-/// Deepest JSON accepted as an event's data: the hook payloads' limit less the three levels a
-/// long-poll answer wraps around it (`{"events":[{"data":…}]}`), so every wire format stays
-/// within what serde_json and the hook checker read.
-pub const MAX_PUBLISH_DEPTH: usize = crate::hooks::json::MAX_DEPTH - 3;
-
-/// Most patterns one subscription may name.
-pub const MAX_PATTERNS: usize = 32;
 
 /// The client behind any trusted proxy (see `auth::client_ip`), and whether its `Host` is ours.
 pub fn client(app: &App, peer: IpAddr, head: &Head) -> Client {
@@ -410,14 +371,8 @@ fn query_patterns(head: &Head) -> Result<Vec<String>, Response> {
         return Ok(Vec::new());
     };
     let patterns: Vec<String> = list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-    if patterns.len() > MAX_PATTERNS {
-        return Err(Response::error(400, &format!("at most {MAX_PATTERNS} topics")));
-    }
-    for p in &patterns {
-        if let Err(e) = topic::validate_pattern(p) {
-            return Err(Response::error(400, &format!("{e}: {p:?}")));
-        }
-    }
+    stream::pattern_count(patterns.len())?;
+    patterns.iter().try_for_each(|p| stream::valid_pattern(p))?;
     Ok(patterns)
 }
 
@@ -444,9 +399,9 @@ fn denied(caller: &Caller, what: &str) -> Response {
 
 fn events(app: &mut App, client: Client, head: &Head, single: Option<String>) -> Outcome {
     let patterns = match single {
-        Some(t) => match topic::validate_pattern(&t) {
+        Some(t) => match stream::valid_pattern(&t) {
             Ok(()) => vec![t],
-            Err(e) => return respond(Response::error(400, &format!("{e}: {t:?}"))),
+            Err(r) => return respond(r),
         },
         None => match query_patterns(head) {
             Ok(p) if p.is_empty() => {
@@ -457,8 +412,8 @@ fn events(app: &mut App, client: Client, head: &Head, single: Option<String>) ->
         },
     };
     let who = caller(app, client, head, true);
-    if let Some(p) = patterns.iter().find(|p| !app.auth.allows(&who, Scope::Subscribe, p)) {
-        return respond(denied(&who, &format!("subscribe to {p:?}")));
+    if let Err(r) = patterns.iter().try_for_each(|p| stream::may_subscribe(app, &who, p)) {
+        return respond(r);
     }
     let wire = match query_param(head.query(), "format").as_deref() {
         None | Some("raw") => Wire::Sse,
@@ -489,50 +444,18 @@ fn events(app: &mut App, client: Client, head: &Head, single: Option<String>) ->
     Outcome::Subscribe(SubscribeRequest { head: out, patterns, wire, last_event_id, token, client })
 }
 
+/// `POST /publish/{topic}`: the body is the event's data, `?event=` its type, and a JSON
+/// `Content-Type` makes it JSON data (see [`stream::publish_checked`]).
 fn publish(app: &mut App, client: Client, head: &Head, topic_name: &str, body: Vec<u8>) -> Response {
-    if let Err(e) = topic::validate_topic(topic_name) {
-        return Response::error(400, &format!("{e}: {topic_name:?}"));
-    }
-    if topic_name.starts_with('$') {
-        return Response::error(403, "system topics are published by hookcast itself");
-    }
     let who = caller(app, client, head, false);
-    if !app.auth.allows(&who, Scope::Publish, topic_name) {
-        return denied(&who, &format!("publish to {topic_name:?}"));
-    }
-    if let Some(why) = app.journal_refusal() {
-        return journal_unavailable(why);
-    }
     let kind = query_param(head.query(), "event").unwrap_or_else(|| "message".to_string());
-    if !crate::sse::valid_event_name(&kind) {
-        return Response::error(400, "event type must be 1-64 characters without line breaks");
-    }
-    let limit = crate::app::max_event_data(topic_name, &kind);
-    if app.journal.is_some() && body.len() > limit {
-        // It could not be journalled, so it could not be acknowledged as durable.
-        return Response::error(
-            413,
-            &format!("event data of {} bytes is over the journal's record limit ({limit} bytes)", body.len()),
-        );
-    }
-    let Ok(data) = String::from_utf8(body) else {
-        return Response::error(400, "body must be UTF-8 text");
-    };
     let is_json = head
         .header_str("content-type")
         .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
-    // The hook payloads' checker, nesting limit included: serde_json ignores a value without
-    // its recursion limit, and a 100 000-deep list stored here broke every client that parsed it.
-    if is_json {
-        if let Err(e) = crate::hooks::json::check_depth(data.as_bytes(), MAX_PUBLISH_DEPTH) {
-            let max = MAX_PUBLISH_DEPTH;
-            let msg =
-                format!("body is not valid JSON of at most {max} nested levels (Content-Type says it is JSON): {e}");
-            return Response::error(400, &msg);
-        }
+    match stream::publish_checked(app, &who, topic_name, &kind, body, is_json) {
+        Ok(ev) => Response::json(202, &json!({ "id": ev.id, "topic": topic_name })),
+        Err(r) => r,
     }
-    let ev = app.publish(topic_name, &kind, data, is_json);
-    Response::json(202, &json!({ "id": ev.id, "topic": topic_name }))
 }
 
 /// The largest request body `head`'s route takes: `limits.max_body_bytes`, and with a journal
@@ -635,8 +558,8 @@ fn ws_upgrade(app: &mut App, client: Client, head: &Head, echo: bool) -> Outcome
     if who.bad_token {
         return respond(denied(&who, "connect"));
     }
-    if let Some(p) = patterns.iter().find(|p| !app.auth.allows(&who, Scope::Subscribe, p)) {
-        return respond(denied(&who, &format!("subscribe to {p:?}")));
+    if let Err(r) = patterns.iter().try_for_each(|p| stream::may_subscribe(app, &who, p)) {
+        return respond(r);
     }
     let protocol =
         head.header_str("sec-websocket-protocol").and_then(|o| handshake::pick_protocol(o, &["hookcast.v1"]));
@@ -997,22 +920,4 @@ fn preflight(app: &App, head: &Head, allow: &'static str) -> Response {
             .with("Access-Control-Max-Age", "600");
     }
     r
-}
-
-/// The event telling a resuming client that history no longer holds everything it missed, so
-/// it must refetch its state. Its id is the point the stream is consistent from.
-pub fn reset_event(wire: Wire, since: u64, resume: u64) -> Vec<u8> {
-    let data = json!({ "reason": "history_gap", "last_event_id": since, "resume_from": resume }).to_string();
-    match wire {
-        Wire::Sse | Wire::SseEnvelope => {
-            let mut out = Vec::new();
-            crate::sse::encode_into(&mut out, resume, "reset", &data);
-            out
-        }
-        Wire::Json => data.into_bytes(),
-        Wire::Ws => {
-            let msg = json!({ "type": "reset", "last_event_id": since, "resume_from": resume }).to_string();
-            crate::ws::frame::encode_frame(crate::ws::frame::Opcode::Text, msg.as_bytes())
-        }
-    }
 }

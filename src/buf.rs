@@ -3,7 +3,7 @@
 //! memory, which is what keeps an idle subscriber small.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::rc::Rc;
 
 /// Most slices handed to one `writev` call.
@@ -25,15 +25,42 @@ impl Chunk {
     }
 }
 
-/// How a flush ended.
+/// How a socket read or write ended: one vocabulary for both directions (sozu's `SocketResult`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flush {
-    /// Everything was written.
-    Drained,
-    /// The socket is full; wait for writable.
+pub enum SocketResult {
+    /// Bytes moved and the socket may take or give more: a read got data, a flush drained the
+    /// queue.
+    Continue,
+    /// The kernel has nothing to read or no room to write; wait for readiness.
     WouldBlock,
-    /// The peer is gone (reset, broken pipe, zero-length write) or another I/O error.
+    /// The peer ended the stream in order: a read returned 0 (it may still read our answer), or
+    /// a write took 0 bytes.
     Closed,
+    /// The connection is unusable: reset, broken pipe, or another I/O error.
+    Error,
+}
+
+impl SocketResult {
+    /// The result of a failed read or write; `Interrupted` is the caller's to retry.
+    fn of_error(e: &io::Error) -> SocketResult {
+        match e.kind() {
+            io::ErrorKind::WouldBlock => SocketResult::WouldBlock,
+            _ => SocketResult::Error,
+        }
+    }
+}
+
+/// One read into `buf`, retried on `EINTR`: the byte count and how it ended (`Closed` at the end
+/// of the stream, `Continue` with the bytes read).
+pub fn read_once<R: Read>(r: &mut R, buf: &mut [u8]) -> (usize, SocketResult) {
+    loop {
+        match r.read(buf) {
+            Ok(0) => return (0, SocketResult::Closed),
+            Ok(n) => return (n, SocketResult::Continue),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return (0, SocketResult::of_error(&e)),
+        }
+    }
 }
 
 /// Bytes waiting to be written, in order.
@@ -81,8 +108,9 @@ impl OutQueue {
         self.len == 0
     }
 
-    /// Writes until drained or the socket pushes back.
-    pub fn flush<W: Write>(&mut self, w: &mut W) -> Flush {
+    /// Writes until drained (`Continue`) or the socket pushes back (`WouldBlock`); `Closed` or
+    /// `Error` when the peer is gone.
+    pub fn flush<W: Write>(&mut self, w: &mut W) -> SocketResult {
         while !self.chunks.is_empty() {
             let written = if self.chunks.len() == 1 {
                 // The usual case of a fan-out: one event queued. write(2) skips writev's copy and
@@ -99,16 +127,15 @@ impl OutQueue {
                 w.write_vectored(&slices[..n])
             };
             match written {
-                Ok(0) => return Flush::Closed,
+                Ok(0) => return SocketResult::Closed,
                 Ok(written) => self.advance(written),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flush::WouldBlock,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Flush::Closed,
+                Err(e) => return SocketResult::of_error(&e),
             }
         }
         // Give the deque's buffer back: an idle subscriber should own nothing.
         self.chunks = VecDeque::new();
-        Flush::Drained
+        SocketResult::Continue
     }
 
     fn advance(&mut self, mut n: usize) {
@@ -169,7 +196,7 @@ mod tests {
         let total = q.len();
         let mut w = Trickle { got: Vec::new(), cap: 3, block_next: false };
         let mut rounds = 0;
-        while q.flush(&mut w) == Flush::WouldBlock {
+        while q.flush(&mut w) == SocketResult::WouldBlock {
             rounds += 1;
             assert!(rounds < 100);
         }

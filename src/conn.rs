@@ -1,42 +1,60 @@
-//! One client connection: its socket, input bytes, output queue and protocol state.
+//! One client connection: its socket, input bytes, output queue and protocol state. This is the
+//! transport state machine only: what a request means is decided by the handlers (`api`), and
+//! what a WebSocket op does by `api::stream`.
 //!
 //! ```text
-//!            accept
-//!              │
-//!              ▼
-//!   ┌──────► Head ──(head with body)──► Body ──(body complete)──┐
-//!   │          │ (complete head, no body)                        │
-//!   │          ▼                                                 │
-//!   └─ keep-alive ◄─────────────── dispatch ◄────────────────────┘
-//!                                   │   │
-//!        (GET /events) Subscriber ◄─┘   └─► Closing ──(flushed)──► Lingering ──► closed
-//!                                        (error or Connection: close)
+//!             accept
+//!               │
+//!               ▼
+//!   ┌──────────► Head ──(head with a body)──► Body ──(body complete)──┐
+//!   │             │ (head without a body)                             │
+//!   │             ▼                                                   │
+//!   │          dispatch ◄─────────────────────────────────────────────┘
+//!   │             ├──(response)───────────────────────────────────────────────────► answer
+//!   │             ├──(202, journal not caught up)──► AwaitDurable ──(durable)──────► answer
+//!   │             ├──(webhook answered by its run)─► AwaitRun ──(run ended)──► AwaitDurable
+//!   │             ├──(GET /poll, nothing yet)──────► Poll ──(event or timeout)─────► answer
+//!   │             ├──(GET /events)─────────────────► Subscriber (SSE)
+//!   │             └──(GET /ws, 101)────────────────► Subscriber (WebSocket: ops, ping, close)
+//!   │                                                     │ (close frame, protocol error,
+//!   │                                                     │  access revoked by a reload)
+//!   └─(keep-alive)── answer ──(Connection: close)──► Closing ◄─┘
+//!                                                      │ ▲ (error response, timeout answer)
+//!                                   (output flushed,   ▼ │ from Head or Body
+//!                                    write side shut)  Lingering ──(EOF or 2 s)──► closed
 //! ```
 //!
-//! Transitions happen in [`Conn::process`], which consumes requests from the input buffer while
-//! the output queue is short (pipelining with backpressure). The loop feeds it bytes, flushes its
-//! queue and acts on [`Conn::want_close`]. A read stops at the input cap with bytes possibly left
-//! in the kernel; readiness is edge-triggered and will not report them again, so once `process`
-//! has made room the loop reads again by itself ([`Conn::wants_read`]). An idle subscriber holds no input buffer and no output
+//! Every state change goes through [`Conn::transition`], which checks the pair in debug builds;
+//! a state being rebuilt is `State::Transitioning`, never seen live. [`Conn::process`] consumes
+//! requests from the input buffer while the output queue is short (pipelining with
+//! backpressure). The loop feeds it bytes, flushes its queue and acts on [`Conn::want_close`]. A
+//! read stops at the input cap with bytes possibly left in the kernel; readiness is
+//! edge-triggered and will not report them again, so once `process` has made room the loop reads
+//! again by itself ([`Conn::wants_read`]). An idle subscriber holds no input buffer and no output
 //! buffer: the struct itself and its pattern ids are all it costs.
 
+use crate::api::stream::{self, OpReply};
 use crate::api::{self, Outcome};
 use crate::app::App;
-use crate::auth::{Caller, Client, Scope, TokenId};
-use crate::buf::{Flush, OutQueue};
+use crate::auth::{Caller, Client, TokenId};
+use crate::buf::{self, OutQueue, SocketResult};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{self, BodyKind, Head, Method};
 use crate::http::response::{Persist, Response};
 use crate::hub::{Event, PatternId, Wire};
 use crate::metrics::Transport;
 use crate::ws::frame::{self, Opcode};
-use crate::ws::message::{Assembler, Incoming};
-use crate::ws::ops::{self, Op, OpError};
+use crate::ws::message::Incoming;
+use crate::ws::ops::{self, OpError};
+pub use crate::ws::session::WsSession;
 use mio::net::TcpStream;
-use std::io::{self, Read};
+use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+#[cfg(test)]
+mod tests;
 
 /// Output bytes past which pipelined requests wait until the client reads.
 const PIPELINE_OUT_LIMIT: usize = 256 * 1024;
@@ -52,12 +70,37 @@ const DURABLE_WAIT: Duration = Duration::from_secs(10);
 /// `Subscriber::catch_up` before the first replay batch (no eviction mark yet).
 const FIRST_BATCH: u64 = u64::MAX;
 
+/// The byte stream under a connection: a TCP socket in the daemon, bytes in memory in tests.
+pub trait Socket: Read + Write {
+    /// Shuts the write side, so the peer sees the end of our output.
+    fn shutdown_write(&self);
+}
+
+impl Socket for TcpStream {
+    fn shutdown_write(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// How the answer to the request being served is written, and how many came before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// Whether the connection stays open after the answer.
+    persist: Persist,
+    /// A HEAD request: the answer has no body.
+    head_only: bool,
+    /// Requests answered on this connection before this one.
+    served: u32,
+}
+
 /// A body being received.
 #[derive(Debug)]
 pub struct PendingBody {
     head: Head,
     framing: BodyFraming,
     body: Vec<u8>,
+    /// Requests answered on this connection before this one.
+    served: u32,
 }
 
 #[derive(Debug)]
@@ -72,9 +115,7 @@ pub struct AwaitRun {
     run: crate::runner::sched::RunId,
     hook: String,
     seq: u64,
-    persist: Persist,
-    head_only: bool,
-    served: u32,
+    reply: Reply,
 }
 
 /// An acknowledgement waiting for the journal.
@@ -82,9 +123,7 @@ pub struct AwaitRun {
 pub struct AwaitDurable {
     seq: u64,
     resp: Response,
-    persist: Persist,
-    head_only: bool,
-    served: u32,
+    reply: Reply,
 }
 
 /// A held long-poll request.
@@ -96,12 +135,10 @@ pub struct PollWait {
     counted: bool,
     since: u64,
     limit: usize,
-    persist: Persist,
-    head_only: bool,
-    served: u32,
+    reply: Reply,
 }
 
-/// A Server-Sent Events subscriber.
+/// An event subscriber: a Server-Sent Events stream, or a WebSocket when `ws` is set.
 #[derive(Debug)]
 pub struct Subscriber {
     /// Interned pattern ids in the hub.
@@ -136,17 +173,6 @@ impl Subscriber {
     }
 }
 
-/// What a WebSocket subscriber has beyond an SSE one.
-#[derive(Debug)]
-pub struct WsSession {
-    asm: Assembler,
-    /// Pings sent since the client last showed signs of life.
-    pub missed_pongs: u8,
-    echo: bool,
-    /// Publish acks held until their journal record is durable: (journal seq, ack).
-    pending_acks: std::collections::VecDeque<(u64, String)>,
-}
-
 /// Where a connection is in its life.
 #[derive(Debug)]
 pub enum State {
@@ -169,6 +195,88 @@ pub enum State {
     Closing,
     /// Write side shut; reading and dropping input until EOF or the deadline.
     Lingering,
+    /// The state was taken out to build the next one from it (the marker says which it was). Never
+    /// live: every path that takes a state ends in [`Conn::transition`].
+    Transitioning(Marker),
+}
+
+/// A state's name without its data, for checking transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    /// [`State::Head`].
+    Head,
+    /// [`State::Body`].
+    Body,
+    /// [`State::Subscriber`].
+    Subscriber,
+    /// [`State::AwaitRun`].
+    AwaitRun,
+    /// [`State::Poll`].
+    Poll,
+    /// [`State::AwaitDurable`].
+    AwaitDurable,
+    /// [`State::Closing`].
+    Closing,
+    /// [`State::Lingering`].
+    Lingering,
+    /// [`State::Transitioning`].
+    Transitioning,
+}
+
+impl State {
+    /// Which state this is.
+    pub fn marker(&self) -> Marker {
+        match self {
+            State::Head { .. } => Marker::Head,
+            State::Body(_) => Marker::Body,
+            State::Subscriber(_) => Marker::Subscriber,
+            State::AwaitRun(_) => Marker::AwaitRun,
+            State::Poll(_) => Marker::Poll,
+            State::AwaitDurable(_) => Marker::AwaitDurable,
+            State::Closing => Marker::Closing,
+            State::Lingering => Marker::Lingering,
+            State::Transitioning(_) => Marker::Transitioning,
+        }
+    }
+}
+
+/// Whether a connection may go from `from` to `to` (the diagram in the module doc).
+fn legal(from: Marker, to: Marker) -> bool {
+    use Marker::*;
+    match (from, to) {
+        (_, Transitioning) | (Transitioning, _) => false,
+        // A request is answered (keep-alive or close) or fails.
+        (Head | Body | AwaitRun | AwaitDurable | Poll, Head | Closing) => true,
+        (Head, Body) => true,
+        // A complete request becomes a held answer or a stream.
+        (Head | Body, Subscriber | Poll | AwaitRun | AwaitDurable) => true,
+        // The run is over; its delivery's record is not durable yet.
+        (AwaitRun, AwaitDurable) => true,
+        (Subscriber, Closing) => true,
+        (Closing, Lingering) => true,
+        _ => false,
+    }
+}
+
+/// What the connection's deadline is for: which timeout it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// A request head must arrive (`limits.header_timeout`).
+    Head,
+    /// Keep-alive between requests (`limits.idle_timeout`).
+    Idle,
+    /// A request body must arrive (`limits.body_timeout`).
+    Body,
+    /// A webhook's run must end.
+    Run,
+    /// The journal must confirm an answer's record.
+    Durable,
+    /// A long poll's own timeout.
+    Poll,
+    /// The final response must be read by the client (`limits.idle_timeout`).
+    Closing,
+    /// Reading and dropping input after the final response.
+    Linger,
 }
 
 /// What the loop should do with a connection after a call.
@@ -182,13 +290,13 @@ pub enum Close {
     Slow,
 }
 
-/// One connection.
+/// One connection over a socket `S` (a TCP stream in the daemon).
 #[derive(Debug)]
-pub struct Conn {
+pub struct Conn<S: Socket = TcpStream> {
     /// The loop's token for this connection.
     pub token: usize,
     /// The socket.
-    pub sock: TcpStream,
+    pub sock: S,
     /// The client address.
     pub ip: IpAddr,
     /// The TCP peer's port (adnanh's `remote-addr` carries it).
@@ -197,10 +305,12 @@ pub struct Conn {
     inbuf: Vec<u8>,
     /// Output waiting for the socket.
     pub out: OutQueue,
-    /// Protocol state.
-    pub state: State,
+    /// Protocol state; changed only by [`Conn::transition`].
+    state: State,
     /// When this connection times out in its current state.
     pub deadline: Option<Instant>,
+    /// Which timeout `deadline` is.
+    timer: Timer,
     /// How the connection is counted in metrics.
     pub transport: Transport,
     /// The peer closed its write side.
@@ -214,9 +324,15 @@ pub struct Conn {
     close: Close,
 }
 
-impl Conn {
+/// Whether journal record `seq` is durable (always, without a journal): an answer that depends
+/// on it may go out.
+fn is_durable(app: &App, seq: u64) -> bool {
+    app.journal.as_ref().is_none_or(|j| j.durable_seq() >= seq)
+}
+
+impl<S: Socket> Conn<S> {
     /// A freshly accepted connection, waiting for its first request.
-    pub fn new(token: usize, sock: TcpStream, ip: IpAddr, port: u16, app: &App) -> Conn {
+    pub fn new(token: usize, sock: S, ip: IpAddr, port: u16, app: &App) -> Conn<S> {
         Conn {
             token,
             sock,
@@ -226,6 +342,7 @@ impl Conn {
             out: OutQueue::default(),
             state: State::Head { served: 0 },
             deadline: Some(app.now + app.cfg.limits.header_timeout),
+            timer: Timer::Head,
             transport: Transport::Http,
             eof: false,
             unread: false,
@@ -239,12 +356,67 @@ impl Conn {
         self.close
     }
 
+    /// The connection's state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Whether a request is being read (its head or its body).
+    pub fn is_parsing(&self) -> bool {
+        matches!(self.state, State::Head { .. } | State::Body(_))
+    }
+
+    /// Whether this connection streams events (SSE or WebSocket).
+    pub fn is_stream(&self) -> bool {
+        matches!(self.state, State::Subscriber(_))
+    }
+
+    /// Whether this connection is a WebSocket subscriber.
+    pub fn is_ws(&self) -> bool {
+        matches!(&self.state, State::Subscriber(s) if s.ws.is_some())
+    }
+
+    /// Whether the final response is out and the connection only drops what still arrives.
+    pub fn is_lingering(&self) -> bool {
+        matches!(self.state, State::Lingering)
+    }
+
+    /// Whether the peer's end of stream ends the connection: nothing is left to answer (a
+    /// subscriber, a lingering close) and nothing more will be read.
+    pub fn ends_at_eof(&self) -> bool {
+        self.is_stream() || self.is_lingering()
+    }
+
     /// Whether this connection is streaming events.
     pub fn subscriber(&mut self) -> Option<&mut Subscriber> {
         match &mut self.state {
             State::Subscriber(s) => Some(s),
             _ => None,
         }
+    }
+
+    /// Takes the state out to build the next one from it, leaving the non-live marker.
+    fn take_state(&mut self) -> State {
+        let from = self.state.marker();
+        debug_assert!(from != Marker::Transitioning, "state taken twice");
+        std::mem::replace(&mut self.state, State::Transitioning(from))
+    }
+
+    /// Moves to state `to`: the one place the state changes (from the live state, or from the one
+    /// [`Conn::take_state`] took out). Debug builds check the pair against the module diagram.
+    fn transition(&mut self, to: State) {
+        let from = match self.state {
+            State::Transitioning(from) => from,
+            ref live => live.marker(),
+        };
+        debug_assert!(legal(from, to.marker()), "illegal transition {from:?} -> {:?}", to.marker());
+        self.state = to;
+    }
+
+    /// Sets the deadline: `timer` runs out `after` from now.
+    fn arm(&mut self, app: &App, timer: Timer, after: Duration) {
+        self.deadline = Some(app.now + after);
+        self.timer = timer;
     }
 
     /// Reads everything available (up to `cap` buffered), stopping at a short read unless
@@ -262,12 +434,8 @@ impl Conn {
                 self.unread = true;
                 return;
             }
-            match self.sock.read(scratch) {
-                Ok(0) => {
-                    self.eof = true;
-                    return;
-                }
-                Ok(n) => {
+            match buf::read_once(&mut self.sock, scratch) {
+                (n, SocketResult::Continue) => {
                     if keep {
                         self.inbuf.extend_from_slice(&scratch[..n]);
                     }
@@ -275,9 +443,13 @@ impl Conn {
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
+                (_, SocketResult::WouldBlock) => return,
+                // The peer's half-close: what it asked for is still answered.
+                (_, SocketResult::Closed) => {
+                    self.eof = true;
+                    return;
+                }
+                (_, SocketResult::Error) => {
                     self.close = Close::Now;
                     return;
                 }
@@ -301,7 +473,7 @@ impl Conn {
         match &self.state {
             State::Head { .. } | State::Body(_) | State::AwaitRun(_) | State::Poll(_) | State::AwaitDurable(_) => true,
             State::Subscriber(s) => s.ws.is_some(),
-            State::Closing | State::Lingering => false,
+            State::Closing | State::Lingering | State::Transitioning(_) => false,
         }
     }
 
@@ -323,19 +495,19 @@ impl Conn {
                 s.wrote |= self.out.len() < before;
             }
             match result {
-                Flush::Closed => {
+                SocketResult::Closed | SocketResult::Error => {
                     self.close = Close::Now;
                     return;
                 }
-                Flush::WouldBlock => return,
-                Flush::Drained => {}
+                SocketResult::WouldBlock => return,
+                SocketResult::Continue => {}
             }
             match &self.state {
                 State::Closing => {
                     // Half-close so the client sees the end of our response, then drain its input.
-                    let _ = self.sock.shutdown(std::net::Shutdown::Write);
-                    self.state = State::Lingering;
-                    self.deadline = Some(app.now + LINGER);
+                    self.sock.shutdown_write();
+                    self.transition(State::Lingering);
+                    self.arm(app, Timer::Linger, LINGER);
                     self.inbuf = Vec::new();
                     if self.eof {
                         self.close = Close::Now;
@@ -367,7 +539,7 @@ impl Conn {
             // The client must refetch its state; it is consistent again from just before the
             // first event we still have (or from now, when there is none).
             let resume = r.events.first().map_or(app.hub.last_id(), |e| e.id - 1);
-            self.out.push_owned(api::reset_event(s.wire, s.last_id, resume));
+            self.out.push_owned(s.wire.reset_event(s.last_id, resume));
             s.last_id = resume;
         }
         for ev in &r.events {
@@ -384,8 +556,7 @@ impl Conn {
         if let State::Poll(p) = &self.state {
             if ev.id > p.since {
                 let patterns: Vec<&str> = p.patterns.iter().filter_map(|&id| app.hub.pattern_text(id)).collect();
-                let answer = api::poll_answer(app, &patterns, p.since, p.limit);
-                if let Some(r) = answer {
+                if let Some(r) = stream::poll_answer(app, &patterns, p.since, p.limit) {
                     app.metrics.messages_sent[Transport::Poll as usize] += 1;
                     self.end_poll(app, r);
                 }
@@ -427,10 +598,8 @@ impl Conn {
                 Response::error(503, "the journal did not confirm the write in time").with("Retry-After", "5"),
             ),
             State::Poll(p) => {
-                // Nothing arrived: an empty answer, the cursor unchanged.
-                let since = p.since;
-                let body = format!("{{\"events\":[],\"next\":{since}}}\n");
-                self.end_poll(app, Response::new(200, "application/json", body).with("Cache-Control", "no-cache"));
+                let r = stream::poll_timed_out(p.since);
+                self.end_poll(app, r);
             }
             // Idle keep-alive, a client that never started, or a stuck final write: just close.
             _ => self.close = Close::Now,
@@ -446,140 +615,33 @@ impl Conn {
     }
 
     fn enter_closing(&mut self, app: &mut App) {
-        self.state = State::Closing;
+        self.transition(State::Closing);
         self.inbuf = Vec::new();
         // A client that never reads its final response is dropped after the idle timeout.
-        self.deadline = Some(app.now + app.cfg.limits.idle_timeout);
+        self.arm(app, Timer::Closing, app.cfg.limits.idle_timeout);
     }
 
-    /// Consumes complete requests from the input buffer and answers them, in order.
+    /// Consumes complete requests (or WebSocket messages) from the input buffer and answers
+    /// them, in order, each state taking its bytes in its own `on_*_bytes`.
     pub fn process(&mut self, app: &mut App) {
         let mut pos = 0;
         self.held = false;
         loop {
-            match &mut self.state {
-                State::Head { served } => {
-                    let served = *served;
-                    if self.out.len() > PIPELINE_OUT_LIMIT {
-                        self.held = true;
-                        break; // let the client read before we answer more
-                    }
-                    let input = &self.inbuf[pos..];
-                    if input.is_empty() {
-                        if self.eof {
-                            self.close_or_finish();
-                        }
-                        break;
-                    }
-                    let limits = request::Limits {
-                        max_header_bytes: app.cfg.limits.max_header_bytes,
-                        max_uri_bytes: app.cfg.limits.max_uri_bytes,
-                    };
-                    match request::parse_head(input, &limits) {
-                        Ok(None) => {
-                            if self.eof {
-                                // The client gave up halfway through a head.
-                                self.close = Close::Now;
-                            } else if served > 0 && self.deadline_is_idle(app) {
-                                // First byte of the next request: the head timeout starts now.
-                                self.deadline = Some(app.now + app.cfg.limits.header_timeout);
-                            }
-                            break;
-                        }
-                        Err(e) => {
-                            let msg = e.to_string();
-                            self.fail(app, Response::error(e.status(), &msg));
-                            break;
-                        }
-                        Ok(Some((head, used))) => {
-                            pos += used;
-                            self.start_body(app, head);
-                        }
-                    }
-                }
-                State::Body(pending) => {
-                    let input = &self.inbuf[pos..];
-                    let max = app.cfg.limits.max_body_bytes;
-                    let done = match &mut pending.framing {
-                        BodyFraming::Length(left) => {
-                            let take = input.len().min(*left as usize);
-                            pending.body.extend_from_slice(&input[..take]);
-                            pos += take;
-                            *left -= take as u64;
-                            *left == 0
-                        }
-                        BodyFraming::Chunked(dec) => match dec.decode(input, &mut pending.body, max) {
-                            Ok((used, done)) => {
-                                pos += used;
-                                done
-                            }
-                            Err(e) => {
-                                let status = match e {
-                                    crate::http::chunked::ChunkedError::TooLarge => 413,
-                                    _ => 400,
-                                };
-                                self.fail(app, Response::error(status, &e.to_string()));
-                                break;
-                            }
-                        },
-                    };
-                    if !done {
-                        if self.eof {
-                            self.close = Close::Now;
-                        }
-                        break;
-                    }
-                    let State::Body(pending) = std::mem::replace(&mut self.state, State::Head { served: 0 }) else {
-                        unreachable!("matched Body above")
-                    };
-                    let PendingBody { head, body, .. } = *pending;
-                    self.dispatch(app, head, body);
-                }
-                State::Subscriber(s) => {
-                    let Some(ws) = s.ws.as_mut() else {
-                        pos = self.inbuf.len();
-                        break;
-                    };
-                    if pos >= self.inbuf.len() {
-                        if self.eof {
-                            // Gone without a close frame (1006 on their side): nothing to answer.
-                            self.close = Close::Now;
-                        }
-                        break;
-                    }
-                    if self.out.len() > app.cfg.limits.max_queued_bytes {
-                        self.held = true;
-                        break; // an echo peer that sends faster than it reads: wait for it
-                    }
-                    match ws.asm.feed(&mut self.inbuf[pos..]) {
-                        Err(reason) => {
-                            self.ws_close(app, reason.code, reason.reason);
-                            break;
-                        }
-                        Ok(f) => {
-                            pos += f.consumed;
-                            match f.item {
-                                Some(item) => self.ws_incoming(app, item),
-                                None if f.consumed == 0 => break,
-                                None => {}
-                            }
-                        }
-                    }
-                }
-                // Pipelined requests wait until the run (or the poll) answers this one; a client
-                // that hangs up meanwhile is gone.
-                State::AwaitRun(_) | State::Poll(_) | State::AwaitDurable(_) => {
-                    if self.eof {
-                        self.close = Close::Now;
-                    }
-                    break;
-                }
-                State::Closing | State::Lingering => {
+            let more = match self.state {
+                State::Head { .. } => self.on_head_bytes(app, &mut pos),
+                State::Body(_) => self.on_body_bytes(app, &mut pos),
+                State::Subscriber(_) => self.on_ws_bytes(app, &mut pos),
+                State::AwaitRun(_) | State::Poll(_) | State::AwaitDurable(_) => self.on_held_bytes(),
+                State::Closing | State::Lingering | State::Transitioning(_) => {
                     pos = self.inbuf.len();
-                    break;
+                    false
                 }
+            };
+            if !more {
+                break;
             }
         }
+        debug_assert!(self.state.marker() != Marker::Transitioning, "a taken state was not replaced");
         if pos >= self.inbuf.len() {
             if matches!(self.state, State::Head { .. }) && self.inbuf.capacity() <= KEEP_INBUF {
                 // A keep-alive client will send again: reuse the buffer rather than free it and
@@ -594,9 +656,129 @@ impl Conn {
         }
     }
 
-    fn deadline_is_idle(&self, app: &App) -> bool {
-        // The idle deadline is the only one longer than the head timeout from "now".
-        self.deadline.is_none_or(|d| d > app.now + app.cfg.limits.header_timeout)
+    /// Waiting for a head: parses the next one from `inbuf[*pos..]` and starts its request.
+    /// Whether to go on with the input.
+    fn on_head_bytes(&mut self, app: &mut App, pos: &mut usize) -> bool {
+        let State::Head { served } = self.state else { return false };
+        if self.out.len() > PIPELINE_OUT_LIMIT {
+            self.held = true;
+            return false; // let the client read before we answer more
+        }
+        let input = &self.inbuf[*pos..];
+        if input.is_empty() {
+            if self.eof {
+                self.close_or_finish();
+            }
+            return false;
+        }
+        let limits = request::Limits {
+            max_header_bytes: app.cfg.limits.max_header_bytes,
+            max_uri_bytes: app.cfg.limits.max_uri_bytes,
+        };
+        match request::parse_head(input, &limits) {
+            Ok(None) => {
+                if self.eof {
+                    // The client gave up halfway through a head.
+                    self.close = Close::Now;
+                } else if self.timer == Timer::Idle {
+                    // First byte of the next request: the head timeout starts now.
+                    self.arm(app, Timer::Head, app.cfg.limits.header_timeout);
+                }
+                false
+            }
+            Err(e) => {
+                self.fail(app, Response::error(e.status(), &e.to_string()));
+                false
+            }
+            Ok(Some((head, used))) => {
+                *pos += used;
+                self.start_body(app, head, served);
+                true
+            }
+        }
+    }
+
+    /// Receiving a body: takes what of it `inbuf[*pos..]` holds; dispatches the request once it
+    /// is complete. Whether to go on with the input.
+    fn on_body_bytes(&mut self, app: &mut App, pos: &mut usize) -> bool {
+        let State::Body(pending) = &mut self.state else { return false };
+        let input = &self.inbuf[*pos..];
+        let max = app.cfg.limits.max_body_bytes;
+        let done = match &mut pending.framing {
+            BodyFraming::Length(left) => {
+                let take = input.len().min(*left as usize);
+                pending.body.extend_from_slice(&input[..take]);
+                *pos += take;
+                *left -= take as u64;
+                *left == 0
+            }
+            BodyFraming::Chunked(dec) => match dec.decode(input, &mut pending.body, max) {
+                Ok((used, done)) => {
+                    *pos += used;
+                    done
+                }
+                Err(e) => {
+                    self.fail(app, Response::error(e.status(), &e.to_string()));
+                    return false;
+                }
+            },
+        };
+        if !done {
+            if self.eof {
+                self.close = Close::Now;
+            }
+            return false;
+        }
+        let State::Body(pending) = self.take_state() else { unreachable!("matched Body above") };
+        let PendingBody { head, body, served, .. } = *pending;
+        self.dispatch(app, head, body, served);
+        true
+    }
+
+    /// A subscriber: a WebSocket one takes the messages in `inbuf[*pos..]`; an SSE one has
+    /// nothing to read and drops it. Whether to go on with the input.
+    fn on_ws_bytes(&mut self, app: &mut App, pos: &mut usize) -> bool {
+        let State::Subscriber(s) = &mut self.state else { return false };
+        let Some(ws) = s.ws.as_mut() else {
+            *pos = self.inbuf.len();
+            return false;
+        };
+        if *pos >= self.inbuf.len() {
+            if self.eof {
+                // Gone without a close frame (1006 on their side): nothing to answer.
+                self.close = Close::Now;
+            }
+            return false;
+        }
+        if self.out.len() > app.cfg.limits.max_queued_bytes {
+            self.held = true;
+            return false; // an echo peer that sends faster than it reads: wait for it
+        }
+        match ws.asm.feed(&mut self.inbuf[*pos..]) {
+            Err(reason) => {
+                self.ws_close(app, reason.code, reason.reason);
+                false
+            }
+            Ok(f) => {
+                *pos += f.consumed;
+                match f.item {
+                    Some(item) => {
+                        self.ws_incoming(app, item);
+                        true
+                    }
+                    None => f.consumed > 0,
+                }
+            }
+        }
+    }
+
+    /// A held answer (run, poll, journal): pipelined requests wait until it is out; a client
+    /// that hangs up meanwhile is gone. Never goes on.
+    fn on_held_bytes(&mut self) -> bool {
+        if self.eof {
+            self.close = Close::Now;
+        }
+        false
     }
 
     fn close_or_finish(&mut self) {
@@ -604,16 +786,17 @@ impl Conn {
             self.close = Close::Now;
         } else {
             // Answer what was asked before the client half-closed, then go.
-            self.state = State::Closing;
+            self.transition(State::Closing);
         }
     }
 
     /// A complete head arrived: decide how its body is framed, answering limit errors early.
-    fn start_body(&mut self, app: &mut App, head: Head) {
+    fn start_body(&mut self, app: &mut App, head: Head, served: u32) {
         let max = api::body_limit(app, &head) as u64;
         let framing = match head.body {
             BodyKind::None | BodyKind::Length(0) => {
-                self.dispatch(app, head, Vec::new());
+                self.take_state();
+                self.dispatch(app, head, Vec::new(), served);
                 return;
             }
             BodyKind::Length(n) if n > max => {
@@ -631,66 +814,50 @@ impl Conn {
             BodyFraming::Length(n) => n as usize,
             BodyFraming::Chunked(_) => 0,
         };
-        self.state = State::Body(Box::new(PendingBody { head, framing, body: Vec::with_capacity(cap.min(64 * 1024)) }));
-        self.deadline = Some(app.now + app.cfg.limits.body_timeout);
+        let body = Vec::with_capacity(cap.min(64 * 1024));
+        self.transition(State::Body(Box::new(PendingBody { head, framing, body, served })));
+        self.arm(app, Timer::Body, app.cfg.limits.body_timeout);
     }
 
-    /// Answers one complete request.
-    fn dispatch(&mut self, app: &mut App, head: Head, body: Vec<u8>) {
-        let served = match self.state {
-            State::Head { served } => served,
-            _ => 0,
+    /// Answers one complete request; its state was taken out (`take_state`), and every way out
+    /// of here makes the next one.
+    fn dispatch(&mut self, app: &mut App, head: Head, body: Vec<u8>, served: u32) {
+        debug_assert!(matches!(self.state, State::Transitioning(_)), "dispatch without taking the state");
+        let reply = Reply {
+            persist: Persist::new(head.keep_alive && !self.eof, head.version_minor),
+            head_only: head.method == Method::Head,
+            served,
         };
-        let head_only = head.method == Method::Head;
-        let persist = Persist::new(head.keep_alive && !self.eof, head.version_minor);
         match api::handle(app, (self.ip, self.port), &head, body) {
-            Outcome::Respond(resp) => self.answer(app, resp, persist, head_only, served),
+            Outcome::Respond(resp) => self.answer(app, resp, reply),
             Outcome::Subscribe(sub) => {
-                let Some(counted) = self.open_stream(app, sub.client, persist, head_only, served) else { return };
+                let Some(counted) = self.open_stream(app, sub.client, reply) else { return };
                 let s = self.subscribe(app, sub.head, &sub.patterns, sub.wire, None, sub.token, sub.client, counted);
                 self.start_stream(app, s, sub.last_event_id);
             }
-            Outcome::Durable { seq, resp } => self.answer_when_durable(app, seq, resp, persist, head_only, served),
+            Outcome::Durable { seq, resp } => self.answer_when_durable(app, seq, resp, reply),
             Outcome::Poll(p) => {
-                let Some(counted) = self.open_stream(app, p.client, persist, head_only, served) else { return };
+                let Some(counted) = self.open_stream(app, p.client, reply) else { return };
                 app.metrics.switch(self.transport, Transport::Poll);
                 self.transport = Transport::Poll;
                 let patterns = p.patterns.iter().map(|pat| app.hub.subscribe(self.token, pat)).collect();
-                self.deadline = Some(app.now + p.timeout);
-                self.state = State::Poll(Box::new(PollWait {
-                    patterns,
-                    client: p.client,
-                    counted,
-                    since: p.since,
-                    limit: p.limit,
-                    persist,
-                    head_only,
-                    served,
-                }));
+                self.arm(app, Timer::Poll, p.timeout);
+                let (client, since, limit) = (p.client, p.since, p.limit);
+                self.transition(State::Poll(Box::new(PollWait { patterns, client, counted, since, limit, reply })));
             }
             Outcome::AwaitRun { run, hook, seq } => {
                 app.run_waiters.entry(run).or_default().push(self.token);
-                if app.journal.as_ref().is_some_and(|j| j.durable_seq() < seq) {
+                if !is_durable(app, seq) {
                     // The run starts only once the delivery is durable: if the journal fails
                     // first, the answer is a 503 rather than a wait for a run that may never start.
                     app.durable_waiters.entry(seq).or_default().push(self.token);
                 }
-                let wait = app
-                    .hooks
-                    .get(&hook)
-                    .and_then(|h| h.def.timeout_secs)
-                    .map_or(app.runner.config().timeout, Duration::from_secs);
-                self.deadline = Some(app.now + wait + app.runner.config().kill_grace + Duration::from_secs(10));
-                self.state = State::AwaitRun(Box::new(AwaitRun { run, hook, seq, persist, head_only, served }));
+                self.arm(app, Timer::Run, stream::run_wait(app, &hook));
+                self.transition(State::AwaitRun(Box::new(AwaitRun { run, hook, seq, reply })));
             }
             Outcome::Upgrade(up) => {
-                let Some(counted) = self.open_stream(app, up.client, persist, head_only, served) else { return };
-                let ws = WsSession {
-                    asm: Assembler::new(app.cfg.ws.max_message_bytes),
-                    missed_pongs: 0,
-                    echo: up.echo,
-                    pending_acks: std::collections::VecDeque::new(),
-                };
+                let Some(counted) = self.open_stream(app, up.client, reply) else { return };
+                let ws = WsSession::new(app.cfg.ws.max_message_bytes, up.echo);
                 app.metrics.response(101);
                 let s = self.subscribe(
                     app,
@@ -710,20 +877,13 @@ impl Conn {
     /// Counts a stream (SSE, WebSocket, long poll) against its client's limit when it came
     /// through a trusted proxy (at accept only the proxy's address was known). Some(whether it
     /// was counted), or None after answering 503 when the client already holds its share.
-    fn open_stream(
-        &mut self,
-        app: &mut App,
-        client: Client,
-        persist: Persist,
-        head_only: bool,
-        served: u32,
-    ) -> Option<bool> {
+    fn open_stream(&mut self, app: &mut App, client: Client, reply: Reply) -> Option<bool> {
         match app.open_stream(self.ip, client.ip) {
             Ok(counted) => Some(counted),
             Err(open) => {
                 log::debug!("{}: refused a stream via {}: {open} already open", client.ip, self.ip);
                 let r = Response::error(503, "too many connections from your address").with("Retry-After", "10");
-                self.answer(app, r, persist, head_only, served);
+                self.answer(app, r, reply);
                 None
             }
         }
@@ -771,7 +931,7 @@ impl Conn {
             s.last_id = since;
             s.catch_up = Some(FIRST_BATCH);
         }
-        self.state = State::Subscriber(s);
+        self.transition(State::Subscriber(s));
         self.deadline = None;
         self.replay_batch(app);
     }
@@ -815,104 +975,32 @@ impl Conn {
                 op: None,
                 error: "binary messages are not understood; send JSON text".into(),
             })),
-            Incoming::Text(t) => {
-                let reply = match ops::parse(&t) {
-                    Ok(op) => self.ws_op(app, op),
-                    Err(e) => Err(e),
-                };
-                match reply {
-                    Ok(Some(text)) => self.ws_text(&text),
-                    Ok(None) => {}
-                    Err(e) => self.ws_text(&ops::error(&e)),
-                }
-            }
+            Incoming::Text(t) => match ops::parse(&t) {
+                Ok(op) => self.ws_op(app, op),
+                Err(e) => self.ws_text(&ops::error(&e)),
+            },
         }
     }
 
-    /// Carries out a client op; the reply to send, if any.
-    fn ws_op(&mut self, app: &mut App, op: Op) -> Result<Option<String>, OpError> {
-        let State::Subscriber(s) = &mut self.state else { return Ok(None) };
+    /// Has the handlers carry out a client op and does what they answer.
+    fn ws_op(&mut self, app: &mut App, op: ops::Op) {
+        let State::Subscriber(s) = &mut self.state else { return };
         let who = s.caller(app);
-        let fail = |op: &str, e: String| OpError { op: Some(op.to_string()), error: e };
-        match op {
-            Op::Ping => Ok(Some(r#"{"type":"pong"}"#.to_string())),
-            Op::Subscribe(list) => {
-                for p in &list {
-                    crate::topic::validate_pattern(p).map_err(|e| fail("subscribe", format!("{e}: {p:?}")))?;
-                    if !app.auth.allows(&who, Scope::Subscribe, p) {
-                        return Err(fail("subscribe", format!("not allowed to subscribe to {p:?}")));
-                    }
-                }
-                let mut ids = s.patterns.to_vec();
-                for p in &list {
-                    let known = ids.iter().any(|&id| app.hub.pattern_text(id) == Some(p.as_str()));
-                    if !known {
-                        if ids.len() >= api::MAX_PATTERNS {
-                            return Err(fail(
-                                "subscribe",
-                                format!("at most {} topics per connection", api::MAX_PATTERNS),
-                            ));
-                        }
-                        ids.push(app.hub.subscribe(self.token, p));
-                    }
-                }
-                s.patterns = ids.into_boxed_slice();
-                Ok(Some(ops::ack("subscribe", serde_json::json!({ "topics": list }))))
-            }
-            Op::Unsubscribe(list) => {
-                let mut ids = s.patterns.to_vec();
-                ids.retain(|&id| {
-                    let drop = app.hub.pattern_text(id).is_some_and(|t| list.iter().any(|p| p == t));
-                    if drop {
-                        app.hub.unsubscribe(self.token, id);
-                    }
-                    !drop
-                });
-                s.patterns = ids.into_boxed_slice();
-                Ok(Some(ops::ack("unsubscribe", serde_json::json!({ "topics": list }))))
-            }
-            Op::Resume(since) => {
+        match stream::ws_op(app, &who, self.token, &mut s.patterns, op) {
+            OpReply::Send(text) => self.ws_text(&text),
+            OpReply::Resume { ack, since } => {
                 s.last_id = since;
                 s.catch_up = Some(FIRST_BATCH);
-                self.ws_text(&ops::ack("resume", serde_json::json!({ "since": since })));
+                self.ws_text(&ack);
                 self.replay_batch(app);
-                Ok(None)
             }
-            Op::Publish { topic, event, data } => {
-                let t = topic.as_str();
-                crate::topic::validate_topic(t).map_err(|e| fail("publish", format!("{e}: {t:?}")))?;
-                if t.starts_with('$') || !app.auth.allows(&who, Scope::Publish, t) {
-                    return Err(fail("publish", format!("not allowed to publish to {t:?}")));
-                }
-                if !crate::sse::valid_event_name(&event) {
-                    return Err(fail("publish", "event type must be 1-64 characters without line breaks".into()));
-                }
-                if let Some(why) = app.journal_refusal() {
-                    return Err(fail("publish", why.into()));
-                }
-                let (text, is_json) = match data {
-                    serde_json::Value::String(s) => (s, false),
-                    other => (other.to_string(), true),
-                };
-                if app.journal.is_some() && text.len() > crate::app::max_event_data(t, &event) {
-                    return Err(fail("publish", "event data over the journal's record limit".into()));
-                }
-                if is_json && crate::hooks::json::check_depth(text.as_bytes(), api::MAX_PUBLISH_DEPTH).is_err() {
-                    let max = api::MAX_PUBLISH_DEPTH;
-                    return Err(fail("publish", format!("data nested deeper than {max} levels")));
-                }
-                let ev = app.publish(t, &event, text, is_json);
-                let ack = ops::ack("publish", serde_json::json!({ "id": ev.id, "topic": t }));
-                let seq = app.last_seq();
-                if app.journal.as_ref().is_none_or(|j| j.durable_seq() >= seq) {
-                    return Ok(Some(ack));
-                }
-                // Acknowledged, like POST /publish, only once the event is durable.
+            // Acknowledged, like POST /publish, only once the event is durable.
+            OpReply::Published { ack, seq } if is_durable(app, seq) => self.ws_text(&ack),
+            OpReply::Published { ack, seq } => {
                 if let Some(ws) = s.ws.as_mut() {
                     ws.pending_acks.push_back((seq, ack));
                 }
                 app.durable_waiters.entry(seq).or_default().push(self.token);
-                Ok(None)
             }
         }
     }
@@ -924,83 +1012,64 @@ impl Conn {
         if w.run != run {
             return; // a stale waiter entry for a token now used by another connection
         }
-        let State::AwaitRun(w) = std::mem::replace(&mut self.state, State::Head { served: 0 }) else { unreachable!() };
-        let resp = match (app.hooks.get(&w.hook), app.runner.get(run)) {
-            (Some(h), Some(r)) => {
-                crate::hooks::intake::run_response(&h.def, r.state == crate::runner::RunState::Succeeded, &r.raw)
-            }
-            _ => Response::error(500, "the run's record is gone"),
-        };
+        let State::AwaitRun(w) = self.take_state() else { unreachable!("matched AwaitRun above") };
+        let resp = stream::run_answer(app, &w.hook, run);
         // The run is over, but the delivery is acknowledged only once its record is durable.
-        self.answer_when_durable(app, w.seq, resp, w.persist, w.head_only, w.served);
+        self.answer_when_durable(app, w.seq, resp, w.reply);
         self.process(app);
     }
 
     /// Answers now if journal record `seq` is durable (or there is no journal), else holds the
     /// answer until it is.
-    fn answer_when_durable(
-        &mut self,
-        app: &mut App,
-        seq: u64,
-        resp: Response,
-        persist: Persist,
-        head_only: bool,
-        served: u32,
-    ) {
-        if app.journal.as_ref().is_none_or(|j| j.durable_seq() >= seq) {
-            self.answer(app, resp, persist, head_only, served);
+    fn answer_when_durable(&mut self, app: &mut App, seq: u64, resp: Response, reply: Reply) {
+        if is_durable(app, seq) {
+            self.answer(app, resp, reply);
         } else {
             app.durable_waiters.entry(seq).or_default().push(self.token);
-            self.deadline = Some(app.now + DURABLE_WAIT);
-            self.state = State::AwaitDurable(Box::new(AwaitDurable { seq, resp, persist, head_only, served }));
+            self.arm(app, Timer::Durable, DURABLE_WAIT);
+            self.transition(State::AwaitDurable(Box::new(AwaitDurable { seq, resp, reply })));
         }
     }
 
     /// The journal made everything up to `durable` durable (or failed): send the answers this
     /// connection held for it — an HTTP response, or WebSocket publish acks.
     pub fn finish_durable(&mut self, app: &mut App, durable: u64, failed: bool) {
-        if let State::Subscriber(s) = &mut self.state {
-            let Some(ws) = s.ws.as_mut() else { return };
-            let mut ready = Vec::new();
-            while ws.pending_acks.front().is_some_and(|(seq, _)| *seq <= durable || failed) {
-                let (seq, ack) = ws.pending_acks.pop_front().expect("front exists");
-                ready.push(if seq <= durable {
-                    ack
-                } else {
-                    ops::error(&OpError {
-                        op: Some("publish".into()),
-                        error: "the journal cannot write; not acknowledged".into(),
-                    })
-                });
-            }
-            for text in ready {
-                self.ws_text(&text);
-            }
-            return;
-        }
-        match &self.state {
-            State::AwaitDurable(w) if w.seq <= durable || failed => {}
-            State::AwaitRun(w) if w.seq > durable && failed => {
-                let State::AwaitRun(w) = std::mem::replace(&mut self.state, State::Head { served: 0 }) else {
-                    return;
-                };
-                let resp = Response::error(503, "the journal cannot write; not acknowledged, send again later")
-                    .with("Retry-After", "30");
-                self.answer(app, resp, w.persist, w.head_only, w.served);
-                self.process(app);
-                return;
-            }
-            _ => return,
-        }
-        let State::AwaitDurable(w) = std::mem::replace(&mut self.state, State::Head { served: 0 }) else { return };
-        let resp = if w.seq > durable {
+        let not_written = || {
             Response::error(503, "the journal cannot write; not acknowledged, send again later")
                 .with("Retry-After", "30")
-        } else {
-            w.resp
         };
-        self.answer(app, resp, w.persist, w.head_only, w.served);
-        self.process(app);
+        match &mut self.state {
+            State::Subscriber(s) => {
+                let Some(ws) = s.ws.as_mut() else { return };
+                let mut ready = Vec::new();
+                while ws.pending_acks.front().is_some_and(|(seq, _)| *seq <= durable || failed) {
+                    let (seq, ack) = ws.pending_acks.pop_front().expect("front exists");
+                    ready.push(if seq <= durable {
+                        ack
+                    } else {
+                        ops::error(&OpError {
+                            op: Some("publish".into()),
+                            error: "the journal cannot write; not acknowledged".into(),
+                        })
+                    });
+                }
+                for text in ready {
+                    self.ws_text(&text);
+                }
+            }
+            State::AwaitDurable(w) if w.seq <= durable || failed => {
+                let State::AwaitDurable(w) = self.take_state() else { unreachable!("matched AwaitDurable above") };
+                let resp = if w.seq > durable { not_written() } else { w.resp };
+                self.answer(app, resp, w.reply);
+                self.process(app);
+            }
+            State::AwaitRun(w) if w.seq > durable && failed => {
+                let State::AwaitRun(w) = self.take_state() else { unreachable!("matched AwaitRun above") };
+                self.answer(app, not_written(), w.reply);
+                self.process(app);
+            }
+            _ => {}
+        }
     }
 
     /// Whether a request was taken that has not been answered yet (a body still arriving, an
@@ -1019,12 +1088,12 @@ impl Conn {
     }
 
     /// Writes an answer and moves on: back to reading requests, or to closing.
-    fn answer(&mut self, app: &mut App, resp: Response, persist: Persist, head_only: bool, served: u32) {
+    fn answer(&mut self, app: &mut App, resp: Response, reply: Reply) {
         app.metrics.response(resp.status);
-        self.out.push_owned(resp.to_bytes(persist, head_only, app.date()));
-        if persist.keeps() {
-            self.state = State::Head { served: served + 1 };
-            self.deadline = Some(app.now + app.cfg.limits.idle_timeout);
+        self.out.push_owned(resp.to_bytes(reply.persist, reply.head_only, app.date()));
+        if reply.persist.keeps() {
+            self.transition(State::Head { served: reply.served + 1 });
+            self.arm(app, Timer::Idle, app.cfg.limits.idle_timeout);
         } else {
             self.enter_closing(app);
         }
@@ -1032,7 +1101,10 @@ impl Conn {
 
     /// Answers a held long poll and returns to serving requests on this connection.
     fn end_poll(&mut self, app: &mut App, resp: Response) {
-        let State::Poll(p) = std::mem::replace(&mut self.state, State::Head { served: 0 }) else { return };
+        if !matches!(self.state, State::Poll(_)) {
+            return;
+        }
+        let State::Poll(p) = self.take_state() else { unreachable!("matched Poll above") };
         for &id in p.patterns.iter() {
             app.hub.unsubscribe(self.token, id);
         }
@@ -1043,7 +1115,7 @@ impl Conn {
         app.metrics.active[Transport::Poll as usize] = app.metrics.active[Transport::Poll as usize].saturating_sub(1);
         app.metrics.active[Transport::Http as usize] += 1;
         self.transport = Transport::Http;
-        self.answer(app, resp, p.persist, p.head_only, p.served);
+        self.answer(app, resp, p.reply);
         self.process(app);
     }
 
@@ -1058,7 +1130,7 @@ impl Conn {
             .patterns
             .iter()
             .filter_map(|&p| app.hub.pattern_text(p))
-            .find(|p| !app.auth.allows(&who, Scope::Subscribe, p))
+            .find(|p| stream::may_subscribe(app, &who, p).is_err())
             .map(str::to_string)
         else {
             return false;

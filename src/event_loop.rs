@@ -6,7 +6,7 @@
 use crate::app::App;
 use crate::auth::canonical;
 use crate::config::Config;
-use crate::conn::{Close, Conn, State};
+use crate::conn::{Close, Conn};
 use crate::metrics::{Histogram, Transport, LATENCY_BUCKETS, RUN_BUCKETS};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -569,7 +569,7 @@ impl Server {
         let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { return };
         let conn = &slot.conn;
         // A subscriber or a lingering close has nothing left to read: EOF ends it.
-        let peer_gone = conn.eof && matches!(conn.state, State::Lingering | State::Subscriber(_));
+        let peer_gone = conn.eof && conn.ends_at_eof();
         match conn.want_close() {
             Close::Now => return self.close(t, false),
             Close::Slow => return self.close(t, true),
@@ -824,7 +824,7 @@ impl Server {
         self.drain_until = Some(self.app.now + DRAIN);
         for t in 0..self.slots.len() {
             let Some(slot) = self.slots[t].as_mut() else { continue };
-            if slot.conn.subscriber().is_some_and(|s| s.ws.is_some()) {
+            if slot.conn.is_ws() {
                 // RFC 6455 §7.4.1: 1001, going away.
                 slot.conn.out.push_owned(crate::ws::frame::encode_close(1001, "server shutting down"));
             }

@@ -61,6 +61,26 @@ pub enum Wire {
     Ws,
 }
 
+impl Wire {
+    /// The event telling a resuming client that history no longer holds everything after
+    /// `since`, so it must refetch its state; the stream is consistent from `resume` on (its id).
+    pub fn reset_event(self, since: u64, resume: u64) -> Vec<u8> {
+        let data = serde_json::json!({ "reason": "history_gap", "last_event_id": since, "resume_from": resume });
+        match self {
+            Wire::Sse | Wire::SseEnvelope => {
+                let mut out = Vec::new();
+                crate::sse::encode_into(&mut out, resume, "reset", &data.to_string());
+                out
+            }
+            Wire::Json => data.to_string().into_bytes(),
+            Wire::Ws => {
+                let msg = serde_json::json!({ "type": "reset", "last_event_id": since, "resume_from": resume });
+                crate::ws::frame::encode_frame(crate::ws::frame::Opcode::Text, msg.to_string().as_bytes())
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Event {
     // By hand: `Cell` shows its content only when it is `Copy`, and the encodings are noise.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
