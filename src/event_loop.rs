@@ -8,12 +8,13 @@ use crate::auth::canonical;
 use crate::config::Config;
 use crate::conn::{Close, Conn};
 use crate::metrics::{Histogram, Transport, LATENCY_BUCKETS, RUN_BUCKETS};
+use crate::sessions::{Refusal, Sessions};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -21,6 +22,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// The poll's tokens, all of them: connections count up from 0 (`Sessions`), the runner's child
+// pipes from `runner::TOKEN_BASE` (1 << 40) up, and these three sit at the top.
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 /// The journal's writer thread wakes the loop through this when records became durable.
@@ -71,13 +74,16 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-struct Slot {
-    conn: Conn,
-    /// The earliest deadline entry this connection has in the timer heap.
-    armed: Option<Instant>,
-    dirty: bool,
-    /// Queued in `Server::reread`.
-    reread: bool,
+/// Where the daemon is in its life: shutting down is two phases, each with its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Accepting and serving.
+    Running,
+    /// SIGTERM or SIGINT arrived: no more accepts, queued deploys cancelled, the running ones
+    /// given until the deadline (none: no deploy was running) while everyone watches them end.
+    FinishingRuns(Option<Instant>),
+    /// No deploy runs any more: connections have until the deadline to flush, then the loop ends.
+    Draining(Instant),
 }
 
 /// The server: the poll, its sockets and the application state.
@@ -86,10 +92,7 @@ pub struct Server {
     listener: Option<TcpListener>,
     local_addr: SocketAddr,
     signals: Signals,
-    slots: Vec<Option<Slot>>,
-    free: Vec<usize>,
-    open: usize,
-    per_ip: HashMap<IpAddr, u32>,
+    sessions: Sessions,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     app: App,
     scratch: Box<[u8]>,
@@ -105,11 +108,7 @@ pub struct Server {
     ping: Rc<[u8]>,
     next_ping: Instant,
     accept_paused_until: Option<Instant>,
-    drain_until: Option<Instant>,
-    /// While draining with deploys running: when to stop waiting for them.
-    runs_deadline: Option<Instant>,
-    /// SIGTERM or SIGINT arrived.
-    draining: bool,
+    phase: Phase,
     /// Where SIGHUP reads the configuration again.
     source: Option<crate::config::ConfigSource>,
     /// systemd's notification socket, when running under `Type=notify`.
@@ -222,10 +221,7 @@ impl Server {
             listener: Some(listener),
             local_addr,
             signals,
-            slots: Vec::new(),
-            free: Vec::new(),
-            open: 0,
-            per_ip: HashMap::new(),
+            sessions: Sessions::default(),
             timers: BinaryHeap::new(),
             app,
             scratch: vec![0; READ_SCRATCH].into_boxed_slice(),
@@ -238,9 +234,7 @@ impl Server {
             ping: Rc::from(crate::ws::frame::encode_frame(crate::ws::frame::Opcode::Ping, b"")),
             next_ping,
             accept_paused_until: None,
-            drain_until: None,
-            runs_deadline: None,
-            draining: false,
+            phase: Phase::Running,
             source: None,
             notifier,
             next_watchdog: None,
@@ -319,8 +313,8 @@ impl Server {
     /// a revoked token or a narrowed rule cuts the subscribers it no longer covers.
     fn recheck_subscribers(&mut self) {
         let mut cut = 0;
-        for t in 0..self.slots.len() {
-            let Some(slot) = self.slots[t].as_mut() else { continue };
+        for t in 0..self.sessions.capacity() {
+            let Some(slot) = self.sessions.get_mut(t) else { continue };
             if slot.conn.recheck(&mut self.app) {
                 cut += 1;
                 slot.conn.flush(&mut self.app);
@@ -385,10 +379,7 @@ impl Server {
             self.release_durable();
             self.app.runner.read_more();
             self.app.runner.tick(self.app.now);
-            self.app.pump_runner();
-            self.answer_run_waiters();
-            self.fan_out();
-            self.flush_dirty();
+            self.end_of_turn();
             if !self.fanned.is_empty() {
                 let done = Instant::now();
                 let h = self.app.metrics.delivery_latency.get_or_insert_with(|| Histogram::new(LATENCY_BUCKETS));
@@ -396,31 +387,38 @@ impl Server {
                     h.observe(done.duration_since(born).as_secs_f64());
                 }
             }
-            if self.draining && self.drain_until.is_none() {
-                // Phase one: deploys are finishing; everyone stays connected to watch them end.
-                if self.app.runner.active() > 0 && self.runs_deadline.is_some_and(|d| self.app.now >= d) {
+            if let Phase::FinishingRuns(grace_until) = self.phase {
+                // Everyone stays connected to watch the deploys end.
+                if self.app.runner.active() > 0 && grace_until.is_some_and(|d| self.app.now >= d) {
                     log::warn!("shutdown grace over: killing {} running deploy(s)", self.app.runner.active());
                     self.app.runner.kill_all(self.app.now);
-                    self.app.pump_runner();
-                    self.answer_run_waiters();
-                    self.fan_out();
-                    self.flush_dirty();
+                    self.end_of_turn();
                 }
                 if self.app.runner.active() == 0 {
                     self.close_for_drain();
                 }
             }
-            if let Some(until) = self.drain_until {
-                if self.open == 0 || self.app.now >= until {
+            // Checked in the same turn the drain began: with nothing open, exit at once.
+            if let Phase::Draining(until) = self.phase {
+                if self.sessions.open() == 0 || self.app.now >= until {
                     if let Some(j) = self.app.journal.take() {
                         // Everything appended so far reaches the disk before we exit.
                         j.close();
                     }
-                    log::info!("stopped ({} connections dropped at the end of the drain)", self.open);
+                    log::info!("stopped ({} connections dropped at the end of the drain)", self.sessions.open());
                     return Ok(());
                 }
             }
         }
+    }
+
+    /// What every turn ends with, in this order: runs' output becomes events and answers, the
+    /// events reach the subscribers' queues, and every queue touched is written once.
+    fn end_of_turn(&mut self) {
+        self.app.pump_runner();
+        self.answer_run_waiters();
+        self.fan_out();
+        self.flush_dirty();
     }
 
     fn next_timeout(&mut self) -> Option<Duration> {
@@ -432,10 +430,14 @@ impl Server {
         if self.app.runner.has_more() || !self.reread.is_empty() {
             return Some(Duration::ZERO);
         }
+        let phase_deadline = match self.phase {
+            Phase::Running => None,
+            Phase::FinishingRuns(until) => until,
+            Phase::Draining(until) => Some(until),
+        };
         for t in [
             self.accept_paused_until,
-            self.drain_until,
-            self.runs_deadline,
+            phase_deadline,
             self.app.runner.next_deadline(),
             self.next_watchdog,
             self.next_watch,
@@ -450,7 +452,7 @@ impl Server {
     }
 
     fn accept_all(&mut self) {
-        if self.accept_paused_until.is_some() || self.draining {
+        if self.accept_paused_until.is_some() || self.phase != Phase::Running {
             return;
         }
         loop {
@@ -474,33 +476,31 @@ impl Server {
 
     fn admit(&mut self, mut sock: TcpStream, ip: IpAddr, port: u16) {
         let limits = &self.app.cfg.limits;
-        let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
         // A trusted proxy carries many clients on its one address: it is held only to the total
         // here, and its clients to the per-address limit once their streams say who they are
         // (`App::open_stream`).
         let proxy = self.app.cfg.trusted_proxies.iter().any(|c| c.contains(ip));
         let per_ip = if proxy { limits.max_connections } else { limits.max_connections_per_ip };
-        if self.open >= limits.max_connections || from_ip as usize >= per_ip {
+        if let Err(why) = self.sessions.admits(ip, limits.max_connections, per_ip) {
             self.app.metrics.refused += 1;
             self.app.metrics.response(503);
-            log::debug!("refused {ip}: {} open, {from_ip} from this address", self.open);
+            let open = self.sessions.open();
+            match why {
+                Refusal::Full => log::debug!("refused {ip}: {open} open"),
+                Refusal::PerAddress(n) => log::debug!("refused {ip}: {open} open, {n} from this address"),
+            }
             let _ = sock.write(REFUSED);
             return;
         }
         let _ = sock.set_nodelay(true);
-        let t = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(None);
-            self.slots.len() - 1
-        });
+        let t = self.sessions.reserve();
         if let Err(e) = self.poll.registry().register(&mut sock, Token(t), Interest::READABLE | Interest::WRITABLE) {
             log::warn!("register: {e}");
-            self.free.push(t);
+            self.sessions.unreserve(t);
             return;
         }
         let conn = Conn::new(t, sock, ip, port, &self.app);
-        self.slots[t] = Some(Slot { conn, armed: None, dirty: false, reread: false });
-        self.open += 1;
-        *self.per_ip.entry(ip).or_default() += 1;
+        self.sessions.fill(t, conn);
         self.app.metrics.active[Transport::Http as usize] += 1;
         self.app.metrics.total[Transport::Http as usize] += 1;
         self.settle(t);
@@ -516,7 +516,7 @@ impl Server {
     /// `to_eagain` reads on after a short read (the peer may have hung up behind its data).
     fn drive(&mut self, t: usize, to_eagain: bool) {
         let cap = self.read_cap();
-        let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { return };
+        let Some(slot) = self.sessions.get_mut(t) else { return };
         let conn = &mut slot.conn;
         for _ in 0..64 {
             conn.read(&mut self.scratch, cap, to_eagain);
@@ -536,7 +536,7 @@ impl Server {
     fn reread_all(&mut self) {
         let list = std::mem::take(&mut self.reread);
         for &t in &list {
-            let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
+            let Some(slot) = self.sessions.get_mut(t) else { continue };
             if !std::mem::take(&mut slot.reread) {
                 continue; // the token went to a new connection since
             }
@@ -552,7 +552,7 @@ impl Server {
     }
 
     fn on_writable(&mut self, t: usize) {
-        let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { return };
+        let Some(slot) = self.sessions.get_mut(t) else { return };
         let conn = &mut slot.conn;
         // Requests (or WebSocket messages) wait in the buffer while the output is over its
         // limit; the client has read some, so go on with them.
@@ -566,7 +566,7 @@ impl Server {
     /// Acts on the connection's wishes after anything happened to it: close it, or arm its timer.
     fn settle(&mut self, t: usize) {
         let cap = self.read_cap();
-        let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { return };
+        let Some(slot) = self.sessions.get_mut(t) else { return };
         let conn = &slot.conn;
         // A subscriber or a lingering close has nothing left to read: EOF ends it.
         let peer_gone = conn.eof && conn.ends_at_eof();
@@ -576,7 +576,7 @@ impl Server {
             Close::No if peer_gone => return self.close(t, false),
             Close::No => {}
         }
-        if self.drain_until.is_some() && conn.out.is_empty() && !conn.owes_answer() {
+        if matches!(self.phase, Phase::Draining(_)) && conn.out.is_empty() && !conn.owes_answer() {
             return self.close(t, false);
         }
         if !slot.reread && conn.wants_read(cap) {
@@ -592,7 +592,7 @@ impl Server {
     }
 
     fn close(&mut self, t: usize, slow: bool) {
-        let Some(mut slot) = self.slots.get_mut(t).and_then(Option::take) else { return };
+        let Some(mut slot) = self.sessions.remove(t) else { return };
         let conn = &mut slot.conn;
         conn.unsubscribe(&mut self.app);
         let _ = self.poll.registry().deregister(&mut conn.sock);
@@ -602,14 +602,6 @@ impl Server {
             self.app.metrics.slow_consumer_disconnects[tr] += 1;
             log::info!("{}: slow consumer disconnected ({} bytes queued)", conn.ip, conn.out.len());
         }
-        if let Some(n) = self.per_ip.get_mut(&conn.ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&conn.ip);
-            }
-        }
-        self.open -= 1;
-        self.free.push(t);
         if self.accept_paused_until.is_some() {
             // A descriptor came free: try the backlog again now rather than after the backoff.
             self.accept_paused_until = None;
@@ -628,7 +620,7 @@ impl Server {
                 break;
             }
             self.timers.pop();
-            let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
+            let Some(slot) = self.sessions.get_mut(t) else { continue };
             if slot.armed != Some(at) {
                 continue; // superseded by an earlier entry, or a previous occupant's
             }
@@ -644,20 +636,22 @@ impl Server {
         }
         if now >= self.next_keepalive {
             self.next_keepalive = now + self.app.cfg.sse.keepalive;
-            self.heartbeat(false);
+            self.heartbeat(Transport::Sse);
         }
         if now >= self.next_ping {
             self.next_ping = now + self.app.cfg.ws.ping_interval;
-            self.heartbeat(true);
+            self.heartbeat(Transport::Ws);
         }
     }
 
-    /// One heartbeat for SSE subscribers (`websocket` false: a keep-alive comment to the idle
-    /// ones) or WebSocket subscribers (a ping; closed after two unanswered). Either way, a
+    /// One heartbeat for the subscribers of one transport: SSE ones get a keep-alive comment
+    /// when idle, WebSocket ones a ping (and are closed after two unanswered). Either way, a
     /// subscriber whose queue did not move for a whole interval is cut loose as slow.
-    fn heartbeat(&mut self, websocket: bool) {
-        for t in 0..self.slots.len() {
-            let Some(slot) = self.slots[t].as_mut() else { continue };
+    fn heartbeat(&mut self, transport: Transport) {
+        debug_assert!(matches!(transport, Transport::Sse | Transport::Ws));
+        let websocket = transport == Transport::Ws;
+        for t in 0..self.sessions.capacity() {
+            let Some(slot) = self.sessions.get_mut(t) else { continue };
             let pending = !slot.conn.out.is_empty();
             let Some(sub) = slot.conn.subscriber() else { continue };
             if sub.ws.is_some() != websocket {
@@ -702,7 +696,7 @@ impl Server {
             }
             let tokens = self.app.durable_waiters.remove(&seq).unwrap_or_default();
             for t in tokens {
-                let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
+                let Some(slot) = self.sessions.get_mut(t) else { continue };
                 if !slot.conn.awaits_journal() {
                     continue; // a stale entry: the connection went away or timed out
                 }
@@ -726,7 +720,7 @@ impl Server {
                 }
             }
             for t in self.app.run_waiters.remove(&id).unwrap_or_default() {
-                let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
+                let Some(slot) = self.sessions.get_mut(t) else { continue };
                 slot.conn.finish_await(&mut self.app, id);
                 if !slot.dirty {
                     slot.dirty = true;
@@ -745,7 +739,7 @@ impl Server {
             }
             for i in 0..self.fanout.len() {
                 let t = self.fanout[i];
-                let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
+                let Some(slot) = self.sessions.get_mut(t) else { continue };
                 if !slot.conn.push_event(ev, &mut self.app) {
                     self.close(t, true);
                 } else if !slot.dirty {
@@ -767,7 +761,7 @@ impl Server {
     fn flush_dirty(&mut self) {
         let dirty = std::mem::take(&mut self.dirty);
         for &t in &dirty {
-            let Some(slot) = self.slots.get_mut(t).and_then(|s| s.as_mut()) else { continue };
+            let Some(slot) = self.sessions.get_mut(t) else { continue };
             slot.dirty = false;
             slot.conn.flush(&mut self.app);
             self.settle(t);
@@ -799,21 +793,21 @@ impl Server {
 
     /// Stops accepting, closes idle connections, and gives the rest a moment to flush.
     fn begin_drain(&mut self) {
-        if self.draining {
+        if self.phase != Phase::Running {
             return;
         }
-        self.draining = true;
+        self.phase = Phase::FinishingRuns(None);
         if let Some(n) = &self.notifier {
             n.stopping();
         }
-        log::info!("shutting down: {} connections open", self.open);
+        log::info!("shutting down: {} connections open", self.sessions.open());
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
         if self.app.runner.cancel_queued(self.app.now) {
             let grace = self.app.runner.config().shutdown_grace;
             log::info!("waiting up to {grace:?} for {} running deploy(s)", self.app.runner.active());
-            self.runs_deadline = Some(self.app.now + grace);
+            self.phase = Phase::FinishingRuns(Some(self.app.now + grace));
         }
         // The loop calls close_for_drain once no deploy is running any more.
     }
@@ -821,9 +815,9 @@ impl Server {
     /// Phase two of a drain: WebSockets get 1001, idle connections close, the rest have
     /// [`DRAIN`] to flush.
     fn close_for_drain(&mut self) {
-        self.drain_until = Some(self.app.now + DRAIN);
-        for t in 0..self.slots.len() {
-            let Some(slot) = self.slots[t].as_mut() else { continue };
+        self.phase = Phase::Draining(self.app.now + DRAIN);
+        for t in 0..self.sessions.capacity() {
+            let Some(slot) = self.sessions.get_mut(t) else { continue };
             if slot.conn.is_ws() {
                 // RFC 6455 §7.4.1: 1001, going away.
                 slot.conn.out.push_owned(crate::ws::frame::encode_close(1001, "server shutting down"));

@@ -22,6 +22,7 @@ pub mod logger;
 pub mod metrics;
 pub mod notify;
 pub mod runner;
+pub mod sessions;
 pub mod sse;
 pub mod status;
 pub mod sys;
