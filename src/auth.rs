@@ -1,7 +1,7 @@
 //! Who may do what: scopes, tokens (kept only as SHA-256 hashes, compared in constant time),
 //! anonymous rules by client address (CIDR), and the decision for one request.
 
-use crate::config::{PublicRule, TokenConfig};
+use crate::http::token::hex_digit;
 use crate::topic;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
@@ -215,9 +215,7 @@ pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     }
     let mut out = [0u8; 32];
     for (i, pair) in b.chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
+        out[i] = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
     }
     Some(out)
 }
@@ -248,6 +246,30 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     // black_box keeps the optimiser from turning the fold into an early exit.
     std::hint::black_box(diff) == 0
+}
+
+/// An API token, stored as the SHA-256 of its secret value.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// A name for logs and metrics.
+    pub name: String,
+    /// SHA-256 of the token.
+    pub sha256: [u8; 32],
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// Topic patterns it may do it on.
+    pub topics: Vec<String>,
+}
+
+/// Access without a token: these scopes on these topics, from these addresses.
+#[derive(Debug, Clone)]
+pub struct PublicRule {
+    /// Topic patterns opened.
+    pub topics: Vec<String>,
+    /// What anyone may do there.
+    pub scopes: Vec<Scope>,
+    /// Client addresses the rule applies to; empty means any.
+    pub from: Vec<Cidr>,
 }
 
 /// The decision maker for one configuration.
