@@ -13,12 +13,33 @@ use crate::hub::HistoryConfig;
 use crate::topic;
 use json::{err, kind, ConfigError, Obj};
 use serde_json::Value;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The configuration used when no `--config` is given: loopback only, topic `demo` open.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.json");
+
+/// Why [`ConfigSource::load`] failed, with the place to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// The `--config` file cannot be read or is invalid.
+    File(PathBuf, ConfigError),
+    /// A hooks file, a hook or one of its secrets (the error's path names the file or hook).
+    Hooks(ConfigError),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::File(p, e) => write!(f, "{}: {e}", p.display()),
+            LoadError::Hooks(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
 
 /// Where the configuration comes from, so SIGHUP can read it again the same way.
 #[derive(Debug, Clone, Default)]
@@ -39,22 +60,22 @@ pub struct ConfigSource {
 impl ConfigSource {
     /// Reads and validates everything, secrets included: the config with the overrides applied
     /// and the hooks ready to serve. Any error names the file and the JSON path.
-    pub fn load(&self) -> Result<(Config, crate::hooks::intake::Hooks), String> {
+    pub fn load(&self) -> Result<(Config, crate::hooks::intake::Hooks), LoadError> {
         let mut cfg = match (&self.file, &self.adnanh) {
             (None, None) => Config::default_embedded(),
             (None, Some(_)) => Config::from_json("{}").expect("an empty configuration is valid"),
-            (Some(p), _) => Config::from_file(p).map_err(|e| format!("{}: {e}", p.display()))?,
+            (Some(p), _) => Config::from_file(p).map_err(|e| LoadError::File(p.clone(), e))?,
         };
         if let Some(a) = &self.adnanh {
             // adnanh reads `{{` as text unless -template (which `hookcast webhook` refuses).
             for f in &self.hooks_files {
-                cfg.hooks.extend(crate::hooks::def::load_hooks_file_as(f, true).map_err(|e| e.to_string())?);
+                cfg.hooks.extend(crate::hooks::def::load_hooks_file_as(f, true).map_err(LoadError::Hooks)?);
             }
             apply_adnanh(a, &mut cfg);
         } else {
-            cfg.add_hooks_files(&self.hooks_files).map_err(|e| e.to_string())?;
+            cfg.add_hooks_files(&self.hooks_files).map_err(LoadError::Hooks)?;
         }
-        let hooks = crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(|e| e.to_string())?;
+        let hooks = crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(LoadError::Hooks)?;
         if let Some(l) = self.listen {
             cfg.listen = l;
         }
