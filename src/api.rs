@@ -493,7 +493,7 @@ fn ticket(app: &mut App, client: Client, head: &Head) -> Response {
         return denied(&who, "get a ticket");
     };
     match app.issue_ticket(id) {
-        Some(t) => Response::json(200, &json!({ "ticket": t, "expires_in": crate::app::TICKET_TTL.as_secs() })),
+        Some(t) => Response::json(200, &json!({ "ticket": t, "expires_in": crate::auth::TICKET_TTL.as_secs() })),
         None => Response::error(429, "too many tickets outstanding").with("Retry-After", "30"),
     }
 }

@@ -4,7 +4,9 @@
 use crate::http::token::hex_digit;
 use crate::topic;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 /// Something a caller may be allowed to do on a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -355,6 +357,42 @@ impl Auth {
     /// Whether the caller holds `scope` on anything at all (for admin-only routes).
     pub fn has_scope(&self, caller: &Caller, scope: Scope) -> bool {
         caller.token.is_some_and(|i| self.tokens[i].scopes.contains(&scope))
+    }
+}
+
+/// How long a ticket from `POST /api/ticket` stays valid.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+/// Most tickets outstanding at once (each is single-use and short-lived).
+pub const MAX_TICKETS: usize = 10_000;
+
+/// Outstanding one-time tickets, each standing for a token for [`TICKET_TTL`]: a browser opens a
+/// WebSocket or EventSource with `?ticket=` instead of putting the long-lived token in a URL.
+#[derive(Debug, Default)]
+pub struct Tickets {
+    /// SHA-256 of the ticket → (the token it stands for, expiry).
+    map: HashMap<[u8; 32], (TokenId, Instant)>,
+}
+
+impl Tickets {
+    /// Issues a ticket for `token` at `now`; None when too many are outstanding or the system
+    /// has no randomness to give.
+    pub fn issue(&mut self, token: TokenId, now: Instant) -> Option<String> {
+        self.map.retain(|_, (_, exp)| *exp > now);
+        if self.map.len() >= MAX_TICKETS {
+            return None;
+        }
+        let mut raw = [0u8; 24];
+        crate::sys::random_bytes(&mut raw).ok()?;
+        let ticket = format!("tk_{}", hex(&raw));
+        // Only the hash is kept, like configured tokens.
+        self.map.insert(token_hash(&ticket), (token, now + TICKET_TTL));
+        Some(ticket)
+    }
+
+    /// Redeems a ticket once: the token it stands for, if it is valid and unexpired at `now`.
+    pub fn redeem(&mut self, ticket: &str, now: Instant) -> Option<TokenId> {
+        let (token, exp) = self.map.remove(&token_hash(ticket))?;
+        (exp > now).then_some(token)
     }
 }
 

@@ -6,7 +6,7 @@
 //! (`-verbose`, `-verbose=false`); `-hooks` and `-header` repeat. Flags hookcast cannot honour
 //! (TLS, `-template`, privilege dropping, Unix sockets, log files, pid files) are refused with
 //! the alternative, never ignored: a unit that relies on one must not start half-configured.
-//! Parsing is pure; [`Settings::apply`] puts the result into a [`Config`].
+//! Parsing is pure; `crate::config` puts the result into a `Config` (`ConfigSource::load`).
 
 use crate::http::token::is_token_byte;
 use std::fmt;
