@@ -24,12 +24,11 @@
 //! ```
 
 use hookcast::buf::{OutQueue, SocketResult};
-use hookcast::config::HistoryConfig;
 use hookcast::hooks::providers::{self, Incoming, Provider};
 use hookcast::hooks::rules::HmacAlgo;
 use hookcast::hooks::summary::{summarize, Facts};
 use hookcast::http::request::{parse_head, Limits};
-use hookcast::hub::{Hub, Wire};
+use hookcast::hub::{HistoryConfig, Hub, Wire};
 use hookcast::sse;
 use hookcast::topic;
 use hookcast::ws::frame::{encode_header, Opcode};

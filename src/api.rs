@@ -1,12 +1,17 @@
 //! Request handlers: one complete request in, a response or a subscription out. No I/O; the
 //! connection writes what these return, and published events go through `App::publish`.
 
+pub mod access;
+
 use crate::app::App;
-use crate::auth::{Caller, Client, Fetch, Scope};
+use crate::auth::{Client, Fetch, Scope};
 use crate::http::request::{query_param, Head};
 use crate::http::response::{Field, Response};
 use crate::http::router::{self, Route, RouteError};
 use crate::hub::Wire;
+use access::{
+    caller, client, cors_headers, denied, origin_allowed, preflight, presented, presented_token, with_cors, Via,
+};
 use serde_json::json;
 use std::net::IpAddr;
 
@@ -136,28 +141,6 @@ pub struct SubscribeRequest {
     pub client: Client,
 }
 
-/// The client behind any trusted proxy (see `auth::client_ip`), and whether its `Host` is ours.
-pub fn client(app: &App, peer: IpAddr, head: &Head) -> Client {
-    let host_ok = crate::auth::host_is_ours(head.header_str("host"), &app.cfg.server_names);
-    if app.cfg.trusted_proxies.is_empty() {
-        return Client { ip: crate::auth::canonical(peer), host_ok };
-    }
-    let forwarded: Vec<&str> = head
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "x-forwarded-for")
-        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-        .collect();
-    let ip = crate::auth::client_ip(
-        peer,
-        &app.cfg.trusted_proxies,
-        head.header_str("cf-connecting-ip"),
-        app.cfg.cf_connecting_ip,
-        &forwarded,
-    );
-    Client { ip, host_ok }
-}
-
 /// Answers one request from `peer` (address and port).
 pub fn handle(app: &mut App, (peer, peer_port): (IpAddr, u16), head: &Head, body: Vec<u8>) -> Outcome {
     let client = client(app, peer, head);
@@ -245,17 +228,6 @@ fn refuse_ticket(route: &Route, head: &Head) -> Option<Response> {
         .then(|| Response::error(400, "a ticket is accepted only on /ws and /events; send the token instead"))
 }
 
-/// How a request presented its token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    /// `Authorization: Bearer`.
-    Bearer,
-    /// The `hookcast_token` cookie: sent by the browser on its own, whoever made the request.
-    Cookie,
-    /// `?token=`.
-    Query,
-}
-
 /// Refuses a state-changing request a browser made on behalf of another origin, where the
 /// request's authority is ambient: the login cookie (CSRF: `SameSite=Strict` does not stop a page
 /// on another port of this host or a sibling subdomain), or no token at all, when access comes
@@ -322,48 +294,6 @@ fn respond(r: Response) -> Outcome {
     Outcome::Respond(r)
 }
 
-/// The token a request presents: `Authorization: Bearer`, the `hookcast_token` cookie, or
-/// `?token=` (for clients that cannot set headers).
-pub fn presented_token(head: &Head) -> Option<String> {
-    presented(head).map(|(t, _)| t)
-}
-
-/// The token a request presents and how (see [`presented_token`]).
-pub fn presented(head: &Head) -> Option<(String, Via)> {
-    if let Some(v) = head.header_str("authorization") {
-        let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
-        if scheme.eq_ignore_ascii_case("bearer") {
-            return Some((rest.trim().to_string(), Via::Bearer));
-        }
-    }
-    for (name, value) in &head.headers {
-        if name != "cookie" {
-            continue;
-        }
-        let Ok(v) = std::str::from_utf8(value) else { continue };
-        for pair in v.split(';') {
-            if let Some(t) = pair.trim().strip_prefix("hookcast_token=") {
-                return Some((t.to_string(), Via::Cookie));
-            }
-        }
-    }
-    query_param(head.query(), "token").map(|t| (t, Via::Query))
-}
-
-/// Who is asking: a `?ticket=` (redeemed once, where `tickets` says the route takes one) or a
-/// presented token, or nobody.
-fn caller(app: &mut App, client: Client, head: &Head, tickets: bool) -> Caller {
-    if tickets {
-        if let Some(t) = query_param(head.query(), "ticket") {
-            return match app.redeem_ticket(&t) {
-                Some(id) => app.auth.caller_with_token(&id, client),
-                None => Caller { token: None, bad_token: true, client },
-            };
-        }
-    }
-    app.auth.identify(presented_token(head).as_deref(), client)
-}
-
 /// Patterns from `?topics=a,b` (or `?topic=`), validated; none is an empty list.
 fn query_patterns(head: &Head) -> Result<Vec<String>, Response> {
     let q = head.query();
@@ -384,16 +314,6 @@ fn last_event_id(head: &Head) -> Option<u64> {
     match last.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(s) => Some(s.parse::<u64>().unwrap_or(0)),
-    }
-}
-
-/// 401 when the caller did not (validly) identify, 403 when it did and still may not.
-fn denied(caller: &Caller, what: &str) -> Response {
-    if caller.token.is_none() {
-        let msg = if caller.bad_token { "invalid token".to_string() } else { format!("a token is needed to {what}") };
-        Response::error(401, &msg).with("WWW-Authenticate", "Bearer realm=\"hookcast\"")
-    } else {
-        Response::error(403, &format!("token may not {what}"))
     }
 }
 
@@ -496,30 +416,9 @@ fn ticket(app: &mut App, client: Client, head: &Head) -> Response {
         return denied(&who, "get a ticket");
     };
     match app.issue_ticket(id) {
-        Some(t) => Response::json(200, &json!({ "ticket": t, "expires_in": crate::app::TICKET_TTL.as_secs() })),
+        Some(t) => Response::json(200, &json!({ "ticket": t, "expires_in": crate::auth::TICKET_TTL.as_secs() })),
         None => Response::error(429, "too many tickets outstanding").with("Retry-After", "30"),
     }
-}
-
-/// Whether a browser page from `origin` may open a WebSocket here: the same host as the
-/// request (what a page served by hookcast sends), or one configured. Non-browser clients send
-/// no `Origin` and are let through (they authenticate like anyone else). A handshake that
-/// carries the login cookie is the browser's doing, not the page's: `*` does not cover it, only
-/// origins named one by one (cross-site WebSocket hijacking from another port of the host).
-fn origin_allowed(app: &App, head: &Head, origin: &str) -> bool {
-    let same_host = origin
-        .split_once("://")
-        .zip(head.header_str("host"))
-        .is_some_and(|((_, authority), host)| authority.eq_ignore_ascii_case(host));
-    let by_cookie = presented(head).is_some_and(|(_, via)| via == Via::Cookie);
-    same_host
-        || app
-            .cfg
-            .ws
-            .allowed_origins
-            .iter()
-            .chain(&app.cfg.cors_origins)
-            .any(|o| (o == "*" && !by_cookie) || o == origin)
 }
 
 /// The opening handshake (RFC 6455 §4.2.1), checked in the RFC's order, then auth.
@@ -876,48 +775,4 @@ fn runs(app: &mut App, client: Client, head: &Head, route: Route) -> Response {
         },
         _ => Response::error(404, "no such route"),
     }
-}
-
-/// The origin a response may allow, if the request's `Origin` is configured.
-fn allowed_origin(app: &App, head: &Head) -> Option<(String, bool)> {
-    let origin = head.header_str("origin")?;
-    let list = &app.cfg.cors_origins;
-    if list.iter().any(|o| o == origin) {
-        Some((origin.to_string(), true))
-    } else if list.iter().any(|o| o == "*") {
-        Some(("*".to_string(), false))
-    } else {
-        None
-    }
-}
-
-fn cors_headers(app: &App, head: &Head) -> Vec<Field> {
-    match allowed_origin(app, head) {
-        None => Vec::new(),
-        Some((origin, exact)) => {
-            let mut h: Vec<Field> = vec![("Access-Control-Allow-Origin".into(), origin)];
-            if exact {
-                // Credentials (the token cookie) only for origins named one by one.
-                h.push(("Access-Control-Allow-Credentials".into(), "true".to_string()));
-                h.push(("Vary".into(), "Origin".to_string()));
-            }
-            h
-        }
-    }
-}
-
-fn with_cors(app: &App, head: &Head, mut r: Response) -> Response {
-    r.headers.extend(cors_headers(app, head));
-    r
-}
-
-fn preflight(app: &App, head: &Head, allow: &'static str) -> Response {
-    let mut r = Response::new(204, "text/plain", Vec::new()).with("Allow", allow);
-    if allowed_origin(app, head).is_some() {
-        r = r
-            .with("Access-Control-Allow-Methods", allow)
-            .with("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
-            .with("Access-Control-Max-Age", "600");
-    }
-    r
 }

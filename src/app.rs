@@ -5,15 +5,11 @@
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::hub::{Event, Hub};
+use crate::journal::record::{decode_event_data, encode_event_data};
 use crate::metrics::Metrics;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-
-/// How long a ticket from `POST /api/ticket` stays valid.
-pub const TICKET_TTL: Duration = Duration::from_secs(30);
-/// Most tickets outstanding at once (each is single-use and short-lived).
-pub const MAX_TICKETS: usize = 10_000;
 
 /// What a journal replay carries from one record to the next (see [`App::restore_record`]).
 pub struct Restore {
@@ -88,35 +84,14 @@ pub struct App {
     /// `limits.max_connections_per_ip` here, once their address is resolved.
     streams_via_proxy: HashMap<std::net::IpAddr, u32>,
     /// Outstanding one-time tickets: SHA-256 of the ticket → (the token it stands for, expiry).
-    tickets: HashMap<[u8; 32], (crate::auth::TokenId, Instant)>,
-    date: String,
-    date_secs: u64,
+    tickets: crate::auth::Tickets,
+    date: crate::http::response::DateCache,
     last_seq: u64,
 }
 
 /// Event type of the marker journalled where run output was left out of the journal
 /// (`{"run","lines","bytes","limit"}`); seen in `$runs/{id}` history after a restart.
 pub const OUTPUT_GAP_TYPE: &str = "output-not-journalled";
-
-/// An event's journal payload: `[flags][type length][type][data]`, flags bit 0 = JSON.
-pub fn encode_event_data(kind: &str, is_json: bool, data: &str) -> Vec<u8> {
-    let kind = &kind.as_bytes()[..kind.len().min(255)];
-    let mut out = Vec::with_capacity(2 + kind.len() + data.len());
-    out.push(u8::from(is_json));
-    out.push(kind.len() as u8);
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data.as_bytes());
-    out
-}
-
-/// The inverse of [`encode_event_data`]: (type, is JSON, data).
-pub fn decode_event_data(raw: &[u8]) -> Option<(String, bool, String)> {
-    let (&flags, rest) = raw.split_first()?;
-    let (&len, rest) = rest.split_first()?;
-    let kind = std::str::from_utf8(rest.get(..len as usize)?).ok()?;
-    let data = std::str::from_utf8(&rest[len as usize..]).ok()?;
-    Some((kind.to_string(), flags & 1 == 1, data.to_string()))
-}
 
 /// What happens once a journal record is durable (with a journal, nothing a client could see
 /// or that could not be taken back happens before).
@@ -183,9 +158,8 @@ impl App {
             deliveries,
             last_deliveries: HashMap::new(),
             streams_via_proxy: HashMap::new(),
-            tickets: HashMap::new(),
-            date: String::new(),
-            date_secs: 0,
+            tickets: crate::auth::Tickets::default(),
+            date: crate::http::response::DateCache::default(),
             last_seq: 0,
         };
         app.tick();
@@ -195,38 +169,22 @@ impl App {
     /// Updates `now` and, once a second, the `Date` header value.
     pub fn tick(&mut self) {
         self.now = Instant::now();
-        let secs = crate::clock::unix_ms() / 1000;
-        if secs != self.date_secs {
-            self.date_secs = secs;
-            self.date = crate::clock::http_date(secs);
-        }
+        self.date.update(crate::clock::unix_ms() / 1000);
     }
 
     /// The current `Date` header value.
     pub fn date(&self) -> &str {
-        &self.date
+        self.date.get()
     }
 
-    /// Issues a one-time ticket standing for token `token` for [`TICKET_TTL`]; None when too
-    /// many are outstanding.
+    /// Issues a one-time ticket standing for token `token` (see [`crate::auth::Tickets`]).
     pub fn issue_ticket(&mut self, token: crate::auth::TokenId) -> Option<String> {
-        let now = self.now;
-        self.tickets.retain(|_, (_, exp)| *exp > now);
-        if self.tickets.len() >= MAX_TICKETS {
-            return None;
-        }
-        let mut raw = [0u8; 24];
-        crate::sys::random_bytes(&mut raw).ok()?;
-        let ticket = format!("tk_{}", crate::auth::hex(&raw));
-        // Only the hash is kept, like configured tokens.
-        self.tickets.insert(crate::auth::token_hash(&ticket), (token, now + TICKET_TTL));
-        Some(ticket)
+        self.tickets.issue(token, self.now)
     }
 
     /// Redeems a ticket once: the token it stands for, if it is valid and unexpired.
     pub fn redeem_ticket(&mut self, ticket: &str) -> Option<crate::auth::TokenId> {
-        let (token, exp) = self.tickets.remove(&crate::auth::token_hash(ticket))?;
-        (exp > self.now).then_some(token)
+        self.tickets.redeem(ticket, self.now)
     }
 
     /// Whether a connection from a trusted proxy at `peer` (client `client`, resolved from its

@@ -1,10 +1,12 @@
 //! Who may do what: scopes, tokens (kept only as SHA-256 hashes, compared in constant time),
 //! anonymous rules by client address (CIDR), and the decision for one request.
 
-use crate::config::{PublicRule, TokenConfig};
+use crate::http::token::hex_digit;
 use crate::topic;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 /// Something a caller may be allowed to do on a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,9 +217,7 @@ pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     }
     let mut out = [0u8; 32];
     for (i, pair) in b.chunks(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
+        out[i] = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
     }
     Some(out)
 }
@@ -248,6 +248,30 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     // black_box keeps the optimiser from turning the fold into an early exit.
     std::hint::black_box(diff) == 0
+}
+
+/// An API token, stored as the SHA-256 of its secret value.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// A name for logs and metrics.
+    pub name: String,
+    /// SHA-256 of the token.
+    pub sha256: [u8; 32],
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+    /// Topic patterns it may do it on.
+    pub topics: Vec<String>,
+}
+
+/// Access without a token: these scopes on these topics, from these addresses.
+#[derive(Debug, Clone)]
+pub struct PublicRule {
+    /// Topic patterns opened.
+    pub topics: Vec<String>,
+    /// What anyone may do there.
+    pub scopes: Vec<Scope>,
+    /// Client addresses the rule applies to; empty means any.
+    pub from: Vec<Cidr>,
 }
 
 /// The decision maker for one configuration.
@@ -333,6 +357,42 @@ impl Auth {
     /// Whether the caller holds `scope` on anything at all (for admin-only routes).
     pub fn has_scope(&self, caller: &Caller, scope: Scope) -> bool {
         caller.token.is_some_and(|i| self.tokens[i].scopes.contains(&scope))
+    }
+}
+
+/// How long a ticket from `POST /api/ticket` stays valid.
+pub const TICKET_TTL: Duration = Duration::from_secs(30);
+/// Most tickets outstanding at once (each is single-use and short-lived).
+pub const MAX_TICKETS: usize = 10_000;
+
+/// Outstanding one-time tickets, each standing for a token for [`TICKET_TTL`]: a browser opens a
+/// WebSocket or EventSource with `?ticket=` instead of putting the long-lived token in a URL.
+#[derive(Debug, Default)]
+pub struct Tickets {
+    /// SHA-256 of the ticket → (the token it stands for, expiry).
+    map: HashMap<[u8; 32], (TokenId, Instant)>,
+}
+
+impl Tickets {
+    /// Issues a ticket for `token` at `now`; None when too many are outstanding or the system
+    /// has no randomness to give.
+    pub fn issue(&mut self, token: TokenId, now: Instant) -> Option<String> {
+        self.map.retain(|_, (_, exp)| *exp > now);
+        if self.map.len() >= MAX_TICKETS {
+            return None;
+        }
+        let mut raw = [0u8; 24];
+        crate::sys::random_bytes(&mut raw).ok()?;
+        let ticket = format!("tk_{}", hex(&raw));
+        // Only the hash is kept, like configured tokens.
+        self.map.insert(token_hash(&ticket), (token, now + TICKET_TTL));
+        Some(ticket)
+    }
+
+    /// Redeems a ticket once: the token it stands for, if it is valid and unexpired at `now`.
+    pub fn redeem(&mut self, ticket: &str, now: Instant) -> Option<TokenId> {
+        let (token, exp) = self.map.remove(&token_hash(ticket))?;
+        (exp > now).then_some(token)
     }
 }
 

@@ -6,9 +6,13 @@
 //! messages carry a line and column but not the path, and half of our checks (CIDRs, topic
 //! patterns, hashes) are semantic anyway.
 
-use crate::auth::{Cidr, Scope};
+pub mod json;
+
+use crate::auth::{Cidr, PublicRule, Scope, TokenConfig};
+use crate::hub::HistoryConfig;
 use crate::topic;
-use serde_json::{Map, Value};
+use json::{err, kind, ConfigError, Obj};
+use serde_json::Value;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,30 +21,25 @@ use std::time::Duration;
 /// The configuration used when no `--config` is given: loopback only, topic `demo` open.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.json");
 
-/// A configuration error: where in the JSON, and what is wrong there.
+/// Why [`ConfigSource::load`] failed, with the place to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// JSON path of the offending value (`limits.max_body_bytes`), empty for the document.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
+pub enum LoadError {
+    /// The `--config` file cannot be read or is invalid.
+    File(PathBuf, ConfigError),
+    /// A hooks file, a hook or one of its secrets (the error's path names the file or hook).
+    Hooks(ConfigError),
 }
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
+        match self {
+            LoadError::File(p, e) => write!(f, "{}: {e}", p.display()),
+            LoadError::Hooks(e) => write!(f, "{e}"),
         }
     }
 }
 
-impl std::error::Error for ConfigError {}
-
-fn err<T>(path: &str, message: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError { path: path.to_string(), message: message.into() })
-}
+impl std::error::Error for LoadError {}
 
 /// Where the configuration comes from, so SIGHUP can read it again the same way.
 #[derive(Debug, Clone, Default)]
@@ -61,22 +60,22 @@ pub struct ConfigSource {
 impl ConfigSource {
     /// Reads and validates everything, secrets included: the config with the overrides applied
     /// and the hooks ready to serve. Any error names the file and the JSON path.
-    pub fn load(&self) -> Result<(Config, crate::hooks::intake::Hooks), String> {
+    pub fn load(&self) -> Result<(Config, crate::hooks::intake::Hooks), LoadError> {
         let mut cfg = match (&self.file, &self.adnanh) {
             (None, None) => Config::default_embedded(),
             (None, Some(_)) => Config::from_json("{}").expect("an empty configuration is valid"),
-            (Some(p), _) => Config::from_file(p).map_err(|e| format!("{}: {e}", p.display()))?,
+            (Some(p), _) => Config::from_file(p).map_err(|e| LoadError::File(p.clone(), e))?,
         };
         if let Some(a) = &self.adnanh {
             // adnanh reads `{{` as text unless -template (which `hookcast webhook` refuses).
             for f in &self.hooks_files {
-                cfg.hooks.extend(crate::hooks::def::load_hooks_file_as(f, true).map_err(|e| e.to_string())?);
+                cfg.hooks.extend(crate::hooks::def::load_hooks_file_as(f, true).map_err(LoadError::Hooks)?);
             }
-            a.apply(&mut cfg);
+            apply_adnanh(a, &mut cfg);
         } else {
-            cfg.add_hooks_files(&self.hooks_files).map_err(|e| e.to_string())?;
+            cfg.add_hooks_files(&self.hooks_files).map_err(LoadError::Hooks)?;
         }
-        let hooks = crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(|e| e.to_string())?;
+        let hooks = crate::hooks::intake::Hooks::prepare(std::mem::take(&mut cfg.hooks)).map_err(LoadError::Hooks)?;
         if let Some(l) = self.listen {
             cfg.listen = l;
         }
@@ -84,6 +83,18 @@ impl ConfigSource {
             cfg.state_dir = Some(d.clone());
         }
         Ok((cfg, hooks))
+    }
+}
+
+/// Puts adnanh's flags into a loaded configuration (its hooks not yet prepared).
+fn apply_adnanh(a: &crate::hooks::adnanh::Settings, cfg: &mut Config) {
+    cfg.log_level = a.log_level;
+    cfg.x_request_id = a.x_request_id;
+    for h in &mut cfg.hooks {
+        if h.http_methods.is_empty() {
+            h.http_methods = a.http_methods.clone();
+        }
+        h.flag_headers = a.headers.clone();
     }
 }
 
@@ -131,43 +142,6 @@ pub struct WsConfig {
     pub allowed_origins: Vec<String>,
     /// Serve `GET /ws/echo`, an echo endpoint for conformance testing (Autobahn|Testsuite).
     pub echo: bool,
-}
-
-/// In-memory history kept for resume.
-#[derive(Debug, Clone)]
-pub struct HistoryConfig {
-    /// Events kept per topic.
-    pub max_events_per_topic: usize,
-    /// Bytes of event data kept per topic.
-    pub max_bytes_per_topic: usize,
-    /// Bytes of event data kept over all topics.
-    pub max_bytes_total: usize,
-    /// Topics with history; the least recently published is forgotten beyond it.
-    pub max_topics: usize,
-}
-
-/// An API token, stored as the SHA-256 of its secret value.
-#[derive(Debug, Clone)]
-pub struct TokenConfig {
-    /// A name for logs and metrics.
-    pub name: String,
-    /// SHA-256 of the token.
-    pub sha256: [u8; 32],
-    /// What it may do.
-    pub scopes: Vec<Scope>,
-    /// Topic patterns it may do it on.
-    pub topics: Vec<String>,
-}
-
-/// Access without a token: these scopes on these topics, from these addresses.
-#[derive(Debug, Clone)]
-pub struct PublicRule {
-    /// Topic patterns opened.
-    pub topics: Vec<String>,
-    /// What anyone may do there.
-    pub scopes: Vec<Scope>,
-    /// Client addresses the rule applies to; empty means any.
-    pub from: Vec<Cidr>,
 }
 
 /// The validated configuration.
@@ -306,7 +280,7 @@ impl Config {
             );
         }
         let server_names = server_names(&mut root)?;
-        root.finish()?;
+        root.finish_with_hint()?;
         Ok(Config {
             listen,
             state_dir,
@@ -550,141 +524,6 @@ fn public_rule(mut o: Obj) -> Result<PublicRule, ConfigError> {
     Ok(PublicRule { topics, scopes, from })
 }
 
-/// A JSON object being consumed key by key; `finish` rejects whatever is left.
-pub struct Obj {
-    map: Map<String, Value>,
-    path: String,
-}
-
-impl Obj {
-    /// Wraps `value`, which must be an object, found at `path`.
-    pub fn new(value: Value, path: &str) -> Result<Obj, ConfigError> {
-        match value {
-            Value::Object(map) => Ok(Obj { map, path: path.to_string() }),
-            other => err(path, format!("expected an object, found {}", kind(&other))),
-        }
-    }
-
-    fn empty() -> Obj {
-        Obj { map: Map::new(), path: String::new() }
-    }
-
-    /// The JSON path of `key` inside this object.
-    pub fn at(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-
-    /// Takes a value as it is, for fields of more than one shape.
-    pub fn take_raw(&mut self, key: &str) -> Option<Value> {
-        self.map.remove(key)
-    }
-
-    /// Takes an optional string.
-    pub fn opt_str(&mut self, key: &str) -> Result<Option<String>, ConfigError> {
-        match self.map.remove(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => err(&self.at(key), format!("expected a string, found {}", kind(&other))),
-        }
-    }
-
-    /// Takes an optional integer in `[min, max]`, or `default` when absent.
-    pub fn num(&mut self, key: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
-        match self.map.remove(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(v) if (min..=max).contains(&v) => Ok(v),
-                _ => err(&self.at(key), format!("expected a whole number from {min} to {max}, found {n}")),
-            },
-            Some(other) => err(&self.at(key), format!("expected a number, found {}", kind(&other))),
-        }
-    }
-
-    /// Takes an optional boolean.
-    pub fn opt_bool(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
-        match self.map.remove(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(b)),
-            Some(other) => err(&self.at(key), format!("expected true or false, found {}", kind(&other))),
-        }
-    }
-
-    /// Takes an optional nested object.
-    pub fn opt_obj(&mut self, key: &str) -> Result<Option<Obj>, ConfigError> {
-        let path = self.at(key);
-        match self.map.remove(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => Obj::new(v, &path).map(Some),
-        }
-    }
-
-    /// Takes an optional list, returning each element with its path.
-    pub fn opt_list(&mut self, key: &str) -> Result<Vec<(String, Value)>, ConfigError> {
-        let path = self.at(key);
-        match self.map.remove(key) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(items)) => {
-                Ok(items.into_iter().enumerate().map(|(i, v)| (format!("{path}[{i}]"), v)).collect())
-            }
-            Some(other) => err(&path, format!("expected a list, found {}", kind(&other))),
-        }
-    }
-
-    /// Takes an optional list of strings.
-    pub fn opt_str_list(&mut self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
-        if !self.map.contains_key(key) {
-            return Ok(None);
-        }
-        self.opt_list(key)?
-            .into_iter()
-            .map(|(path, v)| match v {
-                Value::String(s) => Ok(s),
-                other => err(&path, format!("expected a string, found {}", kind(&other))),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some)
-    }
-
-    /// Takes an optional list of addresses or CIDR networks (empty when absent).
-    pub fn opt_cidr_list(&mut self, key: &str) -> Result<Vec<Cidr>, ConfigError> {
-        let path = self.at(key);
-        self.opt_str_list(key)?
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                Cidr::parse(s).ok_or_else(|| ConfigError {
-                    path: format!("{path}[{i}]"),
-                    message: format!("not an address or CIDR: {s:?}"),
-                })
-            })
-            .collect()
-    }
-
-    /// Rejects the keys nobody took, naming the first.
-    pub fn finish(self) -> Result<(), ConfigError> {
-        match self.map.keys().next() {
-            None => Ok(()),
-            Some(k) => err(&self.at(k), "unknown field"),
-        }
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -733,6 +572,13 @@ mod tests {
             let json = serde_json::json!({ "server_names": [bad] }).to_string();
             assert!(error_of(&json).starts_with("server_names[0]: not a host name"), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_misspelt_top_level_field_is_named() {
+        assert_eq!(error_of(r#"{"histroy":{}}"#), r#"histroy: unknown field (did you mean "history"?)"#);
+        assert_eq!(error_of(r#"{"Listen":"127.0.0.1:1"}"#), r#"Listen: unknown field (did you mean "listen"?)"#);
+        assert_eq!(error_of(r#"{"colour":1}"#), "colour: unknown field");
     }
 
     #[test]

@@ -15,7 +15,6 @@
 //!
 //! The hub does no I/O and knows connections only by token.
 
-use crate::config::HistoryConfig;
 use crate::topic;
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -225,6 +224,19 @@ pub struct HubStats {
     pub patterns: usize,
     /// Last id given out.
     pub last_id: u64,
+}
+
+/// In-memory history kept for resume.
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    /// Events kept per topic.
+    pub max_events_per_topic: usize,
+    /// Bytes of event data kept per topic.
+    pub max_bytes_per_topic: usize,
+    /// Bytes of event data kept over all topics.
+    pub max_bytes_total: usize,
+    /// Topics with history; the least recently published is forgotten beyond it.
+    pub max_topics: usize,
 }
 
 /// Topics, history and subscriptions.

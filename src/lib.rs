@@ -9,7 +9,6 @@ pub mod app;
 pub mod auth;
 pub mod buf;
 pub mod cli;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod conn;

@@ -6,10 +6,9 @@
 //! (`-verbose`, `-verbose=false`); `-hooks` and `-header` repeat. Flags hookcast cannot honour
 //! (TLS, `-template`, privilege dropping, Unix sockets, log files, pid files) are refused with
 //! the alternative, never ignored: a unit that relies on one must not start half-configured.
-//! Parsing is pure; [`Settings::apply`] puts the result into a [`Config`].
+//! Parsing is pure; `crate::config` puts the result into a `Config` (`ConfigSource::load`).
 
-use crate::config::Config;
-use crate::hooks::body::is_token_byte;
+use crate::http::token::is_token_byte;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -278,20 +277,6 @@ pub fn parse(words: &[String]) -> Result<Command, FlagError> {
         config,
         notes,
     }))
-}
-
-impl Settings {
-    /// Puts the flags into a loaded configuration (its hooks not yet prepared).
-    pub fn apply(&self, cfg: &mut Config) {
-        cfg.log_level = self.log_level;
-        cfg.x_request_id = self.x_request_id;
-        for h in &mut cfg.hooks {
-            if h.http_methods.is_empty() {
-                h.http_methods = self.http_methods.clone();
-            }
-            h.flag_headers = self.headers.clone();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -17,9 +17,8 @@
 //! Unlike adnanh, a body that does not parse is an error (400) rather than a log line followed by
 //! a run with an empty payload. Everything here is pure.
 
-use crate::hooks::def::HookDef;
 use crate::hooks::json::{self, Index, Node};
-use crate::hooks::params::{lookup_in_mut, lookup_mut, Argument, Source};
+use crate::http::token::{hex_digit, is_token_byte, media_type};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -123,15 +122,19 @@ impl fmt::Display for BodyError {
 
 impl std::error::Error for BodyError {}
 
-fn malformed<T>(m: impl Into<String>) -> Result<T, BodyError> {
+pub(crate) fn malformed<T>(m: impl Into<String>) -> Result<T, BodyError> {
     Err(BodyError::Malformed(m.into()))
 }
 
 impl RequestValues {
-    /// Builds the values of a request for `hook`: headers, query, payload (by the hook's content
-    /// type override), then the hook's `parse-parameters-as-json`.
+    /// Builds the values of a request: headers, query and payload, parsed by `content_type_override`
+    /// when given (a hook's `incoming-payload-content-type`), else by the header. `json_parts`
+    /// names the multipart file parts read as JSON (a hook's `payload` entries of
+    /// `parse-parameters-as-json`; the rest of that list is applied afterwards, see
+    /// [`crate::hooks::params::apply_parse_parameters_as_json`]).
     pub fn build<'a>(
-        hook: &HookDef,
+        content_type_override: Option<&str>,
+        json_parts: &[&str],
         method: &str,
         remote_addr: &str,
         headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
@@ -140,15 +143,9 @@ impl RequestValues {
     ) -> Result<RequestValues, BodyError> {
         let headers = headers_map(headers);
         let header_ct = headers.get("Content-Type").and_then(Value::as_str).unwrap_or("");
-        let content_type = effective_content_type(header_ct, hook.incoming_payload_content_type.as_deref()).to_string();
-        let json_parts: Vec<&str> = hook
-            .parse_parameters_as_json
-            .iter()
-            .filter(|a| a.source == Source::Payload)
-            .map(|a| a.name.as_str())
-            .collect();
-        let payload = parse_payload_with_json_parts(&content_type, None, &body, &json_parts)?;
-        let mut rv = RequestValues {
+        let content_type = effective_content_type(header_ct, content_type_override).to_string();
+        let payload = parse_payload_with_json_parts(&content_type, None, &body, json_parts)?;
+        Ok(RequestValues {
             headers,
             query: query_map(raw_query),
             payload,
@@ -156,9 +153,7 @@ impl RequestValues {
             method: method.to_string(),
             remote_addr: remote_addr.to_string(),
             content_type,
-        };
-        apply_parse_parameters_as_json(&hook.parse_parameters_as_json, &mut rv)?;
-        Ok(rv)
+        })
     }
 
     /// The payload, for reading.
@@ -192,11 +187,6 @@ pub fn canonical_header_key(name: &str) -> String {
             c as char
         })
         .collect()
-}
-
-/// RFC 7230 `tchar`.
-pub(crate) fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Headers as adnanh sees them: canonical names, the first value of each, surrounding blanks
@@ -255,9 +245,8 @@ fn unescape(s: &[u8]) -> Result<Vec<u8>, String> {
         match s[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = |b: u8| (b as char).to_digit(16);
-                match (s.get(i + 1).copied().and_then(hex), s.get(i + 2).copied().and_then(hex)) {
-                    (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
+                match (s.get(i + 1).copied().and_then(hex_digit), s.get(i + 2).copied().and_then(hex_digit)) {
+                    (Some(h), Some(l)) => out.push(h << 4 | l),
                     _ => {
                         let end = (i + 3).min(s.len());
                         return Err(format!("invalid escape {:?}", String::from_utf8_lossy(&s[i..end])));
@@ -278,54 +267,6 @@ pub fn effective_content_type<'a>(header: &'a str, override_ct: Option<&'a str>)
         Some(o) if !o.is_empty() => o,
         _ => header,
     }
-}
-
-/// Splits `type/subtype; a=1; b="x y"` into the lower-case media type and its parameters (names
-/// lower case, quoted values unescaped). Parsing stops quietly at the first malformed parameter.
-pub(crate) fn media_type(s: &str) -> (String, Vec<(String, String)>) {
-    let (essence, mut rest) = match s.find(';') {
-        Some(i) => (&s[..i], &s[i + 1..]),
-        None => (s, ""),
-    };
-    let mut params = Vec::new();
-    loop {
-        rest = rest.trim_start_matches([' ', '\t', ';']);
-        let Some(eq) = rest.find('=') else { break };
-        let name = rest[..eq].trim().to_ascii_lowercase();
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            break;
-        }
-        rest = rest[eq + 1..].trim_start_matches([' ', '\t']);
-        let value = if let Some(quoted) = rest.strip_prefix('"') {
-            let mut v = String::new();
-            let mut chars = quoted.char_indices();
-            let mut end = None;
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some((_, n)) = chars.next() {
-                            v.push(n);
-                        }
-                    }
-                    '"' => {
-                        end = Some(i + 1);
-                        break;
-                    }
-                    c => v.push(c),
-                }
-            }
-            let Some(end) = end else { break };
-            rest = &quoted[end..];
-            v
-        } else {
-            let end = rest.find([';', ' ', '\t']).unwrap_or(rest.len());
-            let v = rest[..end].to_string();
-            rest = &rest[end..];
-            v
-        };
-        params.push((name, value));
-    }
-    (essence.trim().to_ascii_lowercase(), params)
 }
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -574,34 +515,11 @@ fn multipart_payload(body: &[u8], boundary: &str, json_parts: &[&str]) -> Result
     Ok(if values.is_empty() { Value::Null } else { Value::Object(values) })
 }
 
-/// adnanh's `ParseJSONParameters`: each `header`, `url`/`query` or `payload` value named in
-/// `parse-parameters-as-json` that holds a string is replaced by the JSON object it encodes, so
-/// rules and arguments can reach inside it (`payload.repository.full_name`). A value that is
-/// missing, or already structured, is left alone; a string that is not a JSON object is an error.
-pub fn apply_parse_parameters_as_json(args: &[Argument], rv: &mut RequestValues) -> Result<(), BodyError> {
-    for arg in args {
-        let slot = match arg.source {
-            Source::Header => lookup_in_mut(&canonical_header_key(&arg.name), &mut rv.headers),
-            Source::Url | Source::Query => lookup_in_mut(&arg.name, &mut rv.query),
-            Source::Payload => lookup_mut(&arg.name, rv.payload_mut()),
-            _ => None,
-        };
-        let Some(slot) = slot else { continue };
-        let Value::String(text) = slot else { continue };
-        let parsed: Value = serde_json::from_str(text)
-            .or_else(|e| malformed(format!("parse-parameters-as-json: {arg} is not valid JSON: {e}")))?;
-        if !parsed.is_object() {
-            return malformed(format!("parse-parameters-as-json: {arg} must hold a JSON object"));
-        }
-        *slot = parsed;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::def::parse_hook;
+    use crate::hooks::def::{parse_hook, HookDef};
+    use crate::hooks::intake::request_values;
     use crate::hooks::params::{extract, parse_argument};
     use serde_json::json;
 
@@ -814,7 +732,7 @@ mod tests {
         let body =
             b"payload=%7B%22ref%22%3A%22refs%2Fheads%2Fmain%22%2C%22commits%22%3A%5B%7B%22id%22%3A%22c0%22%7D%5D%7D"
                 .to_vec();
-        let rv = RequestValues::build(
+        let rv = request_values(
             &h,
             "POST",
             "192.0.2.1:5000",
@@ -843,7 +761,7 @@ mod tests {
                 {"source": "payload", "name": "already"},
             ]
         }));
-        let rv = RequestValues::build(
+        let rv = request_values(
             &h,
             "POST",
             "[::1]:5000",
@@ -857,9 +775,9 @@ mod tests {
         assert_eq!(rv.payload().to_value().into_owned(), json!({"outer": {"inner": {"c": [1]}}, "already": {"x": 1}}));
         assert_eq!(rv.content_type, "application/json");
 
-        let bad = RequestValues::build(&h, "POST", "[::1]:5000", [("X-Meta", b"[1]".as_slice())], "", Vec::new());
+        let bad = request_values(&h, "POST", "[::1]:5000", [("X-Meta", b"[1]".as_slice())], "", Vec::new());
         assert_eq!(bad.unwrap_err().to_string(), "parse-parameters-as-json: header \"x-meta\" must hold a JSON object");
-        let bad = RequestValues::build(&h, "POST", "[::1]:5000", [("X-Meta", b"{".as_slice())], "", Vec::new());
+        let bad = request_values(&h, "POST", "[::1]:5000", [("X-Meta", b"{".as_slice())], "", Vec::new());
         assert!(bad
             .unwrap_err()
             .to_string()
@@ -873,8 +791,7 @@ mod tests {
             ("Content-Disposition: form-data; name=\"meta\"; filename=\"m\"", r#"{"event":"build"}"#),
             ("Content-Disposition: form-data; name=\"note\"", r#"{"not":"parsed"}"#),
         ]);
-        let rv =
-            RequestValues::build(&h, "PUT", "10.0.0.1:1", [("Content-Type", MP.as_bytes())], "", body.clone()).unwrap();
+        let rv = request_values(&h, "PUT", "10.0.0.1:1", [("Content-Type", MP.as_bytes())], "", body.clone()).unwrap();
         assert_eq!(
             rv.payload().to_value().into_owned(),
             json!({"meta": {"event": "build"}, "note": "{\"not\":\"parsed\"}"})

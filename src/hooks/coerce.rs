@@ -25,8 +25,48 @@
 //! (`"trigger_rule"`, `"execute-comand"`), which stays to be refused: under adnanh it silently
 //! disables what its author meant to configure.
 
-use crate::hooks::def::at;
+use crate::config::json::{at, near_miss};
 use serde_json::Value;
+
+/// The fields of adnanh's `Hook` (2.8: `internal/hook/hook.go`).
+pub(crate) const ADNANH_FIELDS: &[&str] = &[
+    "id",
+    "execute-command",
+    "command-working-directory",
+    "response-message",
+    "response-headers",
+    "success-http-response-code",
+    "incoming-payload-content-type",
+    "http-methods",
+    "include-command-output-in-response",
+    "include-command-output-in-response-on-error",
+    "pass-arguments-to-command",
+    "pass-environment-to-command",
+    "pass-file-to-command",
+    "parse-parameters-as-json",
+    "trigger-rule",
+    "trigger-rule-mismatch-http-response-code",
+    "trigger-signature-soft-failures",
+];
+
+/// hookcast's own hook fields.
+pub(crate) const HOOKCAST_FIELDS: &[&str] = &[
+    "provider",
+    "secrets",
+    "events",
+    "branches",
+    "topic",
+    "publish",
+    "allowed-ips",
+    "concurrency",
+    "timeout",
+    "dedup",
+    "inherit-environment",
+];
+
+/// Fields found in adnanh's docs or forks that hookcast refuses, with the reason.
+pub(crate) const REFUSED_FIELDS: &[(&str, &str)] =
+    &[("pre-hook-command", "pre-hook-command (described in adnanh/webhook's docs, absent from its releases)")];
 
 /// The string fields of adnanh's `Hook`.
 const HOOK_STRINGS: &[&str] =
@@ -48,10 +88,9 @@ const MATCH_FIELDS: &[&str] = &["type", "regex", "secret", "value", "parameter",
 /// strings as adnanh does, and returns one warning per value changed.
 pub fn coerce_hook(hook: &mut Value, path: &str) -> Vec<String> {
     let mut warnings = Vec::new();
-    fold_case(hook, path, crate::hooks::def::ADNANH_FIELDS, &mut warnings);
-    let known: Vec<&str> =
-        crate::hooks::def::ADNANH_FIELDS.iter().chain(crate::hooks::def::HOOKCAST_FIELDS).copied().collect();
-    drop_unknown(hook, path, &known, crate::hooks::def::REFUSED_FIELDS, &mut warnings);
+    fold_case(hook, path, ADNANH_FIELDS, &mut warnings);
+    let known: Vec<&str> = ADNANH_FIELDS.iter().chain(HOOKCAST_FIELDS).copied().collect();
+    drop_unknown(hook, path, &known, REFUSED_FIELDS, &mut warnings);
     let Some(map) = hook.as_object_mut() else { return warnings };
     for key in HOOK_STRINGS {
         if let Some(v) = map.get_mut(*key) {
@@ -147,7 +186,7 @@ fn drop_unknown(obj: &mut Value, path: &str, known: &[&str], refused: &[(&str, &
         .keys()
         .filter(|k| !known.contains(&k.as_str()))
         .filter(|k| !refused.iter().any(|(r, _)| r == k))
-        .filter(|k| crate::hooks::def::near_miss(k, known).is_none())
+        .filter(|k| near_miss(k, known).is_none())
         .cloned()
         .collect();
     for key in ignored {

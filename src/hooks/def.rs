@@ -8,17 +8,18 @@
 //! silently disables a check. Regexes, CIDRs and environment variable names are checked at load
 //! time, where adnanh finds most mistakes only when a request arrives. A hooks file must be JSON: YAML files and Go templates (adnanh's `-template`) are
 //! refused with a message naming the file. The one function with I/O is [`load_hooks_file`]
-//! (and [`SecretSource::resolve`], which reads a secret when the daemon loads).
+//! (and [`crate::hooks::secret::SecretSource::resolve`], which reads a secret when the daemon loads).
 
 use crate::auth::Cidr;
-use crate::config::{ConfigError, Obj};
-use crate::hooks::body::{is_token_byte, media_type};
+use crate::config::json::{at, check_fields, err, kind, ConfigError, Obj};
+use crate::hooks::coerce::{ADNANH_FIELDS, HOOKCAST_FIELDS, REFUSED_FIELDS};
 use crate::hooks::params::{check_env_name, parse_argument, Argument, Source};
 use crate::hooks::providers::Provider;
 use crate::hooks::rules::{parse_rule, Rule};
+use crate::hooks::secret::{parse_secret, SecretSource};
+use crate::http::token::{is_token_byte, media_type};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Longest hook id, in bytes.
@@ -34,226 +35,6 @@ const GO_STATUS_CODES: &[u16] = &[
     405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 418, 421, 422, 423, 424, 425, 426, 428, 429, 431,
     451, 500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
 ];
-
-/// The fields of adnanh's `Hook` (2.8: `internal/hook/hook.go`).
-pub(crate) const ADNANH_FIELDS: &[&str] = &[
-    "id",
-    "execute-command",
-    "command-working-directory",
-    "response-message",
-    "response-headers",
-    "success-http-response-code",
-    "incoming-payload-content-type",
-    "http-methods",
-    "include-command-output-in-response",
-    "include-command-output-in-response-on-error",
-    "pass-arguments-to-command",
-    "pass-environment-to-command",
-    "pass-file-to-command",
-    "parse-parameters-as-json",
-    "trigger-rule",
-    "trigger-rule-mismatch-http-response-code",
-    "trigger-signature-soft-failures",
-];
-
-/// hookcast's own hook fields.
-pub(crate) const HOOKCAST_FIELDS: &[&str] = &[
-    "provider",
-    "secrets",
-    "events",
-    "branches",
-    "topic",
-    "publish",
-    "allowed-ips",
-    "concurrency",
-    "timeout",
-    "dedup",
-    "inherit-environment",
-];
-
-/// Fields found in adnanh's docs or forks that hookcast refuses, with the reason.
-pub(crate) const REFUSED_FIELDS: &[(&str, &str)] =
-    &[("pre-hook-command", "pre-hook-command (described in adnanh/webhook's docs, absent from its releases)")];
-
-/// `path.key`, or `key` at the document root (as [`Obj::at`]).
-pub(crate) fn at(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-/// The kind of a JSON value, for messages.
-pub(crate) fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn cerr<T>(path: &str, message: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError { path: path.to_string(), message: message.into() })
-}
-
-fn normalise(key: &str) -> String {
-    key.to_ascii_lowercase().replace('_', "-")
-}
-
-/// Levenshtein distance, for telling a typo from a field of another program.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let here = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
-            prev = here;
-        }
-    }
-    row[b.len()]
-}
-
-/// The field of `known` that `key` looks like a misspelling of: the same but for case or `_`
-/// for `-`, one edit away (two for names longer than four letters), or one containing the other
-/// (`secret` / `secrets`).
-pub(crate) fn near_miss<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
-    let k = normalise(key);
-    let exact = known.iter().find(|f| normalise(f) == k);
-    let close = || known.iter().find(|f| distance(&normalise(f), &k) <= if f.len().min(k.len()) <= 4 { 1 } else { 2 });
-    let within = || known.iter().find(|f| k.len() >= 4 && f.len() >= 4 && (f.contains(k.as_str()) || k.contains(*f)));
-    exact.or_else(close).or_else(within).copied()
-}
-
-/// Refuses the keys of the object `value` that are not in `known`: a `refused` key with its
-/// reason, a near miss ([`near_miss`]) with a hint, a short list of choices otherwise.
-pub(crate) fn check_fields(
-    value: &Value,
-    path: &str,
-    known: &[&str],
-    refused: &[(&str, &str)],
-) -> Result<(), ConfigError> {
-    let Some(map) = value.as_object() else { return Ok(()) };
-    let Some(key) = map.keys().find(|k| !known.contains(&k.as_str())) else { return Ok(()) };
-    if let Some((_, why)) = refused.iter().find(|(k, _)| k == key) {
-        return cerr(&at(path, key), format!("not supported by hookcast: {why}"));
-    }
-    let message = match near_miss(key, known) {
-        Some(k) => format!("unknown field (did you mean {k:?}?)"),
-        None if known.len() <= 6 => format!("unknown field (one of {})", known.join(", ")),
-        None => "unknown field".to_string(),
-    };
-    cerr(&at(path, key), message)
-}
-
-/// Where a secret comes from.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub enum SecretSource {
-    /// Written in the file (`"secret": "s3cret"`), as adnanh has it.
-    Inline(String),
-    /// `{"env": "NAME"}`: an environment variable of the daemon.
-    Env(String),
-    /// `{"file": "/etc/hookcast/github.secret"}`: a file's contents, trailing line breaks removed.
-    File(PathBuf),
-    /// `{"credential": "name"}`: `$CREDENTIALS_DIRECTORY/name`, systemd's `LoadCredential=`.
-    Credential(String),
-}
-
-impl fmt::Debug for SecretSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretSource::Inline(_) => write!(f, "Inline(<redacted>)"),
-            SecretSource::Env(n) => write!(f, "Env({n:?})"),
-            SecretSource::File(p) => write!(f, "File({p:?})"),
-            SecretSource::Credential(n) => write!(f, "Credential({n:?})"),
-        }
-    }
-}
-
-impl fmt::Display for SecretSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretSource::Inline(_) => write!(f, "inline secret"),
-            SecretSource::Env(n) => write!(f, "environment variable {n}"),
-            SecretSource::File(p) => write!(f, "file {}", p.display()),
-            SecretSource::Credential(n) => write!(f, "credential {n}"),
-        }
-    }
-}
-
-impl SecretSource {
-    /// The secret's bytes. File and credential contents lose their trailing CR/LF: `echo s >
-    /// file` and most editors end a file with a line break that is never part of the secret, and
-    /// keeping it would make every signature fail without a hint why.
-    pub fn resolve(&self) -> Result<Vec<u8>, String> {
-        let read = |p: &Path| -> Result<Vec<u8>, String> {
-            let mut bytes = std::fs::read(p).map_err(|e| format!("cannot read {self}: {e}"))?;
-            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                bytes.pop();
-            }
-            Ok(bytes)
-        };
-        let bytes = match self {
-            SecretSource::Inline(s) => s.clone().into_bytes(),
-            SecretSource::Env(name) => match std::env::var(name) {
-                Ok(v) => v.into_bytes(),
-                Err(std::env::VarError::NotPresent) => return Err(format!("{self} is not set")),
-                Err(std::env::VarError::NotUnicode(_)) => return Err(format!("{self} is not UTF-8")),
-            },
-            SecretSource::File(p) => read(p)?,
-            SecretSource::Credential(name) => {
-                let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") else {
-                    return Err(format!(
-                        "{self}: CREDENTIALS_DIRECTORY is not set (run under systemd with LoadCredential={name}:…)"
-                    ));
-                };
-                read(&Path::new(&dir).join(name))?
-            }
-        };
-        if bytes.is_empty() {
-            return Err(format!("{self} is empty"));
-        }
-        Ok(bytes)
-    }
-}
-
-/// Parses a secret: a string, or `{"env": …}`, `{"file": …}`, `{"credential": …}`.
-pub fn parse_secret(value: Value, path: &str) -> Result<SecretSource, ConfigError> {
-    match value {
-        Value::String(s) if s.is_empty() => cerr(path, "empty secret"),
-        Value::String(s) => Ok(SecretSource::Inline(s)),
-        Value::Object(_) => {
-            check_fields(&value, path, &["env", "file", "credential"], &[])?;
-            let mut o = Obj::new(value, path)?;
-            let (env, file, credential) = (o.opt_str("env")?, o.opt_str("file")?, o.opt_str("credential")?);
-            o.finish()?;
-            match (env, file, credential) {
-                (Some(e), None, None) => {
-                    check_env_name(&e, &at(path, "env"))?;
-                    Ok(SecretSource::Env(e))
-                }
-                (None, Some(f), None) if Path::new(&f).is_absolute() => Ok(SecretSource::File(PathBuf::from(f))),
-                (None, Some(f), None) => cerr(&at(path, "file"), format!("not an absolute path: {f:?}")),
-                (None, None, Some(c)) if !c.is_empty() && !c.contains(['/', '\0']) && c != "." && c != ".." => {
-                    Ok(SecretSource::Credential(c))
-                }
-                (None, None, Some(c)) => cerr(&at(path, "credential"), format!("not a credential name: {c:?}")),
-                (None, None, None) => cerr(path, "expected one of env, file, credential"),
-                _ => cerr(path, "exactly one of env, file, credential"),
-            }
-        }
-        other => cerr(
-            path,
-            format!("expected a secret string or {{\"env\"|\"file\"|\"credential\": …}}, found {}", kind(&other)),
-        ),
-    }
-}
 
 /// What an accepted delivery publishes to the hook's topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -391,7 +172,7 @@ fn check_id(id: &str, path: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
-        cerr(
+        err(
             path,
             format!(
                 "hook id {id:?} is not URL-path-safe: 1 to {MAX_ID_LEN} of A-Z a-z 0-9 . _ ~ - with / between segments"
@@ -407,7 +188,7 @@ fn status_code(v: Option<Value>, path: &str, warnings: &mut Vec<String>) -> Resu
     let n = match (v.as_i64(), v.as_f64()) {
         (Some(n), _) => n,
         (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => f as i64,
-        _ => return cerr(path, format!("expected a status code, found {}", kind(&v))),
+        _ => return err(path, format!("expected a status code, found {}", kind(&v))),
     };
     match u16::try_from(n) {
         Ok(0) => Ok(None),
@@ -439,7 +220,7 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
     let mut o = Obj::new(value, path)?;
 
     let id_path = o.at("id");
-    let Some(id) = o.opt_str("id")? else { return cerr(&id_path, "missing") };
+    let Some(id) = o.opt_str("id")? else { return err(&id_path, "missing") };
     check_id(&id, &id_path)?;
     let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
     let execute_command = non_empty(o.opt_str("execute-command")?);
@@ -453,12 +234,12 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         let name_path = h.at("name");
         let name = h.opt_str("name")?.unwrap_or_default();
         if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return cerr(&name_path, format!("not a header name: {name:?}"));
+            return err(&name_path, format!("not a header name: {name:?}"));
         }
         let value_path = h.at("value");
         let value = h.opt_str("value")?.unwrap_or_default();
         if value.contains(['\r', '\n', '\0']) {
-            return cerr(&value_path, "a header value cannot hold CR, LF or NUL");
+            return err(&value_path, "a header value cannot hold CR, LF or NUL");
         }
         h.finish()?;
         response_headers.push((name, value));
@@ -485,7 +266,7 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
     for (i, m) in o.opt_str_list("http-methods")?.unwrap_or_default().into_iter().enumerate() {
         let m = m.trim().to_ascii_uppercase();
         if m.is_empty() || !m.bytes().all(is_token_byte) {
-            return cerr(&format!("{methods_path}[{i}]"), format!("not an HTTP method: {m:?}"));
+            return err(&format!("{methods_path}[{i}]"), format!("not an HTTP method: {m:?}"));
         }
         if !http_methods.contains(&m) {
             http_methods.push(m);
@@ -500,18 +281,18 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         arguments(&mut o, "pass-arguments-to-command")?.into_iter().map(|(_, a)| a).collect();
     let mut pass_environment_to_command = Vec::new();
     for (p, a) in arguments(&mut o, "pass-environment-to-command")? {
-        check_env_name(&a.env_var(), &p).or_else(|e| cerr(&p, format!("{} (set envname)", e.message)))?;
+        check_env_name(&a.env_var(), &p).or_else(|e| err(&p, format!("{} (set envname)", e.message)))?;
         pass_environment_to_command.push(a);
     }
     let mut pass_file_to_command = Vec::new();
     for (p, a) in arguments(&mut o, "pass-file-to-command")? {
-        check_env_name(&a.file_env_var(), &p).or_else(|e| cerr(&p, format!("{} (set envname)", e.message)))?;
+        check_env_name(&a.file_env_var(), &p).or_else(|e| err(&p, format!("{} (set envname)", e.message)))?;
         pass_file_to_command.push(a);
     }
     let mut parse_parameters_as_json = Vec::new();
     for (p, a) in arguments(&mut o, "parse-parameters-as-json")? {
         if !matches!(a.source, Source::Header | Source::Url | Source::Query | Source::Payload) {
-            return cerr(&at(&p, "source"), "only header, url, query and payload values can be parsed as JSON");
+            return err(&at(&p, "source"), "only header, url, query and payload values can be parsed as JSON");
         }
         parse_parameters_as_json.push(a);
     }
@@ -534,10 +315,10 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         o.opt_list("secrets")?.into_iter().map(|(p, v)| parse_secret(v, &p)).collect::<Result<Vec<_>, _>>()?;
     match (&provider, secrets.is_empty()) {
         (Some(p), true) => {
-            return cerr(&secrets_path, format!("missing: provider {p:?} verifies with at least one secret"))
+            return err(&secrets_path, format!("missing: provider {p:?} verifies with at least one secret"))
         }
         (None, false) => {
-            return cerr(
+            return err(
                 &secrets_path,
                 "secrets are only used by a provider: name one in provider (or use a payload-hmac-* rule)",
             )
@@ -548,7 +329,7 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         let path = o.at(key);
         let items = o.opt_str_list(key)?.unwrap_or_default();
         match items.iter().position(String::is_empty) {
-            Some(i) => cerr(&format!("{path}[{i}]"), "empty"),
+            Some(i) => err(&format!("{path}[{i}]"), "empty"),
             None => Ok(items),
         }
     };
@@ -557,14 +338,14 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
     let topic_path = o.at("topic");
     let topic = o.opt_str("topic")?;
     if let Some(t) = &topic {
-        crate::topic::validate_topic(t).or_else(|e| cerr(&topic_path, format!("{e}: {t:?}")))?;
+        crate::topic::validate_topic(t).or_else(|e| err(&topic_path, format!("{e}: {t:?}")))?;
     }
     let publish_path = o.at("publish");
     let publish = match o.opt_str("publish")?.as_deref() {
         None | Some("summary") => PublishMode::Summary,
         Some("full") => PublishMode::Full,
         Some("none") => PublishMode::None,
-        Some(other) => return cerr(&publish_path, format!("unknown publish mode {other:?} (summary, full, none)")),
+        Some(other) => return err(&publish_path, format!("unknown publish mode {other:?} (summary, full, none)")),
     };
     let allowed_ips = o.opt_cidr_list("allowed-ips")?;
     let concurrency_path = o.at("concurrency");
@@ -574,24 +355,21 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         Some("queue") => Some(Concurrency::Queue),
         Some("parallel") => Some(Concurrency::Parallel),
         Some(other) => {
-            return cerr(&concurrency_path, format!("unknown concurrency {other:?} (coalesce, queue, parallel)"))
+            return err(&concurrency_path, format!("unknown concurrency {other:?} (coalesce, queue, parallel)"))
         }
     };
     let dedup_path = o.at("dedup");
     let dedup = match o.opt_str("dedup")?.as_deref() {
         None | Some("delivery-id") => DedupBy::DeliveryId,
         Some("body") => DedupBy::Body,
-        Some(other) => return cerr(&dedup_path, format!("unknown dedup {other:?} (delivery-id, body)")),
+        Some(other) => return err(&dedup_path, format!("unknown dedup {other:?} (delivery-id, body)")),
     };
     let timeout_secs = match timeout_raw {
         None => None,
         Some(v) => match v.as_u64() {
             Some(n) if (1..=MAX_TIMEOUT_SECS).contains(&n) => Some(n),
             _ => {
-                return cerr(
-                    &o.at("timeout"),
-                    format!("expected whole seconds from 1 to {MAX_TIMEOUT_SECS}, found {v}"),
-                )
+                return err(&o.at("timeout"), format!("expected whole seconds from 1 to {MAX_TIMEOUT_SECS}, found {v}"))
             }
         },
     };
@@ -645,13 +423,13 @@ fn parse_provider(v: Value, path: &str) -> Result<Provider, ConfigError> {
         other => {
             let mut o = Obj::new(other, path)?;
             let Some(name) = o.opt_str("name")? else {
-                return cerr(&o.at("name"), "missing: the provider's name");
+                return err(&o.at("name"), "missing: the provider's name");
             };
             (name, Some(o))
         }
     };
     let Some(mut p) = Provider::parse(&name) else {
-        return cerr(path, format!("unknown provider {name:?} (github, gitlab, gitea, forgejo, bitbucket, stripe, slack, standard-webhooks, hmac)"));
+        return err(path, format!("unknown provider {name:?} (github, gitlab, gitea, forgejo, bitbucket, stripe, slack, standard-webhooks, hmac)"));
     };
     let Some(mut o) = settings else { return Ok(p) };
     match &mut p {
@@ -664,7 +442,7 @@ fn parse_provider(v: Value, path: &str) -> Result<Provider, ConfigError> {
         Provider::Hmac(spec) => {
             if let Some(h) = o.opt_str("header")? {
                 if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                    return cerr(&o.at("header"), format!("not a header name: {h:?}"));
+                    return err(&o.at("header"), format!("not a header name: {h:?}"));
                 }
                 spec.header = h.to_ascii_lowercase();
             }
@@ -707,7 +485,7 @@ fn parse_hooks(items: Vec<(String, Value)>, first_wins: bool) -> Result<Vec<Hook
         if let Some((first, i)) = seen.get(&hook.id) {
             let msg = format!("duplicate hook id {:?} (first at {first})", hook.id);
             if !first_wins {
-                return cerr(&id_path, msg);
+                return err(&id_path, msg);
             }
             let w = format!("{id_path}: {msg}: left out, as adnanh/webhook answers with the first");
             hooks[*i].warnings.push(w);
@@ -730,7 +508,7 @@ pub fn parse_hooks_file(text: &str, file_label: &str) -> Result<Vec<HookDef>, Co
 pub fn parse_hooks_file_as(text: &str, file_label: &str, braces_literal: bool) -> Result<Vec<HookDef>, ConfigError> {
     let braces = text.find("{{").map(|pos| text[..pos].matches('\n').count() + 1);
     if let (Some(line), false) = (braces, braces_literal) {
-        return cerr(
+        return err(
             file_label,
             format!(
                 "line {line}: \"{{{{\" looks like a Go template (adnanh/webhook's -template), which hookcast does not run; \
@@ -741,18 +519,18 @@ pub fn parse_hooks_file_as(text: &str, file_label: &str, braces_literal: bool) -
     }
     let body = text.trim_start_matches('\u{feff}').trim_start();
     match body.chars().next() {
-        None => return cerr(file_label, "empty hooks file (expected a JSON list of hooks)"),
+        None => return err(file_label, "empty hooks file (expected a JSON list of hooks)"),
         Some('[' | '{') => {}
         Some(_) => {
-            return cerr(
+            return err(
                 file_label,
                 "not JSON: hookcast reads hooks files as JSON only (YAML hooks files are not supported; convert it, e.g. with `yq -o=json`)",
             )
         }
     }
-    let value: Value = serde_json::from_str(body).or_else(|e| cerr(file_label, format!("invalid JSON: {e}")))?;
+    let value: Value = serde_json::from_str(body).or_else(|e| err(file_label, format!("invalid JSON: {e}")))?;
     let Value::Array(items) = value else {
-        return cerr(file_label, format!("expected a JSON list of hooks, found {}", kind(&value)));
+        return err(file_label, format!("expected a JSON list of hooks, found {}", kind(&value)));
     };
     let mut hooks =
         parse_hooks(items.into_iter().enumerate().map(|(i, v)| (format!("{file_label}[{i}]"), v)).collect(), true)?;
@@ -772,7 +550,7 @@ pub fn load_hooks_file(path: &Path) -> Result<Vec<HookDef>, ConfigError> {
 /// [`load_hooks_file`] with [`parse_hooks_file_as`]'s `braces_literal`.
 pub fn load_hooks_file_as(path: &Path, braces_literal: bool) -> Result<Vec<HookDef>, ConfigError> {
     let label = path.display().to_string();
-    let text = std::fs::read_to_string(path).or_else(|e| cerr(&label, format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(path).or_else(|e| err(&label, format!("cannot read: {e}")))?;
     parse_hooks_file_as(&text, &label, braces_literal)
 }
 
@@ -1089,11 +867,11 @@ mod tests {
         std::fs::write(&file, "s3cret\r\n\n").unwrap();
         assert_eq!(SecretSource::File(file.clone()).resolve().unwrap(), b"s3cret");
         std::fs::write(&file, "\n").unwrap();
-        assert!(SecretSource::File(file.clone()).resolve().unwrap_err().ends_with("is empty"));
-        let missing = SecretSource::File(dir.join("nope")).resolve().unwrap_err();
+        assert!(SecretSource::File(file.clone()).resolve().unwrap_err().to_string().ends_with("is empty"));
+        let missing = SecretSource::File(dir.join("nope")).resolve().unwrap_err().to_string();
         assert!(missing.starts_with(&format!("cannot read file {}", dir.join("nope").display())), "{missing}");
         assert_eq!(
-            SecretSource::Env("HOOKCAST_TEST_UNSET_VAR".into()).resolve().unwrap_err(),
+            SecretSource::Env("HOOKCAST_TEST_UNSET_VAR".into()).resolve().unwrap_err().to_string(),
             "environment variable HOOKCAST_TEST_UNSET_VAR is not set"
         );
         std::fs::remove_dir_all(&dir).unwrap();
@@ -1103,7 +881,7 @@ mod tests {
 
     fn request(h: &HookDef, headers: &[(&str, &str)], query: &str, body: &[u8], addr: &str) -> RequestValues {
         let hs: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
-        RequestValues::build(h, "POST", addr, hs, query, body.to_vec()).unwrap()
+        crate::hooks::intake::request_values(h, "POST", addr, hs, query, body.to_vec()).unwrap()
     }
 
     fn fixture() -> HashMap<String, HookDef> {

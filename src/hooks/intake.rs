@@ -13,13 +13,13 @@
 //! `response-headers`, or the command's output); hooks with a `provider` answer 202 with a JSON
 //! receipt. Every outcome, rejected ones included, is published on `$deliveries`.
 
-use super::body::RequestValues;
+use super::body::{BodyError, RequestValues};
 use super::def::{Concurrency, DedupBy, HookDef, PublishMode};
 use super::params::{self, Argument};
 use super::providers::{self, Incoming, Provider};
 use super::rules::{self, RuleError, Secrets};
 use super::summary::{summarize, Facts};
-use crate::config::ConfigError;
+use crate::config::json::ConfigError;
 use crate::http::response::Response;
 use crate::runner::sched::Mode;
 use crate::runner::{RunSpec, RunnerConfig};
@@ -172,14 +172,16 @@ impl Hooks {
             let provider = def.provider_spec.clone();
             let mut provider_secrets = Vec::new();
             for s in &def.secrets {
-                let bytes = s.resolve().map_err(|e| ConfigError { path: at("secrets"), message: e })?;
+                let bytes = s.resolve().map_err(|e| ConfigError { path: at("secrets"), message: e.message })?;
                 if let Some(p) = &provider {
                     p.check_secret(&bytes).map_err(|e| ConfigError { path: at("secrets"), message: e.to_string() })?;
                 }
                 provider_secrets.push(bytes);
             }
             let rule_secrets = match &def.trigger_rule {
-                Some(r) => Secrets::load(r).map_err(|e| ConfigError { path: at("trigger-rule"), message: e })?,
+                Some(r) => {
+                    Secrets::load(r).map_err(|e| ConfigError { path: at("trigger-rule"), message: e.message })?
+                }
                 None => Secrets::new(),
             };
             let mut secret_headers = Vec::new();
@@ -216,12 +218,12 @@ impl Hooks {
         }
         let mut withheld: Vec<String> = DAEMON_ONLY_ENV.iter().map(|s| s.to_string()).collect();
         for h in &hooks.list {
-            let mut sources: Vec<&crate::hooks::def::SecretSource> = h.def.secrets.iter().collect();
+            let mut sources: Vec<&crate::hooks::secret::SecretSource> = h.def.secrets.iter().collect();
             if let Some(r) = &h.def.trigger_rule {
                 rules::secret_sources(r, &mut sources);
             }
             for s in sources {
-                if let crate::hooks::def::SecretSource::Env(name) = s {
+                if let crate::hooks::secret::SecretSource::Env(name) = s {
                     if !withheld.contains(name) {
                         withheld.push(name.clone());
                     }
@@ -364,6 +366,28 @@ fn header_delivery_id(headers: &[(String, Vec<u8>)]) -> Option<String> {
     providers::valid_id(value).then(|| value.to_string())
 }
 
+/// The values of a request for `hook`: [`RequestValues::build`] with the hook's content type
+/// override and JSON parts, then the hook's `parse-parameters-as-json`.
+pub fn request_values<'a>(
+    hook: &HookDef,
+    method: &str,
+    remote_addr: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    raw_query: &str,
+    body: Vec<u8>,
+) -> Result<RequestValues, BodyError> {
+    let json_parts: Vec<&str> = hook
+        .parse_parameters_as_json
+        .iter()
+        .filter(|a| a.source == params::Source::Payload)
+        .map(|a| a.name.as_str())
+        .collect();
+    let content_type = hook.incoming_payload_content_type.as_deref();
+    let mut rv = RequestValues::build(content_type, &json_parts, method, remote_addr, headers, raw_query, body)?;
+    params::apply_parse_parameters_as_json(&hook.parse_parameters_as_json, &mut rv)?;
+    Ok(rv)
+}
+
 /// The decisions that need the daemon's state are passed in as closures so this stays pure:
 /// `seen(key)` asks the idempotency window about the delivery's [`Hook::dedup_key`].
 pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: impl FnOnce(&str) -> bool) -> Decision {
@@ -450,7 +474,7 @@ pub fn decide(hook: &Hook, mut req: Request<'_>, runner: &RunnerConfig, seen: im
     let remote = std::net::SocketAddr::new(req.ip, req.port).to_string();
     let headers = req.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
     // Nothing reads the raw body after this: it moves into the request values.
-    let rv = match RequestValues::build(def, req.method, &remote, headers, req.query, std::mem::take(&mut req.body)) {
+    let rv = match request_values(def, req.method, &remote, headers, req.query, std::mem::take(&mut req.body)) {
         Ok(rv) => rv,
         Err(e) => {
             let msg = e.to_string();

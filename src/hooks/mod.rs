@@ -10,5 +10,6 @@ pub mod json;
 pub mod params;
 pub mod providers;
 pub mod rules;
+pub mod secret;
 pub mod stored;
 pub mod summary;

@@ -12,9 +12,8 @@
 //!
 //! Everything here is pure: the request arrives as [`RequestValues`].
 
-use crate::config::{ConfigError, Obj};
-use crate::hooks::body::{canonical_header_key, RequestValues};
-use crate::hooks::def::check_fields;
+use crate::config::json::{check_fields, ConfigError, Obj};
+use crate::hooks::body::{canonical_header_key, malformed, BodyError, RequestValues};
 use crate::hooks::json::Node;
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -427,6 +426,30 @@ pub fn file_contents(arg: &Argument, rv: &RequestValues) -> Result<Vec<u8>, Para
     }
     let cleaned: Vec<u8> = bytes.into_iter().filter(|b| !matches!(b, b'\r' | b'\n')).collect();
     base64::engine::general_purpose::STANDARD.decode(cleaned).map_err(|_| ParamError::Base64 { name: arg.name.clone() })
+}
+
+/// adnanh's `ParseJSONParameters`: each `header`, `url`/`query` or `payload` value named in
+/// `parse-parameters-as-json` that holds a string is replaced by the JSON object it encodes, so
+/// rules and arguments can reach inside it (`payload.repository.full_name`). A value that is
+/// missing, or already structured, is left alone; a string that is not a JSON object is an error.
+pub fn apply_parse_parameters_as_json(args: &[Argument], rv: &mut RequestValues) -> Result<(), BodyError> {
+    for arg in args {
+        let slot = match arg.source {
+            Source::Header => lookup_in_mut(&canonical_header_key(&arg.name), &mut rv.headers),
+            Source::Url | Source::Query => lookup_in_mut(&arg.name, &mut rv.query),
+            Source::Payload => lookup_mut(&arg.name, rv.payload_mut()),
+            _ => None,
+        };
+        let Some(slot) = slot else { continue };
+        let Value::String(text) = slot else { continue };
+        let parsed: Value = serde_json::from_str(text)
+            .or_else(|e| malformed(format!("parse-parameters-as-json: {arg} is not valid JSON: {e}")))?;
+        if !parsed.is_object() {
+            return malformed(format!("parse-parameters-as-json: {arg} must hold a JSON object"));
+        }
+        *slot = parsed;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

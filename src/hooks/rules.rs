@@ -27,10 +27,10 @@
 //! - A `regex` match tests at most [`MAX_REGEX_INPUT`] bytes: a longer value does not match.
 
 use crate::auth::{canonical, ct_eq, Cidr};
-use crate::config::ConfigError;
+use crate::config::json::{at, check_fields, err, kind, ConfigError, Obj};
 use crate::hooks::body::RequestValues;
-use crate::hooks::def::{at, check_fields, kind, parse_secret, SecretSource};
 use crate::hooks::params::{extract, parse_argument, Argument, ParamError};
+use crate::hooks::secret::{parse_secret, SecretSource};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -192,7 +192,7 @@ impl Secrets {
     }
 
     /// Reads every env/file/credential secret `rule` uses (the only I/O of this module).
-    pub fn load(rule: &Rule) -> Result<Secrets, String> {
+    pub fn load(rule: &Rule) -> Result<Secrets, ConfigError> {
         let mut secrets = Secrets::new();
         let mut sources = Vec::new();
         secret_sources(rule, &mut sources);
@@ -220,20 +220,16 @@ const RULE_FIELDS: &[&str] = &["and", "or", "not", "match"];
 const MATCH_FIELDS: &[&str] = &["type", "value", "regex", "secret", "parameter", "ip-range"];
 const MATCH_TYPES: &str = "value, regex, payload-hmac-sha1, payload-hmac-sha256, payload-hmac-sha512, ip-whitelist";
 
-fn cerr<T>(path: &str, message: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError { path: path.to_string(), message: message.into() })
-}
-
 /// Parses a trigger rule found at `path`.
 pub fn parse_rule(value: Value, path: &str) -> Result<Rule, ConfigError> {
     check_fields(&value, path, RULE_FIELDS, &[])?;
     let Value::Object(map) = value else {
-        return cerr(path, format!("expected a rule object, found {}", kind(&value)));
+        return err(path, format!("expected a rule object, found {}", kind(&value)));
     };
     let mut present: Vec<(String, Value)> = map.into_iter().filter(|(_, v)| !v.is_null()).collect();
     match present.len() {
         0 => {
-            return cerr(
+            return err(
                 path,
                 "empty rule (adnanh/webhook treats {} as never true; write a rule, or leave trigger-rule out to always trigger)",
             )
@@ -241,7 +237,7 @@ pub fn parse_rule(value: Value, path: &str) -> Result<Rule, ConfigError> {
         1 => {}
         _ => {
             let keys: Vec<&str> = present.iter().map(|(k, _)| k.as_str()).collect();
-            return cerr(path, format!("a rule holds exactly one of and, or, not, match; found {}", keys.join(", ")));
+            return err(path, format!("a rule holds exactly one of and, or, not, match; found {}", keys.join(", ")));
         }
     }
     let (key, v) = present.pop().expect("one entry");
@@ -249,10 +245,10 @@ pub fn parse_rule(value: Value, path: &str) -> Result<Rule, ConfigError> {
     match key.as_str() {
         "and" | "or" => {
             let Value::Array(items) = v else {
-                return cerr(&here, format!("expected a list of rules, found {}", kind(&v)));
+                return err(&here, format!("expected a list of rules, found {}", kind(&v)));
             };
             if items.is_empty() {
-                return cerr(&here, format!("empty {key:?} list (write at least one rule)"));
+                return err(&here, format!("empty {key:?} list (write at least one rule)"));
             }
             let rules = items
                 .into_iter()
@@ -266,24 +262,17 @@ pub fn parse_rule(value: Value, path: &str) -> Result<Rule, ConfigError> {
     }
 }
 
-/// Takes a string field adnanh declares as a Go `string` (numbers and booleans were already
-/// turned into strings as adnanh does, see `coerce`; an object or list is an error there too).
-fn take_str(map: &mut serde_json::Map<String, Value>, path: &str, key: &str) -> Result<Option<String>, ConfigError> {
-    match map.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => cerr(&at(path, key), format!("expected a string, found {}", kind(&other))),
-    }
-}
-
 fn parse_match(value: Value, path: &str) -> Result<MatchRule, ConfigError> {
     check_fields(&value, path, MATCH_FIELDS, &[])?;
-    let Value::Object(mut map) = value else {
-        return cerr(path, format!("expected a match object, found {}", kind(&value)));
+    let Value::Object(map) = value else {
+        return err(path, format!("expected a match object, found {}", kind(&value)));
     };
+    // The string fields are Go `string`s in adnanh: numbers and booleans were already turned
+    // into strings as adnanh does (see `coerce`); an object or list is an error there too.
+    let mut o = Obj::from_map(map, path);
     let type_path = at(path, "type");
-    let Some(ty) = take_str(&mut map, path, "type")? else {
-        return cerr(&type_path, format!("missing (one of {MATCH_TYPES})"));
+    let Some(ty) = o.opt_str("type")? else {
+        return err(&type_path, format!("missing (one of {MATCH_TYPES})"));
     };
     let (algo, uses): (Option<HmacAlgo>, &[&str]) = match ty.as_str() {
         "value" => (None, &["value", "parameter"]),
@@ -293,26 +282,26 @@ fn parse_match(value: Value, path: &str) -> Result<MatchRule, ConfigError> {
         "payload-hmac-sha512" | "payload-hash-sha512" => (Some(HmacAlgo::Sha512), &["secret", "parameter"]),
         "ip-whitelist" => (None, &["ip-range"]),
         "scalr-signature" => {
-            return cerr(
+            return err(
                 &type_path,
                 "not supported by hookcast: match type \"scalr-signature\" (use payload-hmac-* or a provider)",
             )
         }
-        other => return cerr(&type_path, format!("unknown match type {other:?} (one of {MATCH_TYPES})")),
+        other => return err(&type_path, format!("unknown match type {other:?} (one of {MATCH_TYPES})")),
     };
-    if let Some(extra) = map.keys().find(|k| !uses.contains(&k.as_str()) && !map[k.as_str()].is_null()) {
-        return cerr(&at(path, extra), format!("not used by match type {ty:?} (it reads {})", uses.join(" and ")));
+    if let Some((extra, _)) = o.rest().find(|(k, v)| !uses.contains(&k.as_str()) && !v.is_null()) {
+        return err(&at(path, extra), format!("not used by match type {ty:?} (it reads {})", uses.join(" and ")));
     }
     let mut parameter = || -> Result<Argument, ConfigError> {
-        match map.remove("parameter") {
-            None | Some(Value::Null) => cerr(&at(path, "parameter"), "missing (the request value to test)"),
+        match o.take_raw("parameter") {
+            None | Some(Value::Null) => err(&at(path, "parameter"), "missing (the request value to test)"),
             Some(v) => parse_argument(v, &at(path, "parameter")),
         }
     };
     if let Some(algo) = algo {
         let parameter = parameter()?;
-        let secret = match map.remove("secret") {
-            None | Some(Value::Null) => return cerr(&at(path, "secret"), "missing"),
+        let secret = match o.take_raw("secret") {
+            None | Some(Value::Null) => return err(&at(path, "secret"), "missing"),
             Some(v) => parse_secret(v, &at(path, "secret"))?,
         };
         return Ok(MatchRule::PayloadHmac { algo, secret, parameter });
@@ -320,25 +309,25 @@ fn parse_match(value: Value, path: &str) -> Result<MatchRule, ConfigError> {
     match ty.as_str() {
         "value" => {
             let parameter = parameter()?;
-            let Some(value) = take_str(&mut map, path, "value")? else {
-                return cerr(&at(path, "value"), "missing (write \"\" to match an empty value)");
+            let Some(value) = o.opt_str("value")? else {
+                return err(&at(path, "value"), "missing (write \"\" to match an empty value)");
             };
             Ok(MatchRule::Value { value, parameter })
         }
         "regex" => {
             let parameter = parameter()?;
             let regex_path = at(path, "regex");
-            let Some(re) = take_str(&mut map, path, "regex")? else {
-                return cerr(&regex_path, "missing");
+            let Some(re) = o.opt_str("regex")? else {
+                return err(&regex_path, "missing");
             };
             let regex =
-                regex_lite::Regex::new(&re).or_else(|e| cerr(&regex_path, format!("invalid regex {re:?}: {e}")))?;
+                regex_lite::Regex::new(&re).or_else(|e| err(&regex_path, format!("invalid regex {re:?}: {e}")))?;
             Ok(MatchRule::Regex { regex, parameter })
         }
         _ => {
             let range_path = at(path, "ip-range");
-            let Some(text) = take_str(&mut map, path, "ip-range")? else {
-                return cerr(&range_path, "missing (addresses or CIDRs separated by spaces)");
+            let Some(text) = o.opt_str("ip-range")? else {
+                return err(&range_path, "missing (addresses or CIDRs separated by spaces)");
             };
             let ranges = text
                 .split_whitespace()
@@ -350,7 +339,7 @@ fn parse_match(value: Value, path: &str) -> Result<MatchRule, ConfigError> {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             if ranges.is_empty() {
-                return cerr(&range_path, "empty (addresses or CIDRs separated by spaces)");
+                return err(&range_path, "empty (addresses or CIDRs separated by spaces)");
             }
             Ok(MatchRule::IpWhitelist { ranges })
         }
@@ -720,7 +709,7 @@ mod tests {
             evaluate(&rl, &r, &Secrets::new(), false),
             Err(RuleError::SecretUnavailable("environment variable HOOKCAST_TEST_NEVER_SET".into()))
         );
-        assert!(Secrets::load(&rl).unwrap_err().contains("HOOKCAST_TEST_NEVER_SET"));
+        assert!(Secrets::load(&rl).unwrap_err().to_string().contains("HOOKCAST_TEST_NEVER_SET"));
         let mut s = Secrets::new();
         s.insert(SecretSource::Env("HOOKCAST_TEST_NEVER_SET".into()), b"from-env".to_vec());
         assert_eq!(evaluate(&rl, &r, &s, false), Ok(true));

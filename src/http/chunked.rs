@@ -37,6 +37,7 @@
 //! - trailer fields are checked for `name ":" value` shape and discarded (§7.1.2 lets a
 //!   recipient discard them).
 
+use crate::http::token::{hex_digit, is_token_byte};
 use std::fmt;
 
 /// Longest chunk extension accepted on one chunk-size line, counted from after the size.
@@ -183,7 +184,7 @@ impl ChunkedDecoder {
     /// Moves the state on by one byte outside chunk data.
     fn step(&mut self, b: u8, max_body: usize) -> Result<(), ChunkedError> {
         self.state = match self.state {
-            State::Size { size, digits } => match (b, hex_value(b)) {
+            State::Size { size, digits } => match (b, hex_digit(b)) {
                 (_, Some(d)) => {
                     if digits == MAX_SIZE_DIGITS {
                         return Err(ChunkedError::Malformed("chunk size too long"));
@@ -244,13 +245,13 @@ impl ChunkedDecoder {
             State::TrailerStart => match b {
                 b'\r' => State::FinalLf,
                 b'\n' => return Err(ChunkedError::Malformed("bare lf in trailer section")),
-                _ if is_token(b) => self.trailer_byte(State::TrailerName)?,
+                _ if is_token_byte(b) => self.trailer_byte(State::TrailerName)?,
                 // Includes SP/HTAB: obs-fold is not allowed (RFC 9112 §5.2).
                 _ => return Err(ChunkedError::Malformed("invalid trailer field name")),
             },
             State::TrailerName => match b {
                 b':' => self.trailer_byte(State::TrailerValue)?,
-                _ if is_token(b) => self.trailer_byte(State::TrailerName)?,
+                _ if is_token_byte(b) => self.trailer_byte(State::TrailerName)?,
                 _ => return Err(ChunkedError::Malformed("invalid trailer field name")),
             },
             State::TrailerValue => match b {
@@ -296,22 +297,6 @@ impl ChunkedDecoder {
         }
         Ok(next)
     }
-}
-
-/// The value of one `HEXDIG` (RFC 5234 `HEXDIG` is upper-case only, but RFC 9110 §1.2 notes
-/// ABNF strings are case-insensitive, and `%x41-46` is written as "A"-"F").
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Whether `b` is a `tchar` (RFC 9110 §5.6.2), the bytes of a field name.
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

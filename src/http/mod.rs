@@ -5,3 +5,4 @@ pub mod chunked;
 pub mod request;
 pub mod response;
 pub mod router;
+pub(crate) mod token;

@@ -16,6 +16,7 @@
 //! - a `Transfer-Encoding` whose final coding is not `chunked` is 400 (RFC 9112 §6.3 item 4, a
 //!   MUST); 501 is for a chain that ends in `chunked` but has codings we do not implement.
 
+use crate::http::token::{hex_digit, trim_ows};
 use std::fmt;
 
 /// Most header fields a request may carry; a 64th+1 field is `431`.
@@ -289,8 +290,8 @@ pub fn percent_decode(s: &str) -> Option<String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             // pct-encoded = "%" HEXDIG HEXDIG
-            let hi = hex_value(*bytes.get(i + 1)?)?;
-            let lo = hex_value(*bytes.get(i + 2)?)?;
+            let hi = hex_digit(*bytes.get(i + 1)?)?;
+            let lo = hex_digit(*bytes.get(i + 2)?)?;
             out.push(hi << 4 | lo);
             i += 3;
         } else {
@@ -304,24 +305,6 @@ pub fn percent_decode(s: &str) -> Option<String> {
 /// `application/x-www-form-urlencoded` decoding of one key or value.
 fn form_decode(s: &str) -> Option<String> {
     percent_decode(&s.replace('+', " "))
-}
-
-/// The value of one hex digit.
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// `s` without leading and trailing OWS (RFC 9110 §5.6.3: `OWS = *( SP / HTAB )`).
-fn trim_ows(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|&b| b != b' ' && b != b'\t');
-    let Some(start) = start else { return &[] };
-    let end = s.iter().rposition(|&b| b != b' ' && b != b'\t').unwrap_or(start);
-    &s[start..=end]
 }
 
 /// The request line as received so far, after any leading empty lines, without its line

@@ -145,6 +145,28 @@ pub fn write_head(
     out.extend_from_slice(s.as_bytes());
 }
 
+/// The `Date` header value, formatted once a second rather than once a response.
+#[derive(Debug, Default)]
+pub struct DateCache {
+    secs: u64,
+    value: String,
+}
+
+impl DateCache {
+    /// Moves the cache to `unix_secs`, formatting the value when the second changed.
+    pub fn update(&mut self, unix_secs: u64) {
+        if unix_secs != self.secs {
+            self.secs = unix_secs;
+            self.value = crate::clock::http_date(unix_secs);
+        }
+    }
+
+    /// The current value (empty before the first [`DateCache::update`]).
+    pub fn get(&self) -> &str {
+        &self.value
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

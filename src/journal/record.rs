@@ -246,6 +246,26 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
     crc32c_update(0, bytes)
 }
 
+/// An event's journal payload: `[flags][type length][type][data]`, flags bit 0 = JSON.
+pub fn encode_event_data(kind: &str, is_json: bool, data: &str) -> Vec<u8> {
+    let kind = &kind.as_bytes()[..kind.len().min(255)];
+    let mut out = Vec::with_capacity(2 + kind.len() + data.len());
+    out.push(u8::from(is_json));
+    out.push(kind.len() as u8);
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data.as_bytes());
+    out
+}
+
+/// The inverse of [`encode_event_data`]: (type, is JSON, data).
+pub fn decode_event_data(raw: &[u8]) -> Option<(String, bool, String)> {
+    let (&flags, rest) = raw.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    let kind = std::str::from_utf8(rest.get(..len as usize)?).ok()?;
+    let data = std::str::from_utf8(&rest[len as usize..]).ok()?;
+    Some((kind.to_string(), flags & 1 == 1, data.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

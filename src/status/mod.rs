@@ -14,7 +14,7 @@
 //! `no-cache`. Every page response carries a strict `Content-Security-Policy` (the script builds
 //! its DOM with `textContent` only, so webhook data never becomes markup).
 
-use crate::api::presented_token;
+use crate::api::access::{is_request_host, presented_token};
 use crate::app::App;
 use crate::auth::{Caller, Client, Scope};
 use crate::http::request::{query_param, Head, Method};
@@ -30,7 +30,7 @@ const STYLE_CSS: &str = include_str!("style.css");
 
 /// The system topics the page subscribes to (a token or public rule must allow all three).
 pub const PAGE_TOPICS: [&str; 3] = ["$deliveries", "$runs", "$runs/*"];
-/// The cookie the login form sets (also read by `api::presented_token`).
+/// The cookie the login form sets (also read by `api::access::presented_token`).
 pub const COOKIE: &str = "hookcast_token";
 /// How long the login cookie lives (30 days).
 const COOKIE_MAX_AGE_SECS: u64 = 30 * 24 * 3600;
@@ -310,10 +310,7 @@ pub fn note_delivery(app: &mut App, record: Value, signature_failure: Option<&st
 /// must not log anyone in or out.
 fn same_origin(head: &Head) -> bool {
     let Some(origin) = head.header_str("origin") else { return true };
-    origin
-        .split_once("://")
-        .zip(head.header_str("host"))
-        .is_some_and(|((_, authority), host)| authority.eq_ignore_ascii_case(host))
+    is_request_host(origin, head)
 }
 
 /// Whether the request reached a trusted proxy over HTTPS (`X-Forwarded-Proto: https`, believed

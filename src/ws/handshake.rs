@@ -7,6 +7,7 @@
 //! a pure answer to one of §4.2.1's questions, so the router decides the status code
 //! (400, or 426 for a version mismatch, §4.4) from plain booleans.
 
+use crate::http::token::trim_ows_str;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
@@ -16,11 +17,6 @@ pub const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// The only protocol version this server speaks, for `Sec-WebSocket-Version` (§4.2.1 item 6,
 /// and the value to advertise in a `426 Upgrade Required`, §4.4).
 pub const SUPPORTED_VERSION: &str = "13";
-
-/// Strips HTTP optional whitespace (RFC 9110 §5.6.3: `OWS = *( SP / HTAB )`).
-fn trim_ows(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
-}
 
 /// The `Sec-WebSocket-Accept` value for a client's `Sec-WebSocket-Key` (§4.2.2 step 5, item 4).
 ///
@@ -32,7 +28,7 @@ fn trim_ows(s: &str) -> &str {
 /// handshake."
 pub fn accept_key(client_key: &str) -> String {
     let mut sha1 = sha1_smol::Sha1::new();
-    sha1.update(trim_ows(client_key).as_bytes());
+    sha1.update(trim_ows_str(client_key).as_bytes());
     sha1.update(WEBSOCKET_GUID.as_bytes());
     STANDARD.encode(sha1.digest().bytes())
 }
@@ -43,7 +39,7 @@ pub fn accept_key(client_key: &str) -> String {
 /// Canonical padded base64 only (24 characters ending in `==`); leading and trailing OWS is
 /// ignored, as `accept_key` ignores it. Decodes into a stack buffer: nothing is allocated.
 pub fn key_is_valid(key: &str) -> bool {
-    let key = trim_ows(key);
+    let key = trim_ows_str(key);
     if key.len() != 24 {
         return false;
     }
@@ -55,7 +51,7 @@ pub fn key_is_valid(key: &str) -> bool {
 /// True if the `Sec-WebSocket-Version` value is 13 (§4.2.1 item 6: "A |Sec-WebSocket-Version|
 /// header field, with a value of 13.").
 pub fn version_is_supported(version: &str) -> bool {
-    trim_ows(version) == SUPPORTED_VERSION
+    trim_ows_str(version) == SUPPORTED_VERSION
 }
 
 /// True if the comma-separated header value `list` contains `token`, compared ASCII
@@ -66,7 +62,7 @@ pub fn version_is_supported(version: &str) -> bool {
 /// token "Upgrade", treated as an ASCII case-insensitive value."); e.g.
 /// `has_token("keep-alive, Upgrade", "upgrade")` is true.
 pub fn has_token(list: &str, token: &str) -> bool {
-    list.split(',').any(|item| trim_ows(item).eq_ignore_ascii_case(token))
+    list.split(',').any(|item| trim_ows_str(item).eq_ignore_ascii_case(token))
 }
 
 /// The subprotocol to answer with: the first name in the client's `Sec-WebSocket-Protocol`
@@ -82,7 +78,7 @@ pub fn has_token(list: &str, token: &str) -> bool {
 pub fn pick_protocol(offered: &str, supported: &[&'static str]) -> Option<&'static str> {
     offered
         .split(',')
-        .map(trim_ows)
+        .map(trim_ows_str)
         .filter(|name| !name.is_empty())
         .find_map(|name| supported.iter().copied().find(|s| *s == name))
 }

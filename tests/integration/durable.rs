@@ -1377,7 +1377,7 @@ fn run_output_in_journal(node: &Node, run: u64) -> (u64, Vec<(String, String)>) 
         for (_, rec) in frames(&std::fs::read(seg).unwrap()) {
             if rec.topic == topic {
                 bytes += hookcast::journal::record::encoded_len(&rec) as u64;
-                let (kind, _, data) = hookcast::app::decode_event_data(&rec.data).unwrap();
+                let (kind, _, data) = hookcast::journal::record::decode_event_data(&rec.data).unwrap();
                 recs.push((kind, data));
             }
         }
@@ -1486,7 +1486,7 @@ fn the_listener_is_bound_only_after_the_journal_is_replayed() {
     std::fs::create_dir_all(&dir).unwrap();
     // About 48 MB of events, written directly: a replay that takes a while.
     let t0 = hookcast::clock::unix_ms();
-    let data = hookcast::app::encode_event_data("message", false, &"z".repeat(4000));
+    let data = hookcast::journal::record::encode_event_data("message", false, &"z".repeat(4000));
     let mut seg = Vec::with_capacity(16 << 20);
     for n in 1..=3u64 {
         seg.clear();

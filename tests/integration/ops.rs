@@ -305,7 +305,7 @@ fn sd_notify_extends_the_start_timeout_while_the_journal_is_replayed() {
     let state = TempDir::new("notify-replay");
     let dir = state.0.join("journal");
     std::fs::create_dir_all(&dir).unwrap();
-    let data = hookcast::app::encode_event_data("message", false, "x");
+    let data = hookcast::journal::record::encode_event_data("message", false, "x");
     let mut seg = Vec::new();
     for id in 1..=3000u64 {
         let topic = format!("bulk/{}", id % 7);

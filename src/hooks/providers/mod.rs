@@ -27,6 +27,7 @@ mod standard_webhooks;
 mod stripe;
 
 use crate::auth::ct_eq;
+use crate::http::token::{decode_hex, trim_ows};
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -422,12 +423,6 @@ fn json_id(v: Option<String>) -> Option<String> {
     v.filter(|s| valid_id(s))
 }
 
-fn trim_ows(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(v.len());
-    let end = v.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |i| i + 1);
-    &v[start..end]
-}
-
 // ---------------------------------------------------------------------------------------------
 // Encodings.
 
@@ -437,23 +432,6 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_encode_padding(true).with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-/// Decodes hexadecimal of either case; `None` for an odd length or a non-hex character.
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let s = s.as_bytes();
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    s.chunks_exact(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
-}
 
 /// Lower-case hexadecimal.
 fn encode_hex(bytes: &[u8]) -> String {

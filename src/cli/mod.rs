@@ -2,8 +2,10 @@
 //! (a dozen flags do not need a parser crate): raw words first, then validated per command.
 //! Every command returns its exit code; `main` only exits with it.
 
-use crate::client::{self, Target};
+pub mod client;
+
 use crate::config::Config;
+use client::Target;
 use std::ffi::OsString;
 use std::io::{BufRead, Read};
 use std::path::PathBuf;
@@ -224,7 +226,7 @@ fn webhook(words: &[String]) -> Result<(), Fail> {
 
 /// Loads the configuration, binds and runs the loop; `watch` are hooks files reloaded on change.
 fn run_daemon(source: crate::config::ConfigSource, watch: &[PathBuf]) -> Result<(), Fail> {
-    let (cfg, hooks) = source.load().map_err(Fail::Run)?;
+    let (cfg, hooks) = source.load().map_err(|e| Fail::Run(e.to_string()))?;
     crate::logger::init(cfg.log_level);
     for note in source.adnanh.iter().flat_map(|a| &a.notes) {
         log::warn!("{note}");
