@@ -5,3 +5,7 @@ pub mod chunked;
 pub mod request;
 pub mod response;
 pub mod router;
+
+// Property tests of `request::parse_head` and `chunked::ChunkedDecoder` together.
+#[cfg(test)]
+mod props;
