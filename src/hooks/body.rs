@@ -423,6 +423,12 @@ fn multipart_parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, 
     }
 }
 
+/// How many parts `multipart_parts` finds, for the fuzz target that checks its limits.
+#[doc(hidden)]
+pub fn multipart_part_count(body: &[u8], boundary: &str) -> Result<usize, BodyError> {
+    multipart_parts(body, boundary).map(|parts| parts.len())
+}
+
 /// The header fields of a part starting at `pos`, names lower case, and where its content starts.
 fn part_headers(body: &[u8], mut pos: usize) -> Result<(Vec<(String, String)>, usize), BodyError> {
     let mut headers: Vec<(String, String)> = Vec::new();

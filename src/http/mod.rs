@@ -6,3 +6,7 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub(crate) mod token;
+
+// Property tests of `request::parse_head` and `chunked::ChunkedDecoder` together.
+#[cfg(test)]
+mod props;

@@ -230,7 +230,7 @@ fn publisher(addr: SocketAddr, w: u64, stop: &AtomicBool) -> PublisherReport {
             Ok(r) if (200..300).contains(&r.status) => rep.acked.push((r.json()["id"].as_u64().unwrap(), n)),
             Ok(r) => rep.refused.push(format!("{} {}", r.status, r.text())),
             // The daemon died under us (or is not back yet): not acknowledged, move on.
-            Err(_) => std::thread::sleep(Duration::from_millis(3)),
+            Err(_) => std::thread::sleep(Duration::from_millis(3)), // pacing: back off, retry
         }
     }
     rep
@@ -270,6 +270,7 @@ fn webhooker(addr: SocketAddr, stop: &AtomicBool) -> HookReport {
                 Err(_) if stop.load(Ordering::Relaxed) => {}
                 Err(_) => {
                     rep.resent.insert(id.clone());
+                    // Pacing: back off while the daemon restarts, then resend.
                     std::thread::sleep(Duration::from_millis(3));
                     continue;
                 }
@@ -366,6 +367,7 @@ fn crash_test(policy: &str, mut journal: Value, salt: u64) {
     let mut moments = Vec::new();
     for k in 0..kills {
         let wait = Duration::from_millis(rng.between(100, 600));
+        // Pacing: the kill comes at a random moment of the load.
         std::thread::sleep(wait);
         moments.push(wait.as_millis());
         kill9(d.take().unwrap());
@@ -850,6 +852,7 @@ fn max_age_deletes_old_segments_and_a_cursor_into_them_gets_a_reset() {
     let sent: Vec<u64> = (0..10).map(|i| d.publish("aged", &format!("{i}{pad}"))).collect();
     stop(d);
     assert!(node.segments().len() >= 3, "{:?}", node.segments());
+    // Time itself must pass: the segments become older than max_age_secs.
     std::thread::sleep(Duration::from_millis(1100));
     // Retention runs as the journal opens: every closed segment is older than a second now.
     let d = node.start();

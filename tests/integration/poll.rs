@@ -34,6 +34,7 @@ fn answers_from_history_then_holds_then_times_out() {
             read_response(&mut s).unwrap()
         }
     });
+    // Pacing: the event comes well after the poll began (checked below), not only once it is held.
     std::thread::sleep(Duration::from_millis(300));
     assert!(eventually(Duration::from_secs(5), || d.metric("hookcast_connections_active{transport=\"poll\"}") == 1.0));
     let c = d.publish("p", "c");
@@ -64,9 +65,15 @@ fn keep_alive_connection_polls_repeatedly() {
         since = id;
     }
     // A held poll, then its answer, then the next request on the same connection.
+    s.write_all(
+        format!("GET /poll?topics=k&since={since} HTTP/1.1\r\nHost: localhost\r\n\r\nGET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    // The event is published only once the poll is held.
+    assert!(eventually(Duration::from_secs(5), || d.metric("hookcast_connections_active{transport=\"poll\"}") == 1.0));
     let addr = d.addr;
     let publisher = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
         let mut p = std::net::TcpStream::connect(addr).unwrap();
         p.write_all(
             b"POST /publish/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlate",
@@ -74,11 +81,6 @@ fn keep_alive_connection_polls_repeatedly() {
         .unwrap();
         read_response(&mut p).unwrap()
     });
-    s.write_all(
-        format!("GET /poll?topics=k&since={since} HTTP/1.1\r\nHost: localhost\r\n\r\nGET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .as_bytes(),
-    )
-    .unwrap();
     let r = read_response(&mut s).unwrap();
     assert_eq!(r.json()["events"][0]["data"], "late");
     assert_eq!(read_response(&mut s).unwrap().status, 200, "the pipelined request after the poll");

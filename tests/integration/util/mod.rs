@@ -465,6 +465,15 @@ impl KeepAlive {
     }
 }
 
+/// Panics, naming the package, unless `tool` can be run. The test policy: a test that needs a
+/// tool the Rust toolchain does not bring is `#[ignore = "needs <tool>: …"]` and calls this
+/// first, so `cargo test` leaves it out visibly and `scripts/test.sh` (which passes
+/// `--include-ignored`) fails it when the tool is missing: it never passes without running.
+pub fn need_tool(tool: &str, package: &str) {
+    let found = Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    assert!(found, "{tool} is needed for this test and is not on PATH: apt-get install {package}");
+}
+
 /// Starts the independent EventSource client (`tests/js/es_client.mjs`, the npm `eventsource`
 /// package) on `url` with extra arguments; returns the process and its JSON lines as they come.
 pub fn spawn_es_client(url: &str, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<serde_json::Value>) {

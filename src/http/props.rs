@@ -1,11 +1,11 @@
-//! Property tests for the two pure HTTP parsers: `parse_head` and `ChunkedDecoder`.
+//! Property tests for the two pure HTTP parsers, `parse_head` and `ChunkedDecoder`, beside them.
 //!
 //! Whatever bytes arrive, neither parser panics or claims more input than it was given, and
 //! where the input is split cannot change what it decides. The unit tables inside the modules
 //! pin the exact answers; these tests look for the inputs nobody thought to write down.
 
-use hookcast::http::chunked::{ChunkedDecoder, ChunkedError};
-use hookcast::http::request::{parse_head, BodyKind, Head, HeadError, Limits};
+use crate::http::chunked::{ChunkedDecoder, ChunkedError};
+use crate::http::request::{parse_head, BodyKind, Head, HeadError, Limits};
 use proptest::prelude::*;
 
 const LIMITS: Limits = Limits { max_header_bytes: 8192, max_uri_bytes: 2048 };
