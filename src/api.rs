@@ -4,7 +4,7 @@
 pub mod access;
 
 use crate::app::App;
-use crate::auth::{Client, Fetch, Scope};
+use crate::auth::{Client, Fetch};
 use crate::http::request::{query_param, Head};
 use crate::http::response::{Field, Response};
 use crate::http::router::{self, Route, RouteError};
@@ -15,6 +15,7 @@ use access::{
 use serde_json::json;
 use std::net::IpAddr;
 
+mod deliver;
 pub(crate) mod stream;
 
 /// What a request turned into.
@@ -187,16 +188,16 @@ pub fn handle(app: &mut App, (peer, peer_port): (IpAddr, u16), head: &Head, body
         Route::Ticket => respond(ticket(app, client, head)),
         Route::Preflight(allow) => respond(preflight(app, head, allow)),
         Route::Runs | Route::Run(_) | Route::CancelRun(_) | Route::RetryRun(_) => {
-            respond(runs(app, client, head, route))
+            respond(deliver::runs(app, client, head, route))
         }
         Route::Hook(id) => {
             // adnanh's `remote-addr` is the TCP peer with its port; a client a trusted proxy
             // named has no port we know of.
             let direct = client.ip == crate::auth::canonical(peer);
             let port = if direct { peer_port } else { 0 };
-            hook(app, client, direct, port, head, body, &id)
+            deliver::hook(app, client, direct, port, head, body, &id)
         }
-        Route::Deliveries | Route::ReplayDelivery { .. } => deliveries(app, client, head, route),
+        Route::Deliveries | Route::ReplayDelivery { .. } => deliver::deliveries(app, client, head, route),
     };
     match out {
         Outcome::Respond(r) => Outcome::Respond(with_cors(app, head, r)),
@@ -470,309 +471,4 @@ fn ws_upgrade(app: &mut App, client: Client, head: &Head, echo: bool) -> Outcome
         echo,
         client,
     })
-}
-
-fn method_name(m: crate::http::request::Method) -> &'static str {
-    use crate::http::request::Method::*;
-    match m {
-        Get => "GET",
-        Head => "HEAD",
-        Post => "POST",
-        Put => "PUT",
-        Delete => "DELETE",
-        Options => "OPTIONS",
-        Patch => "PATCH",
-        Other => "",
-    }
-}
-
-/// `/hooks/{id}`: the intake decides; here its decision meets the daemon's state (idempotency
-/// window, runner, hub, metrics, log).
-///
-/// A hook without a `provider` is trusted by who can reach it (its address rules, a loopback
-/// listener): a request straight from a browser (`direct`: no trusted proxy vouched for another
-/// address) whose `Host` is not ours is a DNS-rebinding page, and gets 421 (RFC 9110 §15.5.20,
-/// Misdirected Request). A provider's signature holds whatever the `Host`, and behind a trusted
-/// proxy the address rules see the real client, so neither is refused.
-fn hook(app: &mut App, client: Client, direct: bool, port: u16, head: &Head, body: Vec<u8>, id: &str) -> Outcome {
-    let Some(h) = app.hooks.get(id) else {
-        return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
-    };
-    if !client.host_ok && direct && h.def.provider.is_none() {
-        let host = head.header_str("host").unwrap_or("");
-        log::info!("hook={id} source={}: refused, Host {host:?} is not one of ours (server_names)", client.ip);
-        return respond(Response::error(421, &format!("host {host:?} is not served here (see server_names)")));
-    }
-    if let Some(why) = app.journal_refusal() {
-        // Before the intake: nothing is verified, recorded, deduplicated or run.
-        *app.metrics.deliveries.entry((id.to_string(), "refused")).or_default() += 1;
-        return respond(journal_unavailable(why));
-    }
-    // Kept for replay (and journalled) if accepted: every header the hook's verification, rules
-    // and arguments may read (replay checks them again), but no credential meant for hookcast.
-    let headers = head.headers.iter().filter(|(n, _)| h.keeps_header(n)).cloned().collect();
-    let kept = crate::hooks::stored::Stored {
-        delivery: String::new(),
-        hook: id.to_string(),
-        time_ms: crate::clock::unix_ms(),
-        method: method_name(head.method).to_string(),
-        headers,
-        query: head.query().to_string(),
-        body,
-        ip: client.ip,
-    };
-    deliver(app, kept, port, false)
-}
-
-/// adnanh's `-x-request-id`: the request's `X-Request-Id`, cut to `limit` bytes (0: not cut).
-fn x_request_id(headers: &[(String, Vec<u8>)], limit: usize) -> Option<String> {
-    let v = headers.iter().find(|(k, _)| k == "x-request-id")?.1.as_slice();
-    let v = String::from_utf8_lossy(v);
-    let mut end = if limit == 0 { v.len() } else { limit.min(v.len()) };
-    while !v.is_char_boundary(end) {
-        end -= 1;
-    }
-    Some(v[..end].to_string()).filter(|s| !s.is_empty())
-}
-
-/// Runs one delivery through the intake and acts on the decision. A replay (`POST
-/// /api/deliveries/{hook}/{id}/replay`) keeps its delivery id and is the stored request verified
-/// again at the time it first arrived (so a replay window does not refuse the authentic bytes),
-/// never a duplicate, and not stored or journalled a second time.
-fn deliver(app: &mut App, kept: crate::hooks::stored::Stored, port: u16, replay: bool) -> Outcome {
-    use crate::hooks::intake::{self, Outcome as Delivery};
-    let started = app.now;
-    let id = kept.hook.clone();
-    let id = id.as_str();
-    let Some(h) = app.hooks.get(id) else {
-        return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
-    };
-    let ip = kept.ip;
-    let request_id = app.cfg.x_request_id.and_then(|limit| x_request_id(&kept.headers, limit));
-    let req = intake::Request {
-        method: &kept.method,
-        headers: &kept.headers,
-        query: &kept.query,
-        body: kept.body.clone(),
-        ip,
-        port,
-        now_unix: if replay { kept.time_ms / 1000 } else { crate::clock::unix_ms() / 1000 },
-        replay_of: replay.then_some(kept.delivery.as_str()),
-    };
-    let now = app.now;
-    let (dedup, unconfirmed) = (&mut app.dedup, &app.unconfirmed);
-    // A resend of a delivery whose record is still being written is neither new (it would
-    // run twice) nor a duplicate yet (it may never become durable): it is refused below.
-    let mut in_flight = false;
-    let mut d = intake::decide(h, req, app.runner.config(), |delivery| {
-        if replay {
-            return false;
-        }
-        in_flight = unconfirmed.contains(&(id.to_string(), delivery.to_string()));
-        dedup.contains(id, delivery, now)
-    });
-    if replay {
-        d.record["replay"] = json!(true);
-    }
-    let topic = h.topic.clone();
-    if let Some(reason) = d.signature_failure {
-        *app.metrics.signature_failures.entry((id.to_string(), reason)).or_default() += 1;
-    }
-    if in_flight && d.outcome == Delivery::Accepted {
-        let r = Response::error(503, "this delivery is still being written to the journal; send it again later");
-        refuse(&mut d, r.with("Retry-After", "5"), "still being journalled");
-    }
-    // The delivery's journal record, built before anything is started so a delivery too large
-    // to journal is refused rather than accepted without durability.
-    let mut record = None;
-    if d.outcome == Delivery::Accepted && !replay {
-        let kept = crate::hooks::stored::Stored { delivery: d.delivery.clone(), ..kept };
-        match app.delivery_record(&kept) {
-            Some(Err(e)) => {
-                let r = Response::error(413, &format!("this delivery is too large for the journal ({e})"));
-                refuse(&mut d, r, "too large for the journal");
-            }
-            Some(Ok(rec)) => record = Some((kept, Some(rec))),
-            None => record = Some((kept, None)),
-        }
-    }
-    let mut run = None;
-    if let Some(spec) = d.spec.take() {
-        // With a journal the run waits for the delivery's record to be durable.
-        match app.runner.submit(spec, now, app.journal.is_some()) {
-            Some(r) => run = Some(r),
-            None => {
-                let r = Response::error(503, "this hook's run queue is full").with("Retry-After", "10");
-                refuse(&mut d, r, "run queue full");
-            }
-        }
-    }
-    let mut durable = 0;
-    let mut kept_for_replay = None;
-    if d.outcome == Delivery::Accepted {
-        if let Some((kept, rec)) = record {
-            durable = rec.map_or(0, |rec| app.journal_delivery(rec));
-            kept_for_replay = Some(kept);
-        }
-        if let Some(r) = run {
-            d.record["run"] = json!(r);
-        }
-        if let Some(mut ev) = d.topic_event.take() {
-            if let Some(r) = run {
-                ev["run"] = json!(r);
-            }
-            let kind = d.event.clone().filter(|e| crate::sse::valid_event_name(e)).unwrap_or_else(|| "delivery".into());
-            app.publish(&topic, &kind, ev.to_string(), true);
-        }
-    }
-    *app.metrics.deliveries.entry((id.to_string(), d.outcome.as_str())).or_default() += 1;
-    let noted = app.publish("$deliveries", "delivery", d.record.to_string(), true);
-    if d.outcome == Delivery::Accepted {
-        // Both records (the request, then its accepted outcome) must be durable: see App::restore.
-        let seq = app.last_seq();
-        app.hold_delivery(seq, kept_for_replay.map(|k| (k, d.dedup_key.clone())), run);
-    }
-    let replayed = replay.then(|| {
-        let status = if d.outcome == Delivery::Accepted { 202 } else { 409 };
-        (status, json!({ "replayed": d.delivery, "outcome": d.outcome.as_str(), "run": run, "record": d.record }))
-    });
-    crate::status::note_delivery(app, d.record, d.signature_failure, &noted);
-    let status = d.response.as_ref().map_or(0, |r| r.status);
-    log::info!(
-        "delivery hook={id} source={ip}{} event={} id={} outcome={} status={} run={} in {:?}",
-        request_id.map(|r| format!(" request={r:?}")).unwrap_or_default(),
-        d.event.as_deref().unwrap_or("-"),
-        d.delivery,
-        d.outcome.as_str(),
-        if status == 0 { "pending".to_string() } else { status.to_string() },
-        run.map_or("-".to_string(), |r| r.to_string()),
-        std::time::Instant::now().duration_since(started),
-    );
-    let durable = durable.max(app.last_seq());
-    if let Some((status, body)) = replayed {
-        return Outcome::Durable { seq: durable, resp: Response::json(status, &body) };
-    }
-    match (d.response, run) {
-        // A provider that got a 2xx never resends: only answer once the delivery is durable.
-        (Some(r), _) if d.outcome == Delivery::Accepted && durable > 0 => Outcome::Durable { seq: durable, resp: r },
-        (Some(r), _) => respond(r),
-        (None, Some(run)) => Outcome::AwaitRun { run, hook: id.to_string(), seq: durable },
-        (None, None) => respond(Response::error(500, "no run to wait for")),
-    }
-}
-
-/// Turns an accepted delivery into a refused one answered `resp`. Not acknowledged: the
-/// sender retries later, nothing was lost.
-fn refuse(d: &mut crate::hooks::intake::Decision, resp: Response, message: &str) {
-    d.spec = None;
-    d.outcome = crate::hooks::intake::Outcome::Rejected;
-    d.record["outcome"] = json!("rejected");
-    d.record["status"] = json!(resp.status);
-    d.record["message"] = json!(message);
-    d.response = Some(resp);
-}
-
-/// `GET /api/deliveries` (recent accepted deliveries kept for replay) and
-/// `POST /api/deliveries/{hook}/{id}/replay` (admin; `/api/deliveries/{id}/replay` while one
-/// hook holds that id): the dead-letter story for failed deploys.
-fn deliveries(app: &mut App, client: Client, head: &Head, route: Route) -> Outcome {
-    let who = caller(app, client, head, false);
-    match route {
-        Route::Deliveries => {
-            if !app.auth.allows(&who, Scope::Subscribe, "$deliveries") && !app.auth.has_scope(&who, Scope::Admin) {
-                return respond(denied(&who, "read deliveries"));
-            }
-            // Secret-bearing headers are masked: the stored copy keeps them for replay only.
-            let hooks = &app.hooks;
-            let secret = |hook: &str, name: &str| {
-                hooks
-                    .get(hook)
-                    .map_or_else(|| crate::hooks::intake::is_known_secret_header(name), |h| h.is_secret_header(name))
-            };
-            respond(Response::json(200, &json!({ "deliveries": app.deliveries.recent(100, secret) })))
-        }
-        Route::ReplayDelivery { hook, id } => {
-            if !app.auth.has_scope(&who, Scope::Admin) {
-                return respond(denied(&who, "replay deliveries"));
-            }
-            let kept = match hook {
-                Some(hook) => app.deliveries.get(&hook, &id).cloned().ok_or_else(|| {
-                    Response::error(
-                        404,
-                        &format!("no stored delivery {id:?} of hook {hook:?} (kept up to journal.max_delivery_bytes)"),
-                    )
-                }),
-                // The short form names one delivery only while one hook holds that id.
-                None => match app.deliveries.with_id(&id).as_slice() {
-                    [] => Err(Response::error(
-                        404,
-                        &format!("no stored delivery {id:?} (kept up to journal.max_delivery_bytes)"),
-                    )),
-                    [one] => Ok((*one).clone()),
-                    many => {
-                        let hooks: Vec<&str> = many.iter().map(|d| d.hook.as_str()).collect();
-                        Err(Response::json(
-                            409,
-                            &json!({
-                                "error": format!(
-                                    "delivery {id:?} was accepted by several hooks: name one with \
-                                     /api/deliveries/{{hook}}/{{id}}/replay"
-                                ),
-                                "hooks": hooks,
-                            }),
-                        ))
-                    }
-                },
-            };
-            match kept {
-                Err(r) => respond(r),
-                Ok(kept) if app.hooks.get(&kept.hook).is_none() => {
-                    respond(Response::error(409, &format!("hook {:?} no longer exists", kept.hook)))
-                }
-                Ok(kept) => match app.journal_refusal() {
-                    Some(why) => respond(journal_unavailable(why)),
-                    None => deliver(app, kept, 0, true),
-                },
-            }
-        }
-        _ => respond(Response::error(404, "no such route")),
-    }
-}
-
-/// The runs API: reading needs subscribe on `$runs` (what the status page has); cancel and
-/// retry need the admin scope.
-fn runs(app: &mut App, client: Client, head: &Head, route: Route) -> Response {
-    let who = caller(app, client, head, false);
-    let now = app.now;
-    match route {
-        Route::Runs | Route::Run(_)
-            if !app.auth.allows(&who, Scope::Subscribe, "$runs") && !app.auth.has_scope(&who, Scope::Admin) =>
-        {
-            denied(&who, "read runs")
-        }
-        Route::CancelRun(_) | Route::RetryRun(_) if !app.auth.has_scope(&who, Scope::Admin) => {
-            denied(&who, "operate runs")
-        }
-        Route::Runs => Response::json(200, &json!({ "runs": app.runner.recent(100) })),
-        Route::Run(id) => match app.runner.record(id, true) {
-            Some(r) => Response::json(200, &r),
-            None => Response::error(404, &format!("no run {id} (finished runs are kept up to runner.keep_runs)")),
-        },
-        Route::CancelRun(id) => match app.runner.get(id).map(|r| r.state) {
-            None => Response::error(404, &format!("no run {id}")),
-            Some(s) if s.is_final() => Response::error(409, &format!("run {id} is already {}", s.as_str())),
-            Some(_) => {
-                app.runner.cancel(id, now);
-                Response::json(202, &json!({ "run": id, "cancelling": true }))
-            }
-        },
-        Route::RetryRun(id) => match app.runner.get(id).map(|r| r.state) {
-            None => Response::error(404, &format!("no run {id}")),
-            Some(_) => match app.runner.retry(id, now) {
-                Some(new) => Response::json(202, &json!({ "run": new, "retry_of": id })),
-                None => Response::error(503, "the hook's run queue is full").with("Retry-After", "5"),
-            },
-        },
-        _ => Response::error(404, "no such route"),
-    }
 }

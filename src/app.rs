@@ -76,9 +76,11 @@ pub struct App {
     pub dropped_lines: u64,
     /// Accepted webhook deliveries kept for replay (bounded by bytes), by delivery id.
     pub deliveries: crate::hooks::stored::StoredDeliveries,
-    /// Each hook's last `$deliveries` record with its time and verification result, for the
-    /// status page (kept by `status::note_delivery`).
-    pub last_deliveries: HashMap<String, serde_json::Value>,
+    /// Each hook's last `$deliveries` record with its time, for the status page (kept by
+    /// `status::note_delivery`).
+    pub last_deliveries: HashMap<String, crate::hooks::intake::PublishedRecord>,
+    /// Ids for deliveries whose sender gives none.
+    pub made_up_ids: crate::hooks::intake::MadeUpIds,
     /// Streams (SSE, WebSocket, long poll) open per client that came through a trusted proxy:
     /// at accept only the proxy's address is known, so its clients are held to
     /// `limits.max_connections_per_ip` here, once their address is resolved.
@@ -116,11 +118,8 @@ pub fn max_event_data(topic: &str, kind: &str) -> usize {
 /// The (hook, delivery id) of a `$deliveries` record that accepted a delivery as it arrived
 /// (not a replay), if `data` is one.
 fn accepted_delivery(data: &str) -> Option<(String, String)> {
-    let v: serde_json::Value = serde_json::from_str(data).ok()?;
-    if v.get("outcome")?.as_str()? != "accepted" || v.get("replay").is_some() {
-        return None;
-    }
-    Some((v.get("hook")?.as_str()?.to_string(), v.get("delivery")?.as_str()?.to_string()))
+    let r = crate::hooks::intake::DeliveryRecord::read(data)?;
+    (r.outcome == crate::hooks::intake::Verdict::Accepted && !r.replay).then_some((r.hook, r.delivery))
 }
 
 impl App {
@@ -157,6 +156,7 @@ impl App {
             dropped_lines: 0,
             deliveries,
             last_deliveries: HashMap::new(),
+            made_up_ids: crate::hooks::intake::MadeUpIds::random(),
             streams_via_proxy: HashMap::new(),
             tickets: crate::auth::Tickets::default(),
             date: crate::http::response::DateCache::default(),

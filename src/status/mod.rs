@@ -17,6 +17,7 @@
 use crate::api::access::{is_request_host, presented_token};
 use crate::app::App;
 use crate::auth::{Caller, Client, Scope};
+use crate::hooks::intake::{DeliveryRecord, PublishedRecord};
 use crate::http::request::{query_param, Head, Method};
 use crate::http::response::Response;
 use crate::metrics::Transport;
@@ -214,10 +215,11 @@ pub fn snapshot(app: &App, brief: bool) -> Value {
     let mut feed = Vec::new();
     let mut output: std::collections::HashMap<&str, Vec<Value>> = std::collections::HashMap::new();
     for ev in &recent {
-        let Ok(data) = serde_json::from_str::<Value>(&ev.data) else { continue };
         if &*ev.topic == "$deliveries" {
-            feed.push(with_time(data, ev.id, ev.time_ms));
+            let Some(record) = DeliveryRecord::read(&ev.data) else { continue };
+            feed.push(PublishedRecord::new(record, None, ev.id, ev.time_ms));
         } else {
+            let Ok(data) = serde_json::from_str::<Value>(&ev.data) else { continue };
             output.entry(&ev.topic).or_default().push(data);
         }
     }
@@ -226,9 +228,7 @@ pub fn snapshot(app: &App, brief: bool) -> Value {
         .iter()
         .map(|h| {
             let id = h.def.id.as_str();
-            let last = app.last_deliveries.get(id).cloned().or_else(|| {
-                feed.iter().rev().find(|d| d["hook"] == id).map(|d| with_verification(app, d.clone(), None))
-            });
+            let last = app.last_deliveries.get(id).or_else(|| feed.iter().rev().find(|d| d.record.hook == id));
             json!({
                 "id": id,
                 "provider": h.def.provider,
@@ -246,64 +246,25 @@ pub fn snapshot(app: &App, brief: bool) -> Value {
             run["output"] = Value::Array(lines.drain(skip..).collect());
         }
     }
-    let feed: Vec<Value> = feed.into_iter().rev().take(FEED_LEN).collect();
+    let feed: Vec<&PublishedRecord> = feed.iter().rev().take(FEED_LEN).collect();
     v["hooks"] = Value::Array(hooks);
-    v["deliveries"] = Value::Array(feed);
+    v["deliveries"] = json!(feed);
     v["runs"] = Value::Array(runs);
     v
 }
 
-fn with_time(mut record: Value, id: u64, time_ms: u64) -> Value {
-    if let Some(m) = record.as_object_mut() {
-        m.insert("time".into(), json!(crate::clock::rfc3339(time_ms)));
-        m.insert("event_id".into(), json!(id));
-    }
-    record
-}
-
-/// What the signature check said, for the hooks table: `ok`, `failed`, `not_checked` (refused
-/// before it: method or address), or `none` (a hook without a provider). Precise when the
-/// intake's `signature_failure` is known; from the record's message otherwise (what the page
-/// does with live records too: keep the two in step).
-fn verification(provider: bool, record: &Value, signature_failure: Option<&str>) -> &'static str {
-    let msg = record["message"].as_str().unwrap_or("");
-    let rejected = record["outcome"] == "rejected";
-    let sig_msg = ["missing header", "malformed header", "signature", "replay window", "appears more than once"]
-        .iter()
-        .any(|p| msg.contains(p));
-    if signature_failure.is_some() || (rejected && sig_msg) {
-        "failed"
-    } else if !provider {
-        "none"
-    } else if rejected && (record["status"] == 405 || msg == "address not allowed") {
-        "not_checked"
-    } else {
-        "ok"
-    }
-}
-
-fn with_verification(app: &App, mut record: Value, signature_failure: Option<&str>) -> Value {
-    let provider = record["hook"].as_str().and_then(|h| app.hooks.get(h)).is_some_and(|h| h.def.provider.is_some());
-    let v = verification(provider, &record, signature_failure);
-    if let Some(m) = record.as_object_mut() {
-        m.insert("verification".into(), json!(v));
-        if let Some(r) = signature_failure {
-            m.insert("signature_failure".into(), json!(r));
-        }
-    }
-    record
-}
-
-/// Remembers a hook's last delivery (called right after its `$deliveries` record `ev` is
-/// published).
-pub fn note_delivery(app: &mut App, record: Value, signature_failure: Option<&str>, ev: &crate::hub::Event) {
-    let Some(hook) = record["hook"].as_str() else { return };
-    if app.last_deliveries.len() >= MAX_REMEMBERED_HOOKS && !app.last_deliveries.contains_key(hook) {
+/// Remembers a hook's last delivery, published as `$deliveries` event `(id, time in ms)`.
+pub fn note_delivery(
+    app: &mut App,
+    record: DeliveryRecord,
+    signature_failure: Option<&'static str>,
+    (event_id, time_ms): (u64, u64),
+) {
+    if app.last_deliveries.len() >= MAX_REMEMBERED_HOOKS && !app.last_deliveries.contains_key(&record.hook) {
         return;
     }
-    let hook = hook.to_string();
-    let v = with_verification(app, with_time(record, ev.id, ev.time_ms), signature_failure);
-    app.last_deliveries.insert(hook, v);
+    let hook = record.hook.clone();
+    app.last_deliveries.insert(hook, PublishedRecord::new(record, signature_failure, event_id, time_ms));
 }
 
 /// Whether a browser's `Origin` (when sent) is this host: a form posted from another site
@@ -402,23 +363,6 @@ mod tests {
         assert!(html.contains(&format!("/status/app.js?v={}", asset_version())));
         assert!(html.contains(&format!("/status/style.css?v={}", asset_version())));
         assert!(!html.contains("__V__"));
-    }
-
-    #[test]
-    fn verification_from_records() {
-        let r = |outcome: &str, status: u16, message: &str| json!({"outcome": outcome, "status": status, "message": message});
-        assert_eq!(verification(true, &r("accepted", 202, ""), None), "ok");
-        assert_eq!(verification(true, &r("rejected", 403, "signature does not match"), None), "failed");
-        assert_eq!(verification(true, &r("rejected", 401, "missing header x-hub-signature-256"), None), "failed");
-        assert_eq!(
-            verification(true, &r("rejected", 403, "timestamp is 900 s old, outside the replay window"), None),
-            "failed"
-        );
-        assert_eq!(verification(true, &r("rejected", 403, "address not allowed"), None), "not_checked");
-        assert_eq!(verification(true, &r("rejected", 405, "method not allowed for this hook"), None), "not_checked");
-        assert_eq!(verification(true, &r("rejected", 503, "run queue full"), None), "ok");
-        assert_eq!(verification(false, &r("accepted", 200, ""), None), "none");
-        assert_eq!(verification(false, &r("rejected", 403, "invalid payload signature"), Some("mismatch")), "failed");
     }
 
     #[test]

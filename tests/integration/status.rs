@@ -242,3 +242,60 @@ fn login_sets_the_cookie_and_logout_clears_it() {
     assert_eq!(out.header("set-cookie"), Some("hookcast_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"));
     assert_eq!(d.get("/logout").status, 405);
 }
+
+/// Every `$deliveries` record says what the signature check found (`verification`): live (long
+/// poll), in the snapshot's feed and hooks table, and after a restart (read back from the journal).
+#[test]
+fn deliveries_carry_their_verification() {
+    use hmac::{Hmac, Mac};
+    let dir = TempDir::new("status-verification");
+    let cfg = format!(
+        r#"{{"public": [{PAGE_RULE}], "hooks": [
+            {{"id": "gh", "provider": "github", "secrets": ["s3cret"], "http-methods": ["POST"]}},
+            {{"id": "plain"}}
+        ]}}"#
+    );
+    let state = dir.0.to_str().unwrap().to_string();
+    let mut d = Daemon::start_args(Some(&cfg), &["--state-dir", &state]);
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(body);
+    let sig = format!("sha256={}", mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>());
+    fn github(sig: Option<&str>) -> Vec<(&str, &str)> {
+        let mut h = vec![
+            ("Content-Type", "application/json"),
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "gh-delivery-1"),
+        ];
+        h.extend(sig.map(|s| ("X-Hub-Signature-256", s)));
+        h
+    }
+    assert_eq!(d.request("PUT", "/hooks/gh", &github(Some(&sig)), body).status, 405);
+    assert_eq!(d.request("POST", "/hooks/gh", &github(None), body).status, 401);
+    let wrong = format!("sha256={}", "0".repeat(64));
+    assert_eq!(d.request("POST", "/hooks/gh", &github(Some(&wrong)), body).status, 403);
+    assert_eq!(d.request("POST", "/hooks/gh", &github(Some(&sig)), body).status, 202);
+    assert_eq!(d.request("POST", "/hooks/plain", &[], b"{}").status, 200);
+    let expected = ["not_checked", "failed", "failed", "ok", "none"];
+
+    let live = d.get("/poll?topics=%24deliveries&since=0").json();
+    let live: Vec<&Value> = live["events"].as_array().unwrap().iter().map(|e| &e["data"]).collect();
+    assert_eq!(live.iter().map(|r| r["verification"].as_str().unwrap()).collect::<Vec<_>>(), expected, "{live:?}");
+    // Only `verification` is new on the wire: the metric's reason stays off the records.
+    assert!(live.iter().all(|r| r.get("signature_failure").is_none()), "{live:?}");
+    assert_eq!(live[1]["message"], "missing header x-hub-signature-256");
+
+    for restarted in [false, true] {
+        let s = d.get("/api/status").json();
+        let feed = s["deliveries"].as_array().unwrap();
+        let got: Vec<&str> = feed.iter().rev().map(|r| r["verification"].as_str().unwrap()).collect();
+        assert_eq!(got, expected, "restarted: {restarted}: {feed:?}");
+        let last = |i: usize| &s["hooks"][i]["last_delivery"];
+        assert_eq!((last(0)["verification"].as_str(), last(0)["outcome"].as_str()), (Some("ok"), Some("accepted")));
+        assert_eq!(last(1)["verification"], "none");
+        if !restarted {
+            d.terminate();
+            d = Daemon::start_args(Some(&cfg), &["--state-dir", &state]);
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Webhook deliveries: `/hooks/{id}`, the stored deliveries and their replay
+//! (`/api/deliveries`), and the runs they start (`/api/runs`). The intake
+//! ([`intake::decide`]) decides; here its decision meets the daemon's state (idempotency window,
+//! journal, runner, hub, metrics, status page, log).
+
+use super::access::{caller, denied};
+use super::{journal_unavailable, respond, Outcome};
+use crate::app::App;
+use crate::auth::{Client, Scope};
+use crate::hooks::intake::{self, Decision, Verdict};
+use crate::hooks::stored::Stored;
+use crate::http::request::Head;
+use crate::http::response::Response;
+use crate::http::router::Route;
+use crate::runner::sched::RunId;
+use serde_json::json;
+
+fn method_name(m: crate::http::request::Method) -> &'static str {
+    use crate::http::request::Method::*;
+    match m {
+        Get => "GET",
+        Head => "HEAD",
+        Post => "POST",
+        Put => "PUT",
+        Delete => "DELETE",
+        Options => "OPTIONS",
+        Patch => "PATCH",
+        Other => "",
+    }
+}
+
+/// `/hooks/{id}`: the intake decides; here its decision meets the daemon's state (idempotency
+/// window, runner, hub, metrics, log).
+///
+/// A hook without a `provider` is trusted by who can reach it (its address rules, a loopback
+/// listener): a request straight from a browser (`direct`: no trusted proxy vouched for another
+/// address) whose `Host` is not ours is a DNS-rebinding page, and gets 421 (RFC 9110 §15.5.20,
+/// Misdirected Request). A provider's signature holds whatever the `Host`, and behind a trusted
+/// proxy the address rules see the real client, so neither is refused.
+pub(super) fn hook(
+    app: &mut App,
+    client: Client,
+    direct: bool,
+    port: u16,
+    head: &Head,
+    body: Vec<u8>,
+    id: &str,
+) -> Outcome {
+    let Some(h) = app.hooks.get(id) else {
+        return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
+    };
+    if !client.host_ok && direct && h.def.provider.is_none() {
+        let host = head.header_str("host").unwrap_or("");
+        log::info!("hook={id} source={}: refused, Host {host:?} is not one of ours (server_names)", client.ip);
+        return respond(Response::error(421, &format!("host {host:?} is not served here (see server_names)")));
+    }
+    if let Some(why) = app.journal_refusal() {
+        // Before the intake: nothing is verified, recorded, deduplicated or run.
+        *app.metrics.deliveries.entry((id.to_string(), "refused")).or_default() += 1;
+        return respond(journal_unavailable(why));
+    }
+    // Kept for replay (and journalled) if accepted: every header the hook's verification, rules
+    // and arguments may read (replay checks them again), but no credential meant for hookcast.
+    let headers = head.headers.iter().filter(|(n, _)| h.keeps_header(n)).cloned().collect();
+    let kept = Stored {
+        delivery: String::new(),
+        hook: id.to_string(),
+        time_ms: crate::clock::unix_ms(),
+        method: method_name(head.method).to_string(),
+        headers,
+        query: head.query().to_string(),
+        body,
+        ip: client.ip,
+    };
+    deliver(app, kept, port, false)
+}
+
+/// adnanh's `-x-request-id`: the request's `X-Request-Id`, cut to `limit` bytes (0: not cut).
+fn x_request_id(headers: &[(String, Vec<u8>)], limit: usize) -> Option<String> {
+    let v = headers.iter().find(|(k, _)| k == "x-request-id")?.1.as_slice();
+    let v = String::from_utf8_lossy(v);
+    let mut end = if limit == 0 { v.len() } else { limit.min(v.len()) };
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(v[..end].to_string()).filter(|s| !s.is_empty())
+}
+
+/// Runs one delivery through the intake and acts on the decision. A replay (`POST
+/// /api/deliveries/{hook}/{id}/replay`) keeps its delivery id and is the stored request verified
+/// again at the time it first arrived (so a replay window does not refuse the authentic bytes),
+/// never a duplicate, and not stored or journalled a second time.
+fn deliver(app: &mut App, kept: Stored, port: u16, replay: bool) -> Outcome {
+    let started = app.now;
+    let id = kept.hook.clone();
+    let id = id.as_str();
+    let Some(h) = app.hooks.get(id) else {
+        return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
+    };
+    let ip = kept.ip;
+    let request_id = app.cfg.x_request_id.and_then(|limit| x_request_id(&kept.headers, limit));
+    let now_unix = if replay { kept.time_ms / 1000 } else { crate::clock::unix_ms() / 1000 };
+    let req = intake::Request {
+        method: &kept.method,
+        headers: &kept.headers,
+        query: &kept.query,
+        body: kept.body.clone(),
+        ip,
+        port,
+        now_unix,
+        replay_of: replay.then_some(kept.delivery.as_str()),
+    };
+    let now = app.now;
+    let (dedup, unconfirmed, ids) = (&mut app.dedup, &app.unconfirmed, &mut app.made_up_ids);
+    // A resend of a delivery whose record is still being written is neither new (it would
+    // run twice) nor a duplicate yet (it may never become durable): it is refused below.
+    let mut in_flight = false;
+    let seen = |delivery: &str| {
+        if replay {
+            return false;
+        }
+        in_flight = unconfirmed.contains(&(id.to_string(), delivery.to_string()));
+        dedup.contains(id, delivery, now)
+    };
+    let mut d = intake::decide(h, req, app.runner.config(), seen, || ids.make(now_unix));
+    d.record.replay = replay;
+    let topic = h.topic.clone();
+    let done = accept(app, &mut d, kept, &topic, replay, in_flight);
+    let status = d.response.as_ref().map_or(0, |r| r.status);
+    log::info!(
+        "delivery hook={id} source={ip}{} event={} id={} outcome={} status={} run={} in {:?}",
+        request_id.map(|r| format!(" request={r:?}")).unwrap_or_default(),
+        d.record.event.as_deref().unwrap_or("-"),
+        d.record.delivery,
+        d.record.outcome.as_str(),
+        if status == 0 { "pending".to_string() } else { status.to_string() },
+        done.run.map_or("-".to_string(), |r| r.to_string()),
+        std::time::Instant::now().duration_since(started),
+    );
+    let out = reply(&mut d, &done, id, replay, app.last_seq());
+    crate::status::note_delivery(app, d.record, d.signature_failure, done.noted);
+    out
+}
+
+/// What acting on a decision left for the answer.
+struct Acted {
+    /// The run the delivery started or joined.
+    run: Option<RunId>,
+    /// The journal record the answer waits for (0: none).
+    durable: u64,
+    /// The `$deliveries` event: (id, time in ms).
+    noted: (u64, u64),
+}
+
+/// Acts on the intake's decision: the daemon's own last refusals (see [`admit`]), then the
+/// journal record, the hook topic's event, the `$deliveries` record, metrics, and the effects
+/// that wait for durability.
+fn accept(app: &mut App, d: &mut Decision, kept: Stored, topic: &str, replay: bool, in_flight: bool) -> Acted {
+    let id = kept.hook.clone();
+    if let Some(reason) = d.signature_failure {
+        *app.metrics.signature_failures.entry((id.clone(), reason)).or_default() += 1;
+    }
+    let (record, run) = admit(app, d, kept, replay, in_flight);
+    let accepted = d.record.outcome == Verdict::Accepted;
+    let mut durable = 0;
+    let mut kept_for_replay = None;
+    if accepted {
+        if let Some((kept, rec)) = record {
+            durable = rec.map_or(0, |rec| app.journal_delivery(rec));
+            kept_for_replay = Some(kept);
+        }
+        d.record.run = run;
+        if let Some(mut ev) = d.topic_event.take() {
+            if let Some(r) = run {
+                ev["run"] = json!(r);
+            }
+            let kind =
+                d.record.event.clone().filter(|e| crate::sse::valid_event_name(e)).unwrap_or_else(|| "delivery".into());
+            app.publish(topic, &kind, ev.to_string(), true);
+        }
+    }
+    *app.metrics.deliveries.entry((id, d.record.outcome.as_str())).or_default() += 1;
+    let noted = app.publish("$deliveries", "delivery", d.record.to_json(), true);
+    if accepted {
+        // Both records (the request, then its accepted outcome) must be durable: see App::restore.
+        let seq = app.last_seq();
+        app.hold_delivery(seq, kept_for_replay.map(|k| (k, d.dedup_key.clone())), run);
+    }
+    Acted { run, durable, noted: (noted.id, noted.time_ms) }
+}
+
+/// An accepted delivery's journal record (built before anything is started, so a delivery too
+/// large to journal is refused rather than accepted without durability) and its run; or the
+/// delivery refused after all (still being journalled, too large, run queue full).
+fn admit(
+    app: &mut App,
+    d: &mut Decision,
+    kept: Stored,
+    replay: bool,
+    in_flight: bool,
+) -> (Option<(Stored, Option<crate::journal::Record>)>, Option<RunId>) {
+    if in_flight && d.record.outcome == Verdict::Accepted {
+        let r = Response::error(503, "this delivery is still being written to the journal; send it again later");
+        refuse(d, r.with("Retry-After", "5"), "still being journalled");
+    }
+    let mut record = None;
+    if d.record.outcome == Verdict::Accepted && !replay {
+        let kept = Stored { delivery: d.record.delivery.clone(), ..kept };
+        match app.delivery_record(&kept) {
+            Some(Err(e)) => {
+                let r = Response::error(413, &format!("this delivery is too large for the journal ({e})"));
+                refuse(d, r, "too large for the journal");
+            }
+            Some(Ok(rec)) => record = Some((kept, Some(rec))),
+            None => record = Some((kept, None)),
+        }
+    }
+    let mut run = None;
+    if let Some(spec) = d.spec.take() {
+        // With a journal the run waits for the delivery's record to be durable.
+        match app.runner.submit(spec, app.now, app.journal.is_some()) {
+            Some(r) => run = Some(r),
+            None => {
+                let r = Response::error(503, "this hook's run queue is full").with("Retry-After", "10");
+                refuse(d, r, "run queue full");
+            }
+        }
+    }
+    (record, run)
+}
+
+/// The answer to a delivery: once what it published is durable, or when its run ends.
+fn reply(d: &mut Decision, done: &Acted, hook: &str, replay: bool, last_seq: u64) -> Outcome {
+    let accepted = d.record.outcome == Verdict::Accepted;
+    let durable = done.durable.max(last_seq);
+    if replay {
+        let status = if accepted { 202 } else { 409 };
+        let body = json!({
+            "replayed": d.record.delivery, "outcome": d.record.outcome.as_str(), "run": done.run, "record": d.record,
+        });
+        return Outcome::Durable { seq: durable, resp: Response::json(status, &body) };
+    }
+    match (d.response.take(), done.run) {
+        // A provider that got a 2xx never resends: only answer once the delivery is durable.
+        (Some(r), _) if accepted && durable > 0 => Outcome::Durable { seq: durable, resp: r },
+        (Some(r), _) => respond(r),
+        (None, Some(run)) => Outcome::AwaitRun { run, hook: hook.to_string(), seq: durable },
+        (None, None) => respond(Response::error(500, "no run to wait for")),
+    }
+}
+
+/// Turns an accepted delivery into a refused one answered `resp`. Not acknowledged: the
+/// sender retries later, nothing was lost.
+fn refuse(d: &mut Decision, resp: Response, message: &str) {
+    d.spec = None;
+    d.record.outcome = Verdict::Rejected;
+    d.record.status = resp.status;
+    d.record.message = message.to_string();
+    d.response = Some(resp);
+}
+
+/// `GET /api/deliveries` (recent accepted deliveries kept for replay) and
+/// `POST /api/deliveries/{hook}/{id}/replay` (admin; `/api/deliveries/{id}/replay` while one
+/// hook holds that id): the dead-letter story for failed deploys.
+pub(super) fn deliveries(app: &mut App, client: Client, head: &Head, route: Route) -> Outcome {
+    let who = caller(app, client, head, false);
+    match route {
+        Route::Deliveries => {
+            if !app.auth.allows(&who, Scope::Subscribe, "$deliveries") && !app.auth.has_scope(&who, Scope::Admin) {
+                return respond(denied(&who, "read deliveries"));
+            }
+            // Secret-bearing headers are masked: the stored copy keeps them for replay only.
+            let hooks = &app.hooks;
+            let secret = |hook: &str, name: &str| {
+                hooks.get(hook).map_or_else(|| intake::is_known_secret_header(name), |h| h.is_secret_header(name))
+            };
+            respond(Response::json(200, &json!({ "deliveries": app.deliveries.recent(100, secret) })))
+        }
+        Route::ReplayDelivery { hook, id } => {
+            if !app.auth.has_scope(&who, Scope::Admin) {
+                return respond(denied(&who, "replay deliveries"));
+            }
+            let kept = match hook {
+                Some(hook) => app.deliveries.get(&hook, &id).cloned().ok_or_else(|| {
+                    Response::error(
+                        404,
+                        &format!("no stored delivery {id:?} of hook {hook:?} (kept up to journal.max_delivery_bytes)"),
+                    )
+                }),
+                // The short form names one delivery only while one hook holds that id.
+                None => match app.deliveries.with_id(&id).as_slice() {
+                    [] => Err(Response::error(
+                        404,
+                        &format!("no stored delivery {id:?} (kept up to journal.max_delivery_bytes)"),
+                    )),
+                    [one] => Ok((*one).clone()),
+                    many => {
+                        let hooks: Vec<&str> = many.iter().map(|d| d.hook.as_str()).collect();
+                        Err(Response::json(
+                            409,
+                            &json!({
+                                "error": format!(
+                                    "delivery {id:?} was accepted by several hooks: name one with \
+                                     /api/deliveries/{{hook}}/{{id}}/replay"
+                                ),
+                                "hooks": hooks,
+                            }),
+                        ))
+                    }
+                },
+            };
+            match kept {
+                Err(r) => respond(r),
+                Ok(kept) if app.hooks.get(&kept.hook).is_none() => {
+                    respond(Response::error(409, &format!("hook {:?} no longer exists", kept.hook)))
+                }
+                Ok(kept) => match app.journal_refusal() {
+                    Some(why) => respond(journal_unavailable(why)),
+                    None => deliver(app, kept, 0, true),
+                },
+            }
+        }
+        _ => respond(Response::error(404, "no such route")),
+    }
+}
+
+/// The runs API: reading needs subscribe on `$runs` (what the status page has); cancel and
+/// retry need the admin scope.
+pub(super) fn runs(app: &mut App, client: Client, head: &Head, route: Route) -> Response {
+    let who = caller(app, client, head, false);
+    let now = app.now;
+    match route {
+        Route::Runs | Route::Run(_)
+            if !app.auth.allows(&who, Scope::Subscribe, "$runs") && !app.auth.has_scope(&who, Scope::Admin) =>
+        {
+            denied(&who, "read runs")
+        }
+        Route::CancelRun(_) | Route::RetryRun(_) if !app.auth.has_scope(&who, Scope::Admin) => {
+            denied(&who, "operate runs")
+        }
+        Route::Runs => Response::json(200, &json!({ "runs": app.runner.recent(100) })),
+        Route::Run(id) => match app.runner.record(id, true) {
+            Some(r) => Response::json(200, &r),
+            None => Response::error(404, &format!("no run {id} (finished runs are kept up to runner.keep_runs)")),
+        },
+        Route::CancelRun(id) => match app.runner.get(id).map(|r| r.state) {
+            None => Response::error(404, &format!("no run {id}")),
+            Some(s) if s.is_final() => Response::error(409, &format!("run {id} is already {}", s.as_str())),
+            Some(_) => {
+                app.runner.cancel(id, now);
+                Response::json(202, &json!({ "run": id, "cancelling": true }))
+            }
+        },
+        Route::RetryRun(id) => match app.runner.get(id).map(|r| r.state) {
+            None => Response::error(404, &format!("no run {id}")),
+            Some(_) => match app.runner.retry(id, now) {
+                Some(new) => Response::json(202, &json!({ "run": new, "retry_of": id })),
+                None => Response::error(503, "the hook's run queue is full").with("Retry-After", "5"),
+            },
+        },
+        _ => Response::error(404, "no such route"),
+    }
+}
