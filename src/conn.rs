@@ -24,7 +24,7 @@
 //!                                    write side shut)  Lingering ──(EOF or 2 s)──► closed
 //! ```
 //!
-//! Every state change goes through [`Conn::transition`], which checks the pair in debug builds;
+//! Every state change goes through `Conn::transition`, which checks the pair in debug builds;
 //! a state being rebuilt is `State::Transitioning`, never seen live. [`Conn::process`] consumes
 //! requests from the input buffer while the output queue is short (pipelining with
 //! backpressure). The loop feeds it bytes, flushes its queue and acts on [`Conn::want_close`]. A
@@ -196,7 +196,7 @@ pub enum State {
     /// Write side shut; reading and dropping input until EOF or the deadline.
     Lingering,
     /// The state was taken out to build the next one from it (the marker says which it was). Never
-    /// live: every path that takes a state ends in [`Conn::transition`].
+    /// live: every path that takes a state ends in `Conn::transition`.
     Transitioning(Marker),
 }
 

@@ -370,7 +370,7 @@ impl DeliveryRecord {
 
     /// A record read back from `$deliveries` history (the journal, at a restart). Records
     /// written before `verification` was a field lack it; theirs is worked out by
-    /// [`legacy_verification`].
+    /// `legacy_verification`.
     pub fn read(data: &str) -> Option<DeliveryRecord> {
         let mut v: Value = serde_json::from_str(data).ok()?;
         let m = v.as_object_mut()?;
