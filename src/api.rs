@@ -15,7 +15,7 @@ use access::{
 use serde_json::json;
 use std::net::IpAddr;
 
-mod deliver;
+pub(crate) mod deliver;
 pub(crate) mod stream;
 
 /// What a request turned into.
@@ -44,6 +44,8 @@ pub enum Outcome {
         hook: String,
         /// The delivery's journal record: the answer also waits until it is durable.
         seq: u64,
+        /// How long the run may take before the answer is a 504.
+        wait: std::time::Duration,
     },
 }
 

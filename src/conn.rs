@@ -845,14 +845,14 @@ impl<S: Socket> Conn<S> {
                 let (client, since, limit) = (p.client, p.since, p.limit);
                 self.transition(State::Poll(Box::new(PollWait { patterns, client, counted, since, limit, reply })));
             }
-            Outcome::AwaitRun { run, hook, seq } => {
+            Outcome::AwaitRun { run, hook, seq, wait } => {
                 app.run_waiters.entry(run).or_default().push(self.token);
                 if !is_durable(app, seq) {
                     // The run starts only once the delivery is durable: if the journal fails
                     // first, the answer is a 503 rather than a wait for a run that may never start.
                     app.durable_waiters.entry(seq).or_default().push(self.token);
                 }
-                self.arm(app, Timer::Run, stream::run_wait(app, &hook));
+                self.arm(app, Timer::Run, wait);
                 self.transition(State::AwaitRun(Box::new(AwaitRun { run, hook, seq, reply })));
             }
             Outcome::Upgrade(up) => {
@@ -1013,7 +1013,7 @@ impl<S: Socket> Conn<S> {
             return; // a stale waiter entry for a token now used by another connection
         }
         let State::AwaitRun(w) = self.take_state() else { unreachable!("matched AwaitRun above") };
-        let resp = stream::run_answer(app, &w.hook, run);
+        let resp = api::deliver::run_answer(app, &w.hook, run);
         // The run is over, but the delivery is acknowledged only once its record is durable.
         self.answer_when_durable(app, w.seq, resp, w.reply);
         self.process(app);

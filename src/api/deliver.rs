@@ -14,6 +14,7 @@ use crate::http::response::Response;
 use crate::http::router::Route;
 use crate::runner::sched::RunId;
 use serde_json::json;
+use std::time::Duration;
 
 fn method_name(m: crate::http::request::Method) -> &'static str {
     use crate::http::request::Method::*;
@@ -137,7 +138,7 @@ fn deliver(app: &mut App, kept: Stored, port: u16, replay: bool) -> Outcome {
         done.run.map_or("-".to_string(), |r| r.to_string()),
         std::time::Instant::now().duration_since(started),
     );
-    let out = reply(&mut d, &done, id, replay, app.last_seq());
+    let out = reply(&mut d, &done, (id, run_wait(app, id)), replay, app.last_seq());
     crate::status::note_delivery(app, d.record, d.signature_failure, done.noted);
     out
 }
@@ -230,7 +231,7 @@ fn admit(
 }
 
 /// The answer to a delivery: once what it published is durable, or when its run ends.
-fn reply(d: &mut Decision, done: &Acted, hook: &str, replay: bool, last_seq: u64) -> Outcome {
+fn reply(d: &mut Decision, done: &Acted, (hook, wait): (&str, Duration), replay: bool, last_seq: u64) -> Outcome {
     let accepted = d.record.outcome == Verdict::Accepted;
     let durable = done.durable.max(last_seq);
     if replay {
@@ -244,7 +245,7 @@ fn reply(d: &mut Decision, done: &Acted, hook: &str, replay: bool, last_seq: u64
         // A provider that got a 2xx never resends: only answer once the delivery is durable.
         (Some(r), _) if accepted && durable > 0 => Outcome::Durable { seq: durable, resp: r },
         (Some(r), _) => respond(r),
-        (None, Some(run)) => Outcome::AwaitRun { run, hook: hook.to_string(), seq: durable },
+        (None, Some(run)) => Outcome::AwaitRun { run, hook: hook.to_string(), seq: durable, wait },
         (None, None) => respond(Response::error(500, "no run to wait for")),
     }
 }
@@ -359,5 +360,24 @@ pub(super) fn runs(app: &mut App, client: Client, head: &Head, route: Route) -> 
             },
         },
         _ => Response::error(404, "no such route"),
+    }
+}
+
+/// How long a webhook waiting for its run's output is held: the hook's timeout (else the
+/// runner's), the kill grace, and ten seconds for the last output to come in.
+fn run_wait(app: &App, hook: &str) -> Duration {
+    let runner = app.runner.config();
+    let timeout = app.hooks.get(hook).and_then(|h| h.def.timeout_secs).map_or(runner.timeout, Duration::from_secs);
+    timeout + runner.kill_grace + Duration::from_secs(10)
+}
+
+/// The answer to a webhook that waited for run `run` of `hook` (adnanh's
+/// `include-command-output-in-response`), once the run has ended.
+pub(crate) fn run_answer(app: &App, hook: &str, run: crate::runner::sched::RunId) -> Response {
+    match (app.hooks.get(hook), app.runner.get(run)) {
+        (Some(h), Some(r)) => {
+            crate::hooks::intake::run_response(&h.def, r.state == crate::runner::RunState::Succeeded, &r.raw)
+        }
+        _ => Response::error(500, "the run's record is gone"),
     }
 }

@@ -12,7 +12,6 @@ use crate::hub::{Event, PatternId, Wire};
 use crate::ws::ops::{self, Op, OpError};
 use serde_json::json;
 use std::rc::Rc;
-use std::time::Duration;
 
 /// Most patterns one subscription may name.
 pub const MAX_PATTERNS: usize = 32;
@@ -218,23 +217,4 @@ pub(crate) fn poll_answer(app: &App, patterns: &[&str], since: u64, limit: usize
 pub(crate) fn poll_timed_out(since: u64) -> Response {
     let body = format!("{{\"events\":[],\"next\":{since}}}\n");
     Response::new(200, "application/json", body).with("Cache-Control", "no-cache")
-}
-
-/// How long a webhook waiting for its run's output is held: the hook's timeout (else the
-/// runner's), the kill grace, and ten seconds for the last output to come in.
-pub(crate) fn run_wait(app: &App, hook: &str) -> Duration {
-    let runner = app.runner.config();
-    let timeout = app.hooks.get(hook).and_then(|h| h.def.timeout_secs).map_or(runner.timeout, Duration::from_secs);
-    timeout + runner.kill_grace + Duration::from_secs(10)
-}
-
-/// The answer to a webhook that waited for run `run` of `hook` (adnanh's
-/// `include-command-output-in-response`), once the run has ended.
-pub(crate) fn run_answer(app: &App, hook: &str, run: crate::runner::sched::RunId) -> Response {
-    match (app.hooks.get(hook), app.runner.get(run)) {
-        (Some(h), Some(r)) => {
-            crate::hooks::intake::run_response(&h.def, r.state == crate::runner::RunState::Succeeded, &r.raw)
-        }
-        _ => Response::error(500, "the run's record is gone"),
-    }
 }
