@@ -280,7 +280,7 @@ impl Config {
             );
         }
         let server_names = server_names(&mut root)?;
-        root.finish_with_hint()?;
+        root.finish()?;
         Ok(Config {
             listen,
             state_dir,
@@ -587,7 +587,15 @@ mod tests {
         let json =
             format!(r#"{{"tokens":[{{"sha256":"{h}","scopes":["publish"]}},{{"sha256":"{h}","scopes":["pubish"]}}]}}"#);
         assert_eq!(error_of(&json), r#"tokens[1].scopes: unknown scope "pubish" (subscribe, publish, admin)"#);
-        assert_eq!(error_of(r#"{"limits":{"max_body_byte":1}}"#), "limits.max_body_byte: unknown field");
+        // A nested section's unknown key gets the same hint as a top-level one.
+        assert_eq!(
+            error_of(r#"{"limits":{"max_body_byte":1}}"#),
+            r#"limits.max_body_byte: unknown field (did you mean "max_body_bytes"?)"#
+        );
+        assert_eq!(
+            error_of(r#"{"journal":{"fsnyc":"always"}}"#),
+            r#"journal.fsnyc: unknown field (did you mean "fsync"?)"#
+        );
         assert_eq!(
             error_of(r#"{"limits":{"max_body_bytes":-1}}"#),
             "limits.max_body_bytes: expected a whole number from 0 to 1073741824, found -1"

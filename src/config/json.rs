@@ -248,18 +248,9 @@ impl Obj {
             .collect()
     }
 
-    /// Rejects the keys nobody took, naming the first with a bare "unknown field".
+    /// Rejects the keys nobody took, naming the first and the field it looks like among the
+    /// keys asked for ("did you mean"), or the choices when there are few.
     pub fn finish(self) -> Result<(), ConfigError> {
-        match self.map.keys().next() {
-            None => Ok(()),
-            Some(k) => Err(unknown_field(&self.path, k, &[], &[])),
-        }
-    }
-
-    /// [`Obj::finish`], naming the field a misspelt key looks like among the keys asked for.
-    // The config's nested sections still use `finish`: `errors_name_the_json_path` pins their bare
-    // message, and changing it is a decision of its own.
-    pub(crate) fn finish_with_hint(self) -> Result<(), ConfigError> {
         let asked: Vec<&str> = self.asked.iter().map(String::as_str).collect();
         match self.map.keys().next() {
             None => Ok(()),
