@@ -26,6 +26,8 @@
 //! disables what its author meant to configure.
 
 use crate::config::json::{at, near_miss};
+use crate::hooks::params::ARGUMENT_FIELDS;
+use crate::hooks::rules::{MATCH_FIELDS, RULE_FIELDS};
 use serde_json::Value;
 
 /// The fields of adnanh's `Hook` (2.8: `internal/hook/hook.go`).
@@ -78,11 +80,9 @@ const ARGUMENT_LISTS: &[&str] =
 const ARGUMENT_STRINGS: &[&str] = &["source", "name", "envname"];
 /// The string fields of adnanh's `MatchRule`.
 const MATCH_STRINGS: &[&str] = &["type", "regex", "secret", "value", "ip-range"];
-/// The fields of adnanh's `Argument`, `Header`, `Rules` and `MatchRule`.
-const ARGUMENT_FIELDS: &[&str] = &["source", "name", "envname", "base64decode"];
+/// The fields of adnanh's `Header`. Those of `Argument`, `Rules` and `MatchRule` come from their
+/// readers (`params`, `rules`), so what is coerced and what is read never disagree.
 const HEADER_FIELDS: &[&str] = &["name", "value"];
-const RULE_FIELDS: &[&str] = &["and", "or", "not", "match"];
-const MATCH_FIELDS: &[&str] = &["type", "regex", "secret", "value", "parameter", "ip-range"];
 
 /// Turns the numbers and booleans in adnanh's string fields of `hook` (found at `path`) into
 /// strings as adnanh does, and returns one warning per value changed.

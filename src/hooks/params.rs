@@ -153,7 +153,7 @@ impl fmt::Display for ParamError {
 impl std::error::Error for ParamError {}
 
 /// Fields of adnanh's `Argument` that hookcast reads.
-const ARGUMENT_FIELDS: &[&str] = &["source", "name", "envname", "base64decode"];
+pub(crate) const ARGUMENT_FIELDS: &[&str] = &["source", "name", "envname", "base64decode"];
 
 /// Fields seen in adnanh forks and pull requests that hookcast refuses, with the reason.
 pub(crate) const ARGUMENT_REFUSED: &[(&str, &str)] = &[(

@@ -216,8 +216,10 @@ pub fn secret_sources<'a>(rule: &'a Rule, out: &mut Vec<&'a SecretSource>) {
     }
 }
 
-const RULE_FIELDS: &[&str] = &["and", "or", "not", "match"];
-const MATCH_FIELDS: &[&str] = &["type", "value", "regex", "secret", "parameter", "ip-range"];
+/// Fields of adnanh's `Rules` object (one of them per rule).
+pub(crate) const RULE_FIELDS: &[&str] = &["and", "or", "not", "match"];
+/// Fields of adnanh's `MatchRule`.
+pub(crate) const MATCH_FIELDS: &[&str] = &["type", "value", "regex", "secret", "parameter", "ip-range"];
 const MATCH_TYPES: &str = "value, regex, payload-hmac-sha1, payload-hmac-sha256, payload-hmac-sha512, ip-whitelist";
 
 /// Parses a trigger rule found at `path`.
