@@ -2,6 +2,7 @@
 //! tungstenite tests its protocol over a `Cursor`): no daemon, no TCP.
 
 use super::*;
+use crate::api::stream::MAX_PATTERNS;
 use crate::config::Config;
 use std::io;
 
@@ -321,30 +322,69 @@ fn a_slow_subscriber_is_cut_loose() {
     assert_eq!(c.want_close(), Close::Slow);
 }
 
-#[test]
-fn a_websocket_publish_op_shares_the_http_refusals() {
-    let mut app = app();
-    let mut c = conn(&app);
+/// A masked client text frame (payloads under 64 KiB).
+fn frame(text: &str) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![0x81];
+    match text.len() {
+        n @ 0..=125 => f.push(0x80 | n as u8),
+        n => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// A connection upgraded to WebSocket, its 101 already taken.
+fn websocket(app: &mut App) -> Conn<Mock> {
+    let mut c = conn(app);
     drive(
         &mut c,
-        &mut app,
+        app,
         b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     );
     assert!(c.is_ws());
     assert!(c.sock.take_written().starts_with("HTTP/1.1 101"));
-    // A masked client text frame.
-    let frame = |text: &str| {
-        let mask = [1u8, 2, 3, 4];
-        let mut f = vec![0x81, 0x80 | text.len() as u8];
-        f.extend_from_slice(&mask);
-        f.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        f
-    };
+    c
+}
+
+#[test]
+fn a_websocket_publish_op_shares_the_http_refusals() {
+    let mut app = app();
+    let mut c = websocket(&mut app);
     drive(&mut c, &mut app, &frame(r#"{"op":"publish","topic":"$runs","data":1}"#));
     let out = c.sock.take_written();
     assert!(out.contains("system topics are published by hookcast itself"), "{out}");
     drive(&mut c, &mut app, &frame(r#"{"op":"publish","topic":"t","data":"hi"}"#));
     let out = c.sock.take_written();
     assert!(out.contains(r#""type":"ack""#) && out.contains(r#""op":"publish""#), "{out}");
+}
+
+#[test]
+fn a_subscribe_op_over_the_pattern_limit_subscribes_to_nothing() {
+    // The op used to subscribe the hub to each new pattern until the limit, then refuse without
+    // recording them: hub subscriptions the connection never dropped, fed events it never asked for.
+    let mut app = app();
+    let mut c = websocket(&mut app);
+    let first: Vec<String> = (0..MAX_PATTERNS - 2).map(|i| format!("t{i}")).collect();
+    drive(&mut c, &mut app, &frame(&serde_json::json!({"op": "subscribe", "topics": first}).to_string()));
+    assert!(c.sock.take_written().contains(r#""type":"ack""#));
+    drive(&mut c, &mut app, &frame(r#"{"op":"subscribe","topics":["a","b","c"]}"#));
+    let out = c.sock.take_written();
+    assert!(out.contains(&format!("at most {MAX_PATTERNS} topics")), "{out}");
+    for topic in ["a", "b", "c"] {
+        let mut subs = Vec::new();
+        app.hub.subscribers_into(topic, &mut subs);
+        assert!(subs.is_empty(), "{topic}: {subs:?}");
+    }
+    // Within the limit the same op still works.
+    drive(&mut c, &mut app, &frame(r#"{"op":"subscribe","topics":["a","b"]}"#));
+    assert!(c.sock.take_written().contains(r#""type":"ack""#));
+    let mut subs = Vec::new();
+    app.hub.subscribers_into("b", &mut subs);
+    assert_eq!(subs, [c.token]);
 }
