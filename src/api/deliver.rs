@@ -16,20 +16,6 @@ use crate::runner::sched::RunId;
 use serde_json::json;
 use std::time::Duration;
 
-fn method_name(m: crate::http::request::Method) -> &'static str {
-    use crate::http::request::Method::*;
-    match m {
-        Get => "GET",
-        Head => "HEAD",
-        Post => "POST",
-        Put => "PUT",
-        Delete => "DELETE",
-        Options => "OPTIONS",
-        Patch => "PATCH",
-        Other => "",
-    }
-}
-
 /// `/hooks/{id}`: the intake decides; here its decision meets the daemon's state (idempotency
 /// window, runner, hub, metrics, log).
 ///
@@ -67,7 +53,7 @@ pub(super) fn hook(
         delivery: String::new(),
         hook: id.to_string(),
         time_ms: crate::clock::unix_ms(),
-        method: method_name(head.method).to_string(),
+        method: head.method.as_str().to_string(),
         headers,
         query: head.query().to_string(),
         body,
@@ -138,7 +124,7 @@ fn deliver(app: &mut App, kept: Stored, port: u16, replay: bool) -> Outcome {
         done.run.map_or("-".to_string(), |r| r.to_string()),
         std::time::Instant::now().duration_since(started),
     );
-    let out = reply(&mut d, &done, (id, run_wait(app, id)), replay, app.last_seq());
+    let out = reply(&mut d, &done, id, run_wait(app, id), replay, app.last_seq());
     crate::status::note_delivery(app, d.record, d.signature_failure, done.noted);
     out
 }
@@ -231,7 +217,7 @@ fn admit(
 }
 
 /// The answer to a delivery: once what it published is durable, or when its run ends.
-fn reply(d: &mut Decision, done: &Acted, (hook, wait): (&str, Duration), replay: bool, last_seq: u64) -> Outcome {
+fn reply(d: &mut Decision, done: &Acted, hook: &str, wait: Duration, replay: bool, last_seq: u64) -> Outcome {
     let accepted = d.record.outcome == Verdict::Accepted;
     let durable = done.durable.max(last_seq);
     if replay {

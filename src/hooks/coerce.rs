@@ -82,7 +82,7 @@ const ARGUMENT_STRINGS: &[&str] = &["source", "name", "envname"];
 const MATCH_STRINGS: &[&str] = &["type", "regex", "secret", "value", "ip-range"];
 /// The fields of adnanh's `Header`. Those of `Argument`, `Rules` and `MatchRule` come from their
 /// readers (`params`, `rules`), so what is coerced and what is read never disagree.
-const HEADER_FIELDS: &[&str] = &["name", "value"];
+pub(crate) const HEADER_FIELDS: &[&str] = &["name", "value"];
 
 /// Turns the numbers and booleans in adnanh's string fields of `hook` (found at `path`) into
 /// strings as adnanh does, and returns one warning per value changed.

@@ -12,7 +12,7 @@
 
 use crate::auth::Cidr;
 use crate::config::json::{at, check_fields, err, kind, ConfigError, Obj};
-use crate::hooks::coerce::{ADNANH_FIELDS, HOOKCAST_FIELDS, REFUSED_FIELDS};
+use crate::hooks::coerce::{ADNANH_FIELDS, HEADER_FIELDS, HOOKCAST_FIELDS, REFUSED_FIELDS};
 use crate::hooks::params::{check_env_name, parse_argument, Argument, Source};
 use crate::hooks::providers::Provider;
 use crate::hooks::rules::{parse_rule, Rule};
@@ -229,7 +229,7 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
 
     let mut response_headers = Vec::new();
     for (p, v) in o.opt_list("response-headers")? {
-        check_fields(&v, &p, &["name", "value"], &[])?;
+        check_fields(&v, &p, HEADER_FIELDS, &[])?;
         let mut h = Obj::new(v, &p)?;
         let name_path = h.at("name");
         let name = h.opt_str("name")?.unwrap_or_default();

@@ -67,6 +67,20 @@ impl Method {
         }
     }
 
+    /// The method's token as sent ("" for `Other`, whose token is not kept).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Patch => "PATCH",
+            Method::Other => "",
+        }
+    }
+
     /// Whether a request with this method must say how long its body is (else `411`).
     fn needs_length(self) -> bool {
         matches!(self, Method::Post | Method::Put | Method::Patch)
@@ -541,6 +555,15 @@ mod tests {
 
     fn parse(raw: &[u8]) -> Result<Option<(Head, usize)>, HeadError> {
         parse_head(raw, &LIMITS)
+    }
+
+    #[test]
+    fn a_method_names_the_token_it_was_read_from() {
+        use Method::*;
+        for m in [Get, Head, Post, Put, Delete, Options, Patch] {
+            assert_eq!(Method::from_token(m.as_str()), m);
+        }
+        assert_eq!(Other.as_str(), "");
     }
 
     fn parse_ok(raw: &[u8]) -> (Head, usize) {
