@@ -913,12 +913,10 @@ fn spawn(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn runner() -> (mio::Poll, Runner) {
-        let poll = mio::Poll::new().unwrap();
-        let cfg = RunnerConfig {
+impl RunnerConfig {
+    /// Small limits for unit tests here and in the intake's.
+    pub(crate) fn for_tests() -> RunnerConfig {
+        RunnerConfig {
             max_concurrent: 4,
             max_queued: 4,
             max_parallel: 1,
@@ -929,7 +927,17 @@ mod tests {
             keep_runs: 10,
             shutdown_grace: Duration::from_secs(1),
             temp_dir: std::env::temp_dir(),
-        };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runner() -> (mio::Poll, Runner) {
+        let poll = mio::Poll::new().unwrap();
+        let cfg = RunnerConfig::for_tests();
         let registry = poll.registry().try_clone().unwrap();
         (poll, Runner::new(cfg, registry))
     }

@@ -55,21 +55,6 @@ fn hook_from(text: &str) -> Hook {
     hook(serde_json::from_str(text).unwrap())
 }
 
-fn runner() -> RunnerConfig {
-    RunnerConfig {
-        max_concurrent: 4,
-        max_queued: 4,
-        max_parallel: 1,
-        timeout: Duration::from_secs(60),
-        kill_grace: Duration::from_secs(1),
-        max_line_bytes: 1024,
-        log_bytes: 64 * 1024,
-        keep_runs: 10,
-        shutdown_grace: Duration::from_secs(1),
-        temp_dir: std::env::temp_dir(),
-    }
-}
-
 const NOW: u64 = 1_700_000_000;
 const GITHUB: &str = r#"{"id": "gh", "provider": "github", "secrets": ["s3cret"]}"#;
 
@@ -136,7 +121,7 @@ fn decide_row(row: &Row) -> (Decision, bool) {
     let d = decide(
         &h,
         req,
-        &runner(),
+        &RunnerConfig::for_tests(),
         |_| {
             asked = true;
             row.seen
