@@ -1,0 +1,3 @@
+//! Several nodes on one Redis: the shared log, its reader and the roles nodes hold.
+
+pub mod config;
