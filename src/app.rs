@@ -395,6 +395,10 @@ impl App {
             cfg.state_dir = self.cfg.state_dir.clone();
         }
         cfg.journal = self.cfg.journal.clone();
+        if cfg.cluster != self.cfg.cluster {
+            notes.push("cluster changes need a restart".to_string());
+            cfg.cluster = self.cfg.cluster.clone();
+        }
         self.auth = Auth::new(cfg.tokens.clone(), cfg.public.clone());
         self.hub.set_history_config(cfg.history.clone());
         self.runner.set_config(cfg.runner.clone());

@@ -6,6 +6,7 @@
 //! messages carry a line and column but not the path, and half of our checks (CIDRs, topic
 //! patterns, hashes) are semantic anyway.
 
+mod cluster;
 pub mod json;
 
 use crate::auth::{Cidr, PublicRule, Scope, TokenConfig};
@@ -40,6 +41,10 @@ impl fmt::Display for LoadError {
 }
 
 impl std::error::Error for LoadError {}
+
+/// Why a cluster node refuses a journal: the two cannot both be the record yet.
+const CLUSTER_AND_STATE_DIR: &str =
+    "a node in a cluster keeps its log in Redis; remove state_dir (the journal) from this node's config";
 
 /// Where the configuration comes from, so SIGHUP can read it again the same way.
 #[derive(Debug, Clone, Default)]
@@ -80,6 +85,11 @@ impl ConfigSource {
             cfg.listen = l;
         }
         if let Some(d) = &self.state_dir {
+            if cfg.cluster.is_some() {
+                let e =
+                    ConfigError { path: "cluster".into(), message: format!("{CLUSTER_AND_STATE_DIR} (--state-dir)") };
+                return Err(LoadError::File(self.file.clone().unwrap_or_default(), e));
+            }
             cfg.state_dir = Some(d.clone());
         }
         Ok((cfg, hooks))
@@ -186,6 +196,8 @@ pub struct Config {
     /// adnanh's `-x-request-id`: log a delivery's `X-Request-Id`, cut to this many bytes (0: not
     /// cut). Set by `hookcast webhook` only.
     pub x_request_id: Option<usize>,
+    /// Several nodes sharing one Redis; none: this node alone.
+    pub cluster: Option<crate::cluster::config::ClusterConfig>,
 }
 
 /// How the on-disk journal under `state_dir` behaves.
@@ -280,6 +292,10 @@ impl Config {
             );
         }
         let server_names = server_names(&mut root)?;
+        let cluster = root.opt_obj("cluster")?.map(cluster::cluster).transpose()?;
+        if cluster.is_some() && state_dir.is_some() {
+            return err("cluster", CLUSTER_AND_STATE_DIR);
+        }
         root.finish()?;
         Ok(Config {
             listen,
@@ -300,6 +316,7 @@ impl Config {
             dedup_window,
             journal,
             x_request_id: None,
+            cluster,
         })
     }
 

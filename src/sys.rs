@@ -126,3 +126,16 @@ pub fn try_lock_exclusive(file: &std::fs::File) -> std::io::Result<bool> {
         Err(e)
     }
 }
+
+/// This machine's host name (`gethostname(2)`), if it is UTF-8; the default name of a cluster node.
+pub fn hostname() -> Option<String> {
+    // Linux's HOST_NAME_MAX is 64; a larger buffer always has room for the terminating NUL.
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is valid and writable for `buf.len()` bytes for the duration of the call.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return None;
+    }
+    // A name cut at the buffer's end may lack its NUL: take none rather than a truncated one.
+    let end = buf.iter().position(|&b| b == 0)?;
+    String::from_utf8(buf[..end].to_vec()).ok()
+}

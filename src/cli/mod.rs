@@ -276,6 +276,9 @@ fn check(words: &[String]) -> Result<(), Fail> {
         cfg.tokens.len(),
         cfg.public.len()
     );
+    if let Some(c) = &cfg.cluster {
+        println!("{}", c.describe());
+    }
     Ok(())
 }
 

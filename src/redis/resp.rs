@@ -206,7 +206,8 @@ fn value(buf: &[u8], at: usize, depth: usize, limits: &Limits) -> Result<Step<Va
                 Step::Need(n) => return Ok(Step::Need(n)),
             };
             // `len` is at most `max_bulk`, so this only overflows for absurd limits.
-            let end = payload.checked_add(len).and_then(|e| e.checked_add(2)).ok_or(ParseError::TooLarge("bulk string"))?;
+            let end =
+                payload.checked_add(len).and_then(|e| e.checked_add(2)).ok_or(ParseError::TooLarge("bulk string"))?;
             if buf.len() < end {
                 return Ok(Step::Need(end));
             }

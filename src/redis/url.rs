@@ -80,11 +80,9 @@ fn redact_guess(s: &str) -> String {
 
 fn parse_tcp(rest: &str) -> Result<RedisUrl, String> {
     if rest.contains(['?', '#']) {
-        return Err(
-            "a redis:// URL takes no query or fragment (the db goes in the path, redis://host:6379/2; \
+        return Err("a redis:// URL takes no query or fragment (the db goes in the path, redis://host:6379/2; \
              percent-encode a ? or # in the password)"
-                .to_string(),
-        );
+            .to_string());
     }
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i + 1..]),
@@ -246,7 +244,9 @@ impl fmt::Display for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.addr {
             // `unix://` would take `//x` for an empty host and a relative path.
-            Addr::Unix(p) if p.as_os_str().as_encoded_bytes().starts_with(b"//") => write!(f, "unix://{}?db={}", p.display(), self.db),
+            Addr::Unix(p) if p.as_os_str().as_encoded_bytes().starts_with(b"//") => {
+                write!(f, "unix://{}?db={}", p.display(), self.db)
+            }
             Addr::Unix(p) => write!(f, "unix:{}?db={}", p.display(), self.db),
             tcp => {
                 write!(f, "redis://")?;

@@ -50,6 +50,41 @@ fn check_names_the_bad_field() {
 }
 
 #[test]
+fn check_describes_a_cluster_without_its_password() {
+    let dir = TempDir::new("check-cluster");
+    let cfg = dir.0.join("cluster.json");
+    std::fs::write(
+        &cfg,
+        r#"{"cluster":{"redis":"redis://app:url-secret@127.0.0.1:6379/0","name":"prod","node":"box-a",
+            "password":{"env":"HOOKCAST_TEST_REDIS_PASSWORD"}}}"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config", cfg.to_str().unwrap()])
+        .env("HOOKCAST_TEST_REDIS_PASSWORD", "env-secret")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "cluster \"prod\": node box-a, redis redis://app:***@127.0.0.1:6379/0 \
+             (password from environment variable HOOKCAST_TEST_REDIS_PASSWORD), runs commands"
+        ),
+        "{stdout}"
+    );
+    assert!(!format!("{stdout}{stderr}").contains("secret"), "{stdout}{stderr}");
+    // Without the variable the check fails, naming where the password was to come from.
+    let (code, _, err) = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cluster.password: environment variable HOOKCAST_TEST_REDIS_PASSWORD is not set"), "{err}");
+    std::fs::write(&cfg, r#"{"state_dir":"/tmp","cluster":{"redis":"unix:/run/redis.sock"}}"#).unwrap();
+    let (code, _, err) = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cluster: a node in a cluster keeps its log in Redis; remove state_dir"), "{err}");
+}
+
+#[test]
 fn shipped_example_configs_pass_check() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut checked = 0;
