@@ -88,6 +88,10 @@ fn parse_tcp(rest: &str) -> Result<RedisUrl, String> {
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => (rest, ""),
     };
+    if path.contains('@') {
+        // Said before anything else is parsed, so no error echoes a piece of the password.
+        return Err("a / in the user name or password must be percent-encoded (%2F)".to_string());
+    }
     // The last `@`: a password with an unencoded `@` still splits where it must.
     let (userinfo, hostport) = match authority.rfind('@') {
         Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
@@ -339,6 +343,7 @@ mod tests {
         assert_eq!(bad("redis://h/-1"), "not a database number (0 to 1000000): \"-1\"");
         assert_eq!(bad("redis://h/1/2"), "not a database number (0 to 1000000): \"1/2\"");
         assert!(bad("redis://h?db=1").contains("no query"));
+        assert_eq!(bad("redis://u:pa/ss@h"), "a / in the user name or password must be percent-encoded (%2F)");
         assert_eq!(bad("redis://u:p%4@h"), "password: a % not followed by two hex digits (write %25 for %)");
         assert_eq!(bad("redis://%ff@h"), "user name: not UTF-8 once %-decoded");
         assert!(bad("unix:run/redis.sock").contains("absolute"));
