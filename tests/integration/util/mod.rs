@@ -2,6 +2,8 @@
 //! find its port from the log line, and talk to it over plain sockets.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
