@@ -166,6 +166,9 @@ pub fn handle(app: &mut App, (peer, peer_port): (IpAddr, u16), head: &Head, body
             if let Some(j) = &app.journal {
                 crate::metrics::render_journal(&mut text, &j.stats());
             }
+            if let Some(c) = &app.cluster {
+                crate::metrics::render_cluster(&mut text, c);
+            }
             respond(Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text))
         }
         Route::Index => respond(crate::status::page(app, client, head)),
@@ -405,7 +408,7 @@ pub fn body_limit(app: &App, head: &Head) -> usize {
     }
 }
 
-/// 503 for new work while the journal cannot take it (see `App::journal_refusal`).
+/// 503 for new work while the journal cannot take it (see `App::work_refusal`).
 pub fn journal_unavailable(why: &str) -> Response {
     Response::error(503, why).with("Retry-After", "5")
 }

@@ -62,6 +62,20 @@ pub struct App {
     pub run_waiters: HashMap<crate::runner::sched::RunId, Vec<usize>>,
     /// The on-disk journal, when `state_dir` is set.
     pub journal: Option<crate::journal::Journal>,
+    /// The shared log on Redis, when `cluster` is set (never together with a journal).
+    pub cluster: Option<crate::cluster::Cluster>,
+    /// Appends to the cluster log gathered into one script call (see [`App::begin_batch`]).
+    batch: Option<(Vec<crate::cluster::NewEntry>, Option<String>)>,
+    /// Outcomes of cluster appends settled this turn, for the answers waiting on them (filled
+    /// and emptied by the loop around [`crate::conn::Conn::finish_durable`]).
+    pub settled: std::collections::BTreeMap<u64, crate::cluster::Appended>,
+    /// In a cluster: the duplicate answer for a delivery's append, should the log refuse it.
+    pub if_duplicate: HashMap<u64, crate::http::response::Response>,
+    /// In a cluster: delivery requests read from the log, waiting for their records.
+    pub log_pending: HashMap<(String, String), crate::hooks::stored::Stored>,
+    /// Holes in what this node could read from the cluster's log (ids through which events
+    /// may be missing): every subscriber is told `reset`.
+    pub resets: Vec<u64>,
     /// How much deploy-run output goes into the journal (see `journal::budget`).
     pub output_budget: crate::journal::budget::OutputBudget,
     /// Requests whose answer waits for their journal record to be durable: seq → tokens.
@@ -108,6 +122,19 @@ enum Held {
     Reserved,
 }
 
+/// Where an answer that waits for durability stands (see [`App::ack_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// Not yet.
+    Pending,
+    /// Durable; in a cluster, with the id the log gave the (first) event.
+    Done(Option<u64>),
+    /// In a cluster: a delivery with the same id was accepted before, by some node.
+    Duplicate,
+    /// Not acknowledged (why, for the 503).
+    Failed(&'static str),
+}
+
 /// Most bytes of data a published event may have to fit one journal record with `topic` and
 /// event type `kind` (the rest of the record is the frame's fixed part and two bytes of flags).
 pub fn max_event_data(topic: &str, kind: &str) -> usize {
@@ -151,6 +178,12 @@ impl App {
             journal: None,
             output_budget,
             durable_waiters: std::collections::BTreeMap::new(),
+            cluster: None,
+            batch: None,
+            settled: std::collections::BTreeMap::new(),
+            if_duplicate: HashMap::new(),
+            log_pending: HashMap::new(),
+            resets: Vec::new(),
             held: std::collections::VecDeque::new(),
             unconfirmed: std::collections::HashSet::new(),
             dropped_lines: 0,
@@ -220,7 +253,7 @@ impl App {
     /// run's own log keeps them): they are the one input nobody can be told to send again, and
     /// the queue of held events must stay bounded.
     pub fn pump_runner(&mut self) {
-        let refusing = self.journal_refusal().is_some();
+        let refusing = self.work_refusal().is_some();
         for (topic, kind, data) in std::mem::take(&mut self.runner.out) {
             if refusing && topic.starts_with("$runs/") {
                 if self.dropped_lines == 0 {
@@ -287,7 +320,10 @@ impl App {
     /// Why new work must be refused now (503), if it must: the journal has failed, or its
     /// queue of records not yet durable is over `journal.max_queued_bytes`. None without a
     /// journal.
-    pub fn journal_refusal(&self) -> Option<&'static str> {
+    pub fn work_refusal(&self) -> Option<&'static str> {
+        if let Some(c) = &self.cluster {
+            return c.refusal();
+        }
         let j = self.journal.as_ref()?;
         if j.is_failed() {
             Some("the journal cannot write; not accepted, send again later")
@@ -304,6 +340,18 @@ impl App {
     /// publisher's acknowledgement waits for [`App::last_seq`].
     pub fn publish(&mut self, topic: &str, kind: &str, data: String, data_is_json: bool) -> Rc<Event> {
         self.metrics.events_published += 1;
+        if self.cluster.is_some() {
+            // Its id is the log's to give: history and subscribers get it when it is read back.
+            let entry = crate::cluster::NewEntry {
+                kind: crate::cluster::Kind::Event,
+                topic: topic.to_string(),
+                data: encode_event_data(kind, data_is_json, &data),
+                time_ms: crate::clock::unix_ms(),
+            };
+            let ev = self.hub.provisional(topic, kind, data, data_is_json, entry.time_ms);
+            self.append(entry);
+            return ev;
+        }
         if self.journal.is_none() {
             let ev = self.hub.publish(topic, kind, data, data_is_json, crate::clock::unix_ms());
             self.outbox.push(ev.clone());
@@ -329,6 +377,68 @@ impl App {
         ev
     }
 
+    /// Appends to the cluster log, or to the batch being gathered.
+    fn append(&mut self, entry: crate::cluster::NewEntry) {
+        if let Some((entries, _)) = self.batch.as_mut() {
+            entries.push(entry);
+        } else if let Some(c) = self.cluster.as_mut() {
+            self.last_seq = c.append(&[entry], None);
+        }
+    }
+
+    /// Gathers what is published (and the delivery record) until [`App::end_batch`] into one
+    /// append to the cluster log: all of it or none, refused as a whole when `dedup` (a
+    /// delivery's hook and key) was appended before by any node. Without a cluster, nothing.
+    pub fn begin_batch(&mut self, dedup: Option<String>) {
+        if self.cluster.is_some() {
+            self.batch = Some((Vec::new(), dedup));
+        }
+    }
+
+    /// Adds an accepted delivery's request to the batch: the node that runs commands starts
+    /// its run from it when it reads it.
+    pub fn batch_delivery(&mut self, d: &crate::hooks::stored::Stored) {
+        let entry = crate::cluster::NewEntry {
+            kind: crate::cluster::Kind::Delivery,
+            topic: d.hook.clone(),
+            data: d.to_json().into_bytes(),
+            time_ms: d.time_ms,
+        };
+        self.append(entry);
+    }
+
+    /// Appends the batch; returns its sequence (the answer waits for it), 0 without a cluster.
+    pub fn end_batch(&mut self) -> u64 {
+        let (Some((entries, dedup)), Some(c)) = (self.batch.take(), self.cluster.as_mut()) else { return 0 };
+        if entries.is_empty() {
+            return 0;
+        }
+        self.last_seq = c.append(&entries, dedup.as_deref());
+        self.last_seq
+    }
+
+    /// Where the answer waiting for record (or append) `seq` stands.
+    pub fn ack_of(&self, seq: u64) -> Ack {
+        if let Some(c) = &self.cluster {
+            return match self.settled.get(&seq) {
+                _ if seq == 0 => Ack::Done(None),
+                None if seq <= c.settled_through() => Ack::Done(None),
+                None => Ack::Pending,
+                Some(crate::cluster::Appended::Ok(id)) => Ack::Done(Some(*id)),
+                Some(crate::cluster::Appended::Duplicate) => Ack::Duplicate,
+                Some(crate::cluster::Appended::Failed) => {
+                    Ack::Failed("Redis did not confirm it; not acknowledged, send again later")
+                }
+            };
+        }
+        match &self.journal {
+            None => Ack::Done(None),
+            Some(j) if j.durable_seq() >= seq => Ack::Done(None),
+            Some(j) if j.is_failed() => Ack::Failed("the journal cannot write; not acknowledged, send again later"),
+            Some(_) => Ack::Pending,
+        }
+    }
+
     /// Holds an accepted delivery's effects (idempotency window, stored copy, its run) until
     /// journal record `seq` is durable.
     pub fn hold_delivery(
@@ -337,6 +447,10 @@ impl App {
         kept: Option<(crate::hooks::stored::Stored, String)>,
         run: Option<crate::runner::sched::RunId>,
     ) {
+        if self.cluster.is_some() {
+            // Every node (this one too) applies the delivery when it reads it from the log.
+            return;
+        }
         if let Some((k, key)) = kept {
             self.unconfirmed.insert((k.hook.clone(), key.clone()));
             self.held.push_back((seq, Held::Delivery(Box::new(k), key)));
@@ -375,7 +489,7 @@ impl App {
                 Held::Reserved => self.hub.commit_reserved(),
             }
         }
-        if self.dropped_lines > 0 && self.journal_refusal().is_none() {
+        if self.dropped_lines > 0 && self.work_refusal().is_none() {
             log::warn!("journal: accepting work again; {} run output line(s) were not published", self.dropped_lines);
             self.dropped_lines = 0;
         }
@@ -476,7 +590,7 @@ impl App {
     /// The journal sequence of the last append (0 without a journal): wait for it before
     /// acknowledging what was just published.
     pub fn last_seq(&self) -> u64 {
-        if self.journal.is_some() {
+        if self.journal.is_some() || self.cluster.is_some() {
             self.last_seq
         } else {
             0

@@ -35,7 +35,7 @@
 
 use crate::api::stream::{self, OpReply};
 use crate::api::{self, Outcome};
-use crate::app::App;
+use crate::app::{Ack, App};
 use crate::auth::{Caller, Client, TokenId};
 use crate::buf::{self, OutQueue, SocketResult};
 use crate::http::chunked::ChunkedDecoder;
@@ -327,7 +327,16 @@ pub struct Conn<S: Socket = TcpStream> {
 /// Whether journal record `seq` is durable (always, without a journal): an answer that depends
 /// on it may go out.
 fn is_durable(app: &App, seq: u64) -> bool {
-    app.journal.as_ref().is_none_or(|j| j.durable_seq() >= seq)
+    // In a cluster, answered through the waiters even when settled: the answer needs the id.
+    app.ack_of(seq) == Ack::Done(None) && (app.cluster.is_none() || seq == 0)
+}
+
+/// A publish acknowledgement (JSON with `"id"`) with the id the cluster's log gave.
+fn with_id(body: &[u8], id: u64) -> Option<Vec<u8>> {
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let slot = v.as_object_mut()?.get_mut("id")?;
+    *slot = serde_json::json!(id);
+    serde_json::to_vec(&v).ok()
 }
 
 impl<S: Socket> Conn<S> {
@@ -548,6 +557,18 @@ impl<S: Socket> Conn<S> {
         }
         app.metrics.messages_sent[self.transport as usize] += r.events.len() as u64;
         r.gap || !r.events.is_empty()
+    }
+
+    /// Tells a live subscriber that events through `through` may be missing (the cluster's log
+    /// lost them or this node could not read them): it refetches its state and goes on from
+    /// there. One catching up from history notices the hole itself (see `Hub::lost_through`).
+    pub fn push_reset(&mut self, through: u64) {
+        let State::Subscriber(s) = &mut self.state else { return };
+        if s.catch_up.is_some() || s.last_id >= through {
+            return;
+        }
+        self.out.push_owned(s.wire.reset_event(s.last_id, through));
+        s.last_id = through;
     }
 
     /// Queues a live event for a subscriber. Returns false when the subscriber is over its
@@ -1033,40 +1054,56 @@ impl<S: Socket> Conn<S> {
 
     /// The journal made everything up to `durable` durable (or failed): send the answers this
     /// connection held for it — an HTTP response, or WebSocket publish acks.
-    pub fn finish_durable(&mut self, app: &mut App, durable: u64, failed: bool) {
-        let not_written = || {
-            Response::error(503, "the journal cannot write; not acknowledged, send again later")
-                .with("Retry-After", "30")
-        };
+    pub fn finish_durable(&mut self, app: &mut App) {
         match &mut self.state {
             State::Subscriber(s) => {
                 let Some(ws) = s.ws.as_mut() else { return };
                 let mut ready = Vec::new();
-                while ws.pending_acks.front().is_some_and(|(seq, _)| *seq <= durable || failed) {
-                    let (seq, ack) = ws.pending_acks.pop_front().expect("front exists");
-                    ready.push(if seq <= durable {
-                        ack
-                    } else {
-                        ops::error(&OpError {
-                            op: Some("publish".into()),
-                            error: "the journal cannot write; not acknowledged".into(),
-                        })
+                while let Some((seq, _)) = ws.pending_acks.front() {
+                    let ack = app.ack_of(*seq);
+                    if ack == Ack::Pending {
+                        break;
+                    }
+                    let (_, text) = ws.pending_acks.pop_front().expect("front exists");
+                    ready.push(match ack {
+                        Ack::Done(Some(id)) => {
+                            with_id(text.as_bytes(), id).and_then(|t| String::from_utf8(t).ok()).unwrap_or(text)
+                        }
+                        Ack::Done(None) | Ack::Pending => text,
+                        Ack::Failed(why) => ops::error(&OpError { op: Some("publish".into()), error: why.into() }),
+                        // Publishes carry no delivery id: the log never calls one a duplicate.
+                        Ack::Duplicate => {
+                            ops::error(&OpError { op: Some("publish".into()), error: "not acknowledged".into() })
+                        }
                     });
                 }
                 for text in ready {
                     self.ws_text(&text);
                 }
             }
-            State::AwaitDurable(w) if w.seq <= durable || failed => {
+            State::AwaitDurable(w) if app.ack_of(w.seq) != Ack::Pending => {
                 let State::AwaitDurable(w) = self.take_state() else { unreachable!("matched AwaitDurable above") };
-                let resp = if w.seq > durable { not_written() } else { w.resp };
+                let resp = match app.ack_of(w.seq) {
+                    Ack::Done(Some(id)) => match with_id(&w.resp.body, id) {
+                        Some(body) => Response { body, ..w.resp },
+                        None => w.resp,
+                    },
+                    Ack::Duplicate => app
+                        .if_duplicate
+                        .remove(&w.seq)
+                        .unwrap_or_else(|| Response::json(200, &serde_json::json!({ "duplicate": true }))),
+                    Ack::Failed(why) => Response::error(503, why).with("Retry-After", "30"),
+                    Ack::Done(None) | Ack::Pending => w.resp,
+                };
                 self.answer(app, resp, w.reply);
                 self.process(app);
             }
-            State::AwaitRun(w) if w.seq > durable && failed => {
-                let State::AwaitRun(w) = self.take_state() else { unreachable!("matched AwaitRun above") };
-                self.answer(app, not_written(), w.reply);
-                self.process(app);
+            State::AwaitRun(w) => {
+                if let Ack::Failed(why) = app.ack_of(w.seq) {
+                    let State::AwaitRun(w) = self.take_state() else { unreachable!("matched AwaitRun above") };
+                    self.answer(app, Response::error(503, why).with("Retry-After", "30"), w.reply);
+                    self.process(app);
+                }
             }
             _ => {}
         }

@@ -203,6 +203,13 @@ impl Server {
             );
             app.journal = Some(journal);
         }
+        if let Some(c) = app.cfg.cluster.clone() {
+            log::info!("cluster {:?}: node {:?}, log on {}", c.name, c.node, c.redis);
+            let cluster = crate::cluster::Cluster::new(c, poll.registry(), app.cfg.dedup_window)
+                .map_err(StartError::setup("the Redis links"))?;
+            app.cluster = Some(cluster);
+            app.hub.follow_log();
+        }
         let mut listener = match passed {
             Some(l) => {
                 log::info!("socket activation: using the listener systemd passed (listen {} ignored)", app.cfg.listen);
@@ -361,6 +368,11 @@ impl Server {
                     SIGNALS => self.on_signals(),
                     // Records became durable (or the journal failed): handled below, every turn.
                     WAKER => {}
+                    t @ (crate::cluster::WRITER_TOKEN | crate::cluster::READER_TOKEN) => {
+                        if let Some(c) = self.app.cluster.as_mut() {
+                            c.on_event(t, ev.is_readable() || ev.is_read_closed() || ev.is_error(), ev.is_writable());
+                        }
+                    }
                     Token(t) if t >= crate::runner::TOKEN_BASE => self.app.runner.on_readable(Token(t)),
                     Token(t) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -376,6 +388,9 @@ impl Server {
                 }
             }
             self.fire_timers();
+            if let Some(c) = self.app.cluster.as_mut() {
+                c.tick(self.app.now);
+            }
             self.release_durable();
             self.app.runner.read_more();
             self.app.runner.tick(self.app.now);
@@ -405,6 +420,9 @@ impl Server {
                         // Everything appended so far reaches the disk before we exit.
                         j.close();
                     }
+                    if let Some(c) = self.app.cluster.as_mut() {
+                        c.close();
+                    }
                     log::info!("stopped ({} connections dropped at the end of the drain)", self.sessions.open());
                     return Ok(());
                 }
@@ -417,8 +435,28 @@ impl Server {
     fn end_of_turn(&mut self) {
         self.app.pump_runner();
         self.answer_run_waiters();
+        crate::follow::apply(&mut self.app);
+        self.send_resets();
         self.fan_out();
         self.flush_dirty();
+        if let Some(c) = self.app.cluster.as_mut() {
+            // This turn's appends share one write.
+            c.flush();
+        }
+    }
+
+    /// Tells every live subscriber about holes in what this node could read from the cluster's
+    /// log.
+    fn send_resets(&mut self) {
+        let Some(through) = self.app.resets.drain(..).max() else { return };
+        for t in 0..self.sessions.capacity() {
+            let Some(slot) = self.sessions.get_mut(t) else { continue };
+            slot.conn.push_reset(through);
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push(t);
+            }
+        }
     }
 
     fn next_timeout(&mut self) -> Option<Duration> {
@@ -436,6 +474,7 @@ impl Server {
             Phase::Draining(until) => Some(until),
         };
         for t in [
+            self.app.cluster.as_ref().and_then(|c| c.next_deadline()),
             self.accept_paused_until,
             phase_deadline,
             self.app.runner.next_deadline(),
@@ -686,6 +725,27 @@ impl Server {
     /// Answers the requests whose journal records became durable (or all of them with 503 when
     /// the journal cannot write).
     fn release_durable(&mut self) {
+        if let Some(c) = self.app.cluster.as_mut() {
+            // The outcomes settled so far, for the answers below (they read them by `ack_of`).
+            let settled = c.settled_through();
+            while let Some((&seq, _)) = self.app.durable_waiters.first_key_value() {
+                if seq > settled {
+                    break;
+                }
+                let Some(c) = self.app.cluster.as_mut() else { break };
+                if let Some(outcome) = c.take_outcome(seq) {
+                    self.app.settled.insert(seq, outcome);
+                }
+                let tokens = self.app.durable_waiters.remove(&seq).unwrap_or_default();
+                self.finish_durable(tokens);
+            }
+            self.app.settled.clear();
+            if let Some(c) = self.app.cluster.as_mut() {
+                c.forget_through(settled);
+            }
+            self.app.if_duplicate.retain(|seq, _| *seq > settled);
+            return;
+        }
         let Some(j) = self.app.journal.as_ref() else { return };
         let (durable, failed) = (j.durable_seq(), j.is_failed());
         // The held events join this turn's fan-out, with the acknowledgements below.
@@ -695,16 +755,20 @@ impl Server {
                 break;
             }
             let tokens = self.app.durable_waiters.remove(&seq).unwrap_or_default();
-            for t in tokens {
-                let Some(slot) = self.sessions.get_mut(t) else { continue };
-                if !slot.conn.awaits_journal() {
-                    continue; // a stale entry: the connection went away or timed out
-                }
-                slot.conn.finish_durable(&mut self.app, durable, failed);
-                if !slot.dirty {
-                    slot.dirty = true;
-                    self.dirty.push(t);
-                }
+            self.finish_durable(tokens);
+        }
+    }
+
+    fn finish_durable(&mut self, tokens: Vec<usize>) {
+        for t in tokens {
+            let Some(slot) = self.sessions.get_mut(t) else { continue };
+            if !slot.conn.awaits_journal() {
+                continue; // a stale entry: the connection went away or timed out
+            }
+            slot.conn.finish_durable(&mut self.app);
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push(t);
             }
         }
     }

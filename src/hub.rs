@@ -258,6 +258,9 @@ pub struct Hub {
     /// Highest id ever evicted from any topic: a replay's mark, so later batches of a slow
     /// catch-up notice evictions that happened after the batch before.
     evicted_max: u64,
+    /// Ids come from a shared log that this node may lag behind: a cursor past the newest
+    /// event here is not a gap, its events are still on their way.
+    follows_log: bool,
     pattern_ids: HashMap<Box<str>, PatternId>,
     patterns: Vec<Option<PatternEntry>>,
     free_patterns: Vec<PatternId>,
@@ -280,6 +283,7 @@ impl Hub {
             evicted_max: 0,
             restored_through: 0,
             uncommitted: 0,
+            follows_log: false,
             pattern_ids: HashMap::new(),
             patterns: Vec::new(),
             free_patterns: Vec::new(),
@@ -338,6 +342,53 @@ impl Hub {
     pub fn commit(&mut self, ev: Rc<Event>) {
         self.uncommitted = self.uncommitted.saturating_sub(1);
         self.insert_event(ev);
+    }
+
+    /// Makes this a hub that follows a cluster's log: ids come from [`Hub::insert_read`], and
+    /// until [`Hub::set_floor`] says from where history is complete, every resume is a gap.
+    pub fn follow_log(&mut self) {
+        self.follows_log = true;
+        self.first_id = u64::MAX;
+        self.next_id = 1;
+    }
+
+    /// The oldest id this node's history vouches for: a cursor before it missed something.
+    pub fn set_floor(&mut self, floor: u64) {
+        self.first_id = floor.max(1);
+    }
+
+    /// Events up to `through` may be missing here (the log lost them, or this node could not
+    /// read them): a cursor before it missed something.
+    pub fn lost_through(&mut self, through: u64) {
+        self.dropped_topics_through = self.dropped_topics_through.max(through);
+        self.evicted_max = self.evicted_max.max(through);
+    }
+
+    /// An event whose id the cluster's log will give: for the publisher's answer, never in
+    /// history (the event comes back from the log with its id).
+    pub fn provisional(&self, topic: &str, kind: &str, data: String, data_is_json: bool, time_ms: u64) -> Rc<Event> {
+        Rc::new(Event::new(0, topic.into(), kind, time_ms, data, data_is_json))
+    }
+
+    /// Puts an event read from the cluster's log into history, with the id the log gave it;
+    /// None when it is not after the newest one (read twice) or its topic is not valid.
+    pub fn insert_read(
+        &mut self,
+        id: u64,
+        topic: &str,
+        kind: &str,
+        data: String,
+        data_is_json: bool,
+        time_ms: u64,
+    ) -> Option<Rc<Event>> {
+        if id < self.next_id || topic::validate_topic(topic).is_err() {
+            return None;
+        }
+        self.next_id = id + 1;
+        let topic: Rc<str> = self.topics.get_key_value(topic).map_or_else(|| topic.into(), |(k, _)| k.clone());
+        let ev = Rc::new(Event::new(id, topic, kind, time_ms, data, data_is_json));
+        self.insert_event(ev.clone());
+        Some(ev)
     }
 
     /// Puts back an event from the journal at start, with its original id. Ids must come in
@@ -438,7 +489,8 @@ impl Hub {
     /// evictions after that batch count (the earlier ones were reported then).
     fn has_gap(&self, patterns: &[&str], since: u64, mark: Option<u64>) -> bool {
         let floor = match mark {
-            None if since.saturating_add(1) < self.first_id || since > self.last_id() => return true,
+            None if since.saturating_add(1) < self.first_id => return true,
+            None if since > self.last_id() && !self.follows_log => return true,
             None => 0,
             Some(m) if self.evicted_max <= m => return false,
             Some(m) => m,

@@ -41,7 +41,7 @@ pub(super) fn hook(
         log::info!("hook={id} source={}: refused, Host {host:?} is not one of ours (server_names)", client.ip);
         return respond(Response::error(421, &format!("host {host:?} is not served here (see server_names)")));
     }
-    if let Some(why) = app.journal_refusal() {
+    if let Some(why) = app.work_refusal() {
         // Before the intake: nothing is verified, recorded, deduplicated or run.
         *app.metrics.deliveries.entry((id.to_string(), "refused")).or_default() += 1;
         return respond(journal_unavailable(why));
@@ -125,8 +125,56 @@ fn deliver(app: &mut App, kept: Stored, port: u16, replay: bool) -> Outcome {
         std::time::Instant::now().duration_since(started),
     );
     let out = reply(&mut d, &done, id, run_wait(app, id), replay, app.last_seq());
+    if app.cluster.is_some() {
+        if let (Outcome::Durable { seq, .. }, false) = (&out, replay) {
+            // Another node may have taken this delivery id first: then the log says so.
+            let body = json!({ "duplicate": true, "delivery": d.record.delivery, "hook": id });
+            app.if_duplicate.insert(*seq, Response::json(200, &body));
+        }
+        // Every node notes it on the status page when it reads it back from the log.
+        return out;
+    }
     crate::status::note_delivery(app, d.record, d.signature_failure, done.noted);
     out
+}
+
+/// Starts the run of a delivery another node (or this one) accepted, read from the cluster's
+/// log by the node holding the runner role. The stored request is verified again at the time
+/// it arrived, as a replay is: a write to Redis alone cannot start a deploy without the hook's
+/// secret, and a hook that differs between nodes shows up here rather than running blind.
+pub(crate) fn run_from_log(app: &mut App, kept: Stored) {
+    let Some(h) = app.hooks.get(&kept.hook) else {
+        log::warn!("cluster: delivery {} is for hook {:?}, which this node does not have", kept.delivery, kept.hook);
+        return;
+    };
+    let req = intake::Request {
+        method: &kept.method,
+        headers: &kept.headers,
+        query: &kept.query,
+        body: kept.body.clone(),
+        ip: kept.ip,
+        port: 0,
+        now_unix: kept.time_ms / 1000,
+        replay_of: Some(kept.delivery.as_str()),
+    };
+    let (ids, arrived) = (&mut app.made_up_ids, kept.time_ms / 1000);
+    let mut d = intake::decide(h, req, app.runner.config(), |_| false, || ids.make(arrived));
+    if d.record.outcome != Verdict::Accepted {
+        log::warn!(
+            "cluster: delivery {} of hook {:?} does not pass here ({}): are the hooks the same on every node?",
+            kept.delivery,
+            kept.hook,
+            d.record.message
+        );
+        return;
+    }
+    let Some(spec) = d.spec.take() else { return };
+    match app.runner.submit(spec, app.now, false) {
+        Some(run) => log::info!("cluster: delivery {} of hook {:?} runs here as run {run}", kept.delivery, kept.hook),
+        None => {
+            log::warn!("cluster: delivery {} of hook {:?} not run: the run queue is full", kept.delivery, kept.hook)
+        }
+    }
 }
 
 /// What acting on a decision left for the answer.
@@ -149,10 +197,17 @@ fn accept(app: &mut App, d: &mut Decision, kept: Stored, topic: &str, replay: bo
     }
     let (record, run) = admit(app, d, kept, replay, in_flight);
     let accepted = d.record.outcome == Verdict::Accepted;
+    // In a cluster the request, its events and its record are one append, refused as a whole
+    // when another node accepted the same delivery first (a replay is never a duplicate).
+    let dedup = (accepted && !replay).then(|| format!("{id}\n{}", d.dedup_key));
+    app.begin_batch(dedup);
     let mut durable = 0;
     let mut kept_for_replay = None;
     if accepted {
         if let Some((kept, rec)) = record {
+            if app.cluster.is_some() {
+                app.batch_delivery(&kept);
+            }
             durable = rec.map_or(0, |rec| app.journal_delivery(rec));
             kept_for_replay = Some(kept);
         }
@@ -168,6 +223,7 @@ fn accept(app: &mut App, d: &mut Decision, kept: Stored, topic: &str, replay: bo
     }
     *app.metrics.deliveries.entry((id, d.record.outcome.as_str())).or_default() += 1;
     let noted = app.publish("$deliveries", "delivery", d.record.to_json(), true);
+    durable = durable.max(app.end_batch());
     if accepted {
         // Both records (the request, then its accepted outcome) must be durable: see App::restore.
         let seq = app.last_seq();
@@ -191,6 +247,19 @@ fn admit(
         refuse(d, r.with("Retry-After", "5"), "still being journalled");
     }
     let mut record = None;
+    if app.cluster.is_some() && d.record.outcome == Verdict::Accepted {
+        // The node holding the runner role starts the run when it reads the request back.
+        d.spec = None;
+        if d.response.is_none() {
+            let body = json!({
+                "accepted": true, "delivery": d.record.delivery,
+                "message": "accepted; in a cluster the run's output is on $runs, not in this answer",
+            });
+            d.response = Some(Response::json(202, &body));
+        }
+        let kept = Stored { delivery: d.record.delivery.clone(), ..kept };
+        return (Some((kept, None)), None);
+    }
     if d.record.outcome == Verdict::Accepted && !replay {
         let kept = Stored { delivery: d.record.delivery.clone(), ..kept };
         match app.delivery_record(&kept) {
@@ -301,7 +370,7 @@ pub(super) fn deliveries(app: &mut App, client: Client, head: &Head, route: Rout
                 Ok(kept) if app.hooks.get(&kept.hook).is_none() => {
                     respond(Response::error(409, &format!("hook {:?} no longer exists", kept.hook)))
                 }
-                Ok(kept) => match app.journal_refusal() {
+                Ok(kept) => match app.work_refusal() {
                     Some(why) => respond(journal_unavailable(why)),
                     None => deliver(app, kept, 0, true),
                 },

@@ -64,7 +64,7 @@ pub(crate) fn publish_checked(
     if !app.auth.allows(who, Scope::Publish, topic) {
         return Err(denied(who, &format!("publish to {topic:?}")));
     }
-    if let Some(why) = app.journal_refusal() {
+    if let Some(why) = app.work_refusal() {
         return Err(super::journal_unavailable(why));
     }
     if !crate::sse::valid_event_name(kind) {

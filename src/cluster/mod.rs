@@ -1,3 +1,722 @@
 //! Several nodes on one Redis: the shared log, its reader and the roles nodes hold.
+//!
+//! Every event of every node goes into one Redis Stream (`hookcast:{NAME}:log`), appended by
+//! a Lua script that gives it its hookcast id from Redis `TIME` (microseconds, always above the
+//! last id given), so ids keep their single-node format, rise on every node alike without
+//! clock sync, and keep rising after Redis lost its data. Each node reads the stream on a
+//! second connection (`XREAD BLOCK`) and feeds what it reads to its hub exactly as a local
+//! publish, its own events included: every node emits one order with the same ids.
+//!
+//! An append is acknowledged once the script has run (see the README for what that means with
+//! Redis's persistence settings); the acknowledgement carries the id the script gave. Each
+//! entry also carries the id of the entry before it, so the log is a chain: a reader that gets
+//! an entry whose predecessor is not the last one it read knows that something between is
+//! gone (the stream was trimmed past its cursor while it was away or behind; Redis was flushed,
+//! restarted without persistence, or replaced) and reports a [`Hole`]: the node's subscribers
+//! are told `reset`, never left with a silent gap.
+//!
+//! The module does no application work: it turns appends into commands and replies into
+//! [`Appended`] outcomes and [`Entry`]s, and the application decides what they mean.
 
 pub mod config;
+
+use crate::redis::link::{Event as LinkEvent, Link, LinkConfig};
+use crate::redis::resp::{Limits, Value};
+use config::ClusterConfig;
+use mio::{Registry, Token};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Poll token of the connection that appends (and runs every other command).
+pub const WRITER_TOKEN: Token = Token(usize::MAX - 4);
+/// Poll token of the connection that tails the log.
+pub const READER_TOKEN: Token = Token(usize::MAX - 5);
+
+/// How long one `XREAD` blocks in Redis when there is nothing new.
+const READ_BLOCK: Duration = Duration::from_secs(2);
+/// Entries asked for per `XREAD`: a node catching up takes the log in bounded replies.
+const READ_COUNT: &[u8] = b"256";
+
+/// The append script: dedup (optional), then every entry under consecutive ids from `TIME`.
+/// KEYS: log, last id[, dedup key]. ARGV: max length, dedup seconds, node, then
+/// (kind, topic, data, time ms) per entry. Each entry records its predecessor's id (`p`).
+/// Returns {1, first id}, or {0} for a duplicate.
+const APPEND: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if KEYS[3] then
+  if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[2]) then
+    return {0}
+  end
+end
+local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
+local id = now
+if id <= prev then id = prev + 1 end
+local first = id
+for b = 4, #ARGV, 4 do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '=', ARGV[1], string.format('%d-0', id), 'k', ARGV[b], 't', ARGV[b + 1],
+    'd', ARGV[b + 2], 'ms', ARGV[b + 3], 'p', string.format('%d', prev), 'n', ARGV[3])
+  prev = id
+  id = id + 1
+end
+redis.call('SET', KEYS[2], string.format('%d', prev))
+return {1, string.format('%d', first)}
+";
+
+/// The runner role: taken when free, renewed by its holder. KEYS: the role's key. ARGV: node,
+/// lease in ms. Returns 1 when this node holds it now.
+const LEASE: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur == false or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// How long the runner role lasts without renewal: a node that died gives it up this late.
+const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often its holder renews it (and a standby node asks for it).
+const LEASE_EVERY: Duration = Duration::from_secs(2);
+
+/// What an entry of the log is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An event: `data` is the journal's event encoding (type, JSON flag, data).
+    Event,
+    /// A webhook request accepted for a hook (`hooks::stored::Stored` as JSON): what the node
+    /// that runs commands needs to start its run.
+    Delivery,
+}
+
+impl Kind {
+    fn code(self) -> &'static [u8] {
+        match self {
+            Kind::Event => b"e",
+            Kind::Delivery => b"d",
+        }
+    }
+}
+
+/// One entry to append.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// What it is.
+    pub kind: Kind,
+    /// The event's topic, or the delivery's hook.
+    pub topic: String,
+    /// The payload (see [`Kind`]).
+    pub data: Vec<u8>,
+    /// When it was made, ms since the Unix epoch.
+    pub time_ms: u64,
+}
+
+/// One entry read from the log.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Its hookcast id.
+    pub id: u64,
+    /// What it is.
+    pub kind: Kind,
+    /// Topic or hook.
+    pub topic: String,
+    /// Payload.
+    pub data: Vec<u8>,
+    /// When it was made.
+    pub time_ms: u64,
+    /// The node that appended it.
+    pub node: String,
+}
+
+/// What became of one append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// In the log; its entries have ids from this one up.
+    Ok(u64),
+    /// Not appended: a delivery with this dedup key was appended before (by any node).
+    Duplicate,
+    /// Not acknowledged: the link broke before the reply, Redis refused the script, or too few
+    /// replicas confirmed it. Redis may still have carried it out.
+    Failed,
+}
+
+/// Events the log could not give this node: ids up to `through` may be missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hole {
+    /// Every id up to and including this one may be missing.
+    pub through: u64,
+    /// Why, for the log line.
+    pub why: &'static str,
+}
+
+/// Counters for `/metrics` and the status page.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClusterStats {
+    /// Entries appended (acknowledged by the script).
+    pub written: u64,
+    /// Entries read from the log.
+    pub read: u64,
+    /// Script errors (Redis refused an append).
+    pub script_errors: u64,
+    /// Holes found (each told subscribers `reset`).
+    pub holes: u64,
+    /// Microseconds between an entry's id (Redis time at append) and this node reading it,
+    /// for the last entry read: the reader's lag.
+    pub read_lag_us: u64,
+}
+
+/// Tags of the writer's commands: appends use their sequence number; these are above them.
+const TAG_WAIT_BIT: u64 = 1 << 62;
+/// The tag of a runner-role request.
+const TAG_LEASE: u64 = 1 << 61;
+/// Tags of the reader's commands.
+const R_PROBE: u64 = 1;
+const R_READ: u64 = 2;
+
+/// The append queued or in flight, by sequence.
+#[derive(Debug)]
+struct InFlight {
+    /// The command, kept for a `NOSCRIPT` retry with the script's text.
+    args: Vec<Vec<u8>>,
+    /// Sent with `EVAL` already (the retry).
+    retried: bool,
+    /// Its result, once the script answered (waiting for `WAIT` when replicas are asked for).
+    result: Option<Appended>,
+}
+
+/// The node's part of the cluster: the two links, appends in flight, the reader's cursor.
+pub struct Cluster {
+    cfg: ClusterConfig,
+    keys: Keys,
+    sha: String,
+    writer: Link,
+    reader: Link,
+    next_seq: u64,
+    /// Appends not yet answered, in sequence order (Redis answers in order).
+    in_flight: BTreeMap<u64, InFlight>,
+    /// Appends made while the writer was not ready (the daemon's own events: run states and
+    /// output), sent when it is.
+    backlog: VecDeque<(u64, Vec<Vec<u8>>)>,
+    backlog_bytes: usize,
+    /// Outcomes not yet collected by [`Cluster::take_outcome`].
+    done: BTreeMap<u64, Appended>,
+    /// The last id read (0: nothing yet).
+    cursor: u64,
+    /// The last id the log had given when the reader first connected (its `GET`), until the
+    /// first read sets the floor.
+    probe: Option<u64>,
+    /// The oldest id this node's history may vouch for, once the first probe told it.
+    floor: Option<u64>,
+    /// Entries read, for the application.
+    pub entries: Vec<Entry>,
+    /// Holes found, for the application.
+    pub holes: Vec<Hole>,
+    /// Counters.
+    pub stats: ClusterStats,
+    dedup_secs: u64,
+    /// Until when this node holds the runner role (by its own clock, from when it asked).
+    lease_until: Option<Instant>,
+    /// When the pending role request was sent, and when the next is due.
+    lease_asked: Option<Instant>,
+    next_lease: Instant,
+}
+
+struct Keys {
+    log: Vec<u8>,
+    last: Vec<u8>,
+    prefix: String,
+}
+
+impl Cluster {
+    /// A node's links to Redis (they connect on the first tick).
+    pub fn new(cfg: ClusterConfig, registry: &Registry, dedup: Duration) -> std::io::Result<Cluster> {
+        let prefix = format!("hookcast:{{{}}}:", cfg.name);
+        let keys =
+            Keys { log: format!("{prefix}log").into_bytes(), last: format!("{prefix}last").into_bytes(), prefix };
+        let link = |role| LinkConfig {
+            role,
+            url: cfg.redis.clone(),
+            password: cfg.password.clone(),
+            timeout: cfg.command_timeout,
+            max_out: cfg.max_queued_bytes,
+            limits: Limits { max_bulk: 64 << 20, max_elements: 1 << 20, max_depth: 8 },
+        };
+        let writer = Link::new(link("commands"), registry.try_clone()?, WRITER_TOKEN);
+        let reader = Link::new(link("reader"), registry.try_clone()?, READER_TOKEN);
+        let sha = sha1_smol::Sha1::from(APPEND).digest().to_string();
+        Ok(Cluster {
+            cfg,
+            keys,
+            sha,
+            writer,
+            reader,
+            next_seq: 1,
+            in_flight: BTreeMap::new(),
+            backlog: VecDeque::new(),
+            backlog_bytes: 0,
+            done: BTreeMap::new(),
+            cursor: 0,
+            probe: None,
+            floor: None,
+            entries: Vec::new(),
+            holes: Vec::new(),
+            stats: ClusterStats::default(),
+            dedup_secs: dedup.as_secs().max(1),
+            lease_until: None,
+            lease_asked: None,
+            next_lease: Instant::now(),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.cfg
+    }
+
+    /// Whether both links are up.
+    pub fn is_up(&self) -> bool {
+        self.writer.is_ready() && self.reader.is_ready()
+    }
+
+    /// Reconnects (`writer`, `reader`) so far, breaks, for `/metrics`.
+    pub fn link_stats(&self) -> [crate::redis::link::LinkStats; 2] {
+        [self.writer.stats, self.reader.stats]
+    }
+
+    /// Why new work must be refused now (503), if it must.
+    pub fn refusal(&self) -> Option<&'static str> {
+        if !self.writer.is_ready() {
+            Some("Redis is not reachable; not accepted, send again later")
+        } else if self.writer.queued_bytes() + self.backlog_bytes > self.cfg.max_queued_bytes {
+            Some("Redis is behind; not accepted, send again later")
+        } else {
+            None
+        }
+    }
+
+    /// Whether this node holds the runner role now: deploy commands run on one node at a time.
+    pub fn is_runner(&self, now: Instant) -> bool {
+        self.lease_until.is_some_and(|t| now < t)
+    }
+
+    fn ask_lease(&mut self, now: Instant) {
+        if !self.cfg.runs_commands || self.lease_asked.is_some() || now < self.next_lease {
+            return;
+        }
+        let key = format!("{}runner", self.keys.prefix);
+        let ttl = LEASE_TTL.as_millis().to_string();
+        let args: [&[u8]; 6] =
+            [b"EVAL", LEASE.as_bytes(), b"1", key.as_bytes(), self.cfg.node.as_bytes(), ttl.as_bytes()];
+        if self.writer.send(&args, TAG_LEASE, Duration::ZERO) {
+            self.lease_asked = Some(now);
+        }
+        self.next_lease = now + LEASE_EVERY;
+    }
+
+    fn on_lease(&mut self, held: bool) {
+        let Some(asked) = self.lease_asked.take() else { return };
+        let was = self.is_runner(Instant::now());
+        // Counted from when it was asked for, less a margin: Redis started the lease later.
+        self.lease_until = held.then(|| asked + LEASE_TTL - LEASE_EVERY);
+        match (was, held) {
+            (false, true) => {
+                log::info!("cluster: node {:?} holds the runner role: deploy commands run here", self.cfg.node)
+            }
+            (true, false) => log::warn!("cluster: node {:?} lost the runner role to another node", self.cfg.node),
+            _ => {}
+        }
+    }
+
+    /// The oldest id this node can vouch for (history after it is complete), once known.
+    pub fn floor(&self) -> Option<u64> {
+        self.floor
+    }
+
+    /// Appends `entries` in one script call (all or none), deduplicated by `dedup` (a key only
+    /// one append per dedup window may carry). Returns its sequence number; its outcome comes
+    /// from [`Cluster::take_outcome`]. With the writer down the append waits in a bounded
+    /// backlog (the daemon's own events; requests were refused before they got here).
+    pub fn append(&mut self, entries: &[NewEntry], dedup: Option<&str>) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let dedup_key = dedup.map(|d| {
+            let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(d.as_bytes()));
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{}seen:{hex}", self.keys.prefix).into_bytes()
+        });
+        let mut args: Vec<Vec<u8>> = vec![b"EVALSHA".to_vec(), self.sha.clone().into_bytes()];
+        args.push(if dedup_key.is_some() { b"3".to_vec() } else { b"2".to_vec() });
+        args.extend([self.keys.log.clone(), self.keys.last.clone()]);
+        args.extend(dedup_key);
+        args.push(self.cfg.log_max_events.to_string().into_bytes());
+        args.push(self.dedup_secs.to_string().into_bytes());
+        args.push(self.cfg.node.clone().into_bytes());
+        for e in entries {
+            args.push(e.kind.code().to_vec());
+            args.push(e.topic.clone().into_bytes());
+            args.push(e.data.clone());
+            args.push(e.time_ms.to_string().into_bytes());
+        }
+        if self.writer.is_ready() && self.backlog.is_empty() {
+            self.send_append(seq, args, false);
+        } else {
+            let bytes: usize = args.iter().map(Vec::len).sum();
+            if self.backlog_bytes + bytes > self.cfg.max_queued_bytes {
+                log::warn!("cluster: Redis is away and the backlog is full; an event of the daemon's own was dropped");
+                self.done.insert(seq, Appended::Failed);
+            } else {
+                self.backlog_bytes += bytes;
+                self.backlog.push_back((seq, args));
+            }
+        }
+        seq
+    }
+
+    fn send_append(&mut self, seq: u64, args: Vec<Vec<u8>>, retried: bool) {
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        if !self.writer.send(&refs, seq, Duration::ZERO) {
+            self.done.insert(seq, Appended::Failed);
+            return;
+        }
+        if self.cfg.wait_replicas > 0 {
+            let n = self.cfg.wait_replicas.to_string();
+            let ms = self.cfg.wait_timeout.as_millis().to_string();
+            // WAIT blocks this connection; the append's answer waits for it.
+            self.writer.send(&[b"WAIT", n.as_bytes(), ms.as_bytes()], seq | TAG_WAIT_BIT, self.cfg.wait_timeout);
+        }
+        self.in_flight.insert(seq, InFlight { args, retried, result: None });
+    }
+
+    /// The outcome of append `seq`, once there is one (taken: asked once).
+    pub fn take_outcome(&mut self, seq: u64) -> Option<Appended> {
+        self.done.remove(&seq)
+    }
+
+    /// Forgets the outcomes up to `seq` nobody asked for (the daemon's own appends).
+    pub fn forget_through(&mut self, seq: u64) {
+        while self.done.first_key_value().is_some_and(|(s, _)| *s <= seq) {
+            self.done.pop_first();
+        }
+    }
+
+    /// Every append up to this sequence has an outcome.
+    pub fn settled_through(&self) -> u64 {
+        let first_open = [self.in_flight.keys().next(), self.backlog.front().map(|(s, _)| s)]
+            .into_iter()
+            .flatten()
+            .min()
+            .copied()
+            .unwrap_or(self.next_seq);
+        first_open - 1
+    }
+
+    /// The last sequence handed out (0: none).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Handles readiness of one of the cluster's sockets.
+    pub fn on_event(&mut self, token: Token, readable: bool, writable: bool) {
+        if token == WRITER_TOKEN {
+            self.writer.on_ready(writable, readable);
+        } else {
+            self.reader.on_ready(writable, readable);
+        }
+        self.process();
+    }
+
+    /// Timers: reconnects and overdue replies.
+    pub fn tick(&mut self, now: Instant) {
+        self.writer.tick(now);
+        self.reader.tick(now);
+        self.process();
+        if self.writer.is_ready() {
+            self.ask_lease(now);
+        }
+    }
+
+    /// When [`Cluster::tick`] must run next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let lease = (self.cfg.runs_commands && self.writer.is_ready()).then_some(self.next_lease);
+        [self.writer.next_deadline(), self.reader.next_deadline(), lease].into_iter().flatten().min()
+    }
+
+    /// Writes what this turn queued (once per turn, so a turn's appends share a write).
+    pub fn flush(&mut self) {
+        self.writer.flush();
+        self.reader.flush();
+        self.process();
+    }
+
+    /// Closes both links (shutdown).
+    pub fn close(&mut self) {
+        self.writer.close();
+        self.reader.close();
+    }
+
+    fn process(&mut self) {
+        loop {
+            let w = self.writer.take_events();
+            let r = self.reader.take_events();
+            if w.is_empty() && r.is_empty() {
+                return;
+            }
+            for ev in w {
+                self.on_writer(ev);
+            }
+            for ev in r {
+                self.on_reader(ev);
+            }
+        }
+    }
+
+    fn on_writer(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Ready => {
+                self.next_lease = Instant::now();
+                self.ask_lease(Instant::now());
+                while let Some((seq, args)) = self.backlog.pop_front() {
+                    self.backlog_bytes -= args.iter().map(Vec::len).sum::<usize>();
+                    self.send_append(seq, args, false);
+                }
+            }
+            LinkEvent::Reply(TAG_LEASE, v) => self.on_lease(v.as_int() == Some(1)),
+            LinkEvent::Lost(TAG_LEASE) => self.on_lease(false),
+            LinkEvent::Reply(tag, v) if tag & TAG_WAIT_BIT != 0 => {
+                let seq = tag & !TAG_WAIT_BIT;
+                let acked = v.as_int().unwrap_or(0);
+                if let Some(f) = self.in_flight.remove(&seq) {
+                    let result = match f.result {
+                        Some(Appended::Ok(id)) if acked < i64::from(self.cfg.wait_replicas) => {
+                            log::warn!(
+                                "cluster: append {id} reached {acked} of {} replica(s) in time; not acknowledged",
+                                self.cfg.wait_replicas
+                            );
+                            Appended::Failed
+                        }
+                        Some(r) => r,
+                        None => Appended::Failed,
+                    };
+                    self.done.insert(seq, result);
+                }
+            }
+            LinkEvent::Reply(seq, v) => self.on_append_reply(seq, v),
+            LinkEvent::Lost(tag) => {
+                let seq = tag & !TAG_WAIT_BIT;
+                if self.in_flight.remove(&seq).is_some() {
+                    self.done.insert(seq, Appended::Failed);
+                }
+            }
+            LinkEvent::Down(_) => {}
+        }
+    }
+
+    fn on_append_reply(&mut self, seq: u64, v: Value) {
+        if let Some(e) = v.error() {
+            if e.starts_with("NOSCRIPT") {
+                if let Some(f) = self.in_flight.remove(&seq) {
+                    if !f.retried {
+                        // The script cache was flushed (or Redis replaced): EVAL loads it again.
+                        let mut args = f.args;
+                        args[0] = b"EVAL".to_vec();
+                        args[1] = APPEND.as_bytes().to_vec();
+                        self.send_append(seq, args, true);
+                        return;
+                    }
+                }
+            }
+            self.stats.script_errors += 1;
+            log::error!("cluster: Redis refused an append: {e}");
+            self.in_flight.remove(&seq);
+            self.done.insert(seq, Appended::Failed);
+            return;
+        }
+        let result = match v.as_array() {
+            Some([ok, first]) if ok.as_int() == Some(1) => {
+                first.as_int().and_then(|i| u64::try_from(i).ok()).map_or(Appended::Failed, Appended::Ok)
+            }
+            Some([ok]) if ok.as_int() == Some(0) => Appended::Duplicate,
+            _ => Appended::Failed,
+        };
+        if let Appended::Ok(_) = result {
+            let n = self.in_flight.get(&seq).map_or(0, |f| f.args.len().saturating_sub(8) / 4);
+            self.stats.written += n as u64;
+        }
+        if self.cfg.wait_replicas > 0 && result != Appended::Duplicate {
+            if let Some(f) = self.in_flight.get_mut(&seq) {
+                f.result = Some(result);
+                return;
+            }
+        }
+        self.in_flight.remove(&seq);
+        self.done.insert(seq, result);
+    }
+
+    fn on_reader(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Ready if self.floor.is_none() => {
+                self.reader.send(&[b"GET", &self.keys.last], R_PROBE, Duration::ZERO);
+            }
+            LinkEvent::Ready => self.read_next(),
+            LinkEvent::Reply(R_PROBE, v) => {
+                self.probe = Some(v.as_int().and_then(|i| u64::try_from(i).ok()).unwrap_or(0));
+                self.read_next();
+            }
+            LinkEvent::Reply(_, v) => {
+                if let Some(e) = v.error() {
+                    log::error!("cluster: Redis refused XREAD: {e}");
+                } else {
+                    self.read_reply(v);
+                }
+                self.read_next();
+            }
+            LinkEvent::Lost(_) | LinkEvent::Down(_) => {}
+        }
+    }
+
+    fn read_next(&mut self) {
+        let cursor = format!("{}-0", self.cursor);
+        // Until the floor is known, do not block: an empty log must not hold the start up.
+        let block: &[u8] = if self.floor.is_some() { b"2000" } else { b"0" };
+        let args: [&[u8]; 8] =
+            [b"XREAD", b"COUNT", READ_COUNT, b"BLOCK", block, b"STREAMS", &self.keys.log, cursor.as_bytes()];
+        if self.floor.is_some() {
+            self.reader.send(&args, R_READ, READ_BLOCK);
+        } else {
+            // BLOCK 0 would wait for ever: the first read does not block at all.
+            let args: [&[u8]; 6] = [b"XREAD", b"COUNT", READ_COUNT, b"STREAMS", &self.keys.log, cursor.as_bytes()];
+            self.reader.send(&args, R_READ, Duration::ZERO);
+        }
+    }
+
+    fn hole(&mut self, through: u64, why: &'static str) {
+        self.stats.holes += 1;
+        self.holes.push(Hole { through, why });
+    }
+
+    fn read_reply(&mut self, v: Value) {
+        let now_us = crate::clock::unix_ms() * 1000;
+        // Nil: nothing new within the block time.
+        let items: Vec<Value> = v
+            .into_array()
+            .and_then(|streams| streams.into_iter().next())
+            .and_then(Value::into_array)
+            .and_then(|mut kv| kv.pop())
+            .and_then(Value::into_array)
+            .unwrap_or_default();
+        if self.floor.is_none() {
+            // The first read: history may vouch for everything after the oldest entry's
+            // predecessor; with nothing in the log, for what follows the last id given
+            // (none given: from now on).
+            let first_prev = items.first().and_then(|i| parse_entry(i.clone())).map(|(_, prev)| prev);
+            let (floor, cursor) = match (first_prev, self.probe) {
+                (Some(p), _) => (p + 1, p),
+                (None, Some(last)) if last > 0 => (last + 1, last),
+                // A log never written to: its first entry's predecessor will be 0.
+                _ => (now_us, 0),
+            };
+            self.floor = Some(floor);
+            self.cursor = cursor;
+        }
+        for item in items {
+            let Some((entry, prev)) = parse_entry(item) else {
+                log::warn!("cluster: an entry of the log is not one of ours; skipped");
+                continue;
+            };
+            if entry.id <= self.cursor {
+                continue;
+            }
+            if prev != self.cursor {
+                let why = if prev < self.cursor {
+                    "Redis lost the end of the log (flushed, restarted without persistence, or replaced)"
+                } else {
+                    "the log was trimmed past what this node had read"
+                };
+                self.hole(entry.id - 1, why);
+            }
+            self.cursor = entry.id;
+            self.stats.read += 1;
+            self.stats.read_lag_us = now_us.saturating_sub(entry.id);
+            self.entries.push(entry);
+        }
+    }
+}
+
+/// The hookcast id of a stream entry id (`<id>-0`).
+fn stream_id(raw: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(raw).ok()?;
+    s.split('-').next()?.parse().ok()
+}
+
+/// One `[id, [field, value, …]]` of an `XREAD` reply, with its predecessor's id.
+fn parse_entry(item: Value) -> Option<(Entry, u64)> {
+    let mut pair = item.into_array()?.into_iter();
+    let id = stream_id(pair.next()?.as_bytes()?)?;
+    let fields = pair.next()?.into_array()?;
+    let mut e =
+        Entry { id, kind: Kind::Event, topic: String::new(), data: Vec::new(), time_ms: 0, node: String::new() };
+    let mut prev = None;
+    let mut it = fields.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        let Value::Bulk(Some(v)) = v else { return None };
+        match k.as_bytes()? {
+            b"k" if v == b"e" => e.kind = Kind::Event,
+            b"k" if v == b"d" => e.kind = Kind::Delivery,
+            b"k" => return None,
+            b"t" => e.topic = String::from_utf8(v).ok()?,
+            b"d" => e.data = v,
+            b"ms" => e.time_ms = std::str::from_utf8(&v).ok()?.parse().ok()?,
+            b"p" => prev = std::str::from_utf8(&v).ok()?.parse().ok(),
+            b"n" => e.node = String::from_utf8(v).ok()?,
+            _ => {}
+        }
+    }
+    Some((e, prev.filter(|p| *p < id)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &[u8]) -> Value {
+        Value::Bulk(Some(s.to_vec()))
+    }
+
+    fn entry(id: &[u8], prev: &[u8]) -> Value {
+        let fields = [
+            &b"k"[..],
+            b"e",
+            b"t",
+            b"news",
+            b"d",
+            b"\x01\x07message{}",
+            b"ms",
+            b"1733500000000",
+            b"p",
+            prev,
+            b"n",
+            b"box-a",
+        ];
+        Value::Array(Some(vec![bulk(id), Value::Array(Some(fields.iter().map(|f| bulk(f)).collect()))]))
+    }
+
+    #[test]
+    fn an_entry_is_read_back_with_its_predecessor() {
+        let (e, prev) = parse_entry(entry(b"1733500000000001-0", b"1733400000000000")).unwrap();
+        assert_eq!(
+            (e.id, e.kind, e.topic.as_str(), e.time_ms, e.node.as_str()),
+            (1733500000000001, Kind::Event, "news", 1733500000000, "box-a")
+        );
+        assert_eq!(prev, 1733400000000000);
+    }
+
+    #[test]
+    fn an_entry_of_another_writer_is_not_ours() {
+        let item = Value::Array(Some(vec![bulk(b"5-0"), Value::Array(Some(vec![bulk(b"k"), bulk(b"zz")]))]));
+        assert!(parse_entry(item).is_none());
+        let no_prev = Value::Array(Some(vec![bulk(b"5-0"), Value::Array(Some(vec![bulk(b"k"), bulk(b"e")]))]));
+        assert!(parse_entry(no_prev).is_none());
+        // A predecessor at or after the entry itself is not a chain.
+        assert!(parse_entry(entry(b"5-0", b"5")).is_none());
+    }
+}

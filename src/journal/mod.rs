@@ -43,7 +43,7 @@
 //! `durable_seq`, wakes the loop once, keeps queuing in memory and retries with a backoff (50 ms
 //! doubling to 5 s); the first batch that becomes durable again clears the state (and wakes).
 //! **Callers answer 503 while [`Journal::is_failed`] is true, or while [`Journal::queued_bytes`] is
-//! over their bound** (`App::journal_refusal`), instead of accepting work they cannot make
+//! over their bound** (`App::work_refusal`), instead of accepting work they cannot make
 //! durable, so what the writer holds in memory stays bounded; the loop itself is never blocked.
 
 pub mod budget;

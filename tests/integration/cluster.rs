@@ -461,10 +461,15 @@ fn redis_away(c: &Cluster, away: impl FnOnce(), back: impl FnOnce(), reset: Rese
     let mut es: Vec<Es> = (0..c.nodes.len()).map(|i| Es::start(c.listen(i), "away", None)).collect();
     let mut ws = ws_connect(c.listen(0), "/ws?topics=away");
     let mut acked = vec![(c.nodes[0].publish("away", "before"), "before".to_string())];
+    // What each subscriber got before the outage starts what it got overall.
+    let mut firsts = Vec::new();
     for s in es.iter_mut() {
-        assert_eq!(s.event().data, "before");
+        let e = s.event();
+        assert_eq!(e.data, "before");
+        firsts.push(e);
     }
-    assert_eq!(ws_event(&mut ws).data, "before");
+    let ws_first = ws_event(&mut ws);
+    assert_eq!(ws_first.data, "before");
     let conns = sse_connections(c);
 
     away();
@@ -485,14 +490,16 @@ fn redis_away(c: &Cluster, away: impl FnOnce(), back: impl FnOnce(), reset: Rese
     back();
     acked.push((publish_when_back(&c.nodes[1], "away", "back"), "back".into()));
     for (i, d) in c.nodes.iter().enumerate() {
+        // Each node reconnects on its own backoff.
         let data = format!("after-{i}");
-        acked.push((d.publish("away", &data), data));
+        acked.push((publish_when_back(d, "away", &data), data));
     }
     let end = c.nodes[2 % c.nodes.len()].publish("away", "end");
     acked.push((end, "end".into()));
     let reset_ok = reset != Reset::Never;
     for (i, s) in es.iter_mut().enumerate() {
-        let got = until_marker(|| s.event(), "end");
+        let mut got = vec![firsts[i].clone()];
+        got.extend(until_marker(|| s.event(), "end"));
         let who = format!("SSE on node {}", node_name(i));
         check_stream(&who, &got, &acked, reset_ok);
         if reset == Reset::Always {
@@ -504,7 +511,8 @@ fn redis_away(c: &Cluster, away: impl FnOnce(), back: impl FnOnce(), reset: Rese
             s.errors()
         );
     }
-    let got = until_marker(|| ws_event(&mut ws), "end");
+    let mut got = vec![ws_first];
+    got.extend(until_marker(|| ws_event(&mut ws), "end"));
     check_stream("WebSocket on node a", &got, &acked, reset_ok);
     if reset == Reset::Always {
         assert!(got.iter().any(|e| e.kind == "reset"), "WebSocket: {got:?}");

@@ -435,8 +435,13 @@ impl Cluster {
         i
     }
 
+    /// Starts node `i` and waits until it is linked to Redis (before that it answers, and
+    /// refuses new work with 503).
     fn launch(&self, i: usize) -> Daemon {
-        Daemon::start_args(Some(&self.configs[i]), &["--listen", &self.listens[i]])
+        let d = Daemon::start_args(Some(&self.configs[i]), &["--listen", &self.listens[i]]);
+        // Generous: the first connect is immediate on loopback.
+        assert!(linked(&d, Duration::from_secs(10)), "node {} did not link to Redis", node_name(i));
+        d
     }
 
     /// `127.0.0.1:PORT` of node `i`, stable across restarts.
@@ -459,10 +464,15 @@ impl Cluster {
         self.nodes[i] = self.launch(i);
     }
 
-    /// Waits until every node answers `/healthz` (bounded, generous).
+    /// Waits until every node is linked to Redis (bounded, generous).
     pub fn wait_healthy(&self) -> bool {
-        eventually(Duration::from_secs(10), || self.nodes.iter().all(|d| d.get("/healthz").status == 200))
+        self.nodes.iter().all(|d| linked(d, Duration::from_secs(10)))
     }
+}
+
+/// Whether node `d` reports both Redis links up within `within`.
+pub fn linked(d: &Daemon, within: Duration) -> bool {
+    eventually(within, || d.get("/metrics").text().contains("hookcast_redis_up 1"))
 }
 
 // ---------------------------------------------------------------------------------------------
