@@ -388,6 +388,12 @@ impl Server {
                 }
             }
             self.fire_timers();
+            if self.app.cluster.as_ref().is_some_and(|c| c.wants_status(self.app.now)) {
+                let line = crate::status::node_line(&self.app, self.local_addr);
+                if let Some(c) = self.app.cluster.as_mut() {
+                    c.set_status(line);
+                }
+            }
             if let Some(c) = self.app.cluster.as_mut() {
                 c.tick(self.app.now);
             }

@@ -25,6 +25,9 @@ pub struct ClusterConfig {
     pub sentinel: Option<SentinelConfig>,
     /// `runs_commands`: this node may take the runner role (deploy commands run on one node at a time).
     pub runs_commands: bool,
+    /// `runner_lease_ms`: how long the runner role outlives its holder's last renewal (a
+    /// node that died gives the role up this late).
+    pub runner_lease: std::time::Duration,
     /// `log_max_events`: the shared stream is trimmed to about this many entries.
     pub log_max_events: u64,
     /// `wait_replicas`: acknowledge only once this many replicas have the write (Redis `WAIT`).
@@ -102,6 +105,7 @@ impl fmt::Debug for ClusterConfig {
             .field("node", &self.node)
             .field("sentinel", &self.sentinel)
             .field("runs_commands", &self.runs_commands)
+            .field("runner_lease", &self.runner_lease)
             .field("log_max_events", &self.log_max_events)
             .field("wait_replicas", &self.wait_replicas)
             .field("wait_timeout", &self.wait_timeout)

@@ -74,10 +74,12 @@ end
 return 0
 ";
 
-/// How long the runner role lasts without renewal: a node that died gives it up this late.
-const LEASE_TTL: Duration = Duration::from_secs(10);
-/// How often its holder renews it (and a standby node asks for it).
+/// How often the runner role's holder renews it (and a standby node asks for it), and how
+/// often a node writes its status line and reads every node's.
 const LEASE_EVERY: Duration = Duration::from_secs(2);
+/// A node's status line older than this is removed from the cluster's table (a node gone for
+/// good, renamed or moved).
+const FORGET_NODE_MS: u64 = 24 * 3600 * 1000;
 
 /// What an entry of the log is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +171,12 @@ pub struct ClusterStats {
 const TAG_WAIT_BIT: u64 = 1 << 62;
 /// The tag of a runner-role request.
 const TAG_LEASE: u64 = 1 << 61;
+/// The tag of the node table's read.
+const TAG_NODES: u64 = TAG_LEASE + 1;
+/// Commands whose replies are not looked at (the node table's write).
+const TAG_IGNORED: u64 = TAG_LEASE + 2;
+/// The tag of the shared key's read.
+const TAG_KEY: u64 = TAG_LEASE + 3;
 /// Tags of the reader's commands.
 const R_PROBE: u64 = 1;
 const R_READ: u64 = 2;
@@ -219,6 +227,13 @@ pub struct Cluster {
     /// When the pending role request was sent, and when the next is due.
     lease_asked: Option<Instant>,
     next_lease: Instant,
+    /// This node's line in the cluster's node table, written every [`LEASE_EVERY`].
+    status: Vec<u8>,
+    /// Every node's line (node, JSON), as last read.
+    nodes: Vec<(String, Vec<u8>)>,
+    /// A random key every node of the cluster shares (made by the first node that asked),
+    /// for what one node signs and another checks: tickets.
+    shared_key: Option<Vec<u8>>,
 }
 
 struct Keys {
@@ -265,6 +280,9 @@ impl Cluster {
             lease_until: None,
             lease_asked: None,
             next_lease: Instant::now(),
+            status: b"{}".to_vec(),
+            nodes: Vec::new(),
+            shared_key: None,
         })
     }
 
@@ -299,25 +317,85 @@ impl Cluster {
         self.lease_until.is_some_and(|t| now < t)
     }
 
-    fn ask_lease(&mut self, now: Instant) {
-        if !self.cfg.runs_commands || self.lease_asked.is_some() || now < self.next_lease {
+    /// This node's line for the status page's cluster table (JSON), written with the next
+    /// renewal.
+    pub fn set_status(&mut self, json: Vec<u8>) {
+        self.status = json;
+    }
+
+    /// Whether this node's status line is due (set it with [`Cluster::set_status`] before
+    /// the next tick).
+    pub fn wants_status(&self, now: Instant) -> bool {
+        self.writer.is_ready() && now >= self.next_lease
+    }
+
+    /// Every node's status line, as last read (node name, JSON).
+    pub fn nodes(&self) -> &[(String, Vec<u8>)] {
+        &self.nodes
+    }
+
+    /// The key every node of this cluster shares, once read from Redis.
+    pub fn shared_key(&self) -> Option<&[u8]> {
+        self.shared_key.as_deref()
+    }
+
+    /// Every [`LEASE_EVERY`]: renews (or asks for) the runner role, writes this node's status
+    /// line and reads everyone's.
+    fn periodic(&mut self, now: Instant) {
+        if now < self.next_lease {
+            return;
+        }
+        self.next_lease = now + LEASE_EVERY;
+        let nodes = format!("{}nodes", self.keys.prefix);
+        let hset: [&[u8]; 4] = [b"HSET", nodes.as_bytes(), self.cfg.node.as_bytes(), &self.status];
+        self.writer.send(&hset, TAG_IGNORED, Duration::ZERO);
+        self.writer.send(&[b"HGETALL", nodes.as_bytes()], TAG_NODES, Duration::ZERO);
+        if self.shared_key.is_none() {
+            let key = format!("{}shared-key", self.keys.prefix);
+            let mut fresh = [0u8; 32];
+            if crate::sys::random_bytes(&mut fresh).is_ok() {
+                let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+                self.writer.send(&[b"SET", key.as_bytes(), hex.as_bytes(), b"NX"], TAG_IGNORED, Duration::ZERO);
+            }
+            self.writer.send(&[b"GET", key.as_bytes()], TAG_KEY, Duration::ZERO);
+        }
+        if !self.cfg.runs_commands || self.lease_asked.is_some() {
             return;
         }
         let key = format!("{}runner", self.keys.prefix);
-        let ttl = LEASE_TTL.as_millis().to_string();
+        let ttl = self.cfg.runner_lease.as_millis().to_string();
         let args: [&[u8]; 6] =
             [b"EVAL", LEASE.as_bytes(), b"1", key.as_bytes(), self.cfg.node.as_bytes(), ttl.as_bytes()];
         if self.writer.send(&args, TAG_LEASE, Duration::ZERO) {
             self.lease_asked = Some(now);
         }
-        self.next_lease = now + LEASE_EVERY;
+    }
+
+    fn on_nodes(&mut self, v: Value) {
+        let Some(items) = v.into_array() else { return };
+        let now_ms = crate::clock::unix_ms();
+        let key = format!("{}nodes", self.keys.prefix);
+        let mut nodes = Vec::new();
+        let mut it = items.into_iter();
+        while let (Some(Value::Bulk(Some(k))), Some(Value::Bulk(Some(v)))) = (it.next(), it.next()) {
+            let Ok(name) = String::from_utf8(k) else { continue };
+            let seen = serde_json::from_slice::<serde_json::Value>(&v).ok().and_then(|j| j["seen_ms"].as_u64());
+            if seen.is_some_and(|t| now_ms.saturating_sub(t) > FORGET_NODE_MS) {
+                self.writer.send(&[b"HDEL", key.as_bytes(), name.as_bytes()], TAG_IGNORED, Duration::ZERO);
+                continue;
+            }
+            nodes.push((name, v));
+        }
+        nodes.sort();
+        self.nodes = nodes;
     }
 
     fn on_lease(&mut self, held: bool) {
         let Some(asked) = self.lease_asked.take() else { return };
         let was = self.is_runner(Instant::now());
         // Counted from when it was asked for, less a margin: Redis started the lease later.
-        self.lease_until = held.then(|| asked + LEASE_TTL - LEASE_EVERY);
+        let lease = self.cfg.runner_lease.saturating_sub(LEASE_EVERY).max(LEASE_EVERY / 2);
+        self.lease_until = held.then(|| asked + lease);
         match (was, held) {
             (false, true) => {
                 log::info!("cluster: node {:?} holds the runner role: deploy commands run here", self.cfg.node)
@@ -431,13 +509,13 @@ impl Cluster {
         self.reader.tick(now);
         self.process();
         if self.writer.is_ready() {
-            self.ask_lease(now);
+            self.periodic(now);
         }
     }
 
     /// When [`Cluster::tick`] must run next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let lease = (self.cfg.runs_commands && self.writer.is_ready()).then_some(self.next_lease);
+        let lease = self.writer.is_ready().then_some(self.next_lease);
         [self.writer.next_deadline(), self.reader.next_deadline(), lease].into_iter().flatten().min()
     }
 
@@ -474,7 +552,7 @@ impl Cluster {
         match ev {
             LinkEvent::Ready => {
                 self.next_lease = Instant::now();
-                self.ask_lease(Instant::now());
+                self.periodic(Instant::now());
                 while let Some((seq, args)) = self.backlog.pop_front() {
                     self.backlog_bytes -= args.iter().map(Vec::len).sum::<usize>();
                     self.send_append(seq, args, false);
@@ -482,6 +560,11 @@ impl Cluster {
             }
             LinkEvent::Reply(TAG_LEASE, v) => self.on_lease(v.as_int() == Some(1)),
             LinkEvent::Lost(TAG_LEASE) => self.on_lease(false),
+            LinkEvent::Reply(TAG_NODES, v) => self.on_nodes(v),
+            LinkEvent::Reply(TAG_KEY, v) => {
+                self.shared_key = v.as_bytes().filter(|k| k.len() >= 32).map(<[u8]>::to_vec);
+            }
+            LinkEvent::Reply(TAG_IGNORED, _) | LinkEvent::Lost(TAG_NODES | TAG_IGNORED | TAG_KEY) => {}
             LinkEvent::Reply(tag, v) if tag & TAG_WAIT_BIT != 0 => {
                 let seq = tag & !TAG_WAIT_BIT;
                 let acked = v.as_int().unwrap_or(0);

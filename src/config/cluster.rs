@@ -49,6 +49,7 @@ pub(crate) fn cluster(mut o: Obj) -> Result<ClusterConfig, ConfigError> {
         node,
         sentinel,
         runs_commands: o.opt_bool("runs_commands")?.unwrap_or(true),
+        runner_lease: Duration::from_millis(o.num("runner_lease_ms", 10_000, 3_000, 600_000)?),
         log_max_events: o.num("log_max_events", 100_000, 100, 100_000_000)?,
         wait_replicas: o.num("wait_replicas", 0, 0, 16)? as u32,
         wait_timeout: ms(o.num("wait_timeout_ms", 1000, 1, 60_000)?),

@@ -167,6 +167,31 @@ pub fn api(app: &App, client: Client, head: &Head) -> Response {
     Response::json(200, &v).with("Cache-Control", "no-store")
 }
 
+/// This node's line in the cluster's node table (JSON), which every node's status page shows:
+/// where it listens, its subscribers, its Redis link and how far its reader lags.
+pub fn node_line(app: &App, addr: std::net::SocketAddr) -> Vec<u8> {
+    let Some(c) = &app.cluster else { return b"{}".to_vec() };
+    let m = &app.metrics;
+    let line = json!({
+        "node": c.config().node,
+        "addr": addr.to_string(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "seen_ms": crate::clock::unix_ms(),
+        "uptime_ms": app.now.duration_since(app.started).as_millis() as u64,
+        "subscribers": {
+            "sse": m.active[Transport::Sse as usize],
+            "ws": m.active[Transport::Ws as usize],
+            "poll": m.active[Transport::Poll as usize],
+        },
+        "redis_up": c.is_up(),
+        "runner": c.is_runner(app.now),
+        "runs_commands": c.config().runs_commands,
+        "read_lag_ms": c.stats.read_lag_us as f64 / 1000.0,
+        "last_event_id": app.hub.last_id(),
+    });
+    line.to_string().into_bytes()
+}
+
 /// The daemon's state as the page shows it; consistent as of `last_event_id` (the loop is
 /// single-threaded), so a stream resumed from that id continues it with no gap. `brief` leaves
 /// out hooks, deliveries and runs (the page's periodic refresh of its figures).
@@ -198,6 +223,18 @@ pub fn snapshot(app: &App, brief: bool) -> Value {
             json!({
                 "disk_bytes": s.disk_bytes, "segments": s.segments, "appended": s.appended, "fsyncs": s.fsyncs,
                 "write_errors": s.write_errors, "queued_bytes": s.queued_bytes, "failed": s.failed,
+            })
+        }),
+        "cluster": app.cluster.as_ref().map(|c| {
+            let nodes: Vec<Value> = c.nodes().iter().filter_map(|(_, line)| serde_json::from_slice(line).ok()).collect();
+            json!({
+                "name": c.config().name,
+                "node": c.config().node,
+                "redis": c.config().redis.to_string(),
+                "redis_up": c.is_up(),
+                "runner": c.is_runner(app.now),
+                "read_lag_ms": c.stats.read_lag_us as f64 / 1000.0,
+                "nodes": nodes,
             })
         }),
     });
