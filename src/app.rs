@@ -76,6 +76,14 @@ pub struct App {
     /// Holes in what this node could read from the cluster's log (ids through which events
     /// may be missing): every subscriber is told `reset`.
     pub resets: Vec<u64>,
+    /// In a cluster: accepted deliveries read from the log whose runs no node has recorded
+    /// yet (arrival ms, request): the node that takes the runner role runs them.
+    pub unstarted: std::collections::VecDeque<(u64, crate::hooks::stored::Stored)>,
+    /// In a cluster: whether this node ran commands as of the last turn.
+    pub was_runner: bool,
+    /// In a cluster: runs started from the log, each waiting for the append of its `queued`
+    /// record (sequence, run) before its command starts.
+    pub held_runs: std::collections::VecDeque<(u64, crate::runner::sched::RunId)>,
     /// How much deploy-run output goes into the journal (see `journal::budget`).
     pub output_budget: crate::journal::budget::OutputBudget,
     /// Requests whose answer waits for their journal record to be durable: seq → tokens.
@@ -184,6 +192,9 @@ impl App {
             if_duplicate: HashMap::new(),
             log_pending: HashMap::new(),
             resets: Vec::new(),
+            unstarted: std::collections::VecDeque::new(),
+            was_runner: false,
+            held_runs: std::collections::VecDeque::new(),
             held: std::collections::VecDeque::new(),
             unconfirmed: std::collections::HashSet::new(),
             dropped_lines: 0,

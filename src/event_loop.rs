@@ -209,6 +209,7 @@ impl Server {
                 .map_err(StartError::setup("the Redis links"))?;
             app.cluster = Some(cluster);
             app.hub.follow_log();
+            app.runner.set_node(app.cfg.cluster.as_ref().map_or_else(String::new, |c| c.node.clone()));
         }
         let mut listener = match passed {
             Some(l) => {
@@ -439,9 +440,10 @@ impl Server {
     /// What every turn ends with, in this order: runs' output becomes events and answers, the
     /// events reach the subscribers' queues, and every queue touched is written once.
     fn end_of_turn(&mut self) {
+        // First what the log brought: runs it starts report their state in this same turn.
+        crate::follow::apply(&mut self.app);
         self.app.pump_runner();
         self.answer_run_waiters();
-        crate::follow::apply(&mut self.app);
         self.send_resets();
         self.fan_out();
         self.flush_dirty();
@@ -746,6 +748,11 @@ impl Server {
                 self.finish_durable(tokens);
             }
             self.app.settled.clear();
+            // Whatever became of the append (a failed one leaves the role with Redis soon).
+            while self.app.held_runs.front().is_some_and(|(seq, _)| *seq <= settled) {
+                let Some((_, run)) = self.app.held_runs.pop_front() else { break };
+                self.app.runner.release(run, self.app.now);
+            }
             if let Some(c) = self.app.cluster.as_mut() {
                 c.forget_through(settled);
             }

@@ -169,8 +169,14 @@ pub(crate) fn run_from_log(app: &mut App, kept: Stored) {
         return;
     }
     let Some(spec) = d.spec.take() else { return };
-    match app.runner.submit(spec, app.now, false) {
-        Some(run) => log::info!("cluster: delivery {} of hook {:?} runs here as run {run}", kept.delivery, kept.hook),
+    // Held until its `queued` record is in the log: a node taking the role over after this
+    // one died knows from the log alone which deliveries never started.
+    match app.runner.submit(spec, app.now, true) {
+        Some(run) => {
+            log::info!("cluster: delivery {} of hook {:?} runs here as run {run}", kept.delivery, kept.hook);
+            app.pump_runner();
+            app.held_runs.push_back((app.last_seq(), run));
+        }
         None => {
             log::warn!("cluster: delivery {} of hook {:?} not run: the run queue is full", kept.delivery, kept.hook)
         }

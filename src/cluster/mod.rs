@@ -36,6 +36,7 @@ pub const READER_TOKEN: Token = Token(usize::MAX - 5);
 const READ_BLOCK: Duration = Duration::from_secs(2);
 /// Entries asked for per `XREAD`: a node catching up takes the log in bounded replies.
 const READ_COUNT: &[u8] = b"256";
+const READ_COUNT_N: usize = 256;
 
 /// The append script: dedup (optional), then every entry under consecutive ids from `TIME`.
 /// KEYS: log, last id[, dedup key]. ARGV: max length, dedup seconds, node, then
@@ -215,6 +216,9 @@ pub struct Cluster {
     probe: Option<u64>,
     /// The oldest id this node's history may vouch for, once the first probe told it.
     floor: Option<u64>,
+    /// The reader has reached the end of the log once (a read returned less than it asked
+    /// for): what it read before was the past, not news.
+    caught_up: bool,
     /// Entries read, for the application.
     pub entries: Vec<Entry>,
     /// Holes found, for the application.
@@ -273,6 +277,7 @@ impl Cluster {
             cursor: 0,
             probe: None,
             floor: None,
+            caught_up: false,
             entries: Vec::new(),
             holes: Vec::new(),
             stats: ClusterStats::default(),
@@ -312,6 +317,11 @@ impl Cluster {
         }
     }
 
+    /// Whether the reader has reached the end of the log since the node started.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
+    }
+
     /// Whether this node holds the runner role now: deploy commands run on one node at a time.
     pub fn is_runner(&self, now: Instant) -> bool {
         self.lease_until.is_some_and(|t| now < t)
@@ -345,7 +355,7 @@ impl Cluster {
         if now < self.next_lease {
             return;
         }
-        self.next_lease = now + LEASE_EVERY;
+        self.next_lease = now + self.renew_every();
         let nodes = format!("{}nodes", self.keys.prefix);
         let hset: [&[u8]; 4] = [b"HSET", nodes.as_bytes(), self.cfg.node.as_bytes(), &self.status];
         self.writer.send(&hset, TAG_IGNORED, Duration::ZERO);
@@ -371,6 +381,11 @@ impl Cluster {
         }
     }
 
+    /// How often the role is renewed: at least three times per lease.
+    fn renew_every(&self) -> Duration {
+        LEASE_EVERY.min(self.cfg.runner_lease / 3)
+    }
+
     fn on_nodes(&mut self, v: Value) {
         let Some(items) = v.into_array() else { return };
         let now_ms = crate::clock::unix_ms();
@@ -394,8 +409,9 @@ impl Cluster {
         let Some(asked) = self.lease_asked.take() else { return };
         let was = self.is_runner(Instant::now());
         // Counted from when it was asked for, less a margin: Redis started the lease later.
-        let lease = self.cfg.runner_lease.saturating_sub(LEASE_EVERY).max(LEASE_EVERY / 2);
-        self.lease_until = held.then(|| asked + lease);
+        // Valid here until one renewal before Redis lets it go: a stalled node stops running
+        // commands before another may start.
+        self.lease_until = held.then(|| asked + self.cfg.runner_lease - self.renew_every());
         match (was, held) {
             (false, true) => {
                 log::info!("cluster: node {:?} holds the runner role: deploy commands run here", self.cfg.node)
@@ -687,6 +703,9 @@ impl Cluster {
             .and_then(|mut kv| kv.pop())
             .and_then(Value::into_array)
             .unwrap_or_default();
+        if items.len() < READ_COUNT_N {
+            self.caught_up = true;
+        }
         if self.floor.is_none() {
             // The first read: history may vouch for everything after the oldest entry's
             // predecessor; with nothing in the log, for what follows the last id given

@@ -236,8 +236,11 @@ pub struct Runner {
     /// started in the background). Closing them would kill those processes with SIGPIPE at
     /// their next write, so they are read and discarded until their last writer closes them.
     orphans: VecDeque<(Token, Receiver)>,
-    /// Records of runs from before a restart (from the journal), newest state of each.
+    /// Records of runs from before a restart (from the journal), newest state of each; in a
+    /// cluster also the runs of the other nodes (from the shared log).
     restored: BTreeMap<RunId, Value>,
+    /// In a cluster, this node's name: its run records say where they ran.
+    node: Option<String>,
 }
 
 fn now_ms() -> u64 {
@@ -260,7 +263,60 @@ impl Runner {
             mode_of: HashMap::new(),
             orphans: VecDeque::new(),
             restored: BTreeMap::new(),
+            node: None,
         }
+    }
+
+    /// In a cluster: names this node in its run records.
+    pub fn set_node(&mut self, node: String) {
+        self.node = Some(node);
+    }
+
+    /// In a cluster: a run record read from the shared log. The records of this node's own
+    /// runs come back too and are skipped; the others' are kept like restored ones (for the
+    /// runs API and the status page), and new run ids continue after them, so that whichever
+    /// node runs commands next does not reuse an id.
+    pub fn follow_record(&mut self, r: Value) {
+        let Some(id) = r.get("id").and_then(Value::as_u64) else { return };
+        if self.runs.contains_key(&id) {
+            return;
+        }
+        self.next_id = self.next_id.max(id + 1);
+        self.restore_one(r);
+    }
+
+    /// In a cluster, when this node takes the runner role: the runs another node had queued
+    /// or running are over for good (that node stopped holding the role: it died, or lost
+    /// Redis for longer than the lease), so they are recorded `interrupted` and that is
+    /// published. Returns the deliveries of those that had not started, to be run here.
+    pub fn take_over(&mut self) -> Vec<(String, String)> {
+        let now = crate::clock::rfc3339(now_ms());
+        let mut queued = Vec::new();
+        let mut over = Vec::new();
+        for (id, r) in self.restored.iter_mut() {
+            let state = r.get("state").and_then(Value::as_str).unwrap_or("");
+            if !matches!(state, "queued" | "running") {
+                continue;
+            }
+            let node = r.get("node").and_then(Value::as_str).unwrap_or("another node").to_string();
+            if state == "queued" {
+                let hook = r.get("hook").and_then(Value::as_str).unwrap_or("").to_string();
+                if let Some(list) = r.get("deliveries").and_then(Value::as_array) {
+                    queued.extend(list.iter().filter_map(|d| Some((hook.clone(), d.as_str()?.to_string()))));
+                }
+                r["error"] = json!(format!("queued on node {node}, which stopped running commands; its deliveries run again on the node that took over"));
+            } else {
+                r["error"] = json!(format!("node {node} stopped running commands before this run finished; replay its delivery to run it again"));
+            }
+            r["state"] = json!("interrupted");
+            r["finished"] = json!(now);
+            over.push(*id);
+        }
+        for id in over {
+            let data = self.restored[&id].to_string();
+            self.out.push(("$runs".to_string(), "run", data));
+        }
+        queued
     }
 
     /// New settings (SIGHUP): the global cap and defaults apply to runs started from now on.
@@ -727,7 +783,7 @@ impl Runner {
 
     fn publish_state(&mut self, id: RunId) {
         let Some(run) = self.runs.get(&id) else { return };
-        let data = summary(run).to_string();
+        let data = summary(run, self.node.as_deref()).to_string();
         self.out.push(("$runs".to_string(), "run", data));
     }
 
@@ -737,7 +793,7 @@ impl Runner {
         let Some(run) = self.runs.get(&id) else {
             return self.restored.get(&id).cloned();
         };
-        let mut v = summary(run);
+        let mut v = summary(run, self.node.as_deref());
         if with_log {
             let lines: Vec<Value> = run
                 .log
@@ -752,11 +808,17 @@ impl Runner {
 
     /// The most recent runs, newest first (restored ones after this process's own).
     pub fn recent(&self, limit: usize) -> Vec<Value> {
-        self.runs.values().rev().map(summary).chain(self.restored.values().rev().cloned()).take(limit).collect()
+        self.runs
+            .values()
+            .rev()
+            .map(|r| summary(r, self.node.as_deref()))
+            .chain(self.restored.values().rev().cloned())
+            .take(limit)
+            .collect()
     }
 }
 
-fn summary(run: &Run) -> Value {
+fn summary(run: &Run, node: Option<&str>) -> Value {
     let mut v = json!({
         "id": run.id,
         "hook": run.spec.hook,
@@ -766,6 +828,9 @@ fn summary(run: &Run) -> Value {
         "queued": crate::clock::rfc3339(run.queued_ms),
     });
     let m = v.as_object_mut().expect("an object");
+    if let Some(n) = node {
+        m.insert("node".into(), json!(n));
+    }
     if let Some(t) = run.started_ms {
         m.insert("started".into(), json!(crate::clock::rfc3339(t)));
     }

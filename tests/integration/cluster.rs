@@ -712,3 +712,79 @@ fn coalesce_holds_across_nodes() {
         "one run, then one follow-up with the newest payload"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// i. the runner role moves when its holder dies
+
+/// The index of the one node holding the runner role, once exactly one does.
+fn runner_of(c: &Cluster, alive: &[usize]) -> Option<usize> {
+    let holders: Vec<usize> = alive
+        .iter()
+        .copied()
+        .filter(|&i| c.nodes[i].get("/metrics").text().lines().any(|l| l == "hookcast_cluster_runner 1"))
+        .collect();
+    (holders.len() == 1).then(|| holders[0])
+}
+
+#[test]
+#[ignore = "needs redis-server"]
+fn a_runner_killed_mid_run_is_interrupted_and_the_next_runner_takes_over() {
+    let r = redis(false);
+    let dir = TempDir::new("takeover");
+    let out = dir.0.join("runs.txt");
+    let pids = dir.0.join("pids.txt");
+    let body = format!(
+        "echo $$ >> {}\necho \"start $1\" >> {}\nsleep 30\necho \"end $1\" >> {1}\n",
+        pids.display(),
+        out.display()
+    );
+    let cmd = script(&dir.0, "long.sh", &body);
+    let hooks = json!([{
+        "id": "long", "execute-command": cmd, "timeout": 60,
+        "pass-arguments-to-command": [{ "source": "payload", "name": "n" }],
+    }]);
+    let mut c = Cluster::start(3, &r.url(0), &extra(json!({ "hooks": hooks, "cluster": { "runner_lease_ms": 3000 } })));
+    // Generous: one node takes the role within its first renewals.
+    let mut runner = None;
+    assert!(eventually(10 * SECOND, || {
+        runner = runner_of(&c, &[0, 1, 2]);
+        runner.is_some()
+    }));
+    let runner = runner.unwrap();
+    let (a, b) = ((runner + 1) % 3, (runner + 2) % 3);
+    let first = deliver(&c.nodes[a], "long", "long-1", 1);
+    assert!((200..300).contains(&first.status), "{}", first.text());
+    assert!(eventually(10 * SECOND, || lines_of(&out) == ["start 1"]), "{:?}", lines_of(&out));
+    c.kill(runner);
+    // Accepted while no node holds the role: it waits for the next holder.
+    let second = deliver(&c.nodes[a], "long", "long-2", 2);
+    assert!((200..300).contains(&second.status), "{}", second.text());
+    // Generous: the lease (3 s) runs out, a standby takes the role at its next request (2 s).
+    assert!(eventually(20 * SECOND, || runner_of(&c, &[a, b]).is_some()), "nobody took the runner role over");
+    assert!(
+        eventually(20 * SECOND, || lines_of(&out).contains(&"start 2".to_string())),
+        "the delivery accepted meanwhile ran on the new runner: {:?} {} {}",
+        lines_of(&out),
+        c.nodes[a].get("/api/runs").text(),
+        c.nodes[b].get("/api/runs").text()
+    );
+    // The run cut off with its node is reported, on every surviving node.
+    for i in [a, b] {
+        let interrupted = eventually(10 * SECOND, || {
+            let runs = c.nodes[i].get("/api/runs").json();
+            runs["runs"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|r| r["deliveries"] == json!(["long-1"]) && r["state"] == "interrupted"))
+        });
+        assert!(interrupted, "node {}: {}", node_name(i), c.nodes[i].get("/api/runs").text());
+    }
+    assert_eq!(
+        lines_of(&out).iter().filter(|l| l.starts_with("start 1")).count(),
+        1,
+        "the cut-off run is not run again"
+    );
+    // The deploy scripts still sleeping are stopped here, not left behind.
+    for pid in lines_of(&pids) {
+        let _ = std::process::Command::new("kill").arg(&pid).status();
+    }
+}

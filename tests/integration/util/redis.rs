@@ -472,7 +472,7 @@ impl Cluster {
 
 /// Whether node `d` reports both Redis links up within `within`.
 pub fn linked(d: &Daemon, within: Duration) -> bool {
-    eventually(within, || d.get("/metrics").text().contains("hookcast_redis_up 1"))
+    eventually(within, || d.get("/metrics").text().lines().any(|l| l == "hookcast_redis_up 1"))
 }
 
 // ---------------------------------------------------------------------------------------------
