@@ -8,11 +8,12 @@ const TOPICS = '$deliveries,$runs,$runs/*';
 const KINDS = ['delivery', 'run', 'stdout', 'stderr', 'message'];
 const MAX_FEED = 100, MAX_RUNS = 20, MAX_LINES = 1000, RETRY_MS = 2000;
 const FINAL = ['succeeded', 'failed', 'timed_out', 'cancelled', 'interrupted'];
+const STALE_MS = 10000; // a node writes its line every 2 s: one older than this is gone
 
 // State, also read by the browser test (window.hookcast).
 const S = window.hookcast = {
   state: 'connecting', last: 0, es: null, timer: 0, events: 0, resets: 0, seen: [],
-  hooks: new Map(), runs: new Map(), up: null, samples: [], soon: 0, again: false,
+  hooks: new Map(), runs: new Map(), up: null, samples: [], soon: 0, again: false, nodesAt: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -122,6 +123,7 @@ function gauges(st) {
     + (j.failed ? ` · JOURNAL FAILING: ${j.failed}` : '');
   $('foot').textContent = foot;
   $('logout').hidden = st.auth !== 'token';
+  cluster(st.cluster);
   const w = $('warn');
   w.hidden = st.can_subscribe;
   w.textContent = st.can_subscribe ? '' : 'This token cannot subscribe to $deliveries, $runs and $runs/*: '
@@ -131,6 +133,79 @@ function gauges(st) {
 function tick() {
   if (S.up && S.state !== 'reconnecting') $('uptime').textContent = dur(S.up.ms + performance.now() - S.up.at);
   for (const t of document.querySelectorAll('#hooks .ago')) t.textContent = ago(t.dataset.t);
+  if (S.state !== 'reconnecting') for (const t of document.querySelectorAll('#nodes .seen')) seen(t);
+}
+
+// --- the cluster ----------------------------------------------------------------------------
+
+// Node lines are other nodes' writes to the shared Redis: untrusted, shown only as text, and a
+// field of the wrong type shows as a dash.
+const num = (x) => (typeof x === 'number' && isFinite(x) ? x : null);
+const str = (x) => (typeof x === 'string' ? x : null);
+
+function lag(ms) {
+  if (ms == null) return '–';
+  return ms < 10 ? ms.toFixed(1) + ' ms' : ms < 1000 ? Math.round(ms) + ' ms' : dur(Math.round(ms));
+}
+
+// "Last seen": the line's age at the last refresh plus the time since; a row turns stale here
+// too when refreshes stop coming in.
+function seen(t) {
+  const tr = t.closest('tr');
+  if (t.dataset.age === '') { t.textContent = 'never'; return; }
+  const ms = Number(t.dataset.age) + performance.now() - S.nodesAt;
+  t.textContent = ms < 1000 ? 'just now' : dur(Math.floor(ms / 1000) * 1000) + ' ago';
+  if (ms > STALE_MS && !tr.classList.contains('stale')) {
+    tr.classList.add('stale');
+    tr.cells[0].append(' ', badge('gone', 'gone'));
+  }
+}
+
+function nodeRow(n, self) {
+  const tr = el('tr');
+  const cell = (label, ...kids) => { const td = el('td'); td.dataset.l = label; td.append(...kids); tr.append(td); return td; };
+  const name = cell('Node', el('b', '', n.node));
+  if (n.node === self) {
+    tr.classList.add('self');
+    name.append(' ', badge('self', 'this node'));
+  }
+  cell('Address', el('code', '', str(n.addr) ?? '–'));
+  cell('Version', str(n.version) ?? '–').classList.add('hide-sm');
+  const s = n.subscribers || {};
+  cell('Subscribers', ['SSE', 'WS', 'poll'].map((k) => k + ' ' + (num(s[k.toLowerCase()]) ?? '–')).join(' · '));
+  cell('Redis', n.redis_up === true ? badge('ok', 'up') : n.redis_up === false ? badge('bad', 'down') : '–');
+  cell('Role', n.runner === true ? badge('runner', 'runner')
+    : el('span', 'muted', n.runs_commands === false ? 'runs no commands' : 'standby'));
+  cell('Reader lag', lag(num(n.read_lag_ms))).classList.add('hide-sm');
+  const t = el('span', 'seen');
+  t.dataset.age = num(n.age_ms) ?? '';
+  cell('Last seen', t);
+  if (n.stale) {
+    tr.classList.add('stale');
+    name.append(' ', badge('gone', 'gone'));
+  }
+  return tr;
+}
+
+// The Cluster panel (only on a node of a cluster) and this node's Redis warning.
+function cluster(c) {
+  document.body.classList.toggle('clustered', !!c);
+  $('cluster-s').hidden = !c;
+  $('redis-warn').hidden = !c || c.redis_up;
+  if (!c) return;
+  const nodes = c.nodes;
+  const stale = nodes.filter((n) => n.stale).length;
+  const runners = nodes.filter((n) => !n.stale && n.runner === true).map((n) => n.node);
+  const sum = $('cluster-sum');
+  sum.replaceChildren(el('b', '', c.name), ' · this node ', el('b', '', c.node), ' · ',
+    nodes.length + (nodes.length === 1 ? ' node' : ' nodes') + (stale ? ` (${stale} gone)` : ''), ' · runner ',
+    runners.length ? el('b', '', runners.join(', ')) : el('span', 'muted', 'none'),
+    ' · Redis ', el('code', '', c.redis), ' ', c.redis_up ? badge('ok', 'up') : badge('bad', 'unreachable'));
+  if (c.nodes_total > nodes.length) sum.append(` · showing ${nodes.length} of ${c.nodes_total}`);
+  S.nodesAt = performance.now();
+  $('nodes').tBodies[0].replaceChildren(...nodes.map((n) => nodeRow(n, c.node)));
+  $('no-nodes').hidden = nodes.length > 0;
+  for (const t of document.querySelectorAll('#nodes .seen')) seen(t);
 }
 
 // --- hooks ----------------------------------------------------------------------------------

@@ -47,6 +47,10 @@ const OUTPUT_LINES: usize = 500;
 /// Most hooks remembered in `App::last_deliveries` (entries exist only for configured hooks;
 /// this only bounds what config reloads could leave behind).
 const MAX_REMEMBERED_HOOKS: usize = 10_000;
+/// Most nodes in the snapshot's cluster table (`nodes_total` says how many there are).
+const MAX_NODES: usize = 200;
+/// A node whose line is older than this shows as stale: lines are written every 2 s.
+const NODE_STALE_MS: u64 = 10_000;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
                    img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
@@ -192,6 +196,30 @@ pub fn node_line(app: &App, addr: std::net::SocketAddr) -> Vec<u8> {
     line.to_string().into_bytes()
 }
 
+/// The cluster's node table as the status API shows it: by name, at most [`MAX_NODES`] rows,
+/// each line with `age_ms` (since it was written, by this node's clock; null when the line has
+/// no `seen_ms`) and `stale` (not written for more than [`NODE_STALE_MS`]). The hash key is the
+/// name shown: a line is another node's (untrusted) text, and may not claim a name it was not
+/// written under; a line that is not a JSON object shows as a stale row with only its name.
+pub(crate) fn node_table(lines: &[(String, Vec<u8>)], now_ms: u64) -> Vec<Value> {
+    let mut rows: Vec<&(String, Vec<u8>)> = lines.iter().collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows.into_iter()
+        .take(MAX_NODES)
+        .map(|(name, raw)| {
+            let mut line = match serde_json::from_slice::<Value>(raw) {
+                Ok(Value::Object(m)) => m,
+                _ => Map::new(),
+            };
+            let age = line.get("seen_ms").and_then(Value::as_u64).map(|t| now_ms.saturating_sub(t));
+            line.insert("node".into(), json!(name));
+            line.insert("age_ms".into(), json!(age));
+            line.insert("stale".into(), json!(age.is_none_or(|a| a > NODE_STALE_MS)));
+            Value::Object(line)
+        })
+        .collect()
+}
+
 /// The daemon's state as the page shows it; consistent as of `last_event_id` (the loop is
 /// single-threaded), so a stream resumed from that id continues it with no gap. `brief` leaves
 /// out hooks, deliveries and runs (the page's periodic refresh of its figures).
@@ -226,7 +254,7 @@ pub fn snapshot(app: &App, brief: bool) -> Value {
             })
         }),
         "cluster": app.cluster.as_ref().map(|c| {
-            let nodes: Vec<Value> = c.nodes().iter().filter_map(|(_, line)| serde_json::from_slice(line).ok()).collect();
+            let nodes = node_table(c.nodes(), crate::clock::unix_ms());
             json!({
                 "name": c.config().name,
                 "node": c.config().node,
@@ -235,6 +263,7 @@ pub fn snapshot(app: &App, brief: bool) -> Value {
                 "runner": c.is_runner(app.now),
                 "read_lag_ms": c.stats.read_lag_us as f64 / 1000.0,
                 "nodes": nodes,
+                "nodes_total": c.nodes().len(),
             })
         }),
     });
@@ -400,6 +429,37 @@ mod tests {
         assert!(html.contains(&format!("/status/app.js?v={}", asset_version())));
         assert!(html.contains(&format!("/status/style.css?v={}", asset_version())));
         assert!(!html.contains("__V__"));
+    }
+
+    #[test]
+    fn the_node_table_is_ordered_by_name_ages_its_lines_and_trusts_only_the_key_for_names() {
+        let now = 1_000_000;
+        let line = |node: &str, seen: u64| json!({ "node": node, "seen_ms": seen, "runner": true }).to_string();
+        let lines = vec![
+            ("c".to_string(), line("c", now - 10_001).into_bytes()),
+            ("a".to_string(), line("not-a", now - 3_000).into_bytes()),
+            ("b".to_string(), line("b", now + 500).into_bytes()),
+            ("d".to_string(), b"<script>".to_vec()),
+            ("e".to_string(), b"[1]".to_vec()),
+        ];
+        let t = node_table(&lines, now);
+        let names: Vec<&str> = t.iter().map(|n| n["node"].as_str().unwrap()).collect();
+        assert_eq!(names, ["a", "b", "c", "d", "e"]);
+        assert_eq!(
+            (t[0]["age_ms"].as_u64(), &t[0]["stale"], &t[0]["runner"]),
+            (Some(3_000), &json!(false), &json!(true))
+        );
+        // A clock ahead of ours is "just now", not negative.
+        assert_eq!((t[1]["age_ms"].as_u64(), &t[1]["stale"]), (Some(0), &json!(false)));
+        assert_eq!((t[2]["age_ms"].as_u64(), &t[2]["stale"]), (Some(10_001), &json!(true)));
+        for bad in &t[3..] {
+            assert_eq!(bad.as_object().unwrap().len(), 3, "{bad}");
+            assert_eq!((&bad["age_ms"], &bad["stale"]), (&Value::Null, &json!(true)));
+        }
+        let many: Vec<(String, Vec<u8>)> =
+            (0..MAX_NODES + 5).map(|i| (format!("n{i:04}"), line("x", now).into_bytes())).rev().collect();
+        let t = node_table(&many, now);
+        assert_eq!((t.len(), t[0]["node"].as_str()), (MAX_NODES, Some("n0000")));
     }
 
     #[test]

@@ -132,6 +132,7 @@ async function main() {
   check(resp.status() === 200, `GET / answered ${resp.status()}`);
   await page.waitForSelector('#conn[data-state="connected"]', { timeout: 5000 });
   log('page loaded and connected');
+  check(await page.isHidden('#cluster-s') && await page.isHidden('#redis-warn'), 'a single node shows the Cluster panel');
 
   // A delivery with a wrong signature: refused, and the hooks table says why.
   let r = await webhook(d, { delivery: 'bad-1', commit: 'bad', secret: 'not-the-secret' });

@@ -787,4 +787,65 @@ fn a_runner_killed_mid_run_is_interrupted_and_the_next_runner_takes_over() {
     for pid in lines_of(&pids) {
         let _ = std::process::Command::new("kill").arg(&pid).status();
     }
+
+// The status page's cluster view
+
+#[test]
+#[ignore = "needs redis-server"]
+fn the_status_api_lists_every_node() {
+    use sha2::{Digest, Sha256};
+    const ADMIN: &str = "hc_cluster_status_admin";
+    let r = redis(false);
+    let sha: String = Sha256::digest(ADMIN.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let c = Cluster::start(
+        3,
+        &r.url(0),
+        &extra(json!({
+            "tokens": [{ "name": "admin", "sha256": sha, "scopes": ["admin"] }],
+            "hooks": [{ "id": "demo", "response-message": "ok\n" }],
+        })),
+    );
+    let bearer = format!("Bearer {ADMIN}");
+    let status = |d: &Daemon| {
+        let resp = d.request("GET", "/api/status", &[("Authorization", &bearer)], b"");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let v = resp.json();
+        assert_eq!(v["auth"], "token");
+        v
+    };
+    let want: Vec<(String, String)> = (0..3).map(|i| (node_name(i), c.listen(i).to_string())).collect();
+    let mut last = Value::Null;
+    // Generous: every node writes its line every 2 s and reads everyone's as often.
+    let listed = eventually(10 * SECOND, || {
+        last = status(&c.nodes[0])["cluster"].clone();
+        let nodes = last["nodes"].as_array().cloned().unwrap_or_default();
+        let got: Vec<(String, String)> = nodes
+            .iter()
+            .map(|n| (n["node"].as_str().unwrap_or("").into(), n["addr"].as_str().unwrap_or("").into()))
+            .collect();
+        let runners = nodes.iter().filter(|n| n["runner"] == true).count();
+        got == want && runners == 1 && nodes.iter().all(|n| n["stale"] == false && n["redis_up"] == true)
+    });
+    assert!(listed, "node a lists a, b, c with their addresses and one runner: {last:#}");
+    assert_eq!((&last["name"], &last["node"], &last["redis_up"]), (&json!(c.name), &json!("a"), &json!(true)));
+    assert_eq!(last["nodes_total"], 3);
+    for n in last["nodes"].as_array().unwrap() {
+        assert_eq!(n["version"], env!("CARGO_PKG_VERSION"));
+        assert!(n["age_ms"].as_u64().is_some_and(|a| a <= 10_000), "{n}");
+        assert!(n["subscribers"]["sse"].is_u64() && n["subscribers"]["ws"].is_u64(), "{n}");
+    }
+    // A single node has no cluster.
+    let single = Daemon::start(&json!({ "public": open_rules() }).to_string());
+    assert_eq!(single.get("/api/status?brief=1").json()["cluster"], Value::Null);
+
+    // A delivery accepted on node b is in node a's feed.
+    let resp = deliver(&c.nodes[1], "demo", "status-1", 1);
+    assert!((200..300).contains(&resp.status), "{} {}", resp.status, resp.text());
+    let mut feed = Value::Null;
+    // Generous: node a reads the shared log within milliseconds.
+    let seen = eventually(10 * SECOND, || {
+        feed = status(&c.nodes[0])["deliveries"].clone();
+        feed.as_array().is_some_and(|f| f.iter().any(|d| d["hook"] == "demo" && d["delivery"] == "status-1"))
+    });
+    assert!(seen, "the delivery on node b is not in node a's feed: {feed:#}");
 }
