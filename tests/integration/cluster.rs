@@ -787,7 +787,9 @@ fn a_runner_killed_mid_run_is_interrupted_and_the_next_runner_takes_over() {
     for pid in lines_of(&pids) {
         let _ = std::process::Command::new("kill").arg(&pid).status();
     }
+}
 
+// ---------------------------------------------------------------------------------------------
 // The status page's cluster view
 
 #[test]
