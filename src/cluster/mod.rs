@@ -89,6 +89,9 @@ pub enum Kind {
     /// A webhook request accepted for a hook (`hooks::stored::Stored` as JSON): what the node
     /// that runs commands needs to start its run.
     Delivery,
+    /// A signed ticket used on some node (`auth::encode_ticket_use`): every node refuses it
+    /// from then on. Not an event: no subscriber sees it.
+    TicketUsed,
 }
 
 impl Kind {
@@ -96,6 +99,7 @@ impl Kind {
         match self {
             Kind::Event => b"e",
             Kind::Delivery => b"d",
+            Kind::TicketUsed => b"u",
         }
     }
 }
@@ -745,6 +749,7 @@ fn parse_entry(item: Value) -> Option<(Entry, u64)> {
         match k.as_bytes()? {
             b"k" if v == b"e" => e.kind = Kind::Event,
             b"k" if v == b"d" => e.kind = Kind::Delivery,
+            b"k" if v == b"u" => e.kind = Kind::TicketUsed,
             b"k" => return None,
             b"t" => e.topic = String::from_utf8(v).ok()?,
             b"d" => e.data = v,
