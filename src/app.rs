@@ -107,7 +107,7 @@ pub struct App {
     /// at accept only the proxy's address is known, so its clients are held to
     /// `limits.max_connections_per_ip` here, once their address is resolved.
     streams_via_proxy: HashMap<std::net::IpAddr, u32>,
-    /// Outstanding one-time tickets: SHA-256 of the ticket → (the token it stands for, expiry).
+    /// One-time tickets: this node's outstanding ones, and the used signed ones.
     tickets: crate::auth::Tickets,
     date: crate::http::response::DateCache,
     last_seq: u64,
@@ -221,14 +221,57 @@ impl App {
         self.date.get()
     }
 
-    /// Issues a one-time ticket standing for token `token` (see [`crate::auth::Tickets`]).
+    /// Issues a one-time ticket standing for token `token` (see [`crate::auth::Tickets`]):
+    /// signed with the cluster's shared key once it is known (any node takes it), else kept
+    /// here.
     pub fn issue_ticket(&mut self, token: crate::auth::TokenId) -> Option<String> {
+        if let Some(key) = self.cluster.as_ref().and_then(|c| c.shared_key()) {
+            return self.tickets.issue_signed(key, &token, self.now, crate::clock::unix_ms());
+        }
         self.tickets.issue(token, self.now)
     }
 
-    /// Redeems a ticket once: the token it stands for, if it is valid and unexpired.
+    /// Redeems a ticket once: the token it stands for, if it is valid and unexpired. A signed
+    /// ticket's use is appended to the shared log, so the other nodes refuse it too once they
+    /// read it (a use on two nodes within the log's few milliseconds is not caught).
     pub fn redeem_ticket(&mut self, ticket: &str) -> Option<crate::auth::TokenId> {
-        self.tickets.redeem(ticket, self.now)
+        if !crate::auth::is_signed_ticket(ticket) {
+            return self.tickets.redeem(ticket, self.now);
+        }
+        let c = self.cluster.as_mut()?;
+        let Some(key) = c.shared_key() else {
+            log::debug!("tickets: a signed ticket before this node read the cluster's shared key; refused");
+            return None;
+        };
+        if let Some(why) = c.refusal() {
+            // The other nodes could not be told of its use.
+            log::debug!("tickets: a signed ticket refused: {why}");
+            return None;
+        }
+        let now_ms = crate::clock::unix_ms();
+        match self.tickets.redeem_signed(key, ticket, &self.auth, now_ms) {
+            Ok(r) => {
+                let entry = crate::cluster::NewEntry {
+                    kind: crate::cluster::Kind::TicketUsed,
+                    topic: String::new(),
+                    data: crate::auth::encode_ticket_use(&r.nonce, r.expires_ms),
+                    time_ms: now_ms,
+                };
+                // Its outcome is nobody's to wait for (forgotten with the daemon's own appends).
+                c.append(&[entry], None);
+                Some(r.token)
+            }
+            Err(why) => {
+                log::debug!("tickets: a signed ticket refused: {why:?}");
+                None
+            }
+        }
+    }
+
+    /// Another node (or this one) used the signed ticket with `nonce`, valid until
+    /// `expires_ms`: it is refused here from now on.
+    pub(crate) fn note_ticket_used(&mut self, nonce: crate::auth::TicketNonce, expires_ms: u64) {
+        self.tickets.mark_used(nonce, expires_ms, crate::clock::unix_ms());
     }
 
     /// Whether a connection from a trusted proxy at `peer` (client `client`, resolved from its

@@ -1,5 +1,6 @@
 //! Who may do what: scopes, tokens (kept only as SHA-256 hashes, compared in constant time),
-//! anonymous rules by client address (CIDR), and the decision for one request.
+//! anonymous rules by client address (CIDR), the decision for one request, and one-time
+//! tickets (signed with a cluster's shared key, where there is one).
 
 use crate::http::token::hex_digit;
 use crate::topic;
@@ -364,21 +365,198 @@ impl Auth {
 pub const TICKET_TTL: Duration = Duration::from_secs(30);
 /// Most tickets outstanding at once (each is single-use and short-lived).
 pub const MAX_TICKETS: usize = 10_000;
+/// Most used signed tickets remembered at once (this node's and the other nodes' uses, each
+/// until its expiry); past it, signed tickets are refused until the overflow expires.
+pub const MAX_USED_TICKETS: usize = 4 * MAX_TICKETS;
 
-/// Outstanding one-time tickets, each standing for a token for [`TICKET_TTL`]: a browser opens a
+/// Version byte of a signed ticket's payload.
+const SIGNED_VERSION: u8 = 1;
+/// Bytes of a signed ticket's token pin, expiry, nonce and HMAC-SHA256.
+const PIN_LEN: usize = 8;
+const NONCE_LEN: usize = 16;
+const MAC_LEN: usize = 32;
+/// Version, pin, expiry (unix ms, big-endian), nonce.
+const PAYLOAD_LEN: usize = 1 + PIN_LEN + 8 + NONCE_LEN;
+/// base64url (no padding) of payload and MAC: 65 bytes are 87 characters.
+const SIGNED_CHARS: usize = ((PAYLOAD_LEN + MAC_LEN) * 4).div_ceil(3);
+/// How far past this node's clock (plus [`TICKET_TTL`]) a signed ticket's expiry may lie: the
+/// nodes' clocks may differ this much, and a use is remembered no longer than this.
+const MAX_SKEW_MS: u64 = 60_000;
+/// Domain labels, so the shared key signs nothing else by accident.
+const MAC_LABEL: &[u8] = b"hookcast/ticket\0";
+const PIN_LABEL: &[u8] = b"hookcast/ticket-token\0";
+
+/// A ticket's single use, as nodes tell each other: its nonce, remembered until its expiry.
+pub type TicketNonce = [u8; NONCE_LEN];
+
+/// Why a signed ticket was refused (for the debug log; the client gets one answer for all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketRefusal {
+    /// Not a signed ticket of this version.
+    Malformed,
+    /// Signed with another key (another cluster, or altered).
+    BadSignature,
+    /// Past its expiry, or implausibly far in the future.
+    Expired,
+    /// Stands for a token this node's configuration does not have.
+    UnknownToken,
+    /// Used before, here or (as far as the log has told) on another node.
+    Used,
+    /// Too many uses to remember: refused until some expire.
+    Overflow,
+}
+
+/// A signed ticket that passed its checks: what it stands for and what marks its use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redeemed {
+    /// The token it stands for.
+    pub token: TokenId,
+    /// Its nonce, to tell the other nodes it is used.
+    pub nonce: TicketNonce,
+    /// Its expiry, unix ms: the nonce need not be remembered after it.
+    pub expires_ms: u64,
+}
+
+/// HMAC-SHA256 under `key`, started with `label` (HMAC takes keys of any length: the None
+/// case does not happen, and is a refusal rather than a panic).
+fn ticket_mac(key: &[u8], label: &[u8]) -> Option<hmac::Hmac<Sha256>> {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
+    mac.update(label);
+    Some(mac)
+}
+
+/// What pins a token in a signed ticket: a keyed hash of the token's stored hash, so a node
+/// with another token list finds no token (or another) rather than a token by position, and
+/// the ticket (which travels in URLs and proxy logs) says nothing a weak token could be
+/// guessed from offline, as a bare prefix of its unsalted SHA-256 would.
+fn token_pin(key: &[u8], token: &TokenId) -> Option<[u8; PIN_LEN]> {
+    use hmac::Mac;
+    let mut mac = ticket_mac(key, PIN_LABEL)?;
+    mac.update(&token.0);
+    let full = mac.finalize().into_bytes();
+    let mut pin = [0u8; PIN_LEN];
+    pin.copy_from_slice(&full[..PIN_LEN]);
+    Some(pin)
+}
+
+/// A signed ticket: `tk_` and base64url of the payload and its HMAC-SHA256 under `key`.
+fn sign_ticket(key: &[u8], pin: &[u8; PIN_LEN], expires_ms: u64, nonce: &TicketNonce) -> Option<String> {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut raw = Vec::with_capacity(PAYLOAD_LEN + MAC_LEN);
+    raw.push(SIGNED_VERSION);
+    raw.extend_from_slice(pin);
+    raw.extend_from_slice(&expires_ms.to_be_bytes());
+    raw.extend_from_slice(nonce);
+    let mut mac = ticket_mac(key, MAC_LABEL)?;
+    mac.update(&raw);
+    raw.extend_from_slice(&mac.finalize().into_bytes());
+    Some(format!("tk_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw)))
+}
+
+/// Whether `ticket` has the shape of a signed one (a node's own tickets are hex and shorter).
+pub fn is_signed_ticket(ticket: &str) -> bool {
+    ticket.len() == 3 + SIGNED_CHARS && ticket.starts_with("tk_")
+}
+
+/// The (pin, expiry, nonce) of a signed ticket whose HMAC under `key` holds (compared in
+/// constant time).
+fn open_ticket(key: &[u8], ticket: &str) -> Result<([u8; PIN_LEN], u64, TicketNonce), TicketRefusal> {
+    use base64::Engine;
+    use hmac::Mac;
+    // Length first: nothing longer than one ticket is decoded.
+    let body = ticket.strip_prefix("tk_").filter(|b| b.len() == SIGNED_CHARS).ok_or(TicketRefusal::Malformed)?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).map_err(|_| TicketRefusal::Malformed)?;
+    if raw.len() != PAYLOAD_LEN + MAC_LEN || raw[0] != SIGNED_VERSION {
+        return Err(TicketRefusal::Malformed);
+    }
+    let (payload, tag) = raw.split_at(PAYLOAD_LEN);
+    let mut mac = ticket_mac(key, MAC_LABEL).ok_or(TicketRefusal::BadSignature)?;
+    mac.update(payload);
+    mac.verify_slice(tag).map_err(|_| TicketRefusal::BadSignature)?;
+    let mut pin = [0u8; PIN_LEN];
+    pin.copy_from_slice(&payload[1..1 + PIN_LEN]);
+    let mut exp = [0u8; 8];
+    exp.copy_from_slice(&payload[1 + PIN_LEN..1 + PIN_LEN + 8]);
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&payload[1 + PIN_LEN + 8..]);
+    Ok((pin, u64::from_be_bytes(exp), nonce))
+}
+
+/// A ticket's use as the shared log carries it: the nonce in hex, `:`, the expiry in unix ms.
+pub fn encode_ticket_use(nonce: &TicketNonce, expires_ms: u64) -> Vec<u8> {
+    format!("{}:{expires_ms}", hex(nonce)).into_bytes()
+}
+
+/// Reads [`encode_ticket_use`]'s form back.
+pub fn decode_ticket_use(data: &[u8]) -> Option<(TicketNonce, u64)> {
+    let s = std::str::from_utf8(data).ok()?;
+    let (n, exp) = s.split_once(':')?;
+    let b = n.as_bytes();
+    if b.len() != 2 * NONCE_LEN || exp.is_empty() || exp.len() > 20 || !exp.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let mut nonce = [0u8; NONCE_LEN];
+    for (i, pair) in b.chunks(2).enumerate() {
+        nonce[i] = hex_digit(pair[0])? << 4 | hex_digit(pair[1])?;
+    }
+    Some((nonce, exp.parse().ok()?))
+}
+
+impl Auth {
+    /// The configured token a signed ticket's pin stands for; none when no token (or, by a
+    /// freak collision, more than one) has it.
+    fn token_for_pin(&self, key: &[u8], pin: &[u8; PIN_LEN]) -> Option<TokenId> {
+        let mut found = None;
+        let mut matches = 0;
+        for t in &self.tokens {
+            let id = TokenId(t.sha256);
+            if token_pin(key, &id).is_some_and(|p| ct_eq(&p, pin)) {
+                found = Some(id);
+                matches += 1;
+            }
+        }
+        (matches == 1).then_some(found).flatten()
+    }
+}
+
+/// One-time tickets, each standing for a token for [`TICKET_TTL`]: a browser opens a
 /// WebSocket or EventSource with `?ticket=` instead of putting the long-lived token in a URL.
+///
+/// A node alone keeps its tickets here ([`Tickets::issue`], [`Tickets::redeem`]). The nodes
+/// of a cluster sign them with the key they share instead ([`Tickets::issue_signed`]), so any
+/// node can check one; what keeps a signed ticket single-use is the set of used nonces here,
+/// which each node fills with its own uses and those the shared log tells it of
+/// ([`Tickets::redeem_signed`], [`Tickets::mark_used`]).
 #[derive(Debug, Default)]
 pub struct Tickets {
     /// SHA-256 of the ticket → (the token it stands for, expiry).
     map: HashMap<[u8; 32], (TokenId, Instant)>,
+    /// Expiries of the signed tickets this node issued and that are still valid (oldest
+    /// first: every ticket lives [`TICKET_TTL`]), held to [`MAX_TICKETS`] with `map`.
+    issued: std::collections::VecDeque<Instant>,
+    /// Used signed tickets' nonces → their expiry (unix ms).
+    used: HashMap<TicketNonce, u64>,
+    /// Uses not remembered for lack of room: every signed ticket is refused until this (unix
+    /// ms), since one of those might be presented again.
+    refuse_until_ms: u64,
 }
 
 impl Tickets {
+    /// Whether another ticket may be issued at `now` (outstanding ones are under the limit).
+    fn room(&mut self, now: Instant) -> bool {
+        self.map.retain(|_, (_, exp)| *exp > now);
+        while self.issued.front().is_some_and(|exp| *exp <= now) {
+            self.issued.pop_front();
+        }
+        self.map.len() + self.issued.len() < MAX_TICKETS
+    }
+
     /// Issues a ticket for `token` at `now`; None when too many are outstanding or the system
     /// has no randomness to give.
     pub fn issue(&mut self, token: TokenId, now: Instant) -> Option<String> {
-        self.map.retain(|_, (_, exp)| *exp > now);
-        if self.map.len() >= MAX_TICKETS {
+        if !self.room(now) {
             return None;
         }
         let mut raw = [0u8; 24];
@@ -393,6 +571,75 @@ impl Tickets {
     pub fn redeem(&mut self, ticket: &str, now: Instant) -> Option<TokenId> {
         let (token, exp) = self.map.remove(&token_hash(ticket))?;
         (exp > now).then_some(token)
+    }
+
+    /// Issues a ticket for `token` signed with a cluster's shared `key`, valid on every node
+    /// of the cluster until [`TICKET_TTL`] after `now_ms` (unix ms); None as for
+    /// [`Tickets::issue`].
+    pub fn issue_signed(&mut self, key: &[u8], token: &TokenId, now: Instant, now_ms: u64) -> Option<String> {
+        if !self.room(now) {
+            return None;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        crate::sys::random_bytes(&mut nonce).ok()?;
+        let expires_ms = now_ms.saturating_add(TICKET_TTL.as_millis() as u64);
+        let ticket = sign_ticket(key, &token_pin(key, token)?, expires_ms, &nonce)?;
+        self.issued.push_back(now + TICKET_TTL);
+        Some(ticket)
+    }
+
+    /// Redeems a signed ticket once, on this node: it must carry `key`'s signature, be
+    /// unexpired at `now_ms`, stand for a token `auth` has, and not be used yet. Its nonce is
+    /// then remembered as used; telling the other nodes is the caller's part.
+    pub fn redeem_signed(
+        &mut self,
+        key: &[u8],
+        ticket: &str,
+        auth: &Auth,
+        now_ms: u64,
+    ) -> Result<Redeemed, TicketRefusal> {
+        let (pin, expires_ms, nonce) = open_ticket(key, ticket)?;
+        let latest = now_ms.saturating_add(TICKET_TTL.as_millis() as u64 + MAX_SKEW_MS);
+        if expires_ms <= now_ms || expires_ms > latest {
+            return Err(TicketRefusal::Expired);
+        }
+        if now_ms < self.refuse_until_ms {
+            return Err(TicketRefusal::Overflow);
+        }
+        if self.used.get(&nonce).is_some_and(|exp| *exp > now_ms) {
+            return Err(TicketRefusal::Used);
+        }
+        let token = auth.token_for_pin(key, &pin).ok_or(TicketRefusal::UnknownToken)?;
+        if !self.mark_used(nonce, expires_ms, now_ms) {
+            return Err(TicketRefusal::Overflow);
+        }
+        Ok(Redeemed { token, nonce, expires_ms })
+    }
+
+    /// Remembers a signed ticket's nonce as used until `expires_ms` (this node's use, or one
+    /// the shared log told of). False when there is no room: then every signed ticket is
+    /// refused until that expiry, so the forgotten one cannot be used again meanwhile.
+    pub fn mark_used(&mut self, nonce: TicketNonce, expires_ms: u64, now_ms: u64) -> bool {
+        if expires_ms <= now_ms {
+            return true;
+        }
+        // A use from the log is remembered no longer than a ticket here could be valid.
+        let expires_ms = expires_ms.min(now_ms.saturating_add(TICKET_TTL.as_millis() as u64 + MAX_SKEW_MS));
+        if self.used.len() >= MAX_USED_TICKETS && !self.used.contains_key(&nonce) {
+            self.used.retain(|_, exp| *exp > now_ms);
+            if self.used.len() >= MAX_USED_TICKETS {
+                log::warn!(
+                    "tickets: more than {MAX_USED_TICKETS} used tickets to remember; signed tickets are refused \
+                     for up to {} s",
+                    (expires_ms - now_ms).div_ceil(1000)
+                );
+                self.refuse_until_ms = self.refuse_until_ms.max(expires_ms);
+                return false;
+            }
+        }
+        let e = self.used.entry(nonce).or_insert(expires_ms);
+        *e = (*e).max(expires_ms);
+        true
     }
 }
 
@@ -547,5 +794,186 @@ mod tests {
         assert!(!auth.allows(&ci, Scope::Subscribe, "builds/web"));
         let bad = auth.identify(Some("nope"), lo);
         assert!(bad.bad_token && bad.token.is_none());
+    }
+
+    const NOW_MS: u64 = 1_733_500_000_000;
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn tokens(names: &[&str]) -> Auth {
+        let t = |n: &&str| TokenConfig {
+            name: n.to_string(),
+            sha256: token_hash(n),
+            scopes: vec![Scope::Subscribe],
+            topics: vec!["**".into()],
+        };
+        Auth::new(names.iter().map(t).collect(), vec![])
+    }
+
+    fn id(name: &str) -> TokenId {
+        TokenId(token_hash(name))
+    }
+
+    fn signed(t: &mut Tickets, token: &str) -> String {
+        t.issue_signed(KEY, &id(token), Instant::now(), NOW_MS).unwrap()
+    }
+
+    #[test]
+    fn a_signed_ticket_is_redeemed_once_for_its_token() {
+        let auth = tokens(&["dash", "ci"]);
+        let mut issuer = Tickets::default();
+        let ticket = signed(&mut issuer, "ci");
+        assert!(is_signed_ticket(&ticket), "{ticket}");
+        assert!(!is_signed_ticket(&Tickets::default().issue(id("ci"), Instant::now()).unwrap()));
+        // Another node (nothing of the issuer's memory) takes it.
+        let mut other = Tickets::default();
+        let r = other.redeem_signed(KEY, &ticket, &auth, NOW_MS + 1).unwrap();
+        assert_eq!(r.token, id("ci"));
+        assert_eq!(r.expires_ms, NOW_MS + TICKET_TTL.as_millis() as u64);
+        assert_eq!(other.redeem_signed(KEY, &ticket, &auth, NOW_MS + 2), Err(TicketRefusal::Used), "a replay");
+        // A third node, told of the use through the log, refuses it too.
+        let mut third = Tickets::default();
+        let used = decode_ticket_use(&encode_ticket_use(&r.nonce, r.expires_ms)).unwrap();
+        assert_eq!(used, (r.nonce, r.expires_ms));
+        assert!(third.mark_used(used.0, used.1, NOW_MS + 3));
+        assert_eq!(third.redeem_signed(KEY, &ticket, &auth, NOW_MS + 4), Err(TicketRefusal::Used));
+        // Two tickets for one token are two.
+        assert_ne!(signed(&mut issuer, "ci"), ticket);
+    }
+
+    #[test]
+    fn a_signed_ticket_expires() {
+        let auth = tokens(&["dash"]);
+        let ticket = signed(&mut Tickets::default(), "dash");
+        let exp = NOW_MS + TICKET_TTL.as_millis() as u64;
+        let mut t = Tickets::default();
+        assert_eq!(t.redeem_signed(KEY, &ticket, &auth, exp), Err(TicketRefusal::Expired));
+        assert_eq!(t.redeem_signed(KEY, &ticket, &auth, exp + 1), Err(TicketRefusal::Expired));
+        // A node whose clock is far behind the issuer's does not take it for that long.
+        assert_eq!(t.redeem_signed(KEY, &ticket, &auth, NOW_MS - MAX_SKEW_MS - 1), Err(TicketRefusal::Expired));
+        assert!(t.redeem_signed(KEY, &ticket, &auth, NOW_MS - MAX_SKEW_MS).is_ok());
+        // A use told after the expiry is not remembered (nothing to refuse).
+        let mut late = Tickets::default();
+        assert!(late.mark_used([7; NONCE_LEN], NOW_MS, NOW_MS));
+        assert!(late.used.is_empty());
+    }
+
+    #[test]
+    fn a_tampered_or_foreign_signed_ticket_is_refused() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let auth = tokens(&["dash"]);
+        let ticket = signed(&mut Tickets::default(), "dash");
+        let mut t = Tickets::default();
+        let other_key = b"another cluster's key, 32 bytes or more..";
+        assert_eq!(t.redeem_signed(other_key, &ticket, &auth, NOW_MS), Err(TicketRefusal::BadSignature));
+        let raw = b64.decode(&ticket[3..]).unwrap();
+        for i in 0..raw.len() {
+            let mut bad = raw.clone();
+            bad[i] ^= 0x01;
+            let forged = format!("tk_{}", b64.encode(&bad));
+            let got = t.redeem_signed(KEY, &forged, &auth, NOW_MS);
+            let want = if i == 0 { TicketRefusal::Malformed } else { TicketRefusal::BadSignature };
+            assert_eq!(got, Err(want), "byte {i} flipped");
+        }
+        for bad in [
+            "",
+            "tk_",
+            "tk_zz",
+            &ticket[..ticket.len() - 1],
+            &format!("{ticket}A"),
+            &format!("{}*{}", &ticket[..10], &ticket[11..]),
+        ] {
+            assert!(t.redeem_signed(KEY, bad, &auth, NOW_MS).is_err(), "{bad:?}");
+        }
+        // None of that spent it.
+        assert!(t.redeem_signed(KEY, &ticket, &auth, NOW_MS).is_ok());
+    }
+
+    #[test]
+    fn a_signed_ticket_stands_for_its_token_only_where_the_token_is_configured() {
+        let ticket = signed(&mut Tickets::default(), "ci");
+        // A node with another token list: no token for it, not the token at the same place.
+        let elsewhere = tokens(&["admin", "dash"]);
+        let mut t = Tickets::default();
+        assert_eq!(t.redeem_signed(KEY, &ticket, &elsewhere, NOW_MS), Err(TicketRefusal::UnknownToken));
+        // Reordered, the same token is found by its hash.
+        let reordered = tokens(&["admin", "dash", "ci"]);
+        assert_eq!(t.redeem_signed(KEY, &ticket, &reordered, NOW_MS).map(|r| r.token), Ok(id("ci")));
+        // The ticket names no token in the clear: the pin is keyed.
+        assert_ne!(token_pin(KEY, &id("ci")).unwrap()[..], token_hash("ci")[..PIN_LEN]);
+        assert_ne!(token_pin(KEY, &id("ci")), token_pin(b"other key", &id("ci")));
+    }
+
+    #[test]
+    fn signed_tickets_count_toward_the_outstanding_limit() {
+        let mut t = Tickets::default();
+        let now = Instant::now();
+        for _ in 0..MAX_TICKETS - 1 {
+            t.issue_signed(KEY, &id("ci"), now, NOW_MS).unwrap();
+        }
+        assert!(t.issue(id("ci"), now).is_some());
+        assert!(t.issue_signed(KEY, &id("ci"), now, NOW_MS).is_none());
+        assert!(t.issue(id("ci"), now).is_none());
+        // Once they expired, there is room again.
+        assert!(t.issue_signed(KEY, &id("ci"), now + TICKET_TTL, NOW_MS).is_some());
+    }
+
+    #[test]
+    fn too_many_uses_to_remember_refuse_signed_tickets_until_they_expire() {
+        let auth = tokens(&["ci"]);
+        let mut t = Tickets::default();
+        for i in 0..MAX_USED_TICKETS as u64 {
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce[..8].copy_from_slice(&i.to_be_bytes());
+            assert!(t.mark_used(nonce, NOW_MS + 1000, NOW_MS));
+        }
+        // One more use from the log cannot be remembered: every signed ticket waits for it.
+        assert!(!t.mark_used([0xff; NONCE_LEN], NOW_MS + 2000, NOW_MS));
+        let ticket = signed(&mut Tickets::default(), "ci");
+        assert_eq!(t.redeem_signed(KEY, &ticket, &auth, NOW_MS + 1999), Err(TicketRefusal::Overflow));
+        // Past it, the expired uses make room.
+        assert!(t.redeem_signed(KEY, &ticket, &auth, NOW_MS + 2000).is_ok());
+        assert_eq!(t.used.len(), 1);
+    }
+
+    #[test]
+    fn a_ticket_use_entry_is_read_strictly() {
+        let n = [0xab; NONCE_LEN];
+        assert_eq!(decode_ticket_use(&encode_ticket_use(&n, 42)), Some((n, 42)));
+        let good = String::from_utf8(encode_ticket_use(&n, 42)).unwrap();
+        for bad in ["", ":", "ab:1", &good.replace(":42", ":"), &good.replace(":42", ":+4"), &good.replace(':', "")] {
+            assert_eq!(decode_ticket_use(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert_eq!(decode_ticket_use(format!("{}:99999999999999999999", hex(&n)).as_bytes()), None, "overflows u64");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_ticket_text_is_refused_or_read_without_panic(s in "tk_[A-Za-z0-9_-]{0,100}|\\PC{0,120}") {
+                let mut t = Tickets::default();
+                let auth = tokens(&["ci"]);
+                prop_assert!(t.redeem_signed(KEY, &s, &auth, NOW_MS).is_err());
+                let _ = t.redeem(&s, Instant::now());
+            }
+
+            #[test]
+            fn any_log_entry_is_read_without_panic(data in proptest::collection::vec(any::<u8>(), 0..80)) {
+                if let Some((n, exp)) = decode_ticket_use(&data) {
+                    prop_assert_eq!(encode_ticket_use(&n, exp), data);
+                }
+            }
+
+            #[test]
+            fn every_signed_ticket_is_read_back(exp in any::<u64>(), nonce in any::<[u8; NONCE_LEN]>(),
+                                                pin in any::<[u8; PIN_LEN]>()) {
+                let ticket = sign_ticket(KEY, &pin, exp, &nonce).unwrap();
+                prop_assert!(is_signed_ticket(&ticket));
+                prop_assert_eq!(open_ticket(KEY, &ticket), Ok((pin, exp, nonce)));
+            }
+        }
     }
 }

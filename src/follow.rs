@@ -1,8 +1,8 @@
 //! What a node of a cluster does with what it reads from the shared log, its own appends
 //! included: events go into history and out to subscribers, accepted deliveries enter the
 //! idempotency window, the stored deliveries and the status page, and the node holding the
-//! runner role starts their runs. What the log could not give becomes a `reset` for every
-//! subscriber here.
+//! runner role starts their runs; a signed ticket used on one node is refused on every node.
+//! What the log could not give becomes a `reset` for every subscriber here.
 //!
 //! Runs: only the node holding the runner role starts them, and only once its reader has
 //! reached the end of the log (what it read before is the past: runs that happened or were
@@ -61,6 +61,11 @@ pub fn apply(app: &mut App) {
                     app.log_pending.insert((d.hook.clone(), d.delivery.clone()), d);
                 }
                 None => log::warn!("cluster: entry {} from node {:?} is not a delivery request", e.id, e.node),
+            },
+            // Its id stays unused here: ids only need to rise, as around delivery requests.
+            Kind::TicketUsed => match crate::auth::decode_ticket_use(&e.data) {
+                Some((nonce, expires_ms)) => app.note_ticket_used(nonce, expires_ms),
+                None => log::warn!("cluster: entry {} from node {:?} is not a ticket's use", e.id, e.node),
             },
         }
     }

@@ -90,6 +90,9 @@ pub enum Kind {
     /// A webhook request accepted for a hook (`hooks::stored::Stored` as JSON): what the node
     /// that runs commands needs to start its run.
     Delivery,
+    /// A signed ticket used on some node (`auth::encode_ticket_use`): every node refuses it
+    /// from then on. Not an event: no subscriber sees it.
+    TicketUsed,
 }
 
 impl Kind {
@@ -97,6 +100,7 @@ impl Kind {
         match self {
             Kind::Event => b"e",
             Kind::Delivery => b"d",
+            Kind::TicketUsed => b"u",
         }
     }
 }
@@ -209,8 +213,11 @@ pub struct Cluster {
     backlog_bytes: usize,
     /// Outcomes not yet collected by [`Cluster::take_outcome`].
     done: BTreeMap<u64, Appended>,
-    /// The last id read (0: nothing yet).
+    /// The last id read (0: nothing yet): the chain's end as this node knows it.
     cursor: u64,
+    /// Where the next read starts: past the cursor when entries not written by hookcast
+    /// followed it.
+    read_from: u64,
     /// The last id the log had given when the reader first connected (its `GET`), until the
     /// first read sets the floor.
     probe: Option<u64>,
@@ -275,6 +282,7 @@ impl Cluster {
             backlog_bytes: 0,
             done: BTreeMap::new(),
             cursor: 0,
+            read_from: 0,
             probe: None,
             floor: None,
             caught_up: false,
@@ -674,7 +682,7 @@ impl Cluster {
     }
 
     fn read_next(&mut self) {
-        let cursor = format!("{}-0", self.cursor);
+        let cursor = format!("{}-0", self.cursor.max(self.read_from));
         // Until the floor is known, do not block: an empty log must not hold the start up.
         let block: &[u8] = if self.floor.is_some() { b"2000" } else { b"0" };
         let args: [&[u8]; 8] =
@@ -710,7 +718,7 @@ impl Cluster {
             // The first read: history may vouch for everything after the oldest entry's
             // predecessor; with nothing in the log, for what follows the last id given
             // (none given: from now on).
-            let first_prev = items.first().and_then(|i| parse_entry(i.clone())).map(|(_, prev)| prev);
+            let first_prev = items.iter().find_map(|i| parse_entry(i.clone()).and_then(|(_, prev, _)| prev));
             let (floor, cursor) = match (first_prev, self.probe) {
                 (Some(p), _) => (p + 1, p),
                 (None, Some(last)) if last > 0 => (last + 1, last),
@@ -721,11 +729,14 @@ impl Cluster {
             self.cursor = cursor;
         }
         for item in items {
-            let Some((entry, prev)) = parse_entry(item) else {
-                log::warn!("cluster: an entry of the log is not one of ours; skipped");
+            let Some((id, prev, entry)) = parse_entry(item) else { continue };
+            self.read_from = self.read_from.max(id);
+            let Some(prev) = prev else {
+                // Not written by our script: no link in the chain, nothing for us.
+                log::warn!("cluster: entry {id} of the log was not written by hookcast; skipped");
                 continue;
             };
-            if entry.id <= self.cursor {
+            if id <= self.cursor {
                 continue;
             }
             if prev != self.cursor {
@@ -734,12 +745,15 @@ impl Cluster {
                 } else {
                     "the log was trimmed past what this node had read"
                 };
-                self.hole(entry.id - 1, why);
+                self.hole(id - 1, why);
             }
-            self.cursor = entry.id;
+            self.cursor = id;
             self.stats.read += 1;
-            self.stats.read_lag_us = now_us.saturating_sub(entry.id);
-            self.entries.push(entry);
+            self.stats.read_lag_us = now_us.saturating_sub(id);
+            match entry {
+                Some(entry) => self.entries.push(entry),
+                None => log::debug!("cluster: entry {id} is of a kind this version does not know; skipped"),
+            }
         }
     }
 }
@@ -750,30 +764,42 @@ fn stream_id(raw: &[u8]) -> Option<u64> {
     s.split('-').next()?.parse().ok()
 }
 
-/// One `[id, [field, value, …]]` of an `XREAD` reply, with its predecessor's id.
-fn parse_entry(item: Value) -> Option<(Entry, u64)> {
+/// One `[id, [field, value, …]]` of an `XREAD` reply: its id, its predecessor's id (None:
+/// not written by hookcast's script), and the entry (None: a kind this version does not
+/// know, from a newer node, or a damaged one).
+fn parse_entry(item: Value) -> Option<(u64, Option<u64>, Option<Entry>)> {
     let mut pair = item.into_array()?.into_iter();
     let id = stream_id(pair.next()?.as_bytes()?)?;
-    let fields = pair.next()?.into_array()?;
+    let Some(fields) = pair.next().and_then(Value::into_array) else { return Some((id, None, None)) };
     let mut e =
         Entry { id, kind: Kind::Event, topic: String::new(), data: Vec::new(), time_ms: 0, node: String::new() };
-    let mut prev = None;
+    let (mut prev, mut known) = (None, true);
     let mut it = fields.into_iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        let Value::Bulk(Some(v)) = v else { return None };
-        match k.as_bytes()? {
-            b"k" if v == b"e" => e.kind = Kind::Event,
-            b"k" if v == b"d" => e.kind = Kind::Delivery,
-            b"k" => return None,
-            b"t" => e.topic = String::from_utf8(v).ok()?,
-            b"d" => e.data = v,
-            b"ms" => e.time_ms = std::str::from_utf8(&v).ok()?.parse().ok()?,
-            b"p" => prev = std::str::from_utf8(&v).ok()?.parse().ok(),
-            b"n" => e.node = String::from_utf8(v).ok()?,
+    while let (Some(Value::Bulk(Some(k))), Some(Value::Bulk(Some(v)))) = (it.next(), it.next()) {
+        if k == b"d" {
+            e.data = v;
+            continue;
+        }
+        let Ok(text) = String::from_utf8(v) else {
+            known = false;
+            continue;
+        };
+        match k.as_slice() {
+            b"k" if text == "e" => e.kind = Kind::Event,
+            b"k" if text == "d" => e.kind = Kind::Delivery,
+            b"k" if text == "u" => e.kind = Kind::TicketUsed,
+            b"k" => known = false,
+            b"t" => e.topic = text,
+            b"ms" => match text.parse() {
+                Ok(ms) => e.time_ms = ms,
+                Err(_) => known = false,
+            },
+            b"p" => prev = text.parse::<u64>().ok().filter(|p| *p < id),
+            b"n" => e.node = text,
             _ => {}
         }
     }
-    Some((e, prev.filter(|p| *p < id)?))
+    Some((id, prev, known.then_some(e)))
 }
 
 #[cfg(test)]
@@ -802,23 +828,72 @@ mod tests {
         Value::Array(Some(vec![bulk(id), Value::Array(Some(fields.iter().map(|f| bulk(f)).collect()))]))
     }
 
+    fn with_kind(id: &[u8], prev: &[u8], kind: &[u8]) -> Value {
+        let fields = [&b"k"[..], kind, b"t", b"news", b"d", b"\x01\x07message{}", b"ms", b"1", b"p", prev];
+        Value::Array(Some(vec![bulk(id), Value::Array(Some(fields.iter().map(|f| bulk(f)).collect()))]))
+    }
+
+    /// An `XREAD` reply holding `items`.
+    fn xread(items: Vec<Value>) -> Value {
+        let stream = Value::Array(Some(vec![bulk(b"hookcast:{t}:log"), Value::Array(Some(items))]));
+        Value::Array(Some(vec![stream]))
+    }
+
+    fn cluster() -> Cluster {
+        let cfg = crate::config::Config::from_json(r#"{"cluster":{"redis":"redis://127.0.0.1:1/0","name":"t"}}"#)
+            .unwrap()
+            .cluster
+            .unwrap();
+        let poll = mio::Poll::new().unwrap();
+        Cluster::new(cfg, poll.registry(), Duration::from_secs(60)).unwrap()
+    }
+
+    #[test]
+    fn the_chain_finds_holes_and_nothing_else() {
+        let mut c = cluster();
+        c.probe = Some(100);
+        c.read_reply(xread(vec![entry(b"200-0", b"100"), entry(b"201-0", b"200")]));
+        assert_eq!((c.floor, c.cursor, c.entries.len(), c.holes.len()), (Some(101), 201, 2, 0));
+        // A kind from a newer node and an entry another writer added: skipped, no hole.
+        let foreign = Value::Array(Some(vec![bulk(b"203-0"), Value::Array(Some(vec![bulk(b"x"), bulk(b"y")]))]));
+        c.read_reply(xread(vec![with_kind(b"202-0", b"201", b"zz"), foreign, entry(b"204-0", b"202")]));
+        assert_eq!((c.cursor, c.read_from, c.entries.len(), c.holes.len()), (204, 204, 3, 0));
+        // Trimmed past the cursor while this node was away: a hole through the entry before.
+        c.read_reply(xread(vec![entry(b"300-0", b"250")]));
+        assert_eq!(c.holes, vec![Hole { through: 299, why: "the log was trimmed past what this node had read" }]);
+        // Flushed: the next entry's predecessor is older than what was read.
+        c.read_reply(xread(vec![entry(b"400-0", b"0")]));
+        assert_eq!(c.holes.len(), 2);
+        assert_eq!(c.holes[1].through, 399);
+        assert_eq!(c.cursor, 400);
+    }
+
+    #[test]
+    fn an_empty_log_starts_the_chain_at_zero() {
+        let mut c = cluster();
+        c.read_reply(Value::Array(None));
+        assert_eq!(c.cursor, 0);
+        assert!(c.floor.is_some_and(|f| f > 1_700_000_000_000_000), "from now on");
+        c.read_reply(xread(vec![entry(b"500-0", b"0")]));
+        assert!(c.holes.is_empty(), "{:?}", c.holes);
+    }
+
     #[test]
     fn an_entry_is_read_back_with_its_predecessor() {
-        let (e, prev) = parse_entry(entry(b"1733500000000001-0", b"1733400000000000")).unwrap();
+        let (id, prev, e) = parse_entry(entry(b"1733500000000001-0", b"1733400000000000")).unwrap();
+        let e = e.unwrap();
         assert_eq!(
-            (e.id, e.kind, e.topic.as_str(), e.time_ms, e.node.as_str()),
+            (id, e.kind, e.topic.as_str(), e.time_ms, e.node.as_str()),
             (1733500000000001, Kind::Event, "news", 1733500000000, "box-a")
         );
-        assert_eq!(prev, 1733400000000000);
+        assert_eq!(prev, Some(1733400000000000));
     }
 
     #[test]
     fn an_entry_of_another_writer_is_not_ours() {
         let item = Value::Array(Some(vec![bulk(b"5-0"), Value::Array(Some(vec![bulk(b"k"), bulk(b"zz")]))]));
-        assert!(parse_entry(item).is_none());
-        let no_prev = Value::Array(Some(vec![bulk(b"5-0"), Value::Array(Some(vec![bulk(b"k"), bulk(b"e")]))]));
-        assert!(parse_entry(no_prev).is_none());
+        assert_eq!(parse_entry(item).map(|(id, p, e)| (id, p, e.is_none())), Some((5, None, true)));
         // A predecessor at or after the entry itself is not a chain.
-        assert!(parse_entry(entry(b"5-0", b"5")).is_none());
+        assert_eq!(parse_entry(entry(b"5-0", b"5")).unwrap().1, None);
     }
 }

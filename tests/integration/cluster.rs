@@ -851,3 +851,105 @@ fn the_status_api_lists_every_node() {
     });
     assert!(seen, "the delivery on node b is not in node a's feed: {feed:#}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// j. Tickets: issued on one node, taken on any, used once
+
+const DASH_TOKEN: &str = "dash-token";
+
+/// A token that may subscribe to `private/**`; anyone may publish anywhere and subscribe to
+/// `open/**` (markers), so only the ticket opens a private stream.
+fn ticket_config() -> Value {
+    let sha = hookcast::auth::hex(&hookcast::auth::token_hash(DASH_TOKEN));
+    extra(json!({
+        "tokens": [{ "name": "dash", "sha256": sha, "scopes": ["subscribe"], "topics": ["private/**"] }],
+        "public": [
+            { "topics": ["**"], "scopes": ["publish"] },
+            { "topics": ["open/**"], "scopes": ["subscribe"] },
+        ],
+    }))
+}
+
+/// A ticket from node `d` once it signs them with the cluster's shared key (read from Redis
+/// just after it links; before that a node's tickets are its own, hex and shorter).
+fn signed_ticket(d: &Daemon) -> String {
+    let mut last = String::new();
+    // Generous: the key is read within milliseconds of the link coming up.
+    let ok = eventually(10 * SECOND, || {
+        let auth = format!("Bearer {DASH_TOKEN}");
+        let r = d.request("POST", "/api/ticket", &[("Authorization", auth.as_str())], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        last = r.json()["ticket"].as_str().unwrap().to_string();
+        let signed = last.len() > 3 + 48;
+        if !signed {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        signed
+    });
+    assert!(ok, "node {} never signed a ticket; last {last}", d.addr);
+    last
+}
+
+/// The status a WebSocket handshake on `path` was refused with (panics if it was accepted).
+fn ws_refused(listen: &str, path: &str) -> u16 {
+    let req = format!("ws://{listen}{path}").into_client_request().unwrap();
+    let stream = TcpStream::connect(listen).unwrap();
+    stream.set_read_timeout(Some(15 * SECOND)).unwrap();
+    match tungstenite::client(req, stream) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => r.status().as_u16(),
+        Err(e) => panic!("WebSocket handshake on {path}: {e}"),
+        Ok(_) => panic!("WebSocket handshake on {path} accepted"),
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server"]
+fn a_ticket_from_one_node_opens_a_websocket_on_another() {
+    let r = redis(false);
+    let c = Cluster::start(2, &r.url(0), &ticket_config());
+    let (a, b) = (&c.nodes[0], &c.nodes[1]);
+    // Both nodes know the key (b's own ticket is left unused).
+    signed_ticket(b);
+    assert_eq!(ws_refused(c.listen(1), "/ws?topics=private/x"), 401, "the topic needs the token");
+    let t = signed_ticket(a);
+    let mut ws = ws_connect(c.listen(1), &format!("/ws?topics=private/x&ticket={t}"));
+    // An EventSource (the npm client) on b with another ticket from a.
+    let t2 = signed_ticket(a);
+    let mut es = Es::start(c.listen(1), &format!("private/x&ticket={t2}"), None);
+    let id = a.publish("private/x", "for the dashboard");
+    let want = Ev { kind: "message".into(), id, data: "for the dashboard".into() };
+    assert_eq!(ws_event(&mut ws), want, "WebSocket on b");
+    assert_eq!(es.event(), want, "EventSource on b");
+    assert!(es.errors().is_empty(), "{:?}", es.errors());
+    // The ticket's use is no event: nobody on either node saw anything else.
+    let mut on_a = ws_connect(c.listen(0), &format!("/ws?topics=private/x&ticket={}", signed_ticket(b)));
+    let id2 = b.publish("private/x", "second");
+    assert_eq!(ws_event(&mut on_a).id, id2);
+    assert_eq!(ws_event(&mut ws).id, id2, "only events on b's WebSocket");
+    assert_eq!(es.event().id, id2, "only events on b's EventSource");
+}
+
+#[test]
+#[ignore = "needs redis-server"]
+fn a_ticket_is_used_once_across_nodes() {
+    let r = redis(false);
+    let c = Cluster::start(3, &r.url(0), &ticket_config());
+    for d in &c.nodes[1..] {
+        signed_ticket(d);
+    }
+    let t = signed_ticket(&c.nodes[0]);
+    let path = format!("/ws?topics=private/x&ticket={t}");
+    let _ws = ws_connect(c.listen(1), &path);
+    // The log is one order: once c has read a marker b appended after the use, it has read
+    // the use (bounded wait: wait_caught_up gives up after 10 s).
+    let marker = c.nodes[1].publish("open/m", "after the use");
+    wait_caught_up(&c.nodes[2], "open/m", marker);
+    wait_caught_up(&c.nodes[0], "open/m", marker);
+    assert_eq!(ws_refused(c.listen(2), &path), 401, "used on b, refused on c");
+    assert_eq!(ws_refused(c.listen(0), &path), 401, "refused on the node that issued it");
+    assert_eq!(ws_refused(c.listen(1), &path), 401, "refused again on b");
+    let es_path = format!("/events?topics=private/x&ticket={t}");
+    assert_eq!(c.nodes[2].get(&es_path).status, 401, "refused for an EventSource too");
+    // A fresh ticket still works on c.
+    ws_connect(c.listen(2), &format!("/ws?topics=private/x&ticket={}", signed_ticket(&c.nodes[0])));
+}
