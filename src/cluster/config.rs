@@ -40,16 +40,8 @@ pub struct ClusterConfig {
     pub max_queued_bytes: usize,
 }
 
-/// `cluster.sentinel`: where the Sentinels are and which master they watch.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SentinelConfig {
-    /// Sentinels' `host:port`, tried in order.
-    pub addresses: Vec<(String, u16)>,
-    /// The master's name in Sentinel's configuration (`sentinel monitor NAME …`).
-    pub master: String,
-    /// The password to `AUTH` with on the Sentinels (not the master's).
-    pub password: Option<Vec<u8>>,
-}
+/// `cluster.sentinel` (the Redis client's own type: the link finds the master with it).
+pub use crate::redis::url::SentinelConfig;
 
 /// Longest cluster or node name.
 pub const MAX_NAME: usize = 64;
@@ -111,16 +103,6 @@ impl fmt::Debug for ClusterConfig {
             .field("wait_timeout", &self.wait_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("max_queued_bytes", &self.max_queued_bytes)
-            .finish()
-    }
-}
-
-impl fmt::Debug for SentinelConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SentinelConfig")
-            .field("addresses", &self.addresses)
-            .field("master", &self.master)
-            .field("password", &self.password.as_ref().map(|_| "***"))
             .finish()
     }
 }

@@ -266,6 +266,7 @@ impl Cluster {
             timeout: cfg.command_timeout,
             max_out: cfg.max_queued_bytes,
             limits: Limits { max_bulk: 64 << 20, max_elements: 1 << 20, max_depth: 8 },
+            sentinel: cfg.sentinel.clone(),
         };
         let writer = Link::new(link("commands"), registry.try_clone()?, WRITER_TOKEN);
         let reader = Link::new(link("reader"), registry.try_clone()?, READER_TOKEN);

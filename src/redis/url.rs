@@ -277,6 +277,27 @@ impl fmt::Debug for RedisUrl {
     }
 }
 
+/// `cluster.sentinel`: where the Sentinels are and which master they watch.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelConfig {
+    /// Sentinels' `host:port`, tried in order.
+    pub addresses: Vec<(String, u16)>,
+    /// The master's name in Sentinel's configuration (`sentinel monitor NAME …`).
+    pub master: String,
+    /// The password to `AUTH` with on the Sentinels (not the master's).
+    pub password: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SentinelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelConfig")
+            .field("addresses", &self.addresses)
+            .field("master", &self.master)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

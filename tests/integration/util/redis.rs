@@ -27,6 +27,8 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     opts: RedisOpts,
+    /// `--replicaof 127.0.0.1 PORT`.
+    replica_of: Option<u16>,
     /// `--dir`: the AOF and the log file; kept across [`RedisServer::restart`].
     pub dir: TempDir,
 }
@@ -34,7 +36,21 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one on a free ephemeral port and waits until it answers PING.
     pub fn start(opts: RedisOpts) -> RedisServer {
-        let mut r = RedisServer { child: None, port: 0, opts, dir: TempDir::new("redis") };
+        Self::start_as(opts, None)
+    }
+
+    /// Starts a replica of the server on 127.0.0.1:`master` (without persistence) and waits
+    /// until it answers PING and its replication link is up.
+    pub fn start_replica(master: u16) -> RedisServer {
+        let r = Self::start_as(RedisOpts::default(), Some(master));
+        // Generous: the first full sync of a near-empty dataset takes milliseconds.
+        let synced = eventually(REDIS_START, || r.command(&["INFO", "replication"]).contains("master_link_status:up"));
+        assert!(synced, "the replica did not sync; log:\n{}", r.log_text());
+        r
+    }
+
+    fn start_as(opts: RedisOpts, replica_of: Option<u16>) -> RedisServer {
+        let mut r = RedisServer { child: None, port: 0, opts, replica_of, dir: TempDir::new("redis") };
         // A port picked by binding :0 and releasing it can be taken by someone else before Redis
         // binds it: then Redis exits at once and another port is tried.
         for _ in 0..5 {
@@ -58,6 +74,9 @@ impl RedisServer {
             .arg(self.dir.0.join("redis.log"));
         if self.opts.aof {
             cmd.args(["--appendfsync", "always"]);
+        }
+        if let Some(master) = self.replica_of {
+            cmd.args(["--replicaof", "127.0.0.1", &master.to_string()]);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         let mut child = cmd.spawn().expect("spawn redis-server");
@@ -145,11 +164,89 @@ impl RedisServer {
 
     /// Sends one command on a fresh connection and returns the raw reply (RESP text).
     pub fn command(&self, args: &[&str]) -> String {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis-server");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(&encode(args)).unwrap();
-        let mut r = BufReader::new(s);
-        read_reply(&mut r).unwrap_or_else(|e| panic!("no reply to {args:?}: {e}"))
+        command_on(self.port, args)
+    }
+}
+
+/// Sends one command to 127.0.0.1:`port` on a fresh connection; the raw reply (RESP text).
+pub fn command_on(port: u16, args: &[&str]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to redis-server");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&encode(args)).unwrap();
+    let mut r = BufReader::new(s);
+    read_reply(&mut r).unwrap_or_else(|e| panic!("no reply to {args:?}: {e}"))
+}
+
+/// A Redis Sentinel (`redis-server CONF --sentinel`) on 127.0.0.1 watching one master with a
+/// quorum of 1 and short timers (down after 1 s); killed on drop.
+pub struct Sentinel {
+    child: Child,
+    port: u16,
+    /// Its configuration file (Sentinel rewrites it, so it lives in a writable directory) and log.
+    pub dir: TempDir,
+}
+
+impl Sentinel {
+    /// Starts one watching 127.0.0.1:`master` under `name` and waits until it answers PING.
+    pub fn start(name: &str, master: u16) -> Sentinel {
+        let dir = TempDir::new("sentinel");
+        for _ in 0..5 {
+            let port = free_port();
+            let conf = dir.0.join("sentinel.conf");
+            let text = format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {dir}\nlogfile {log}\n\
+                 sentinel monitor {name} 127.0.0.1 {master} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 5000\n",
+                dir = dir.0.display(),
+                log = dir.0.join("sentinel.log").display(),
+            );
+            std::fs::write(&conf, text).unwrap();
+            let mut child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server --sentinel");
+            let t0 = Instant::now();
+            while t0.elapsed() < REDIS_START {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if ping(port, Duration::from_millis(500)) {
+                    return Sentinel { child, port, dir };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = std::fs::read_to_string(dir.0.join("sentinel.log")).unwrap_or_default();
+        panic!("redis-server --sentinel did not start on any of 5 ports; log:\n{log}");
+    }
+
+    /// The TCP port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sends one command (`SENTINEL …`) and returns the raw reply.
+    pub fn command(&self, args: &[&str]) -> String {
+        command_on(self.port, args)
+    }
+
+    /// Its log file, for failure messages.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("sentinel.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
