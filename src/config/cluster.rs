@@ -41,6 +41,10 @@ pub(crate) fn cluster(mut o: Obj) -> Result<ClusterConfig, ConfigError> {
         }
     };
     let ms = Duration::from_millis;
+    // With Sentinel a failover promotes a replica while the old master still acknowledges
+    // writes for seconds: unless a replica confirmed them, those are lost. So by default an
+    // append waits for one replica there.
+    let default_wait = u64::from(sentinel.is_some());
     let c = ClusterConfig {
         password: password.or_else(|| redis.password.clone().map(String::into_bytes)),
         password_source,
@@ -51,7 +55,7 @@ pub(crate) fn cluster(mut o: Obj) -> Result<ClusterConfig, ConfigError> {
         runs_commands: o.opt_bool("runs_commands")?.unwrap_or(true),
         runner_lease: Duration::from_millis(o.num("runner_lease_ms", 10_000, 3_000, 600_000)?),
         log_max_events: o.num("log_max_events", 100_000, 100, 100_000_000)?,
-        wait_replicas: o.num("wait_replicas", 0, 0, 16)? as u32,
+        wait_replicas: o.num("wait_replicas", default_wait, 0, 16)? as u32,
         wait_timeout: ms(o.num("wait_timeout_ms", 1000, 1, 60_000)?),
         command_timeout: ms(o.num("command_timeout_ms", 5000, 100, 120_000)?),
         max_queued_bytes: o.num("max_queued_bytes", 16 << 20, 64 << 10, 1 << 30)? as usize,
@@ -198,6 +202,7 @@ mod tests {
         assert_eq!(s.addresses, [("10.0.0.1".into(), 26379), ("s2".into(), 5000), ("::1".into(), 26380)]);
         assert_eq!((s.master.as_str(), s.password.as_deref()), ("mymaster", Some(&b"sp"[..])));
         assert_eq!((c.redis.db, c.password.as_deref()), (0, None));
+        assert_eq!(c.wait_replicas, 1, "with Sentinel, an append waits for a replica unless told otherwise");
         assert_eq!(
             c.describe(),
             "cluster \"hookcast\": node n1, master \"mymaster\" from sentinel 10.0.0.1:26379, s2:5000, [::1]:26380 \
