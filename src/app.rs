@@ -558,6 +558,10 @@ impl App {
             notes.push(format!("listen {} → {} needs a restart", self.cfg.listen, cfg.listen));
             cfg.listen = self.cfg.listen;
         }
+        if cfg.reuse_port != self.cfg.reuse_port {
+            notes.push("reuse_port changes need a restart".to_string());
+            cfg.reuse_port = self.cfg.reuse_port;
+        }
         if cfg.state_dir != self.cfg.state_dir {
             notes.push("state_dir changes need a restart".to_string());
             cfg.state_dir = self.cfg.state_dir.clone();

@@ -182,6 +182,9 @@ pub struct Config {
     /// Whether the trusted proxies are cloudflared, so their `CF-Connecting-IP` is believed
     /// (other proxies pass a client's own value through).
     pub cf_connecting_ip: bool,
+    /// `reuse_port`: listen with `SO_REUSEPORT`, so that several nodes of one cluster on one box
+    /// share the port (the kernel spreads connections over them).
+    pub reuse_port: bool,
     /// Host names this daemon answers to besides IP literals and `localhost` (lower case); a
     /// request with another `Host` gets nothing from `public` rules.
     pub server_names: Vec<String>,
@@ -293,6 +296,13 @@ impl Config {
         }
         let server_names = server_names(&mut root)?;
         let cluster = root.opt_obj("cluster")?.map(cluster::cluster).transpose()?;
+        let reuse_port = root.opt_bool("reuse_port")?.unwrap_or(false);
+        if reuse_port && cluster.is_none() {
+            return err(
+                "reuse_port",
+                "processes sharing a port must share one log: needs a cluster section (several nodes on one Redis)",
+            );
+        }
         if cluster.is_some() && state_dir.is_some() {
             return err("cluster", CLUSTER_AND_STATE_DIR);
         }
@@ -310,6 +320,7 @@ impl Config {
             public,
             trusted_proxies,
             cf_connecting_ip,
+            reuse_port,
             server_names,
             runner,
             hooks,
@@ -618,6 +629,10 @@ mod tests {
             "limits.max_body_bytes: expected a whole number from 0 to 1073741824, found -1"
         );
         assert_eq!(error_of(r#"{"listen":"nowhere"}"#), "listen: not an address:port: \"nowhere\"");
+        assert_eq!(
+            error_of(r#"{"reuse_port":true}"#),
+            "reuse_port: processes sharing a port must share one log: needs a cluster section (several nodes on one Redis)"
+        );
         assert_eq!(
             error_of(r#"{"journal":{"run_output_bytes_per_sec":"fast"}}"#),
             "journal.run_output_bytes_per_sec: expected a number, found a string"

@@ -139,3 +139,59 @@ pub fn hostname() -> Option<String> {
     let end = buf.iter().position(|&b| b == 0)?;
     String::from_utf8(buf[..end].to_vec()).ok()
 }
+
+/// A listening TCP socket on `addr` with `SO_REUSEPORT`: several processes bind the same port
+/// and the kernel spreads new connections over them (hookcast nodes of one cluster on one box,
+/// one per core). Non-blocking and close-on-exec, like std's, with `SO_REUSEADDR` too.
+pub fn reuse_port_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: socket takes no pointers; a valid descriptor it returns is owned below.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns; OwnedFd closes it on every path.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `one` lives across the call and `len` is its size; setsockopt only reads it.
+        if unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&one as *const libc::c_int).cast(), len) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    // SAFETY (both arms): the sockaddr is a fully initialised local of the length passed, and
+    // bind only reads it.
+    let r = match addr {
+        std::net::SocketAddr::V4(a) => {
+            let sa = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_zero: [0; 8],
+            };
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            unsafe { libc::bind(fd, (&sa as *const libc::sockaddr_in).cast(), len) }
+        }
+        std::net::SocketAddr::V6(a) => {
+            let sa = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: a.scope_id(),
+            };
+            let len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            unsafe { libc::bind(fd, (&sa as *const libc::sockaddr_in6).cast(), len) }
+        }
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: listen takes no pointers.
+    if unsafe { libc::listen(fd, 1024) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(std::net::TcpListener::from(owned))
+}

@@ -1111,3 +1111,45 @@ fn sentinel_failover(wait_replicas: u32) {
         oks.len()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// l. Several nodes on one box share one port (SO_REUSEPORT)
+
+#[test]
+#[ignore = "needs redis-server"]
+fn two_nodes_share_one_port_with_reuse_port() {
+    let r = redis(false);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let cfg = |node: &str| {
+        let mut v = json!({
+            "listen": listen, "reuse_port": true, "public": open_rules(),
+            "cluster": { "redis": r.url(0), "name": format!("t-reuse-{}", std::process::id()), "node": node },
+        });
+        merge(&mut v, &extra(json!({})));
+        v.to_string()
+    };
+    let a = Daemon::start_args(Some(&cfg("a")), &["--listen", &listen]);
+    let b = Daemon::start_args(Some(&cfg("b")), &["--listen", &listen]);
+    assert_eq!((a.addr.port(), b.addr.port()), (port, port), "both listen on the one port");
+    assert!(linked(&a, 10 * SECOND) && linked(&b, 10 * SECOND));
+    // New connections spread over both processes: one holds the runner role, the other not,
+    // and both answers are seen among fresh connections to the shared port (bounded: 200).
+    let mut seen = HashSet::new();
+    for _ in 0..200 {
+        let text = a.get("/metrics").text();
+        if let Some(l) = text.lines().find(|l| l.starts_with("hookcast_cluster_runner ")) {
+            seen.insert(l.to_string());
+        }
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2, "both processes answered on the shared port: {seen:?}");
+    // A subscriber on the shared port gets what a publish on the shared port sent, whichever
+    // process each landed on.
+    let mut es = Es::start(&listen, "shared", None);
+    let id = publish_when_back(&a, "shared", "one");
+    let e = es.event();
+    assert_eq!((e.id, e.data.as_str()), (id, "one"));
+}
