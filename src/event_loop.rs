@@ -205,7 +205,11 @@ impl Server {
         }
         if let Some(c) = app.cfg.cluster.clone() {
             log::info!("cluster {:?}: node {:?}, log on {}", c.name, c.node, c.redis);
-            let cluster = crate::cluster::Cluster::new(c, poll.registry(), app.cfg.dedup_window)
+            // The largest entry: a webhook's request as JSON (its body in base64, its header
+            // fields, the rest of the record) or a publish's data.
+            let l = &app.cfg.limits;
+            let max_entry = l.max_body_bytes / 3 * 4 + 2 * l.max_header_bytes + 64 * 1024;
+            let cluster = crate::cluster::Cluster::new(c, poll.registry(), app.cfg.dedup_window, max_entry)
                 .map_err(StartError::setup("the Redis links"))?;
             app.cluster = Some(cluster);
             app.hub.follow_log();

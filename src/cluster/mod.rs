@@ -34,9 +34,11 @@ pub const READER_TOKEN: Token = Token(usize::MAX - 5);
 
 /// How long one `XREAD` blocks in Redis when there is nothing new.
 const READ_BLOCK: Duration = Duration::from_secs(2);
-/// Entries asked for per `XREAD`: a node catching up takes the log in bounded replies.
-const READ_COUNT: &[u8] = b"256";
-const READ_COUNT_N: usize = 256;
+/// Most entries asked for per `XREAD` (fewer when entries may be large, see
+/// [`Cluster::new`]): a node catching up takes the log in bounded replies.
+const MAX_READ_COUNT: usize = 256;
+/// What one `XREAD` reply may hold at most, with every entry as large as it may be.
+const READ_REPLY_BUDGET: usize = 32 << 20;
 
 /// The append script: dedup (optional), then every entry under consecutive ids from `TIME`.
 /// KEYS: log, last id[, dedup key]. ARGV: max length, dedup seconds, node, then
@@ -233,6 +235,8 @@ pub struct Cluster {
     /// Counters.
     pub stats: ClusterStats,
     dedup_secs: u64,
+    /// Entries asked for per read.
+    read_count: usize,
     /// Until when this node holds the runner role (by its own clock, from when it asked).
     lease_until: Option<Instant>,
     /// When the pending role request was sent, and when the next is due.
@@ -254,8 +258,11 @@ struct Keys {
 }
 
 impl Cluster {
-    /// A node's links to Redis (they connect on the first tick).
-    pub fn new(cfg: ClusterConfig, registry: &Registry, dedup: Duration) -> std::io::Result<Cluster> {
+    /// A node's links to Redis (they connect on the first tick). `max_entry` is the largest
+    /// entry any node may append (from the request size limits): the reader takes replies up
+    /// to that per entry, and asks for as few entries per read as keep a reply within
+    /// [`READ_REPLY_BUDGET`].
+    pub fn new(cfg: ClusterConfig, registry: &Registry, dedup: Duration, max_entry: usize) -> std::io::Result<Cluster> {
         let prefix = format!("hookcast:{{{}}}:", cfg.name);
         let keys =
             Keys { log: format!("{prefix}log").into_bytes(), last: format!("{prefix}last").into_bytes(), prefix };
@@ -265,7 +272,7 @@ impl Cluster {
             password: cfg.password.clone(),
             timeout: cfg.command_timeout,
             max_out: cfg.max_queued_bytes,
-            limits: Limits { max_bulk: 64 << 20, max_elements: 1 << 20, max_depth: 8 },
+            limits: Limits { max_bulk: max_entry.max(64 << 10), max_elements: 1 << 20, max_depth: 8 },
             sentinel: cfg.sentinel.clone(),
         };
         let writer = Link::new(link("commands"), registry.try_clone()?, WRITER_TOKEN);
@@ -291,6 +298,7 @@ impl Cluster {
             holes: Vec::new(),
             stats: ClusterStats::default(),
             dedup_secs: dedup.as_secs().max(1),
+            read_count: (READ_REPLY_BUDGET / max_entry.max(1)).clamp(8, MAX_READ_COUNT),
             lease_until: None,
             lease_asked: None,
             next_lease: Instant::now(),
@@ -684,15 +692,17 @@ impl Cluster {
 
     fn read_next(&mut self) {
         let cursor = format!("{}-0", self.cursor.max(self.read_from));
+        let count = self.read_count.to_string();
+        let count = count.as_bytes();
         // Until the floor is known, do not block: an empty log must not hold the start up.
         let block: &[u8] = if self.floor.is_some() { b"2000" } else { b"0" };
         let args: [&[u8]; 8] =
-            [b"XREAD", b"COUNT", READ_COUNT, b"BLOCK", block, b"STREAMS", &self.keys.log, cursor.as_bytes()];
+            [b"XREAD", b"COUNT", count, b"BLOCK", block, b"STREAMS", &self.keys.log, cursor.as_bytes()];
         if self.floor.is_some() {
             self.reader.send(&args, R_READ, READ_BLOCK);
         } else {
             // BLOCK 0 would wait for ever: the first read does not block at all.
-            let args: [&[u8]; 6] = [b"XREAD", b"COUNT", READ_COUNT, b"STREAMS", &self.keys.log, cursor.as_bytes()];
+            let args: [&[u8]; 6] = [b"XREAD", b"COUNT", count, b"STREAMS", &self.keys.log, cursor.as_bytes()];
             self.reader.send(&args, R_READ, Duration::ZERO);
         }
     }
@@ -712,7 +722,7 @@ impl Cluster {
             .and_then(|mut kv| kv.pop())
             .and_then(Value::into_array)
             .unwrap_or_default();
-        if items.len() < READ_COUNT_N {
+        if items.len() < self.read_count {
             self.caught_up = true;
         }
         if self.floor.is_none() {
@@ -846,7 +856,7 @@ mod tests {
             .cluster
             .unwrap();
         let poll = mio::Poll::new().unwrap();
-        Cluster::new(cfg, poll.registry(), Duration::from_secs(60)).unwrap()
+        Cluster::new(cfg, poll.registry(), Duration::from_secs(60), 1 << 20).unwrap()
     }
 
     #[test]
