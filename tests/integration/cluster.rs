@@ -1153,3 +1153,47 @@ fn two_nodes_share_one_port_with_reuse_port() {
     let e = es.event();
     assert_eq!((e.id, e.data.as_str()), (id, "one"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// m. A WebSocket publish is acknowledged with the id the log gave it
+
+#[test]
+#[ignore = "needs redis-server"]
+fn a_websocket_publish_is_acknowledged_with_the_logs_id() {
+    let r = redis(false);
+    let c = Cluster::start(2, &r.url(0), &extra(json!({})));
+    let mut on_a = ws_connect(c.listen(0), "/ws?topics=wsp");
+    let mut on_b = ws_connect(c.listen(1), "/ws?topics=wsp");
+    on_b.send(Message::text(json!({ "op": "publish", "topic": "wsp", "data": "via-b" }).to_string())).unwrap();
+    // The ack and the event come in either order on the publishing connection.
+    let (mut ack, mut ev) = (None, None);
+    while ack.is_none() || ev.is_none() {
+        let v = ws_json(&mut on_b);
+        match v["type"].as_str() {
+            Some("ack") => ack = Some(v),
+            None => ev = Some(v),
+            Some(_) => {}
+        }
+    }
+    let (ack, ev) = (ack.unwrap(), ev.unwrap());
+    assert_eq!((ack["op"].as_str(), ack["topic"].as_str()), (Some("publish"), Some("wsp")), "{ack}");
+    let id = ack["id"].as_u64().unwrap();
+    assert!(id > 0, "the ack carries the log's id: {ack}");
+    assert_eq!((ev["id"].as_u64(), ev["data"].as_str()), (Some(id), Some("via-b")));
+    let other = ws_event(&mut on_a);
+    assert_eq!((other.id, other.data.as_str()), (id, "via-b"), "the other node has it under the same id");
+}
+
+#[test]
+#[ignore = "needs redis-server"]
+fn a_flushed_script_cache_is_loaded_again() {
+    let r = redis(false);
+    let c = Cluster::start(1, &r.url(0), &extra(json!({})));
+    let first = c.nodes[0].publish("scripts", "one");
+    assert_eq!(r.command(&["SCRIPT", "FLUSH"]), "+OK\r\n");
+    // EVALSHA meets NOSCRIPT; the append goes again with EVAL, which loads the script.
+    let second = c.nodes[0].publish("scripts", "two");
+    assert!(second > first);
+    let metrics = c.nodes[0].get("/metrics").text();
+    assert!(metrics.lines().any(|l| l == "hookcast_redis_script_errors_total 0"), "{metrics}");
+}
