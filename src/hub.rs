@@ -334,8 +334,7 @@ impl Hub {
         let id = self.next_id;
         self.next_id += 1;
         self.uncommitted += 1;
-        let topic: Rc<str> = self.topics.get_key_value(topic).map_or_else(|| topic.into(), |(k, _)| k.clone());
-        Rc::new(Event::new(id, topic, kind, time_ms, data, data_is_json))
+        self.new_event(id, topic, kind, data, data_is_json, time_ms)
     }
 
     /// Puts an event from [`Hub::make`] into history; the caller fans it out.
@@ -385,8 +384,7 @@ impl Hub {
             return None;
         }
         self.next_id = id + 1;
-        let topic: Rc<str> = self.topics.get_key_value(topic).map_or_else(|| topic.into(), |(k, _)| k.clone());
-        let ev = Rc::new(Event::new(id, topic, kind, time_ms, data, data_is_json));
+        let ev = self.new_event(id, topic, kind, data, data_is_json, time_ms);
         self.insert_event(ev.clone());
         Some(ev)
     }
@@ -411,12 +409,18 @@ impl Hub {
         }
         self.restored_through = id;
         self.next_id = self.next_id.max(id + 1);
-        let topic: Rc<str> = self.topics.get_key_value(topic).map_or_else(|| topic.into(), |(k, _)| k.clone());
-        let ev = Rc::new(Event::new(id, topic, kind, time_ms, data, data_is_json));
+        let ev = self.new_event(id, topic, kind, data, data_is_json, time_ms);
         // Nobody is subscribed at start: it is history only from the outset.
         ev.retire();
         self.insert_event(ev);
         true
+    }
+
+    /// An event with its topic's name shared with that topic's history (one allocation per
+    /// topic, not per event).
+    fn new_event(&self, id: u64, topic: &str, kind: &str, data: String, data_is_json: bool, time_ms: u64) -> Rc<Event> {
+        let topic: Rc<str> = self.topics.get_key_value(topic).map_or_else(|| topic.into(), |(k, _)| k.clone());
+        Rc::new(Event::new(id, topic, kind, time_ms, data, data_is_json))
     }
 
     fn insert_event(&mut self, ev: Rc<Event>) {

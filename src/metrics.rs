@@ -239,49 +239,63 @@ pub fn render_journal(s: &mut String, j: &crate::journal::Stats) {
 pub fn render_cluster(s: &mut String, c: &crate::cluster::Cluster) {
     let st = c.stats;
     let [w, r] = c.link_stats();
-    let mut one = |name: &str, kind: &str, help: &str, v: u64| {
+    let runner = c.is_runner(std::time::Instant::now());
+    let lines: [(&str, &str, &str, f64); 10] = [
+        (
+            "hookcast_redis_up",
+            "gauge",
+            "1 while both Redis links (commands and reader) are connected.",
+            f64::from(u8::from(c.is_up())),
+        ),
+        (
+            "hookcast_redis_connects_total",
+            "counter",
+            "Connections to Redis made (both links; the first ones included).",
+            (w.connects + r.connects) as f64,
+        ),
+        (
+            "hookcast_redis_breaks_total",
+            "counter",
+            "Times a Redis link broke (and was reconnected).",
+            (w.breaks + r.breaks) as f64,
+        ),
+        ("hookcast_redis_commands_total", "counter", "Commands sent to Redis.", (w.commands + r.commands) as f64),
+        ("hookcast_redis_script_errors_total", "counter", "Appends Redis refused.", st.script_errors as f64),
+        (
+            "hookcast_cluster_events_written_total",
+            "counter",
+            "Entries this node appended to the shared log.",
+            st.written as f64,
+        ),
+        (
+            "hookcast_cluster_events_read_total",
+            "counter",
+            "Entries this node read from the shared log.",
+            st.read as f64,
+        ),
+        (
+            "hookcast_cluster_holes_total",
+            "counter",
+            "Holes in what this node could read (each a reset).",
+            st.holes as f64,
+        ),
+        (
+            "hookcast_cluster_read_lag_seconds",
+            "gauge",
+            "Time from the last entry's append (Redis clock) to this node reading it.",
+            st.read_lag_us as f64 / 1e6,
+        ),
+        (
+            "hookcast_cluster_runner",
+            "gauge",
+            "1 while this node holds the runner role (deploy commands run here).",
+            f64::from(u8::from(runner)),
+        ),
+    ];
+    for (name, kind, help, v) in lines {
+        // `{v}` prints whole numbers without a fraction, as the other lines are.
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-    };
-    one(
-        "hookcast_redis_up",
-        "gauge",
-        "1 while both Redis links (commands and reader) are connected.",
-        u64::from(c.is_up()),
-    );
-    one(
-        "hookcast_redis_connects_total",
-        "counter",
-        "Connections to Redis made (both links; the first ones included).",
-        w.connects + r.connects,
-    );
-    one(
-        "hookcast_redis_breaks_total",
-        "counter",
-        "Times a Redis link broke (and was reconnected).",
-        w.breaks + r.breaks,
-    );
-    one("hookcast_redis_commands_total", "counter", "Commands sent to Redis.", w.commands + r.commands);
-    one("hookcast_redis_script_errors_total", "counter", "Appends Redis refused.", st.script_errors);
-    one(
-        "hookcast_cluster_events_written_total",
-        "counter",
-        "Entries this node appended to the shared log.",
-        st.written,
-    );
-    one("hookcast_cluster_events_read_total", "counter", "Entries this node read from the shared log.", st.read);
-    one("hookcast_cluster_holes_total", "counter", "Holes in what this node could read (each a reset).", st.holes);
-    one(
-        "hookcast_cluster_runner",
-        "gauge",
-        "1 while this node holds the runner role (deploy commands run here).",
-        u64::from(c.is_runner(std::time::Instant::now())),
-    ); // A fraction of a second: not through `one`, which writes integers.
-    let name = "hookcast_cluster_read_lag_seconds";
-    let _ = writeln!(
-        s,
-        "# HELP {name} Time from the last entry's append (Redis clock) to this node reading it.\n# TYPE {name} gauge\n{name} {:.6}",
-        st.read_lag_us as f64 / 1e6
-    );
+    }
 }
 
 /// Escapes a label value (backslash, quote, newline) per the exposition format.
