@@ -97,7 +97,7 @@ fn poll(app: &mut App, client: Client, head: &Head) -> Outcome {
             (Err(r), _) | (_, Err(r)) => return respond(r),
         };
     let since = match query_param(q, "since").or_else(|| head.header_str("last-event-id").map(str::to_string)) {
-        None => app.hub.last_id(),
+        None => app.live_cursor(),
         Some(s) => s.trim().parse::<u64>().unwrap_or(0),
     };
     let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
@@ -365,7 +365,7 @@ fn events(app: &mut App, client: Client, head: &Head, single: Option<String>) ->
     // Where this stream starts: the client's cursor when it resumes (a gap or a cursor ahead of
     // the server is corrected by the `reset` that follows), else the newest event, which is
     // exactly the point the subscriber's live stream continues from.
-    out.extend_from_slice(&crate::sse::position(last_event_id.unwrap_or_else(|| app.hub.last_id())));
+    out.extend_from_slice(&crate::sse::position(last_event_id.unwrap_or_else(|| app.live_cursor())));
     let token = app.auth.token_id(&who);
     Outcome::Subscribe(SubscribeRequest { head: out, patterns, wire, last_event_id, token, client })
 }

@@ -471,6 +471,18 @@ impl App {
         self.last_seq
     }
 
+    /// Where a new subscriber without a cursor starts: the newest event. A cluster node that
+    /// has not read the shared log to its end yet (Redis was away when it started) starts it
+    /// at the clock instead, so that what it reads later from before the subscriber came is
+    /// not sent as news (the log's ids are Redis's clock in microseconds).
+    pub fn live_cursor(&self) -> u64 {
+        let head = self.hub.last_id();
+        match &self.cluster {
+            Some(c) if !c.caught_up() => head.max(crate::clock::unix_ms() * 1000),
+            _ => head,
+        }
+    }
+
     /// Where the answer waiting for record (or append) `seq` stands.
     pub fn ack_of(&self, seq: u64) -> Ack {
         if let Some(c) = &self.cluster {

@@ -547,7 +547,7 @@ impl<S: Socket> Conn<S> {
         if r.gap {
             // The client must refetch its state; it is consistent again from just before the
             // first event we still have (or from now, when there is none).
-            let resume = r.events.first().map_or(app.hub.last_id(), |e| e.id - 1);
+            let resume = r.events.first().map_or_else(|| app.live_cursor(), |e| e.id - 1);
             self.out.push_owned(s.wire.reset_event(s.last_id, resume));
             s.last_id = resume;
         }
@@ -936,7 +936,7 @@ impl<S: Socket> Conn<S> {
         Subscriber {
             patterns,
             wire,
-            last_id: app.hub.last_id(),
+            last_id: app.live_cursor(),
             catch_up: None,
             wrote: false,
             ws,

@@ -28,6 +28,9 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 /// The journal's writer thread wakes the loop through this when records became durable.
 const WAKER: Token = Token(usize::MAX - 3);
+/// How long a cluster node waits at start for Redis (to read the shared log) before it serves
+/// without it.
+const LOG_WAIT: Duration = Duration::from_secs(10);
 /// Scratch buffer every read goes through; only leftovers are copied into a connection.
 const READ_SCRATCH: usize = 64 * 1024;
 /// How often a journal replay tells systemd it is still starting (and extends its timeout).
@@ -108,6 +111,10 @@ pub struct Server {
     ping: Rc<[u8]>,
     next_ping: Instant,
     accept_paused_until: Option<Instant>,
+    /// In a cluster, until the reader has read the shared log to its end (or this deadline
+    /// passed with Redis away): connections wait in the kernel's queue meanwhile, as they do
+    /// during a journal replay, so that no subscriber meets a half-read history.
+    awaiting_log: Option<Instant>,
     phase: Phase,
     /// Where SIGHUP reads the configuration again.
     source: Option<crate::config::ConfigSource>,
@@ -229,6 +236,7 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(StartError::setup("the listener"))?;
+        let app_awaits_log = app.cluster.as_ref().map(|_| app.now + LOG_WAIT);
         let next_keepalive = app.now + app.cfg.sse.keepalive;
         let next_ping = app.now + app.cfg.ws.ping_interval;
         Ok(Server {
@@ -249,6 +257,7 @@ impl Server {
             ping: Rc::from(crate::ws::frame::encode_frame(crate::ws::frame::Opcode::Ping, b"")),
             next_ping,
             accept_paused_until: None,
+            awaiting_log: app_awaits_log,
             phase: Phase::Running,
             source: None,
             notifier,
@@ -350,7 +359,9 @@ impl Server {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         if let Some(n) = &self.notifier {
-            n.ready();
+            if self.awaiting_log.is_none() {
+                n.ready();
+            }
             self.next_watchdog = n.watchdog_interval().map(|i| Instant::now() + i);
         }
         loop {
@@ -405,6 +416,7 @@ impl Server {
             if let Some(c) = self.app.cluster.as_mut() {
                 c.tick(self.app.now);
             }
+            self.check_log_read();
             self.release_durable();
             self.app.runner.read_more();
             self.app.runner.tick(self.app.now);
@@ -442,6 +454,30 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Starts accepting once the cluster's log has been read to its end, or when the wait
+    /// for it is over (Redis away at start: the node serves, degraded; resumes get `reset`
+    /// until it has read the log).
+    fn check_log_read(&mut self) {
+        let Some(until) = self.awaiting_log else { return };
+        let caught_up = self.app.cluster.as_ref().is_some_and(|c| c.caught_up());
+        if !caught_up && self.app.now < until {
+            return;
+        }
+        if caught_up {
+            log::info!(
+                "cluster: the shared log is read ({} events in history); accepting connections",
+                self.app.hub.stats().history_events
+            );
+        } else {
+            log::warn!("cluster: Redis not reachable after {LOG_WAIT:?}; accepting connections without the shared log");
+        }
+        self.awaiting_log = None;
+        if let Some(n) = &self.notifier {
+            n.ready();
+        }
+        self.accept_all();
     }
 
     /// What every turn ends with, in this order: runs' output becomes events and answers, the
@@ -489,6 +525,7 @@ impl Server {
             Phase::Draining(until) => Some(until),
         };
         for t in [
+            self.awaiting_log,
             self.app.cluster.as_ref().and_then(|c| c.next_deadline()),
             self.accept_paused_until,
             phase_deadline,
@@ -506,7 +543,7 @@ impl Server {
     }
 
     fn accept_all(&mut self) {
-        if self.accept_paused_until.is_some() || self.phase != Phase::Running {
+        if self.accept_paused_until.is_some() || self.awaiting_log.is_some() || self.phase != Phase::Running {
             return;
         }
         loop {

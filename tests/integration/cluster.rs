@@ -1197,3 +1197,26 @@ fn a_flushed_script_cache_is_loaded_again() {
     let metrics = c.nodes[0].get("/metrics").text();
     assert!(metrics.lines().any(|l| l == "hookcast_redis_script_errors_total 0"), "{metrics}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// n. A node that joins late reads the log before it serves
+
+#[test]
+#[ignore = "needs redis-server"]
+fn a_node_that_joins_late_sends_no_old_event_as_news() {
+    let r = redis(false);
+    let mut c = Cluster::start(1, &r.url(0), &extra(json!({})));
+    for i in 0..300 {
+        c.nodes[0].publish("late", &format!("old-{i}"));
+    }
+    // A new node; a subscriber without a cursor connects to it at once (the connection waits
+    // in the kernel's queue until the node has read the log).
+    let d = c.add_node();
+    let mut es = Es::start(c.listen(d), "late", None);
+    let id = c.nodes[0].publish("late", "new");
+    let e = es.event();
+    assert_eq!((e.id, e.data.as_str()), (id, "new"), "the first event is the one published after it came");
+    // And a resume on the new node from an old id gets exactly what followed it.
+    let mut resumed = Es::start(c.listen(d), "late", Some(id - 1));
+    assert_eq!(resumed.event().data, "new");
+}
