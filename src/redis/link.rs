@@ -1,6 +1,7 @@
 //! One connection to Redis, driven by the event loop like any other socket: non-blocking
-//! connect, a pipelined request queue whose replies come back in order, a handshake (`AUTH`,
-//! `SELECT`, or a `PING` that proves the peer speaks RESP) before the owner may send anything,
+//! connect, a pipelined request queue whose replies come back in order, a handshake (`AUTH`
+//! when there is a password, then `SELECT`, whose `+OK` also proves the peer speaks RESP) before
+//! the owner may send anything,
 //! and reconnection with exponential backoff and jitter when the link breaks.
 //!
 //! ```text
@@ -745,6 +746,27 @@ mod tests {
             Ok(Parsed::Done(v, n)) if n == raw.len() => v,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn reconnects_back_off_exponentially_with_jitter_and_a_cap() {
+        let poll = mio::Poll::new().unwrap();
+        let cfg = LinkConfig {
+            role: "test",
+            url: super::super::url::parse_url("redis://127.0.0.1:1/0").unwrap(),
+            password: None,
+            timeout: Duration::from_secs(1),
+            max_out: 1 << 20,
+            limits: Limits::default(),
+            sentinel: None,
+        };
+        let mut link = Link::new(cfg, poll.registry().try_clone().unwrap(), Token(7));
+        for attempt in 1..=12u32 {
+            let base = MIN_BACKOFF.saturating_mul(1 << (attempt.min(8) - 1)).min(MAX_BACKOFF);
+            let d = link.backoff();
+            assert!(d >= base / 2 && d <= base.mul_f64(1.5), "attempt {attempt}: {d:?} around {base:?}");
+        }
+        assert!(link.backoff() <= MAX_BACKOFF.mul_f64(1.5));
     }
 
     #[test]
