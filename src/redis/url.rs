@@ -134,19 +134,21 @@ fn parse_unix(rest: &str) -> Result<RedisUrl, String> {
     if path.contains('#') || path.contains('\0') {
         return Err(format!("not a socket path: {path:?}"));
     }
-    let mut db = 0;
+    let (mut db, mut user) = (0, None);
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
         match pair.split_once('=') {
             Some(("db", n)) => db = parse_db(n)?,
+            // An ACL user (`AUTH user password`); a socket path leaves no room for `user@`.
+            Some(("user", u)) if !u.is_empty() => user = Some(percent_decode(u)?),
             _ => {
                 let key = pair.split_once('=').map_or(pair, |(k, _)| k);
                 return Err(format!(
-                    "unknown query key {key:?} in a unix: address (only db; the password goes in \"password\")"
+                    "unknown query key {key:?} in a unix: address (db and user; the password goes in \"password\")"
                 ));
             }
         }
     }
-    Ok(RedisUrl { addr: Addr::Unix(PathBuf::from(path)), user: None, password: None, db })
+    Ok(RedisUrl { addr: Addr::Unix(PathBuf::from(path)), user, password: None, db })
 }
 
 fn parse_db(s: &str) -> Result<u32, String> {
@@ -247,11 +249,15 @@ impl fmt::Display for RedisUrl {
     /// The URL without its password (`redis://user:***@host:port/db`), for logs and `hookcast check`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.addr {
-            // `unix://` would take `//x` for an empty host and a relative path.
-            Addr::Unix(p) if p.as_os_str().as_encoded_bytes().starts_with(b"//") => {
-                write!(f, "unix://{}?db={}", p.display(), self.db)
+            Addr::Unix(p) => {
+                // `unix://` would take `//x` for an empty host and a relative path.
+                let slashes = if p.as_os_str().as_encoded_bytes().starts_with(b"//") { "//" } else { "" };
+                write!(f, "unix:{slashes}{}?db={}", p.display(), self.db)?;
+                match &self.user {
+                    Some(u) => write!(f, "&user={}", percent_encode(u)),
+                    None => Ok(()),
+                }
             }
-            Addr::Unix(p) => write!(f, "unix:{}?db={}", p.display(), self.db),
             tcp => {
                 write!(f, "redis://")?;
                 match (&self.user, &self.password) {
@@ -335,6 +341,11 @@ mod tests {
         let sock = || Addr::Unix(PathBuf::from("/run/redis/redis.sock"));
         assert_eq!(ok("unix:/run/redis/redis.sock"), url(sock(), None, None, 0));
         assert_eq!(ok("unix:/run/redis/redis.sock?db=4"), url(sock(), None, None, 4));
+        assert_eq!(ok("unix:/run/redis/redis.sock?db=4&user=app%40x"), url(sock(), Some("app@x"), None, 4));
+        assert_eq!(
+            ok("unix:/run/redis/redis.sock?user=app&db=4").to_string(),
+            "unix:/run/redis/redis.sock?db=4&user=app"
+        );
         assert_eq!(ok("unix:///run/redis/redis.sock?db=4"), url(sock(), None, None, 4));
         assert_eq!(ok("UNIX:/run/redis/redis.sock"), url(sock(), None, None, 0));
     }

@@ -1220,3 +1220,70 @@ fn a_node_that_joins_late_sends_no_old_event_as_news() {
     let mut resumed = Es::start(c.listen(d), "late", Some(id - 1));
     assert_eq!(resumed.event().data, "new");
 }
+
+// ---------------------------------------------------------------------------------------------
+// o. A unix socket, an ACL user and its password
+
+/// A `redis-server` on a unix socket only, with an ACL user; killed on drop.
+struct UnixRedis(std::process::Child);
+
+impl Drop for UnixRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server"]
+fn a_node_links_over_a_unix_socket_as_an_acl_user() {
+    need_tool("redis-server", "redis-server");
+    let dir = TempDir::new("unix-redis");
+    let sock = dir.0.join("redis.sock");
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", "0", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .arg("--unixsocket")
+        .arg(&sock)
+        .args([
+            "--unixsocketperm",
+            "700",
+            "--user",
+            "default",
+            "off",
+            "--user",
+            "hc",
+            "on",
+            ">s3cret",
+            "~*",
+            "&*",
+            "+@all",
+        ])
+        .arg("--dir")
+        .arg(&dir.0)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _redis = UnixRedis(child);
+    // Generous: the socket is there within milliseconds.
+    assert!(eventually(10 * SECOND, || std::os::unix::net::UnixStream::connect(&sock).is_ok()));
+    let node = |password: &str| {
+        let cfg = json!({
+            "listen": "127.0.0.1:0", "public": open_rules(),
+            "cluster": {
+                "redis": format!("unix:{}?db=3&user=hc", sock.display()), "password": password,
+                "name": "unix", "node": "a",
+            },
+        });
+        Daemon::start_args(Some(&cfg.to_string()), &[])
+    };
+    let good = node("s3cret");
+    assert!(linked(&good, 10 * SECOND), "linked as hc over the socket");
+    let mut es = Es::start(&good.addr.to_string(), "unix", None);
+    let id = good.publish("unix", "over the socket");
+    assert_eq!(es.event().id, id);
+    // A wrong password: the node serves (after its wait for the log), but refuses new work.
+    let bad = node("wrong");
+    let resp = try_publish(&bad, "unix", "refused", 15 * SECOND).unwrap();
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert!(!bad.get("/metrics").text().lines().any(|l| l == "hookcast_redis_up 1"));
+}
