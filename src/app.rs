@@ -69,8 +69,9 @@ pub struct App {
     /// Outcomes of cluster appends settled this turn, for the answers waiting on them (filled
     /// and emptied by the loop around [`crate::conn::Conn::finish_durable`]).
     pub settled: std::collections::BTreeMap<u64, crate::cluster::Appended>,
-    /// In a cluster: the duplicate answer for a delivery's append, should the log refuse it.
-    pub if_duplicate: HashMap<u64, crate::http::response::Response>,
+    /// In a cluster: the hook and the duplicate answer for a delivery's append, should the
+    /// log refuse it.
+    pub if_duplicate: HashMap<u64, (String, crate::http::response::Response)>,
     /// In a cluster: delivery requests read from the log, waiting for their records.
     pub log_pending: HashMap<(String, String), crate::hooks::stored::Stored>,
     /// Holes in what this node could read from the cluster's log (ids through which events
@@ -469,6 +470,19 @@ impl App {
         }
         self.last_seq = c.append(&entries, dedup.as_deref());
         self.last_seq
+    }
+
+    /// The answer to a delivery whose append the cluster's log refused as a duplicate (another
+    /// node accepted the same delivery first); its metrics move from accepted to duplicate.
+    pub fn duplicate_answer(&mut self, seq: u64) -> crate::http::response::Response {
+        let Some((hook, resp)) = self.if_duplicate.remove(&seq) else {
+            return crate::http::response::Response::json(200, &serde_json::json!({ "duplicate": true }));
+        };
+        if let Some(n) = self.metrics.deliveries.get_mut(&(hook.clone(), "accepted")) {
+            *n = n.saturating_sub(1);
+        }
+        *self.metrics.deliveries.entry((hook, "duplicate")).or_default() += 1;
+        resp
     }
 
     /// Where a new subscriber without a cursor starts: the newest event. A cluster node that

@@ -1088,10 +1088,7 @@ impl<S: Socket> Conn<S> {
                         Some(body) => Response { body, ..w.resp },
                         None => w.resp,
                     },
-                    Ack::Duplicate => app
-                        .if_duplicate
-                        .remove(&w.seq)
-                        .unwrap_or_else(|| Response::json(200, &serde_json::json!({ "duplicate": true }))),
+                    Ack::Duplicate => app.duplicate_answer(w.seq),
                     Ack::Failed(why) => Response::error(503, why).with("Retry-After", "30"),
                     Ack::Done(None) | Ack::Pending => w.resp,
                 };

@@ -129,7 +129,7 @@ fn deliver(app: &mut App, kept: Stored, port: u16, replay: bool) -> Outcome {
         if let (Outcome::Durable { seq, .. }, false) = (&out, replay) {
             // Another node may have taken this delivery id first: then the log says so.
             let body = json!({ "duplicate": true, "delivery": d.record.delivery, "hook": id });
-            app.if_duplicate.insert(*seq, Response::json(200, &body));
+            app.if_duplicate.insert(*seq, (id.to_string(), Response::json(200, &body)));
         }
         // Every node notes it on the status page when it reads it back from the log.
         return out;

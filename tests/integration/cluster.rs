@@ -678,6 +678,18 @@ fn the_same_delivery_on_two_nodes_runs_once() {
     let mut ran = lines_of(&out);
     ran.sort();
     assert_eq!(ran, ["1", "2"], "each delivery ran exactly once");
+    // Over both nodes, the metrics count what the senders were told.
+    let count = |outcome: &str| -> u64 {
+        let line = format!("hookcast_deliveries_total{{hook=\"once\",outcome=\"{outcome}\"}} ");
+        c.nodes
+            .iter()
+            .filter_map(|d| {
+                let text = d.get("/metrics").text();
+                text.lines().find_map(|l| l.strip_prefix(line.as_str()).and_then(|v| v.parse::<u64>().ok()))
+            })
+            .sum()
+    };
+    assert_eq!((count("accepted"), count("duplicate")), (2, 2));
 }
 
 #[test]
