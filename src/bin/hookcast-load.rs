@@ -88,7 +88,10 @@ Exit status: 0; 1 if fewer than 99% of the subscribers were established (or, for
 publish, a publish failed); 2 on a usage error.
 
 OPTIONS:
-    --target HOST:PORT      server address (IPv4); also sent as the Host header
+    --target HOST:PORT      server address (IPv4); also sent as the Host header. idle and
+                            fanout take it more than once: subscriber i connects to target
+                            i mod T (round-robin), and fanout publishes to the first one
+                            unless --publish-target is given
     --path PATH             subscriber request target, e.g. '/events?topics=demo'
     --ws                    subscribe over WebSocket instead of Server-Sent Events
     --conns N               number of subscribers
@@ -105,7 +108,7 @@ OPTIONS:
     --events E              (fanout) number of events to publish
     --interval-ms MS        (fanout) pause between two publishes
     --publish-path PATH     (fanout) e.g. /publish/bench
-    --publish-target H:P    (fanout) where to POST (default: --target)
+    --publish-target H:P    (fanout) where to POST (default: the first --target)
     --token T               (fanout) sent as 'Authorization: Bearer T' with each publish
     --wait SECS             (fanout) how long to wait for deliveries after the last publish
                             (default 10)
@@ -194,9 +197,10 @@ impl Transport {
 #[derive(Debug)]
 struct Opts {
     mode: Mode,
-    /// `--target` as given: the Host header.
-    target: String,
+    /// The first `--target`: where to publish by default.
     target_addr: SocketAddrV4,
+    /// Every `--target` as given (the Host header) and resolved: subscriber i goes to i mod len.
+    targets: Vec<(String, SocketAddrV4)>,
     path: String,
     transport: Transport,
     conns: usize,
@@ -223,7 +227,7 @@ struct Opts {
 /// The flags exactly as typed, before validation.
 #[derive(Default)]
 struct RawOpts {
-    target: Option<String>,
+    targets: Vec<String>,
     path: Option<String>,
     ws: bool,
     conns: Option<String>,
@@ -276,7 +280,10 @@ fn parse_args(args: Vec<String>) -> Result<Option<Opts>, String> {
             None => it.next().ok_or_else(|| format!("{name} needs a value"))?,
         };
         let slot = match name.as_str() {
-            "--target" => &mut raw.target,
+            "--target" => {
+                raw.targets.push(value);
+                continue;
+            }
             "--path" => &mut raw.path,
             "--conns" => &mut raw.conns,
             "--header" => {
@@ -338,8 +345,15 @@ fn check_path(name: &str, path: &str) -> Result<(), String> {
 }
 
 fn validate(mode: Mode, raw: RawOpts) -> Result<Opts, String> {
-    let target = required("--target", &raw.target)?.to_string();
-    let target_addr = resolve_v4("--target", &target)?;
+    if raw.targets.is_empty() {
+        return Err("--target is required".into());
+    }
+    let targets = raw
+        .targets
+        .iter()
+        .map(|t| resolve_v4("--target", t).map(|addr| (t.clone(), addr)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (target, target_addr) = targets[0].clone();
     let path = required("--path", &raw.path)?.to_string();
     check_path("--path", &path)?;
     let conns: usize = number("--conns", Some(required("--conns", &raw.conns)?), 0)?;
@@ -438,8 +452,8 @@ fn validate(mode: Mode, raw: RawOpts) -> Result<Opts, String> {
     }
     Ok(Opts {
         mode,
-        target,
         target_addr,
+        targets,
         path,
         transport: if raw.ws { Transport::Ws } else { Transport::Sse },
         conns,
@@ -470,10 +484,11 @@ fn worker_args(opts: &Opts, share: usize, offset: usize, batch: usize) -> Vec<St
         Mode::Fanout => "fanout",
     };
     let sources: Vec<String> = opts.sources.iter().map(Ipv4Addr::to_string).collect();
-    let mut args: Vec<String> = vec![
-        mode.into(),
-        "--target".into(),
-        opts.target.clone(),
+    let mut args: Vec<String> = vec![mode.into()];
+    for (target, _) in &opts.targets {
+        args.extend(["--target".into(), target.clone()]);
+    }
+    args.extend([
         "--path".into(),
         opts.path.clone(),
         "--conns".into(),
@@ -490,7 +505,7 @@ fn worker_args(opts: &Opts, share: usize, offset: usize, batch: usize) -> Vec<St
         opts.connect_timeout.as_secs().to_string(),
         "--worker-offset".into(),
         offset.to_string(),
-    ];
+    ]);
     if opts.transport == Transport::Ws {
         args.push("--ws".into());
     }
@@ -970,11 +985,11 @@ fn run_worker(opts: &Opts, offset: usize) -> i32 {
 
 /// What every shard of this process shares.
 struct Plan {
-    target: SocketAddrV4,
+    /// Per target: its address and the whole request (SSE), or the request up to the value of
+    /// Sec-WebSocket-Key (WS). Connection i goes to target i mod len.
+    targets: Vec<(SocketAddrV4, String)>,
     sources: Vec<Ipv4Addr>,
     transport: Transport,
-    /// The whole request (SSE), or the request up to the value of Sec-WebSocket-Key (WS).
-    request: String,
     window: usize,
     connect_deadline: Instant,
     hard_deadline: Instant,
@@ -982,9 +997,9 @@ struct Plan {
     expect_events: Option<u64>,
 }
 
-fn subscriber_request(opts: &Opts) -> String {
+fn subscriber_request(opts: &Opts, host: &str) -> String {
     let extra: String = opts.headers.iter().map(|h| format!("{h}\r\n")).collect();
-    let (path, host) = (&opts.path, &opts.target);
+    let path = &opts.path;
     match opts.transport {
         Transport::Sse => format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\
@@ -1001,10 +1016,9 @@ fn subscriber_request(opts: &Opts) -> String {
 fn start_shards(opts: &Opts, first: usize, count: usize, batch: usize, stop: &Arc<AtomicBool>, tx: &Sender<Report>) {
     let now = Instant::now();
     let plan = Arc::new(Plan {
-        target: opts.target_addr,
+        targets: opts.targets.iter().map(|(host, addr)| (*addr, subscriber_request(opts, host))).collect(),
         sources: opts.sources.clone(),
         transport: opts.transport,
-        request: subscriber_request(opts),
         window: (batch / opts.threads).max(1),
         connect_deadline: now + opts.connect_timeout,
         hard_deadline: now + hard_bound(opts),
@@ -1202,7 +1216,8 @@ impl Shard<'_> {
         let idx = self.conns.len();
         let global = self.first + i;
         let source = self.plan.sources[global % self.plan.sources.len()];
-        let conn = sys::connect_from(source, self.plan.target).and_then(|std_stream| {
+        let (target, request) = &self.plan.targets[global % self.plan.targets.len()];
+        let conn = sys::connect_from(source, *target).and_then(|std_stream| {
             let mut stream = TcpStream::from_std(std_stream);
             self.poll.registry().register(&mut stream, Token(idx), Interest::READABLE | Interest::WRITABLE)?;
             Ok(stream)
@@ -1217,15 +1232,13 @@ impl Shard<'_> {
             }
         };
         let (out, accept, body) = match self.plan.transport {
-            Transport::Sse => (
-                self.plan.request.clone().into_bytes(),
-                None,
-                BodyState::Sse { chunked: None, sse: SseState::default() },
-            ),
+            Transport::Sse => {
+                (request.clone().into_bytes(), None, BodyState::Sse { chunked: None, sse: SseState::default() })
+            }
             Transport::Ws => {
                 let key = BASE64.encode(self.rng.bytes16());
                 let accept = ws_accept(&key);
-                let request = format!("{}{key}\r\n\r\n", self.plan.request);
+                let request = format!("{request}{key}\r\n\r\n");
                 (request.into_bytes(), Some(accept), BodyState::Ws(WsState::default()))
             }
         };
@@ -2437,5 +2450,21 @@ mod tests {
         assert!(parse_args(args("idle --target 127.0.0.1:80 --path /x --conns 1 --events 1")).is_err());
         assert!(parse_args(args("idle --target 127.0.0.1:80 --path /x --conns 1 --pushpin-channel c")).is_err());
         assert!(parse_args(args("idle --help")).unwrap().is_none());
+    }
+
+    #[test]
+    fn several_targets() {
+        let o = parse_args(args(
+            "fanout --target 127.0.0.1:81 --target 127.0.0.1:82 --path /e --conns 4 --events 1 \
+             --interval-ms 0 --publish-path /p",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!((o.targets[0].0.as_str(), o.publish_target.as_str()), ("127.0.0.1:81", "127.0.0.1:81"));
+        assert_eq!(o.targets.len(), 2);
+        let again = parse_args(worker_args(&o, 2, 2, 100)).unwrap().unwrap();
+        let ports: Vec<u16> = again.targets.iter().map(|(_, a)| a.port()).collect();
+        assert_eq!(ports, vec![81, 82]);
+        assert!(subscriber_request(&o, "127.0.0.1:82").contains("Host: 127.0.0.1:82\r\n"));
     }
 }
