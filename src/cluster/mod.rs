@@ -261,7 +261,7 @@ impl Cluster {
     /// A node's links to Redis (they connect on the first tick). `max_entry` is the largest
     /// entry any node may append (from the request size limits): the reader takes replies up
     /// to that per entry, and asks for as few entries per read as keep a reply within
-    /// [`READ_REPLY_BUDGET`].
+    /// `READ_REPLY_BUDGET`.
     pub fn new(cfg: ClusterConfig, registry: &Registry, dedup: Duration, max_entry: usize) -> std::io::Result<Cluster> {
         let prefix = format!("hookcast:{{{}}}:", cfg.name);
         let keys =
