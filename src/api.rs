@@ -9,9 +9,7 @@ use crate::http::request::{query_param, Head};
 use crate::http::response::{Field, Response};
 use crate::http::router::{self, Route, RouteError};
 use crate::hub::Wire;
-use access::{
-    caller, client, cors_headers, denied, origin_allowed, preflight, presented, presented_token, with_cors, Via,
-};
+use access::{caller, client, cors_headers, denied, origin_allowed, preflight, presented, with_cors, Via};
 use serde_json::json;
 use std::net::IpAddr;
 
@@ -62,6 +60,8 @@ pub struct PollRequest {
     pub limit: usize,
     /// Who asked (counted per client while it waits).
     pub client: Client,
+    /// When the credential it was asked with expires (unix seconds): it is not held longer.
+    pub expires: Option<u64>,
 }
 
 /// Default and largest `timeout` of a long poll, in seconds.
@@ -107,7 +107,9 @@ fn poll(app: &mut App, client: Client, head: &Head) -> Outcome {
     if head.method == crate::http::request::Method::Head {
         return respond(Response::new(200, "application/json", Vec::new()));
     }
-    Outcome::Poll(PollRequest { patterns, since, timeout: std::time::Duration::from_secs(timeout), limit, client })
+    let expires = app.auth.credential(&who).and_then(|c| c.expires());
+    let timeout = std::time::Duration::from_secs(timeout);
+    Outcome::Poll(PollRequest { patterns, since, timeout, limit, client, expires })
 }
 
 /// An accepted WebSocket handshake.
@@ -118,7 +120,7 @@ pub struct WsUpgrade {
     /// Patterns from `?topics=`, validated and authorised.
     pub patterns: Vec<String>,
     /// The token the client authenticated with (for later subscribe/publish ops).
-    pub token: Option<crate::auth::TokenId>,
+    pub token: Option<crate::auth::Credential>,
     /// Resume point from `?lastEventId=`.
     pub last_event_id: Option<u64>,
     /// Echo mode (conformance testing): no hub, every message sent back.
@@ -139,7 +141,7 @@ pub struct SubscribeRequest {
     /// Resume point (`Last-Event-ID` or `lastEventId`), if any.
     pub last_event_id: Option<u64>,
     /// The token the client authenticated with (checked again on a reload).
-    pub token: Option<crate::auth::TokenId>,
+    pub token: Option<crate::auth::Credential>,
     /// Who connected (checked again on a reload).
     pub client: Client,
 }
@@ -366,7 +368,7 @@ fn events(app: &mut App, client: Client, head: &Head, single: Option<String>) ->
     // the server is corrected by the `reset` that follows), else the newest event, which is
     // exactly the point the subscriber's live stream continues from.
     out.extend_from_slice(&crate::sse::position(last_event_id.unwrap_or_else(|| app.live_cursor())));
-    let token = app.auth.token_id(&who);
+    let token = app.auth.credential(&who);
     Outcome::Subscribe(SubscribeRequest { head: out, patterns, wire, last_event_id, token, client })
 }
 
@@ -417,11 +419,11 @@ pub fn journal_unavailable(why: &str) -> Response {
 /// browser can open a WebSocket or EventSource (which cannot carry headers) without putting the
 /// long-lived token in a URL.
 fn ticket(app: &mut App, client: Client, head: &Head) -> Response {
-    let who = app.auth.identify(presented_token(head).as_deref(), client);
-    let Some(id) = app.auth.token_id(&who) else {
+    let who = caller(app, client, head, false);
+    let Some(credential) = app.auth.credential(&who) else {
         return denied(&who, "get a ticket");
     };
-    match app.issue_ticket(id) {
+    match app.issue_ticket(credential) {
         Some(t) => Response::json(200, &json!({ "ticket": t, "expires_in": crate::auth::TICKET_TTL.as_secs() })),
         None => Response::error(429, "too many tickets outstanding").with("Retry-After", "30"),
     }
@@ -471,7 +473,7 @@ fn ws_upgrade(app: &mut App, client: Client, head: &Head, echo: bool) -> Outcome
     Outcome::Upgrade(WsUpgrade {
         head: handshake::response_head(&handshake::accept_key(key), protocol),
         patterns,
-        token: app.auth.token_id(&who),
+        token: app.auth.credential(&who),
         last_event_id: last_event_id(head),
         echo,
         client,

@@ -42,6 +42,8 @@ pub struct App {
     pub cfg: Config,
     /// Token and anonymous-access decisions.
     pub auth: Auth,
+    /// Verifiers of signed subscriber tokens (config `jwt`).
+    pub jwt: crate::jwt::Verifiers,
     /// Topics, history and subscriptions.
     pub hub: Hub,
     /// Counters for `/metrics`.
@@ -166,6 +168,7 @@ impl App {
         let deliveries = crate::hooks::stored::StoredDeliveries::new(cfg.journal.max_delivery_bytes);
         let runner = crate::runner::Runner::new(cfg.runner.clone(), registry);
         let auth = Auth::new(cfg.tokens.clone(), cfg.public.clone());
+        let jwt = crate::jwt::Verifiers::new(cfg.jwt.clone());
         let hub = Hub::new(cfg.history.clone(), crate::clock::unix_us());
         let output_budget = crate::journal::budget::OutputBudget::new(
             cfg.journal.run_output_bytes,
@@ -175,6 +178,7 @@ impl App {
         let mut app = App {
             cfg,
             auth,
+            jwt,
             hub,
             metrics: Metrics::default(),
             started: now,
@@ -222,20 +226,27 @@ impl App {
         self.date.get()
     }
 
-    /// Issues a one-time ticket standing for token `token` (see [`crate::auth::Tickets`]):
-    /// signed with the cluster's shared key once it is known (any node takes it), else kept
-    /// here.
-    pub fn issue_ticket(&mut self, token: crate::auth::TokenId) -> Option<String> {
-        if let Some(key) = self.cluster.as_ref().and_then(|c| c.shared_key()) {
-            return self.tickets.issue_signed(key, &token, self.now, crate::clock::unix_ms());
+    /// Issues a one-time ticket standing for `credential` (see [`crate::auth::Tickets`]): a
+    /// configured token's is signed with the cluster's shared key once it is known (any node
+    /// takes it); a JWT's, and any without a cluster, is kept here and ends with the JWT.
+    pub fn issue_ticket(&mut self, credential: crate::auth::Credential) -> Option<String> {
+        use crate::auth::Credential;
+        match (&credential, self.cluster.as_ref().and_then(|c| c.shared_key())) {
+            (Credential::Token(id), Some(key)) => self.tickets.issue_signed(key, id, self.now, crate::clock::unix_ms()),
+            (Credential::Token(_), None) => self.tickets.issue_for(credential, self.now, crate::auth::TICKET_TTL),
+            (Credential::Jwt(g), _) => {
+                let left = g.expires.map_or(crate::auth::TICKET_TTL, |exp| {
+                    std::time::Duration::from_secs(exp.saturating_sub(crate::clock::unix_ms() / 1000))
+                });
+                self.tickets.issue_for(credential, self.now, left)
+            }
         }
-        self.tickets.issue(token, self.now)
     }
 
     /// Redeems a ticket once: the token it stands for, if it is valid and unexpired. A signed
     /// ticket's use is appended to the shared log, so the other nodes refuse it too once they
     /// read it (a use on two nodes within the log's few milliseconds is not caught).
-    pub fn redeem_ticket(&mut self, ticket: &str) -> Option<crate::auth::TokenId> {
+    pub fn redeem_ticket(&mut self, ticket: &str) -> Option<crate::auth::Credential> {
         if !crate::auth::is_signed_ticket(ticket) {
             return self.tickets.redeem(ticket, self.now);
         }
@@ -260,7 +271,7 @@ impl App {
                 };
                 // Its outcome is nobody's to wait for (forgotten with the daemon's own appends).
                 c.append(&[entry], None);
-                Some(r.token)
+                Some(crate::auth::Credential::Token(r.token))
             }
             Err(why) => {
                 log::debug!("tickets: a signed ticket refused: {why:?}");
@@ -598,6 +609,7 @@ impl App {
             cfg.cluster = self.cfg.cluster.clone();
         }
         self.auth = Auth::new(cfg.tokens.clone(), cfg.public.clone());
+        self.jwt = crate::jwt::Verifiers::new(cfg.jwt.clone());
         self.hub.set_history_config(cfg.history.clone());
         self.runner.set_config(cfg.runner.clone());
         self.dedup.set_max_age(cfg.dedup_window);

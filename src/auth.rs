@@ -7,6 +7,7 @@ use crate::topic;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Something a caller may be allowed to do on a topic.
@@ -286,15 +287,59 @@ pub struct Auth {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenId([u8; 32]);
 
+/// What a session or a ticket stands for: a configured token (by its hash), or what a verified
+/// JWT granted (kept compactly, never the token's text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A configured token.
+    Token(TokenId),
+    /// A verified JWT's grant.
+    Jwt(Rc<crate::jwt::Grant>),
+}
+
+impl Credential {
+    /// When it stops being valid (unix seconds): a JWT's `exp`; a configured token never.
+    pub fn expires(&self) -> Option<u64> {
+        match self {
+            Credential::Token(_) => None,
+            Credential::Jwt(g) => g.expires,
+        }
+    }
+}
+
 /// Who a request turned out to be: the token it presented, if any, and where it came from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Caller {
     /// Index of the matching token in the config, if a valid one was presented.
     pub token: Option<usize>,
+    /// What a verified JWT granted, if one was presented.
+    pub jwt: Option<Rc<crate::jwt::Grant>>,
     /// Whether a token was presented but matched none (answered 401 rather than 403).
     pub bad_token: bool,
+    /// Why a presented JWT was refused (said in the 401).
+    pub refused: Option<crate::jwt::Refusal>,
     /// Client address and `Host` check.
     pub client: Client,
+}
+
+impl Caller {
+    /// Nobody in particular, from `client`.
+    pub fn anonymous(client: Client) -> Caller {
+        Caller { token: None, jwt: None, bad_token: false, refused: None, client }
+    }
+
+    /// The caller a verified JWT (or its refusal) makes.
+    pub fn with_jwt(verified: Result<crate::jwt::Grant, crate::jwt::Refusal>, client: Client) -> Caller {
+        match verified {
+            Ok(g) => Caller { jwt: Some(Rc::new(g)), ..Caller::anonymous(client) },
+            Err(r) => Caller { bad_token: true, refused: Some(r), ..Caller::anonymous(client) },
+        }
+    }
+
+    /// Whether the caller identified with a valid credential (a token or a JWT).
+    pub fn identified(&self) -> bool {
+        self.token.is_some() || self.jwt.is_some()
+    }
 }
 
 impl Auth {
@@ -306,7 +351,7 @@ impl Auth {
     /// Identifies the caller from a presented token (or none).
     pub fn identify(&self, presented: Option<&str>, client: Client) -> Caller {
         let Some(t) = presented else {
-            return Caller { token: None, bad_token: false, client };
+            return Caller::anonymous(client);
         };
         let h = token_hash(t);
         // Compare against every token so the time does not tell which one matched.
@@ -316,7 +361,7 @@ impl Auth {
                 found = Some(i);
             }
         }
-        Caller { token: found, bad_token: found.is_none(), client }
+        Caller { token: found, bad_token: found.is_none(), ..Caller::anonymous(client) }
     }
 
     /// What stays true of the caller's token across a reload: its hash. An index into the token
@@ -326,11 +371,29 @@ impl Auth {
         caller.token.map(|i| TokenId(self.tokens[i].sha256))
     }
 
+    /// What a session or ticket of the caller stands for: its token's hash or its JWT's grant.
+    pub fn credential(&self, caller: &Caller) -> Option<Credential> {
+        match (&caller.jwt, self.token_id(caller)) {
+            (Some(g), _) => Some(Credential::Jwt(g.clone())),
+            (None, Some(id)) => Some(Credential::Token(id)),
+            (None, None) => None,
+        }
+    }
+
+    /// The caller a session's or ticket's credential stands for now (see
+    /// [`Auth::caller_with_token`]); a JWT's grant stays what it was when it was verified.
+    pub fn caller_with(&self, credential: &Credential, client: Client) -> Caller {
+        match credential {
+            Credential::Token(id) => self.caller_with_token(id, client),
+            Credential::Jwt(g) => Caller { jwt: Some(g.clone()), ..Caller::anonymous(client) },
+        }
+    }
+
     /// The caller holding the token `id` stands for (a WebSocket session, a redeemed ticket), as
     /// the configuration has it now: a token removed since is a bad token.
     pub fn caller_with_token(&self, id: &TokenId, client: Client) -> Caller {
         let index = self.tokens.iter().position(|t| t.sha256 == id.0);
-        Caller { token: index, bad_token: index.is_none(), client }
+        Caller { token: index, bad_token: index.is_none(), ..Caller::anonymous(client) }
     }
 
     /// The name of the caller's token, for logs.
@@ -341,6 +404,17 @@ impl Auth {
     /// Whether the caller may use `scope` on every topic `pattern` matches. `public` rules grant
     /// by address, so they apply only to a request whose `Host` is ours (see [`Client`]).
     pub fn allows(&self, caller: &Caller, scope: Scope, pattern: &str) -> bool {
+        if let Some(g) = &caller.jwt {
+            // A JWT grants subscribe and publish on its patterns, nothing else.
+            let granted: &[Box<str>] = match scope {
+                Scope::Subscribe => &g.subscribe,
+                Scope::Publish => &g.publish,
+                _ => &[],
+            };
+            if granted.iter().any(|s| topic::covers(s, pattern)) {
+                return true;
+            }
+        }
         if let Some(i) = caller.token {
             let t = &self.tokens[i];
             if t.scopes.contains(&scope) && t.topics.iter().any(|s| topic::covers(s, pattern)) {
@@ -357,7 +431,12 @@ impl Auth {
 
     /// Whether the caller holds `scope` on anything at all (for admin-only routes).
     pub fn has_scope(&self, caller: &Caller, scope: Scope) -> bool {
-        caller.token.is_some_and(|i| self.tokens[i].scopes.contains(&scope))
+        let by_jwt = caller.jwt.as_ref().is_some_and(|g| match scope {
+            Scope::Subscribe => !g.subscribe.is_empty(),
+            Scope::Publish => !g.publish.is_empty(),
+            _ => false,
+        });
+        by_jwt || caller.token.is_some_and(|i| self.tokens[i].scopes.contains(&scope))
     }
 }
 
@@ -531,8 +610,8 @@ impl Auth {
 /// ([`Tickets::redeem_signed`], [`Tickets::mark_used`]).
 #[derive(Debug, Default)]
 pub struct Tickets {
-    /// SHA-256 of the ticket → (the token it stands for, expiry).
-    map: HashMap<[u8; 32], (TokenId, Instant)>,
+    /// SHA-256 of the ticket → (what it stands for, expiry).
+    map: HashMap<[u8; 32], (Credential, Instant)>,
     /// Expiries of the signed tickets this node issued and that are still valid (oldest
     /// first: every ticket lives [`TICKET_TTL`]), held to [`MAX_TICKETS`] with `map`.
     issued: std::collections::VecDeque<Instant>,
@@ -556,6 +635,12 @@ impl Tickets {
     /// Issues a ticket for `token` at `now`; None when too many are outstanding or the system
     /// has no randomness to give.
     pub fn issue(&mut self, token: TokenId, now: Instant) -> Option<String> {
+        self.issue_for(Credential::Token(token), now, TICKET_TTL)
+    }
+
+    /// Issues a ticket standing for `credential` for `ttl` (a JWT's ticket ends with the JWT);
+    /// None as for [`Tickets::issue`].
+    pub fn issue_for(&mut self, credential: Credential, now: Instant, ttl: Duration) -> Option<String> {
         if !self.room(now) {
             return None;
         }
@@ -563,12 +648,12 @@ impl Tickets {
         crate::sys::random_bytes(&mut raw).ok()?;
         let ticket = format!("tk_{}", hex(&raw));
         // Only the hash is kept, like configured tokens.
-        self.map.insert(token_hash(&ticket), (token, now + TICKET_TTL));
+        self.map.insert(token_hash(&ticket), (credential, now + ttl.min(TICKET_TTL)));
         Some(ticket)
     }
 
-    /// Redeems a ticket once: the token it stands for, if it is valid and unexpired at `now`.
-    pub fn redeem(&mut self, ticket: &str, now: Instant) -> Option<TokenId> {
+    /// Redeems a ticket once: what it stands for, if it is valid and unexpired at `now`.
+    pub fn redeem(&mut self, ticket: &str, now: Instant) -> Option<Credential> {
         let (token, exp) = self.map.remove(&token_hash(ticket))?;
         (exp > now).then_some(token)
     }

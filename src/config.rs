@@ -201,6 +201,10 @@ pub struct Config {
     pub x_request_id: Option<usize>,
     /// Several nodes sharing one Redis; none: this node alone.
     pub cluster: Option<crate::cluster::config::ClusterConfig>,
+    /// `jwt`: verifiers of signed subscriber tokens.
+    pub jwt: Vec<crate::jwt::VerifierConfig>,
+    /// `jwt_cookie`: the cookie a JWT may come in.
+    pub jwt_cookie: String,
 }
 
 /// How the on-disk journal under `state_dir` behaves.
@@ -328,6 +332,8 @@ impl Config {
             journal,
             x_request_id: None,
             cluster,
+            jwt: Vec::new(),
+            jwt_cookie: "hookcast_jwt".to_string(),
         })
     }
 

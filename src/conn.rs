@@ -36,7 +36,7 @@
 use crate::api::stream::{self, OpReply};
 use crate::api::{self, Outcome};
 use crate::app::{Ack, App};
-use crate::auth::{Caller, Client, TokenId};
+use crate::auth::{Caller, Client, Credential};
 use crate::buf::{self, OutQueue, SocketResult};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{self, BodyKind, Head, Method};
@@ -136,6 +136,8 @@ pub struct PollWait {
     since: u64,
     limit: usize,
     reply: Reply,
+    /// When the credential it was asked with expires (unix seconds).
+    expires: Option<u64>,
 }
 
 /// An event subscriber: a Server-Sent Events stream, or a WebSocket when `ws` is set.
@@ -155,7 +157,7 @@ pub struct Subscriber {
     pub ws: Option<Box<WsSession>>,
     /// The token the client authenticated with: checked again at each WebSocket op and on a
     /// reload (boxed: most subscribers have none, and idle memory is counted in bytes).
-    pub token: Option<Box<TokenId>>,
+    pub token: Option<Box<Credential>>,
     /// Who connected, as resolved from the handshake (behind a trusted proxy: the client, not
     /// the proxy): every later decision is made for it, never for the TCP peer.
     pub client: Client,
@@ -167,7 +169,7 @@ impl Subscriber {
     /// Who the subscriber is under the configuration in force now.
     fn caller(&self, app: &App) -> Caller {
         match &self.token {
-            Some(id) => app.auth.caller_with_token(id, self.client),
+            Some(credential) => app.auth.caller_with(credential, self.client),
             None => app.auth.identify(None, self.client),
         }
     }
@@ -277,7 +279,17 @@ enum Timer {
     Closing,
     /// Reading and dropping input after the final response.
     Linger,
+    /// The credential a stream was opened with (a JWT, or a ticket standing for one) expires.
+    Expiry,
 }
+
+/// Time from now until `exp` (unix seconds).
+fn until_unix(exp: u64) -> Duration {
+    Duration::from_millis(exp.saturating_mul(1000).saturating_sub(crate::clock::unix_ms()))
+}
+
+/// RFC 6455 close code (private range) for a session whose credential expired.
+pub const CLOSE_EXPIRED: u16 = 4001;
 
 /// What the loop should do with a connection after a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -603,6 +615,10 @@ impl<S: Socket> Conn<S> {
     /// Handles the connection's deadline having passed.
     pub fn on_timeout(&mut self, app: &mut App) {
         self.deadline = None;
+        if self.timer == Timer::Expiry && matches!(self.state, State::Subscriber(_)) {
+            self.expire(app);
+            return;
+        }
         if !self.out.is_empty() {
             // The client is not reading what we already owe it: nothing more to say.
             self.close = Close::Now;
@@ -618,6 +634,11 @@ impl<S: Socket> Conn<S> {
                 app,
                 Response::error(503, "the journal did not confirm the write in time").with("Retry-After", "5"),
             ),
+            State::Poll(p) if p.expires.is_some_and(|e| crate::clock::unix_ms() / 1000 >= e) => {
+                app.metrics.sessions_expired[Transport::Poll as usize] += 1;
+                let r = stream::expired();
+                self.end_poll(app, r);
+            }
             State::Poll(p) => {
                 let r = stream::poll_timed_out(p.since);
                 self.end_poll(app, r);
@@ -862,9 +883,12 @@ impl<S: Socket> Conn<S> {
                 app.metrics.switch(self.transport, Transport::Poll);
                 self.transport = Transport::Poll;
                 let patterns = p.patterns.iter().map(|pat| app.hub.subscribe(self.token, pat)).collect();
-                self.arm(app, Timer::Poll, p.timeout);
-                let (client, since, limit) = (p.client, p.since, p.limit);
-                self.transition(State::Poll(Box::new(PollWait { patterns, client, counted, since, limit, reply })));
+                // Held no longer than its credential lasts.
+                let wait = p.expires.map_or(p.timeout, |e| p.timeout.min(until_unix(e)));
+                self.arm(app, Timer::Poll, wait);
+                let (client, since, limit, expires) = (p.client, p.since, p.limit, p.expires);
+                let poll = PollWait { patterns, client, counted, since, limit, reply, expires };
+                self.transition(State::Poll(Box::new(poll)));
             }
             Outcome::AwaitRun { run, hook, seq, wait } => {
                 app.run_waiters.entry(run).or_default().push(self.token);
@@ -920,7 +944,7 @@ impl<S: Socket> Conn<S> {
         patterns: &[String],
         wire: Wire,
         ws: Option<Box<WsSession>>,
-        token: Option<TokenId>,
+        token: Option<Credential>,
         client: Client,
         counted: bool,
     ) -> Subscriber {
@@ -952,8 +976,13 @@ impl<S: Socket> Conn<S> {
             s.last_id = since;
             s.catch_up = Some(FIRST_BATCH);
         }
+        let expires = s.token.as_ref().and_then(|c| c.expires());
         self.transition(State::Subscriber(s));
         self.deadline = None;
+        if let Some(exp) = expires {
+            // A stream never outlives its credential.
+            self.arm(app, Timer::Expiry, until_unix(exp));
+        }
         self.replay_batch(app);
     }
 
@@ -1009,6 +1038,15 @@ impl<S: Socket> Conn<S> {
         let who = s.caller(app);
         match stream::ws_op(app, &who, self.token, &mut s.patterns, op) {
             OpReply::Send(text) => self.ws_text(&text),
+            OpReply::Reauth { ack, credential } => {
+                let expires = credential.expires();
+                s.token = Some(Box::new(credential));
+                self.deadline = None;
+                if let Some(exp) = expires {
+                    self.arm(app, Timer::Expiry, until_unix(exp));
+                }
+                self.ws_text(&ack);
+            }
             OpReply::Resume { ack, since } => {
                 s.last_id = since;
                 s.catch_up = Some(FIRST_BATCH);
@@ -1180,6 +1218,23 @@ impl<S: Socket> Conn<S> {
             self.enter_closing(app);
         }
         true
+    }
+
+    /// Ends a stream whose credential expired: a WebSocket with close code [`CLOSE_EXPIRED`],
+    /// an SSE stream with a comment saying why (its EventSource reconnects, with a fresh token
+    /// or cookie if the page has one).
+    fn expire(&mut self, app: &mut App) {
+        let State::Subscriber(s) = &self.state else { return };
+        app.metrics.sessions_expired[self.transport as usize] += 1;
+        log::debug!("{}: the stream's token expired; ending it", s.client.ip);
+        let reason = "token expired; reconnect with a fresh token";
+        if s.ws.is_some() {
+            self.ws_close(app, CLOSE_EXPIRED, reason);
+        } else {
+            self.out.push_owned(format!(": {reason}\n\n").into_bytes());
+            self.unsubscribe(app);
+            self.enter_closing(app);
+        }
     }
 
     /// Releases the hub subscriptions; called once when the connection goes away.

@@ -100,12 +100,26 @@ pub struct Metrics {
     pub delivery_latency: Option<Histogram>,
     /// Deploy run durations by hook.
     pub run_durations: BTreeMap<String, Histogram>,
+    /// JWTs verified, by verifier name.
+    pub jwt_verified: BTreeMap<String, u64>,
+    /// JWTs refused, by reason (`jwt::Refusal::as_str`).
+    pub jwt_refused: BTreeMap<&'static str, u64>,
+    /// Streams ended because their credential expired, by transport.
+    pub sessions_expired: [u64; 4],
 }
 
 impl Metrics {
     /// Counts a response.
     pub fn response(&mut self, status: u16) {
         *self.responses.entry(status).or_default() += 1;
+    }
+
+    /// Counts a JWT's verification: by the verifier that took it, or by why it was refused.
+    pub fn jwt_checked(&mut self, verified: Result<&str, crate::jwt::Refusal>) {
+        match verified {
+            Ok(name) => *self.jwt_verified.entry(name.to_string()).or_default() += 1,
+            Err(r) => *self.jwt_refused.entry(r.as_str()).or_default() += 1,
+        }
     }
 
     /// Moves one open connection from one transport to another.
@@ -139,6 +153,24 @@ impl Metrics {
             "Event messages queued to subscribers.",
             &self.messages_sent,
         );
+        per_transport(
+            &mut s,
+            "hookcast_sessions_expired_total",
+            "counter",
+            "Streams ended because the JWT (or ticket) they were opened with expired.",
+            &self.sessions_expired,
+        );
+        let _ = writeln!(s, "# HELP hookcast_jwt_verified_total JWTs verified, by verifier.\n# TYPE hookcast_jwt_verified_total counter");
+        for (name, n) in &self.jwt_verified {
+            let _ = writeln!(s, "hookcast_jwt_verified_total{{verifier=\"{}\"}} {n}", escape(name));
+        }
+        let _ = writeln!(
+            s,
+            "# HELP hookcast_jwt_refused_total JWTs refused, by reason.\n# TYPE hookcast_jwt_refused_total counter"
+        );
+        for (reason, n) in &self.jwt_refused {
+            let _ = writeln!(s, "hookcast_jwt_refused_total{{reason=\"{reason}\"}} {n}");
+        }
         per_transport(
             &mut s,
             "hookcast_slow_consumer_disconnects_total",

@@ -70,27 +70,59 @@ pub fn presented(head: &Head) -> Option<(String, Via)> {
     query_param(head.query(), "token").map(|t| (t, Via::Query))
 }
 
-/// Who is asking: a `?ticket=` (redeemed once, where `tickets` says the route takes one) or a
-/// presented token, or nobody.
+/// Who is asking: a `?ticket=` (redeemed once, where `tickets` says the route takes one), a
+/// presented JWT (from the header, `?token=` or the `jwt_cookie` cookie) when verifiers are
+/// configured, a presented token, or nobody.
 pub(crate) fn caller(app: &mut App, client: Client, head: &Head, tickets: bool) -> Caller {
     if tickets {
         if let Some(t) = query_param(head.query(), "ticket") {
             return match app.redeem_ticket(&t) {
-                Some(id) => app.auth.caller_with_token(&id, client),
-                None => Caller { token: None, bad_token: true, client },
+                Some(credential) => app.auth.caller_with(&credential, client),
+                None => Caller { bad_token: true, ..Caller::anonymous(client) },
             };
         }
     }
-    app.auth.identify(presented_token(head).as_deref(), client)
+    let presented = presented_token(head);
+    if !app.jwt.is_empty() {
+        let jwt = presented
+            .as_deref()
+            .filter(|t| crate::jwt::jws::looks_like_jwt(t))
+            .map(str::to_string)
+            .or_else(|| cookie(head, &app.cfg.jwt_cookie).filter(|t| crate::jwt::jws::looks_like_jwt(t)));
+        if let Some(t) = jwt {
+            let verified = app.jwt.verify(&t, crate::clock::unix_ms() / 1000);
+            let names = app.jwt.names();
+            let by = verified.as_ref().map(|g| names.get(g.verifier).copied().unwrap_or("?")).map_err(|r| *r);
+            app.metrics.jwt_checked(by);
+            return Caller::with_jwt(verified, client);
+        }
+    }
+    app.auth.identify(presented.as_deref(), client)
 }
 
-/// 401 when the caller did not (validly) identify, 403 when it did and still may not.
+/// The value of cookie `name`, if the request carries it.
+fn cookie(head: &Head, name: &str) -> Option<String> {
+    head.headers.iter().filter(|(n, _)| n == "cookie").find_map(|(_, v)| {
+        let v = std::str::from_utf8(v).ok()?;
+        v.split(';').find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('=').map(str::to_string))
+    })
+}
+
+/// 401 when the caller did not (validly) identify, 403 when it did and still may not; the
+/// JSON body says why (`reason`), never with a secret.
 pub(crate) fn denied(caller: &Caller, what: &str) -> Response {
-    if caller.token.is_none() {
-        let msg = if caller.bad_token { "invalid token".to_string() } else { format!("a token is needed to {what}") };
-        Response::error(401, &msg).with("WWW-Authenticate", "Bearer realm=\"hookcast\"")
+    if !caller.identified() {
+        let (msg, reason) = match caller.refused {
+            Some(r) => (r.message().to_string(), r.as_str()),
+            None if caller.bad_token => ("invalid token".to_string(), "invalid_token"),
+            None => (format!("a token is needed to {what}"), "no_token"),
+        };
+        let body = serde_json::json!({ "error": msg, "reason": reason, "status": 401 });
+        Response::json(401, &body).with("WWW-Authenticate", "Bearer realm=\"hookcast\"")
     } else {
-        Response::error(403, &format!("token may not {what}"))
+        let body =
+            serde_json::json!({ "error": format!("token may not {what}"), "reason": "not_granted", "status": 403 });
+        Response::json(403, &body)
     }
 }
 

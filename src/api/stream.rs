@@ -114,6 +114,13 @@ pub(crate) enum OpReply {
         /// Replay events after this id.
         since: u64,
     },
+    /// The session goes on under a fresh credential: send `ack`, keep `credential`.
+    Reauth {
+        /// The acknowledgement (with the new expiry).
+        ack: String,
+        /// What the session stands for from now on.
+        credential: crate::auth::Credential,
+    },
     /// An event was published: send `ack` once journal record `seq` is durable.
     Published {
         /// The acknowledgement.
@@ -161,6 +168,28 @@ pub(crate) fn ws_op(app: &mut App, who: &Caller, conn: usize, patterns: &mut Box
             });
             *patterns = ids.into_boxed_slice();
             OpReply::Send(ops::ack("unsubscribe", json!({ "topics": list })))
+        }
+        Op::Auth(token) => {
+            // A session's credential changes only for one that still allows all it holds.
+            let fresh = if crate::jwt::jws::looks_like_jwt(&token) && !app.jwt.is_empty() {
+                let verified = app.jwt.verify(&token, crate::clock::unix_ms() / 1000);
+                let names = app.jwt.names();
+                let by = verified.as_ref().map(|g| names.get(g.verifier).copied().unwrap_or("?")).map_err(|r| *r);
+                app.metrics.jwt_checked(by);
+                Caller::with_jwt(verified, who.client)
+            } else {
+                app.auth.identify(Some(&token), who.client)
+            };
+            let Some(credential) = app.auth.credential(&fresh) else {
+                return send_err("auth", super::access::denied(&fresh, "authenticate"));
+            };
+            let held =
+                patterns.iter().filter_map(|&id| app.hub.pattern_text(id)).map(str::to_string).collect::<Vec<_>>();
+            if let Some(r) = held.iter().find_map(|p| may_subscribe(app, &fresh, p).err()) {
+                return send_err("auth", r);
+            }
+            let expires = credential.expires();
+            OpReply::Reauth { ack: ops::ack("auth", json!({ "expires": expires })), credential }
         }
         Op::Resume(since) => OpReply::Resume { ack: ops::ack("resume", json!({ "since": since })), since },
         Op::Publish { topic, event, data } => {
@@ -214,6 +243,14 @@ pub(crate) fn poll_answer(app: &App, patterns: &[&str], since: u64, limit: usize
 
 /// The answer of a long poll whose timeout passed with nothing new: no events, the cursor
 /// unchanged.
+/// The answer to a held long poll whose credential expired while it waited: 401, saying so.
+pub(crate) fn expired() -> Response {
+    let body = serde_json::json!({
+        "error": crate::jwt::Refusal::Expired.message(), "reason": crate::jwt::Refusal::Expired.as_str(), "status": 401,
+    });
+    Response::json(401, &body).with("WWW-Authenticate", "Bearer realm=\"hookcast\", error=\"invalid_token\"")
+}
+
 pub(crate) fn poll_timed_out(since: u64) -> Response {
     let body = format!("{{\"events\":[],\"next\":{since}}}\n");
     Response::new(200, "application/json", body).with("Cache-Control", "no-cache")

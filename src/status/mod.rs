@@ -111,7 +111,7 @@ fn access(app: &App, client: Client, head: &Head) -> (Access, Caller) {
     if app.auth.has_scope(&who, Scope::Admin) {
         return (Access::Token, who);
     }
-    let anonymous = Caller { token: None, bad_token: false, client };
+    let anonymous = Caller::anonymous(client);
     if PAGE_TOPICS.iter().all(|t| app.auth.allows(&anonymous, Scope::Subscribe, t)) {
         return (Access::Public, who);
     }

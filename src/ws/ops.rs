@@ -36,6 +36,8 @@ pub enum Op {
     },
     /// Application-level ping.
     Ping,
+    /// A fresh token (a JWT) for the session, before the one it was opened with expires.
+    Auth(String),
 }
 
 /// Why a client message was refused (sent back as an error reply).
@@ -92,9 +94,13 @@ pub fn parse(text: &[u8]) -> Result<Op, OpError> {
             Ok(Op::Publish { topic: topic.to_string(), event, data: v.get("data").cloned().unwrap_or(Value::Null) })
         }
         "ping" => Ok(Op::Ping),
+        "auth" => match v.get("token").and_then(Value::as_str) {
+            Some(t) if !t.is_empty() && t.len() <= 8192 => Ok(Op::Auth(t.to_string())),
+            _ => Err(OpError::new(Some(op), "\"token\" must be a token of at most 8192 characters")),
+        },
         other => Err(OpError::new(
             Some(other),
-            format!("unknown op {other:?} (subscribe, unsubscribe, resume, publish, ping)"),
+            format!("unknown op {other:?} (subscribe, unsubscribe, resume, publish, ping, auth)"),
         )),
     }
 }
