@@ -19,6 +19,7 @@ pub mod hooks;
 pub mod http;
 pub mod hub;
 pub mod journal;
+pub mod jwt;
 pub mod logger;
 pub mod metrics;
 pub mod notify;
