@@ -90,14 +90,25 @@ pub(crate) fn caller(app: &mut App, client: Client, head: &Head, tickets: bool) 
             .map(str::to_string)
             .or_else(|| cookie(head, &app.cfg.jwt_cookie).filter(|t| crate::jwt::jws::looks_like_jwt(t)));
         if let Some(t) = jwt {
-            let verified = app.jwt.verify(&t, crate::clock::unix_ms() / 1000);
-            let names = app.jwt.names();
-            let by = verified.as_ref().map(|g| names.get(g.verifier).copied().unwrap_or("?")).map_err(|r| *r);
-            app.metrics.jwt_checked(by);
-            return Caller::with_jwt(verified, client);
+            return Caller::with_jwt(verify_jwt(app, &t), client);
         }
     }
     app.auth.identify(presented.as_deref(), client)
+}
+
+/// Verifies a JWT now and counts it. The grant ends when the token stops verifying: at its
+/// `exp` plus its verifier's leeway (a stream opened with it is ended then).
+pub(crate) fn verify_jwt(app: &mut App, token: &str) -> Result<crate::jwt::Grant, crate::jwt::Refusal> {
+    let mut verified = app.jwt.verify(token, crate::clock::unix_ms() / 1000);
+    let configs = app.jwt.configs();
+    if let Ok(g) = verified.as_mut() {
+        let leeway = configs.get(g.verifier).map_or(0, |v| v.leeway.as_secs());
+        g.expires = g.expires.map(|e| e.saturating_add(leeway));
+    }
+    let names = app.jwt.names();
+    let by = verified.as_ref().map(|g| names.get(g.verifier).copied().unwrap_or("?")).map_err(|r| *r);
+    app.metrics.jwt_checked(by);
+    verified
 }
 
 /// The value of cookie `name`, if the request carries it.

@@ -172,11 +172,7 @@ pub(crate) fn ws_op(app: &mut App, who: &Caller, conn: usize, patterns: &mut Box
         Op::Auth(token) => {
             // A session's credential changes only for one that still allows all it holds.
             let fresh = if crate::jwt::jws::looks_like_jwt(&token) && !app.jwt.is_empty() {
-                let verified = app.jwt.verify(&token, crate::clock::unix_ms() / 1000);
-                let names = app.jwt.names();
-                let by = verified.as_ref().map(|g| names.get(g.verifier).copied().unwrap_or("?")).map_err(|r| *r);
-                app.metrics.jwt_checked(by);
-                Caller::with_jwt(verified, who.client)
+                Caller::with_jwt(super::access::verify_jwt(app, &token), who.client)
             } else {
                 app.auth.identify(Some(&token), who.client)
             };
