@@ -8,6 +8,7 @@
 
 mod cluster;
 pub mod json;
+mod jwt;
 
 use crate::auth::{Cidr, PublicRule, Scope, TokenConfig};
 use crate::hub::HistoryConfig;
@@ -201,9 +202,11 @@ pub struct Config {
     pub x_request_id: Option<usize>,
     /// Several nodes sharing one Redis; none: this node alone.
     pub cluster: Option<crate::cluster::config::ClusterConfig>,
-    /// `jwt`: verifiers of signed subscriber tokens.
+    /// `jwt`: the verifiers of signed subscriber tokens (none: JWTs are not accepted).
     pub jwt: Vec<crate::jwt::VerifierConfig>,
-    /// `jwt_cookie`: the cookie a JWT may come in.
+    /// Where each of `jwt`'s keys came from, by index (for `hookcast check`; never the key).
+    pub jwt_key_sources: Vec<String>,
+    /// `jwt_cookie`: the cookie a JWT may come in (`hookcast_jwt` by default).
     pub jwt_cookie: String,
 }
 
@@ -300,6 +303,8 @@ impl Config {
         }
         let server_names = server_names(&mut root)?;
         let cluster = root.opt_obj("cluster")?.map(cluster::cluster).transpose()?;
+        let (jwt, jwt_key_sources) = jwt::verifiers(root.opt_list("jwt")?, base_dir)?;
+        let jwt_cookie = jwt::cookie(&mut root)?;
         let reuse_port = root.opt_bool("reuse_port")?.unwrap_or(false);
         if reuse_port && cluster.is_none() {
             return err(
@@ -332,8 +337,9 @@ impl Config {
             journal,
             x_request_id: None,
             cluster,
-            jwt: Vec::new(),
-            jwt_cookie: "hookcast_jwt".to_string(),
+            jwt,
+            jwt_key_sources,
+            jwt_cookie,
         })
     }
 
