@@ -21,6 +21,9 @@ USAGE:
     hookcast tail [--url URL] [--token TOKEN] [--since ID] [--json] TOPIC...
     hookcast token new
     hookcast token hash [TOKEN]
+    hookcast token jwt --secret-env NAME|--secret-file PATH [--alg HS256|HS384|HS512] [--sub S]
+                       [--claim K=V]... [--ttl 15m] [--aud A] [--iss I] [--kid K]
+                       [--subscribe P]... [--publish P]...
     hookcast sign --provider P --secret S [--event E] [--id ID] [FILE]
     hookcast send URL --provider P --secret S [--event E] [--id ID] [--content-type T] FILE
 
@@ -37,7 +40,10 @@ COMMANDS:
     tail      subscribe to topics (patterns like builds/* or builds/**) and print events as they
               arrive; reconnects and resumes where it left off
     token     `new` prints a fresh random token and the sha256 to put in the config;
-              `hash` prints the sha256 of a token (argument or stdin)
+              `hash` prints the sha256 of a token (argument or stdin);
+              `jwt` prints a signed JWT for testing a `jwt` verifier (V of --claim is JSON
+              when it parses as JSON, else a string; --subscribe/--publish fill the
+              `hookcast` claim; --ttl in s, m, h or d)
     sign      print the headers provider P would send with this body (FILE or stdin)
     send      POST FILE to a hook URL signed as provider P would, print the answer
               (providers: github, gitlab, gitea, forgejo, bitbucket, stripe, slack,
@@ -278,6 +284,9 @@ fn check(words: &[String]) -> Result<(), Fail> {
     );
     if let Some(c) = &cfg.cluster {
         println!("{}", c.describe());
+    }
+    for (v, source) in cfg.jwt.iter().zip(&cfg.jwt_key_sources) {
+        println!("{}", crate::jwt::describe(v, source));
     }
     Ok(())
 }
@@ -564,7 +573,99 @@ fn send(words: &[String]) -> Result<(), Fail> {
     }
 }
 
+/// `--ttl`: seconds, or a number with s, m, h or d.
+fn parse_ttl(s: &str) -> Option<u64> {
+    let (n, unit) = match s.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    n.parse::<u64>().ok().filter(|n| *n > 0)?.checked_mul(mult)
+}
+
+/// `token jwt`: an HS-signed token for testing a verifier.
+fn token_jwt(words: &[String]) -> Result<(), Fail> {
+    use crate::jwt::Alg;
+    use serde_json::{json, Value};
+    let a = Args::parse(
+        words,
+        &[
+            "--secret-env",
+            "--secret-file",
+            "--alg",
+            "--sub",
+            "--claim",
+            "--ttl",
+            "--aud",
+            "--iss",
+            "--kid",
+            "--subscribe",
+            "--publish",
+        ],
+        &[],
+    )?;
+    if let Some(p) = a.positional.get(1) {
+        return Err(Fail::Usage(format!("token jwt takes no argument {p:?}")));
+    }
+    let name = a.value("--alg").unwrap_or("HS256");
+    let alg = Alg::parse(name)
+        .filter(|alg| alg.is_hmac())
+        .ok_or_else(|| Fail::Usage(format!("--alg: HS256, HS384 or HS512, not {name:?}")))?;
+    // Never on the command line, where `ps` and shell history would show it.
+    let source = match (a.value("--secret-env"), a.value("--secret-file")) {
+        (Some(e), None) => crate::hooks::secret::SecretSource::Env(e.to_string()),
+        (None, Some(f)) => crate::hooks::secret::SecretSource::File(PathBuf::from(f)),
+        _ => return Err(Fail::Usage("token jwt needs one of --secret-env NAME or --secret-file PATH".into())),
+    };
+    let secret = source.resolve().map_err(|e| Fail::Run(e.message))?;
+    if secret.len() < alg.min_secret_len() {
+        return Err(Fail::Run(format!(
+            "an {alg} secret must be at least {} bytes, {source} has {}",
+            alg.min_secret_len(),
+            secret.len()
+        )));
+    }
+    let ttl = match a.value("--ttl") {
+        None => 15 * 60,
+        Some(t) => parse_ttl(t).ok_or_else(|| Fail::Usage(format!("--ttl: like 90s, 15m, 2h or 1d, not {t:?}")))?,
+    };
+    let now = crate::clock::unix_ms() / 1000;
+    let mut claims = json!({"iat": now, "exp": now + ttl});
+    for (flag, claim) in [("--sub", "sub"), ("--aud", "aud"), ("--iss", "iss")] {
+        if let Some(v) = a.value(flag) {
+            claims[claim] = v.into();
+        }
+    }
+    let (subscribe, publish): (Vec<&str>, Vec<&str>) =
+        (a.values("--subscribe").collect(), a.values("--publish").collect());
+    for p in subscribe.iter().chain(&publish) {
+        crate::topic::validate_pattern(p).map_err(|e| Fail::Usage(format!("{e}: {p:?}")))?;
+    }
+    if !subscribe.is_empty() || !publish.is_empty() {
+        claims["hookcast"] = json!({"subscribe": subscribe, "publish": publish});
+    }
+    for kv in a.values("--claim") {
+        let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(Fail::Usage(format!("--claim: NAME=VALUE, not {kv:?}")));
+        };
+        claims[k] = serde_json::from_str::<Value>(v).unwrap_or_else(|_| v.into());
+    }
+    let token = crate::jwt::sign_hs(alg, &secret, a.value("--kid"), &claims)
+        .ok_or_else(|| Fail::Run("cannot sign with this secret".into()))?;
+    println!("{token}");
+    Ok(())
+}
+
 fn token(words: &[String]) -> Result<(), Fail> {
+    if words.first().map(String::as_str) == Some("jwt") {
+        return token_jwt(words);
+    }
     let a = Args::parse(words, &[], &[])?;
     match a.positional.first().map(String::as_str) {
         Some("new") => {
@@ -586,6 +687,6 @@ fn token(words: &[String]) -> Result<(), Fail> {
             println!("{}", crate::auth::hex(&crate::auth::token_hash(&tok)));
             Ok(())
         }
-        _ => Err(Fail::Usage("token new | token hash [TOKEN]".into())),
+        _ => Err(Fail::Usage("token new | token hash [TOKEN] | token jwt --secret-env NAME ...".into())),
     }
 }

@@ -193,8 +193,9 @@ impl Key {
                 _ => false,
             },
             (Alg::RS256, Key::Rsa(k)) => {
-                let Ok(s) = rsa::pkcs1v15::Signature::try_from(sig) else { return false };
-                rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new((**k).clone()).verify(input, &s).is_ok()
+                use sha2::Digest;
+                let hashed = sha2::Sha256::digest(input);
+                k.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &hashed, sig).is_ok()
             }
             // A key of another family never verifies: no confusion between them.
             _ => false,
@@ -277,12 +278,15 @@ pub fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplatePart(Part);
 
+/// One parsed topic template.
+type Template = Vec<TemplatePart>;
+
 /// The configured verifiers.
 #[derive(Debug, Clone, Default)]
 pub struct Verifiers {
     list: Vec<VerifierConfig>,
     /// Each verifier's parsed subscribe and publish templates.
-    templates: Vec<(Vec<Vec<TemplatePart>>, Vec<Vec<TemplatePart>>)>,
+    templates: Vec<(Vec<Template>, Vec<Template>)>,
 }
 
 /// What a verified token grants (kept per session: compact).
@@ -375,7 +379,7 @@ fn date(claims: &Map<String, Value>, key: &str) -> Result<Option<u64>, Refusal> 
         None => Ok(None),
         Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
             (Some(v), _) => Ok(Some(v)),
-            (None, Some(f)) if f >= 0.0 && f < 1e15 => Ok(Some(f as u64)),
+            (None, Some(f)) if (0.0..1e15).contains(&f) => Ok(Some(f as u64)),
             _ => Err(Refusal::BadClaim),
         },
         Some(_) => Err(Refusal::BadClaim),

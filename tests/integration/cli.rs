@@ -114,6 +114,68 @@ fn token_hash_matches_config_format() {
 }
 
 #[test]
+fn token_jwt_is_accepted_by_the_verifier_check_describes() {
+    let dir = TempDir::new("jwt");
+    let secret = dir.0.join("jwt.secret");
+    std::fs::write(&secret, "cli-test-secret-0123456789abcdefghij\n").unwrap();
+    let cfg = dir.0.join("c.json");
+    let json = serde_json::json!({"jwt": [{"name": "app", "alg": "HS256", "secret": {"file": secret},
+        "audience": "dash", "subscribe": ["users/{sub}/**", "teams/{teams}/*"]}]});
+    std::fs::write(&cfg, json.to_string()).unwrap();
+    let (code, out, err) = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let line = out.lines().find(|l| l.starts_with("jwt ")).unwrap();
+    assert_eq!(
+        line,
+        format!(
+            "jwt \"app\": HS256, secret from file {}, aud dash, leeway 30s, exp required; grants the hookcast and \
+             mercure claims, subscribe users/{{sub}}/** teams/{{teams}}/*",
+            secret.display()
+        )
+    );
+    assert!(!out.contains("cli-test-secret"));
+    let (code, out, err) = run(&[
+        "token",
+        "jwt",
+        "--secret-file",
+        secret.to_str().unwrap(),
+        "--sub",
+        "alice",
+        "--aud",
+        "dash",
+        "--claim",
+        r#"teams=["red","blue"]"#,
+        "--claim",
+        "plan=pro",
+        "--ttl",
+        "2h",
+        "--subscribe",
+        "news/**",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let config = hookcast::config::Config::from_file(&cfg).unwrap();
+    let verifiers = hookcast::jwt::Verifiers::new(config.jwt);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let grant = verifiers.verify(out.trim(), now).unwrap();
+    let subscribe: Vec<&str> = grant.subscribe.iter().map(|s| &**s).collect();
+    assert_eq!(subscribe, ["news/**", "users/alice/**", "teams/red/*", "teams/blue/*"]);
+    let ttl = grant.expires.unwrap() - now;
+    assert!((7190..=7200).contains(&ttl), "{ttl}");
+    assert_eq!(verifiers.verify(out.trim(), now + 7200 + 30), Err(hookcast::jwt::Refusal::Expired));
+    // Bad command lines say why.
+    let (code, _, err) = run(&["token", "jwt", "--sub", "a"]);
+    assert!(code == 2 && err.contains("--secret-env NAME or --secret-file PATH"), "{err}");
+    let (code, _, err) = run(&["token", "jwt", "--secret-env", "HOOKCAST_TEST_NEVER_SET_JWT"]);
+    assert!(code == 1 && err.contains("HOOKCAST_TEST_NEVER_SET_JWT is not set"), "{err}");
+    let (code, _, err) = run(&["token", "jwt", "--secret-file", secret.to_str().unwrap(), "--alg", "HS512"]);
+    assert!(code == 1 && err.contains("an HS512 secret must be at least 64 bytes"), "{err}");
+    let (code, _, err) = run(&["token", "jwt", "--secret-file", secret.to_str().unwrap(), "--alg", "EdDSA"]);
+    assert!(code == 2 && err.contains("--alg: HS256, HS384 or HS512"), "{err}");
+    let (code, _, err) = run(&["token", "jwt", "--secret-file", secret.to_str().unwrap(), "--ttl", "15x"]);
+    assert!(code == 2 && err.contains("--ttl"), "{err}");
+}
+
+#[test]
 fn publish_and_tail_against_a_daemon() {
     let d = Daemon::start_default();
     let url = d.url();
