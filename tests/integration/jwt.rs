@@ -238,12 +238,8 @@ fn tokens_minted_by_pyjwt_and_jose_for_every_algorithm_open_their_users_topics_o
         let b = sc.spawn(|| mint(Lib::Jose, &js));
         (a.join().unwrap(), b.join().unwrap())
     });
-    let tokens: Vec<(String, &str)> = py_t
-        .into_iter()
-        .zip(algs)
-        .map(|(t, a)| (t, a))
-        .chain(js_t.into_iter().zip(["HS256", "EdDSA", "ES256", "RS256"]))
-        .collect();
+    let tokens: Vec<(String, &str)> =
+        py_t.into_iter().zip(algs).chain(js_t.into_iter().zip(["HS256", "EdDSA", "ES256", "RS256"])).collect();
     let mut streams = Vec::new();
     for (t, alg) in &tokens {
         let (sock, head) = sse(&s.d, &format!("/events?topics=users/alice/**&token={t}"), &[]);
