@@ -283,9 +283,12 @@ enum Timer {
     Expiry,
 }
 
-/// Time from now until `exp` (unix seconds).
-fn until_unix(exp: u64) -> Duration {
-    Duration::from_millis(exp.saturating_mul(1000).saturating_sub(crate::clock::unix_ms()))
+/// Time from `app.now` until `exp` (unix seconds), for [`Conn::arm`]. `app.now` was read when the
+/// loop woke, earlier than the clock is read here: without the difference the timer fires that
+/// much before `exp`, when the token is still valid (a long poll then answered 200, not 401).
+fn until_unix(app: &App, exp: u64) -> Duration {
+    let left = Duration::from_millis(exp.saturating_mul(1000).saturating_sub(crate::clock::unix_ms()));
+    left + Instant::now().saturating_duration_since(app.now)
 }
 
 /// RFC 6455 close code (private range) for a session whose credential expired.
@@ -884,7 +887,7 @@ impl<S: Socket> Conn<S> {
                 self.transport = Transport::Poll;
                 let patterns = p.patterns.iter().map(|pat| app.hub.subscribe(self.token, pat)).collect();
                 // Held no longer than its credential lasts.
-                let wait = p.expires.map_or(p.timeout, |e| p.timeout.min(until_unix(e)));
+                let wait = p.expires.map_or(p.timeout, |e| p.timeout.min(until_unix(app, e)));
                 self.arm(app, Timer::Poll, wait);
                 let (client, since, limit, expires) = (p.client, p.since, p.limit, p.expires);
                 let poll = PollWait { patterns, client, counted, since, limit, reply, expires };
@@ -981,7 +984,7 @@ impl<S: Socket> Conn<S> {
         self.deadline = None;
         if let Some(exp) = expires {
             // A stream never outlives its credential.
-            self.arm(app, Timer::Expiry, until_unix(exp));
+            self.arm(app, Timer::Expiry, until_unix(app, exp));
         }
         self.replay_batch(app);
     }
@@ -1043,7 +1046,7 @@ impl<S: Socket> Conn<S> {
                 s.token = Some(Box::new(credential));
                 self.deadline = None;
                 if let Some(exp) = expires {
-                    self.arm(app, Timer::Expiry, until_unix(exp));
+                    self.arm(app, Timer::Expiry, until_unix(app, exp));
                 }
                 self.ws_text(&ack);
             }

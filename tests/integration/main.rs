@@ -11,6 +11,7 @@ mod eventsource;
 mod hooks;
 mod http;
 mod journal_full;
+mod jwt;
 mod ops;
 mod poll;
 mod proxy;
