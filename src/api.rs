@@ -423,8 +423,11 @@ fn ticket(app: &mut App, client: Client, head: &Head) -> Response {
     let Some(credential) = app.auth.credential(&who) else {
         return denied(&who, "get a ticket");
     };
+    // A JWT's ticket ends with the JWT.
+    let ttl = crate::auth::TICKET_TTL.as_secs();
+    let expires_in = credential.expires().map_or(ttl, |e| ttl.min(e.saturating_sub(crate::clock::unix_ms() / 1000)));
     match app.issue_ticket(credential) {
-        Some(t) => Response::json(200, &json!({ "ticket": t, "expires_in": crate::auth::TICKET_TTL.as_secs() })),
+        Some(t) => Response::json(200, &json!({ "ticket": t, "expires_in": expires_in })),
         None => Response::error(429, "too many tickets outstanding").with("Retry-After", "30"),
     }
 }

@@ -96,6 +96,17 @@ pub(crate) fn publish_checked(
 
 /// The WebSocket error for op `op` that an HTTP client would get as `refusal`: the same words,
 /// so a rule has one wording whichever way the client came.
+/// An op's refusal as the WebSocket error reply: the HTTP refusal's words and, when it gave
+/// one, its `reason` (a JWT's `expired`, `not_granted`, …).
+fn op_refusal(op: &str, refusal: &Response) -> String {
+    let body: serde_json::Value = serde_json::from_slice(&refusal.body).unwrap_or_default();
+    let mut reply: serde_json::Value = serde_json::from_str(&ops::error(&op_error(op, refusal))).unwrap_or_default();
+    if let (Some(reason), Some(m)) = (body.get("reason").filter(|r| r.is_string()), reply.as_object_mut()) {
+        m.insert("reason".into(), reason.clone());
+    }
+    reply.to_string()
+}
+
 fn op_error(op: &str, refusal: &Response) -> OpError {
     let body: serde_json::Value = serde_json::from_slice(&refusal.body).unwrap_or_default();
     let error = body["error"].as_str().map_or_else(|| format!("refused ({})", refusal.status), str::to_string);
@@ -132,7 +143,7 @@ pub(crate) enum OpReply {
 
 /// Carries out a WebSocket client's op for `who`, on the patterns connection `conn` holds.
 pub(crate) fn ws_op(app: &mut App, who: &Caller, conn: usize, patterns: &mut Box<[PatternId]>, op: Op) -> OpReply {
-    let send_err = |op: &str, refusal: Response| OpReply::Send(ops::error(&op_error(op, &refusal)));
+    let send_err = |op: &str, refusal: Response| OpReply::Send(op_refusal(op, &refusal));
     match op {
         Op::Ping => OpReply::Send(r#"{"type":"pong"}"#.to_string()),
         Op::Subscribe(list) => {
@@ -171,7 +182,7 @@ pub(crate) fn ws_op(app: &mut App, who: &Caller, conn: usize, patterns: &mut Box
         }
         Op::Auth(token) => {
             // A session's credential changes only for one that still allows all it holds.
-            let fresh = if crate::jwt::jws::looks_like_jwt(&token) && !app.jwt.is_empty() {
+            let fresh = if super::access::jwt_shaped(&token) && !app.jwt.is_empty() {
                 Caller::with_jwt(super::access::verify_jwt(app, &token), who.client)
             } else {
                 app.auth.identify(Some(&token), who.client)
