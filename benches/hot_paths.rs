@@ -14,6 +14,8 @@
 //!   subscribers of one topic among 10 000 (`Hub::subscribers_into`);
 //! - one delivery's user-space share: queue an event by reference and write it out
 //!   (`buf::OutQueue`, into a `Vec` instead of a socket).
+//! - a JWT's check per algorithm (`jwt::Verifiers::verify`, the fixtures' tokens): what each
+//!   stream opened with a JWT costs, once.
 //!
 //! Each case runs for about `HOOKCAST_BENCH_MS` milliseconds (default 200) per round, five rounds;
 //! it prints the median ns/op and the spread of the rounds.
@@ -29,6 +31,7 @@ use hookcast::hooks::rules::HmacAlgo;
 use hookcast::hooks::summary::{summarize, Facts};
 use hookcast::http::request::{parse_head, Limits};
 use hookcast::hub::{HistoryConfig, Hub, Wire};
+use hookcast::jwt::{Alg, Key, VerifierConfig, Verifiers};
 use hookcast::sse;
 use hookcast::topic;
 use hookcast::ws::frame::{encode_header, Opcode};
@@ -199,6 +202,39 @@ Accept: text/event-stream\r\nCache-Control: no-cache\r\nLast-Event-ID: 179534047
         fan.subscribers_into(black_box("bench/events"), &mut subs);
         assert_eq!(subs.len(), 10_000);
     });
+
+    // --- A JWT's check: once per stream opened (what a reconnect storm costs per client).
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt");
+    let tokens: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("tokens.json")).unwrap()).unwrap();
+    for (alg, key) in [
+        (Alg::HS256, None),
+        (Alg::EdDSA, Some("ed25519.pub.pem")),
+        (Alg::ES256, Some("p256.pub.pem")),
+        (Alg::RS256, Some("rsa.pub.pem")),
+    ] {
+        let key = match key {
+            None => Key::Secret(tokens["HS256-secret"].as_str().unwrap().as_bytes().to_vec()),
+            Some(f) => Key::from_pem(alg, &std::fs::read_to_string(fixtures.join(f)).unwrap()).unwrap(),
+        };
+        let v = VerifierConfig {
+            name: alg.name().to_string(),
+            alg,
+            key,
+            kid: None,
+            issuer: None,
+            audience: Vec::new(),
+            leeway: Duration::from_secs(30),
+            require_exp: true,
+            subscribe: vec!["users/{sub}/**".into()],
+            publish: Vec::new(),
+        };
+        let verifiers = Verifiers::new(vec![v]);
+        let token = tokens[alg.name()].as_str().unwrap().to_string();
+        bench(&filter, &format!("jwt verify: {} token, grants expanded", alg.name()), budget, || {
+            assert!(verifiers.verify(std::hint::black_box(&token), 1_800_000_000).is_ok());
+        });
+    }
 
     // --- One delivery's user-space share: queue by reference, write out.
     let frame: Rc<[u8]> = Rc::from(envelope.as_bytes());
