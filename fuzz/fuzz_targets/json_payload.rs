@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(node.get(k).map(|n| n.to_value().into_owned()).as_ref(), Some(v));
             if let Some(inner) = v.as_object() {
                 for (k2, v2) in inner {
-                    assert_eq!(node.get(k).and_then(|n| n.get(k2)).map(|n| n.to_value().into_owned()).as_ref(), Some(v2));
+                    assert_eq!(
+                        node.get(k).and_then(|n| n.get(k2)).map(|n| n.to_value().into_owned()).as_ref(),
+                        Some(v2)
+                    );
                 }
             }
         }

@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
         Op::Publish { data, .. } if has_float(data) => return,
         Op::Publish { topic, event, data } => json!({ "op": "publish", "topic": topic, "event": event, "data": data }),
         Op::Ping => json!({ "op": "ping" }),
+        Op::Auth(t) => json!({ "op": "auth", "token": t }),
     };
     assert_eq!(parse(again.to_string().as_bytes()), Ok(op));
 });
