@@ -6,6 +6,7 @@
 // Usage: node cluster.mjs [path/to/hookcast] (or $HOOKCAST_BIN). Needs redis-server on $PATH.
 // Screenshots go to $ARTIFACTS (default target/browser-artifacts/).
 import { chromium } from 'playwright-core';
+import { CHROMIUM, ARGS } from './chromium.mjs';
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -15,10 +16,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.resolve(process.argv[2] || process.env.HOOKCAST_BIN || path.join(ROOT, 'target/debug/hookcast'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = process.env.ARTIFACTS || path.join(ROOT, 'target/browser-artifacts');
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const CLUSTER = 'browser';
 const EVIL = '<img src=x onerror="window.pwned=1">';
 

@@ -4,6 +4,7 @@
 // status page's own requests keep working. The real daemon, the system's headless Chromium
 // driven by playwright-core. Usage: node csrf.mjs [path/to/hookcast] (or $HOOKCAST_BIN).
 import { chromium } from 'playwright-core';
+import { CHROMIUM, ARGS } from './chromium.mjs';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -13,10 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.resolve(process.argv[2] || process.env.HOOKCAST_BIN || path.join(ROOT, 'target/debug/hookcast'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TOKEN = 'hc_browser_csrf_admin_token_0123456789';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 const t0 = Date.now();
 const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);

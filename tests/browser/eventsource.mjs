@@ -4,6 +4,7 @@
 // arrives. A TCP relay in this script cuts the connection and holds the reconnect until the event
 // is published. Usage: node eventsource.mjs [path/to/hookcast] (or $HOOKCAST_BIN).
 import { chromium } from 'playwright-core';
+import { CHROMIUM, ARGS } from './chromium.mjs';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -13,9 +14,6 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.resolve(process.argv[2] || process.env.HOOKCAST_BIN || path.join(ROOT, 'target/debug/hookcast'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 for (const [what, p] of [['Chromium', CHROMIUM], ['the hookcast binary', BIN]]) {
   if (!fs.existsSync(p)) {

@@ -7,6 +7,7 @@
 // event id, so every event arrives exactly once, in order, on both.
 // Usage: node jwt.mjs [path/to/hookcast] (or $HOOKCAST_BIN).
 import { chromium } from 'playwright-core';
+import { CHROMIUM, ARGS } from './chromium.mjs';
 import { SignJWT } from 'jose';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,9 +18,6 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.resolve(process.argv[2] || process.env.HOOKCAST_BIN || path.join(ROOT, 'target/debug/hookcast'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SECRET = 'browser-test-app-secret-0123456789abcdef';
 const PUBLISHER = 'browser-test-publisher';
 const TTL_S = 3;

@@ -2,6 +2,7 @@
 // driven by playwright-core. Usage: node status.mjs [path/to/hookcast] (or $HOOKCAST_BIN).
 // Screenshots go to $ARTIFACTS (default target/browser-artifacts/).
 import { chromium } from 'playwright-core';
+import { CHROMIUM, ARGS } from './chromium.mjs';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -11,12 +12,9 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.resolve(process.argv[2] || process.env.HOOKCAST_BIN || path.join(ROOT, 'target/debug/hookcast'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = process.env.ARTIFACTS || path.join(ROOT, 'target/browser-artifacts');
 const SECRET = 'browser-test-secret';
 const TOKEN = 'hc_browser_test_admin_token_0123456789';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 const t0 = Date.now();
 const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
