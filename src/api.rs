@@ -101,7 +101,8 @@ fn poll(app: &mut App, client: Client, head: &Head) -> Outcome {
         Some(s) => s.trim().parse::<u64>().unwrap_or(0),
     };
     let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
-    if let Some(r) = stream::poll_answer(app, &refs, since, limit) {
+    let state = if wants_state(head) { stream::state_events(app, &who, &refs, since) } else { Vec::new() };
+    if let Some(r) = stream::poll_answer(app, &refs, since, limit, &state) {
         return respond(r);
     }
     if head.method == crate::http::request::Method::Head {
@@ -189,6 +190,7 @@ pub fn handle(app: &mut App, (peer, peer_port): (IpAddr, u16), head: &Head, body
             }
         }
         Route::Ws => ws_upgrade(app, client, head, false),
+        Route::TopicState(topic) => respond(topic_state(app, client, head, &topic)),
         Route::Poll => poll(app, client, head),
         Route::WsEcho if app.cfg.ws.echo => ws_upgrade(app, client, head, true),
         Route::WsEcho => respond(Response::error(404, "no such route (set ws.echo to enable)")),
@@ -222,6 +224,7 @@ fn refuse_ticket(route: &Route, head: &Head) -> Option<Response> {
         route,
         Route::Poll
             | Route::Publish(_)
+            | Route::TopicState(_)
             | Route::Ticket
             | Route::Runs
             | Route::Run(_)
@@ -314,6 +317,36 @@ fn query_patterns(head: &Head) -> Result<Vec<String>, Response> {
     Ok(patterns)
 }
 
+/// `?state=1`: the subscriber first gets the retained state of the topics it matches.
+fn wants_state(head: &Head) -> bool {
+    matches!(query_param(head.query(), "state").as_deref(), Some("1" | "true"))
+}
+
+/// `GET /api/topics/{topic}`: the topic's retained state as JSON, 404 without one; for whoever
+/// may subscribe to the topic.
+fn topic_state(app: &mut App, client: Client, head: &Head, topic: &str) -> Response {
+    if let Err(e) = crate::topic::validate_topic(topic) {
+        return Response::error(400, &format!("{e}: {topic:?}"));
+    }
+    let who = caller(app, client, head, false);
+    if let Err(r) = stream::may_subscribe(app, &who, topic) {
+        return r;
+    }
+    match app.hub.state(topic) {
+        None => Response::error(404, &format!("no retained state for {topic:?}")),
+        Some(ev) => {
+            let data = if ev.data_is_json {
+                serde_json::from_str(&ev.data).unwrap_or(serde_json::Value::Null)
+            } else {
+                serde_json::Value::String(ev.data.to_string())
+            };
+            let time = crate::clock::rfc3339(ev.time_ms);
+            Response::json(200, &json!({ "topic": topic, "id": ev.id, "type": &*ev.kind, "data": data, "time": time }))
+                .with("Cache-Control", "no-cache")
+        }
+    }
+}
+
 /// The resume point from `Last-Event-ID` or `?lastEventId=`: an id that is not one of ours
 /// (another server's format) counts as 0, so the client is told about the gap.
 fn last_event_id(head: &Head) -> Option<u64> {
@@ -367,7 +400,17 @@ fn events(app: &mut App, client: Client, head: &Head, single: Option<String>) ->
     // Where this stream starts: the client's cursor when it resumes (a gap or a cursor ahead of
     // the server is corrected by the `reset` that follows), else the newest event, which is
     // exactly the point the subscriber's live stream continues from.
-    out.extend_from_slice(&crate::sse::position(last_event_id.unwrap_or_else(|| app.live_cursor())));
+    let cursor = last_event_id.unwrap_or_else(|| app.live_cursor());
+    if wants_state(head) {
+        // Retained events up to the cursor, in id order; what comes after it is the replay or
+        // the live stream, so none comes twice and none is missed. The position block after
+        // them sets the client's cursor back to where the stream continues.
+        let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+        for ev in stream::state_events(app, &who, &refs, cursor) {
+            out.extend_from_slice(&ev.encoded(wire));
+        }
+    }
+    out.extend_from_slice(&crate::sse::position(cursor));
     let token = app.auth.credential(&who);
     Outcome::Subscribe(SubscribeRequest { head: out, patterns, wire, last_event_id, token, client })
 }
@@ -380,7 +423,8 @@ fn publish(app: &mut App, client: Client, head: &Head, topic_name: &str, body: V
     let is_json = head
         .header_str("content-type")
         .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
-    match stream::publish_checked(app, &who, topic_name, &kind, body, is_json) {
+    let retain = matches!(query_param(head.query(), "retain").as_deref(), Some("1" | "true"));
+    match stream::publish_checked(app, &who, topic_name, &kind, body, is_json, retain) {
         Ok(ev) => Response::json(202, &json!({ "id": ev.id, "topic": topic_name })),
         Err(r) => r,
     }
@@ -473,8 +517,17 @@ fn ws_upgrade(app: &mut App, client: Client, head: &Head, echo: bool) -> Outcome
     }
     let protocol =
         head.header_str("sec-websocket-protocol").and_then(|o| handshake::pick_protocol(o, &["hookcast.v1"]));
+    let mut out = handshake::response_head(&handshake::accept_key(key), protocol);
+    if wants_state(head) && !echo {
+        // Frames right after the 101 head: the state up to where the stream continues.
+        let cursor = last_event_id(head).unwrap_or_else(|| app.live_cursor());
+        let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+        for ev in stream::state_events(app, &who, &refs, cursor) {
+            out.extend_from_slice(&ev.encoded(Wire::Ws));
+        }
+    }
     Outcome::Upgrade(WsUpgrade {
-        head: handshake::response_head(&handshake::accept_key(key), protocol),
+        head: out,
         patterns,
         token: app.auth.credential(&who),
         last_event_id: last_event_id(head),

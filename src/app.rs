@@ -5,7 +5,7 @@
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::hub::{Event, Hub};
-use crate::journal::record::{decode_event_data, encode_event_data};
+use crate::journal::record::{decode_event_data, encode_event, encode_event_data, event_data_retained};
 use crate::metrics::Metrics;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -169,7 +169,8 @@ impl App {
         let runner = crate::runner::Runner::new(cfg.runner.clone(), registry);
         let auth = Auth::new(cfg.tokens.clone(), cfg.public.clone());
         let jwt = crate::jwt::Verifiers::new(cfg.jwt.clone());
-        let hub = Hub::new(cfg.history.clone(), crate::clock::unix_us());
+        let mut hub = Hub::new(cfg.history.clone(), crate::clock::unix_us());
+        hub.set_retain_config(cfg.retain.clone());
         let output_budget = crate::journal::budget::OutputBudget::new(
             cfg.journal.run_output_bytes,
             cfg.journal.run_output_bytes_per_sec,
@@ -405,31 +406,47 @@ impl App {
     /// get it only once that record is durable ([`App::release_durable`]), in id order; a
     /// publisher's acknowledgement waits for [`App::last_seq`].
     pub fn publish(&mut self, topic: &str, kind: &str, data: String, data_is_json: bool) -> Rc<Event> {
+        self.publish_event(topic, kind, data, data_is_json, false)
+    }
+
+    /// [`App::publish`], and with `retain` the event becomes its topic's state (empty data
+    /// clears it) once it is committed, here, after a restart and on every node of a cluster.
+    pub fn publish_event(
+        &mut self,
+        topic: &str,
+        kind: &str,
+        data: String,
+        data_is_json: bool,
+        retain: bool,
+    ) -> Rc<Event> {
         self.metrics.events_published += 1;
         if self.cluster.is_some() {
             // Its id is the log's to give: history and subscribers get it when it is read back.
             let entry = crate::cluster::NewEntry {
                 kind: crate::cluster::Kind::Event,
                 topic: topic.to_string(),
-                data: encode_event_data(kind, data_is_json, &data),
+                data: encode_event(kind, data_is_json, retain, &data),
                 time_ms: crate::clock::unix_ms(),
             };
             let ev = self.hub.provisional(topic, kind, data, data_is_json, entry.time_ms);
             self.append(entry);
             return ev;
         }
+        let ev = self.hub.make(topic, kind, data, data_is_json, crate::clock::unix_ms());
+        if retain {
+            ev.mark_retained();
+        }
         if self.journal.is_none() {
-            let ev = self.hub.publish(topic, kind, data, data_is_json, crate::clock::unix_ms());
+            self.hub.commit(ev.clone());
             self.outbox.push(ev.clone());
             return ev;
         }
-        let ev = self.hub.make(topic, kind, data, data_is_json, crate::clock::unix_ms());
         let rec = crate::journal::Record {
             kind: crate::journal::record::Kind::Event,
             id: ev.id,
             time_ms: ev.time_ms,
             topic: ev.topic.to_string(),
-            data: encode_event_data(&ev.kind, ev.data_is_json, &ev.data),
+            data: encode_event(&ev.kind, ev.data_is_json, retain, &ev.data),
         };
         if let Some(j) = self.journal.as_mut() {
             match j.append_owned(rec) {
@@ -611,6 +628,7 @@ impl App {
         self.auth = Auth::new(cfg.tokens.clone(), cfg.public.clone());
         self.jwt = crate::jwt::Verifiers::new(cfg.jwt.clone());
         self.hub.set_history_config(cfg.history.clone());
+        self.hub.set_retain_config(cfg.retain.clone());
         self.runner.set_config(cfg.runner.clone());
         self.dedup.set_max_age(cfg.dedup_window);
         self.hooks = hooks;
@@ -657,7 +675,8 @@ impl App {
                         st.deliveries += 1;
                     }
                 }
-                if self.hub.restore(rec.id, &rec.topic, &kind, data, is_json, rec.time_ms) {
+                let retained = event_data_retained(&rec.data);
+                if self.hub.restore(rec.id, &rec.topic, &kind, data, is_json, retained, rec.time_ms) {
                     st.events += 1;
                 }
             }

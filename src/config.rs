@@ -11,7 +11,7 @@ pub mod json;
 mod jwt;
 
 use crate::auth::{Cidr, PublicRule, Scope, TokenConfig};
-use crate::hub::HistoryConfig;
+use crate::hub::{HistoryConfig, RetainConfig};
 use crate::topic;
 use json::{err, kind, ConfigError, Obj};
 use serde_json::Value;
@@ -172,6 +172,8 @@ pub struct Config {
     pub ws: WsConfig,
     /// History settings.
     pub history: HistoryConfig,
+    /// Bounds on retained state (topics' current events).
+    pub retain: RetainConfig,
     /// Origins allowed by CORS (`*` allows any).
     pub cors_origins: Vec<String>,
     /// API tokens.
@@ -258,6 +260,7 @@ impl Config {
         let sse = sse(root.opt_obj("sse")?)?;
         let ws = ws(root.opt_obj("ws")?)?;
         let history = history(root.opt_obj("history")?)?;
+        let retain = retain(root.opt_obj("retain")?)?;
         let cors_origins = match root.opt_obj("cors")? {
             None => Vec::new(),
             Some(mut c) => {
@@ -324,6 +327,7 @@ impl Config {
             sse,
             ws,
             history,
+            retain,
             cors_origins,
             tokens,
             public,
@@ -506,6 +510,17 @@ fn history(o: Option<Obj>) -> Result<HistoryConfig, ConfigError> {
     };
     o.finish()?;
     Ok(h)
+}
+
+fn retain(o: Option<Obj>) -> Result<RetainConfig, ConfigError> {
+    let mut o = o.unwrap_or_else(Obj::empty);
+    let d = RetainConfig::default();
+    let r = RetainConfig {
+        max_topics: o.num("max_topics", d.max_topics as u64, 0, 10_000_000)? as usize,
+        max_bytes: o.num("max_bytes", d.max_bytes as u64, 0, 1 << 36)? as usize,
+    };
+    o.finish()?;
+    Ok(r)
 }
 
 fn scopes(o: &mut Obj, key: &str) -> Result<Vec<Scope>, ConfigError> {

@@ -592,7 +592,7 @@ impl<S: Socket> Conn<S> {
         if let State::Poll(p) = &self.state {
             if ev.id > p.since {
                 let patterns: Vec<&str> = p.patterns.iter().filter_map(|&id| app.hub.pattern_text(id)).collect();
-                if let Some(r) = stream::poll_answer(app, &patterns, p.since, p.limit) {
+                if let Some(r) = stream::poll_answer(app, &patterns, p.since, p.limit, &[]) {
                     app.metrics.messages_sent[Transport::Poll as usize] += 1;
                     self.end_poll(app, r);
                 }
@@ -1049,6 +1049,18 @@ impl<S: Socket> Conn<S> {
                     self.arm(app, Timer::Expiry, until_unix(app, exp));
                 }
                 self.ws_text(&ack);
+            }
+            OpReply::State { ack, patterns } => {
+                let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
+                // Up to where the stream stands: a live one has been sent everything up to the
+                // head (`last_id` only moves with what matched), one catching up gets the rest
+                // by replay, which now covers the new patterns too.
+                let through = if s.catch_up.is_some() { s.last_id } else { app.live_cursor() };
+                let state = stream::state_events(app, &who, &refs, through);
+                self.ws_text(&ack);
+                for ev in state {
+                    self.out.push_shared(ev.encoded(Wire::Ws));
+                }
             }
             OpReply::Resume { ack, since } => {
                 s.last_id = since;

@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::cluster::{Entry, Kind};
 use crate::hooks::intake::{DeliveryRecord, Verdict};
 use crate::hooks::stored::Stored;
-use crate::journal::record::decode_event_data;
+use crate::journal::record::{decode_event_data, event_data_retained};
 
 /// Delivery requests kept until their `$deliveries` record follows (the two are appended in
 /// one script call, so this holds a handful at most; the bound is for a log written by
@@ -78,7 +78,8 @@ fn event(app: &mut App, e: Entry) {
     };
     let record = (e.topic == "$deliveries").then(|| DeliveryRecord::read(&data)).flatten();
     let run = (e.topic == "$runs").then(|| serde_json::from_str::<serde_json::Value>(&data).ok()).flatten();
-    let Some(ev) = app.hub.insert_read(e.id, &e.topic, &kind, data, is_json, e.time_ms) else { return };
+    let retained = event_data_retained(&e.data);
+    let Some(ev) = app.hub.insert_read(e.id, &e.topic, &kind, data, is_json, retained, e.time_ms) else { return };
     app.outbox.push(ev);
     if let Some(r) = record {
         delivery_record(app, r, (e.id, e.time_ms));

@@ -41,6 +41,8 @@ pub struct Event {
     pub born: std::time::Instant,
     /// Not yet retired: encodings are cached to be shared by the fan-out.
     live: Cell<bool>,
+    /// Published as its topic's current state (`?retain=1`); set before it is committed.
+    retained: Cell<bool>,
     sse: Cell<Option<Rc<[u8]>>>,
     sse_envelope: Cell<Option<Rc<[u8]>>>,
     json: Cell<Option<Rc<[u8]>>>,
@@ -91,6 +93,7 @@ impl std::fmt::Debug for Event {
             .field("data", &self.data)
             .field("data_is_json", &self.data_is_json)
             .field("live", &self.live.get())
+            .field("retained", &self.retained.get())
             .finish_non_exhaustive()
     }
 }
@@ -107,11 +110,22 @@ impl Event {
             data_is_json,
             born: std::time::Instant::now(),
             live: Cell::new(true),
+            retained: Cell::new(false),
             sse: Cell::new(None),
             sse_envelope: Cell::new(None),
             json: Cell::new(None),
             ws: Cell::new(None),
         }
+    }
+
+    /// Whether this event is its topic's state (published with `retain`; empty data clears).
+    pub fn retained(&self) -> bool {
+        self.retained.get()
+    }
+
+    /// Marks a made event as its topic's state: committing it keeps it (see [`Hub::state`]).
+    pub fn mark_retained(&self) {
+        self.retained.set(true);
     }
 
     /// Bytes this event is counted for in history limits.
@@ -239,6 +253,22 @@ pub struct HistoryConfig {
     pub max_topics: usize,
 }
 
+/// Bounds on retained state (`retain` in the config): past either, the topic whose state is
+/// oldest is forgotten.
+#[derive(Debug, Clone)]
+pub struct RetainConfig {
+    /// Topics with a retained event.
+    pub max_topics: usize,
+    /// Bytes counted for retained events (as history counts them).
+    pub max_bytes: usize,
+}
+
+impl Default for RetainConfig {
+    fn default() -> RetainConfig {
+        RetainConfig { max_topics: 10_000, max_bytes: 16 << 20 }
+    }
+}
+
 /// Topics, history and subscriptions.
 #[derive(Debug)]
 pub struct Hub {
@@ -265,6 +295,10 @@ pub struct Hub {
     patterns: Vec<Option<PatternEntry>>,
     free_patterns: Vec<PatternId>,
     wildcards: Vec<PatternId>,
+    retain_cfg: RetainConfig,
+    /// Each topic's current state: its last retained event (history may have dropped it).
+    retained: HashMap<Rc<str>, Rc<Event>>,
+    retained_bytes: usize,
 }
 
 impl Hub {
@@ -288,6 +322,62 @@ impl Hub {
             patterns: Vec::new(),
             free_patterns: Vec::new(),
             wildcards: Vec::new(),
+            retain_cfg: RetainConfig::default(),
+            retained: HashMap::new(),
+            retained_bytes: 0,
+        }
+    }
+
+    /// New bounds on retained state; they apply at once (the oldest states go).
+    pub fn set_retain_config(&mut self, cfg: RetainConfig) {
+        self.retain_cfg = cfg;
+        self.trim_retained();
+    }
+
+    /// `topic`'s current state: its last retained event, unless that cleared it.
+    pub fn state(&self, topic: &str) -> Option<&Rc<Event>> {
+        self.retained.get(topic)
+    }
+
+    /// The states of the topics matching any of `patterns`, up to id `through`, in id order:
+    /// what a subscriber asking for state gets before events after `through`.
+    pub fn states_matching(&self, patterns: &[&str], through: u64) -> Vec<Rc<Event>> {
+        let mut out: Vec<Rc<Event>> = self
+            .retained
+            .values()
+            .filter(|e| e.id <= through && patterns.iter().any(|p| topic::matches(p, &e.topic)))
+            .cloned()
+            .collect();
+        out.sort_unstable_by_key(|e| e.id);
+        out
+    }
+
+    /// Topics with a retained event and the bytes counted for them.
+    pub fn retained_stats(&self) -> (usize, usize) {
+        (self.retained.len(), self.retained_bytes)
+    }
+
+    /// Makes `ev` its topic's state, or clears the state when its data is empty.
+    fn keep_state(&mut self, ev: &Rc<Event>) {
+        if let Some(old) = self.retained.remove(&ev.topic) {
+            self.retained_bytes -= old.cost();
+        }
+        // One bigger than the whole bound would push every other state out, then itself.
+        if ev.data.is_empty() || ev.cost() > self.retain_cfg.max_bytes || self.retain_cfg.max_topics == 0 {
+            return;
+        }
+        self.retained_bytes += ev.cost();
+        self.retained.insert(ev.topic.clone(), ev.clone());
+        self.trim_retained();
+    }
+
+    fn trim_retained(&mut self) {
+        while self.retained.len() > self.retain_cfg.max_topics || self.retained_bytes > self.retain_cfg.max_bytes {
+            // A scan, but only past a bound.
+            let Some(k) = self.retained.values().min_by_key(|e| e.id).map(|e| e.topic.clone()) else { break };
+            if let Some(old) = self.retained.remove(&k) {
+                self.retained_bytes -= old.cost();
+            }
         }
     }
 
@@ -371,6 +461,7 @@ impl Hub {
 
     /// Puts an event read from the cluster's log into history, with the id the log gave it;
     /// None when it is not after the newest one (read twice) or its topic is not valid.
+    #[allow(clippy::too_many_arguments)]
     pub fn insert_read(
         &mut self,
         id: u64,
@@ -378,6 +469,7 @@ impl Hub {
         kind: &str,
         data: String,
         data_is_json: bool,
+        retained: bool,
         time_ms: u64,
     ) -> Option<Rc<Event>> {
         if id < self.next_id || topic::validate_topic(topic).is_err() {
@@ -385,6 +477,7 @@ impl Hub {
         }
         self.next_id = id + 1;
         let ev = self.new_event(id, topic, kind, data, data_is_json, time_ms);
+        ev.retained.set(retained);
         self.insert_event(ev.clone());
         Some(ev)
     }
@@ -392,6 +485,7 @@ impl Hub {
     /// Puts back an event from the journal at start, with its original id. Ids must come in
     /// increasing order; afterwards new ids continue after the last one (or from the clock, if
     /// that is later). The first restored id becomes the oldest this process can vouch for.
+    #[allow(clippy::too_many_arguments)]
     pub fn restore(
         &mut self,
         id: u64,
@@ -399,6 +493,7 @@ impl Hub {
         kind: &str,
         data: String,
         data_is_json: bool,
+        retained: bool,
         time_ms: u64,
     ) -> bool {
         if topic::validate_topic(topic).is_err() || self.restored_through >= id {
@@ -410,6 +505,7 @@ impl Hub {
         self.restored_through = id;
         self.next_id = self.next_id.max(id + 1);
         let ev = self.new_event(id, topic, kind, data, data_is_json, time_ms);
+        ev.retained.set(retained);
         // Nobody is subscribed at start: it is history only from the outset.
         ev.retire();
         self.insert_event(ev);
@@ -424,6 +520,9 @@ impl Hub {
     }
 
     fn insert_event(&mut self, ev: Rc<Event>) {
+        if ev.retained() {
+            self.keep_state(&ev);
+        }
         let id = ev.id;
         if !self.topics.contains_key(&ev.topic) {
             self.make_room_for_topic();
@@ -675,7 +774,7 @@ mod tests {
         }
         // Restored events are history from the start.
         let mut h = hub();
-        assert!(h.restore(7, "demo", "message", "r".into(), false, 0));
+        assert!(h.restore(7, "demo", "message", "r".into(), false, false, 0));
         let r = h.replay(&["demo"], 0, usize::MAX, None);
         assert_eq!(Rc::strong_count(&r.events[0].encoded(Wire::Json)), 1);
     }
@@ -706,17 +805,17 @@ mod tests {
     #[test]
     fn restored_history_resumes_and_ids_continue() {
         let mut h = Hub::new(cfg(10, 1 << 20), 50);
-        assert!(h.restore(10, "a", "message", "x".into(), false, 0));
-        assert!(h.restore(12, "a", "deploy", "{}".into(), true, 0));
-        assert!(!h.restore(11, "a", "message", "late".into(), false, 0), "out of order");
-        assert!(!h.restore(13, "bad topic", "message", String::new(), false, 0));
+        assert!(h.restore(10, "a", "message", "x".into(), false, false, 0));
+        assert!(h.restore(12, "a", "deploy", "{}".into(), true, false, 0));
+        assert!(!h.restore(11, "a", "message", "late".into(), false, false, 0), "out of order");
+        assert!(!h.restore(13, "bad topic", "message", String::new(), false, false, 0));
         let r = h.replay(&["a"], 10, usize::MAX, None);
         assert!(!r.gap, "10 is the oldest we vouch for: after it nothing is missing");
         assert_eq!(r.events.iter().map(|e| e.id).collect::<Vec<_>>(), [12]);
         assert!(h.replay(&["a"], 5, usize::MAX, None).gap, "before the journal's oldest");
         assert_eq!(h.publish("a", "message", String::new(), false, 0).id, 50, "the clock seed is later");
         let mut h = Hub::new(cfg(10, 1 << 20), 5);
-        h.restore(100, "a", "message", String::new(), false, 0);
+        h.restore(100, "a", "message", String::new(), false, false, 0);
         assert_eq!(h.publish("a", "message", String::new(), false, 0).id, 101, "continues after the journal");
     }
 
@@ -795,5 +894,46 @@ mod tests {
         assert_eq!(out, [3]);
         assert_eq!(h.stats().patterns, 1);
         assert_eq!(h.subscribe(5, "x"), p2, "freed ids are reused");
+    }
+
+    fn retained(h: &mut Hub, topic: &str, data: &str) -> Rc<Event> {
+        let ev = h.make(topic, "message", data.to_string(), false, 0);
+        ev.mark_retained();
+        h.commit(ev.clone());
+        ev
+    }
+
+    #[test]
+    fn retained_state_is_kept_replaced_cleared_and_bounded() {
+        let mut h = Hub::new(cfg(1, 1 << 20), 1);
+        h.set_retain_config(RetainConfig { max_topics: 2, max_bytes: 1 << 20 });
+        let a1 = retained(&mut h, "a", "1");
+        h.publish("a", "message", "not retained".into(), false, 0);
+        assert_eq!(h.state("a").map(|e| e.id), Some(a1.id), "history dropped it; the state stays");
+        let a2 = retained(&mut h, "a", "2");
+        let b = retained(&mut h, "b", "b");
+        assert_eq!(h.state("a").map(|e| e.id), Some(a2.id));
+        let ids = |v: Vec<Rc<Event>>| v.iter().map(|e| e.id).collect::<Vec<_>>();
+        assert_eq!(ids(h.states_matching(&["*"], u64::MAX)), [a2.id, b.id], "in id order");
+        assert_eq!(ids(h.states_matching(&["*"], b.id - 1)), [a2.id], "none after the cursor");
+        // Past max_topics the topic with the oldest state goes.
+        let c = retained(&mut h, "c", "c");
+        assert!(h.state("a").is_none());
+        assert_eq!(ids(h.states_matching(&["**"], u64::MAX)), [b.id, c.id]);
+        // An empty body clears.
+        retained(&mut h, "b", "");
+        assert!(h.state("b").is_none());
+        assert_eq!(h.retained_stats().0, 1);
+        // The byte bound counts as history does; one state bigger than it is not kept.
+        h.set_retain_config(RetainConfig { max_topics: 10, max_bytes: 300 });
+        retained(&mut h, "d", &"x".repeat(400));
+        assert!(h.state("d").is_none());
+        assert!(h.state("c").is_some(), "a state too big to keep pushes no other out");
+        assert!(h.retained_stats().1 <= 300);
+        // Restored and read-from-the-log events carry the flag.
+        let mut r = Hub::new(cfg(1, 1 << 20), 1);
+        assert!(r.restore(5, "t", "message", "s".into(), false, true, 0));
+        assert!(r.restore(6, "u", "message", "n".into(), false, false, 0));
+        assert_eq!(ids(r.states_matching(&["*"], u64::MAX)), [5]);
     }
 }

@@ -43,10 +43,20 @@ pub(crate) fn may_subscribe(app: &App, who: &Caller, p: &str) -> Result<(), Resp
     }
 }
 
+/// The retained events a subscriber asking for state gets first: the states of the topics
+/// matching `patterns` that `who` may subscribe to, up to id `through` (where its stream
+/// continues), in id order.
+pub(crate) fn state_events(app: &App, who: &Caller, patterns: &[&str], through: u64) -> Vec<Rc<Event>> {
+    let mut list = app.hub.states_matching(patterns, through);
+    list.retain(|ev| app.auth.allows(who, Scope::Subscribe, &ev.topic));
+    list
+}
+
 /// Publishes `data` as event `kind` on `topic` for `who`, after every check a publish must pass,
 /// in this order: the topic's syntax, no system topic, the caller's scope, a journal that takes
 /// work, the event type, the journal's record limit, UTF-8, and for JSON the nesting limit. A
-/// refusal is the HTTP answer; a WebSocket op sends its message (see [`op_error`]).
+/// refusal is the HTTP answer; a WebSocket op sends its message (see [`op_error`]). With
+/// `retain` the event becomes the topic's state (an empty body clears it).
 pub(crate) fn publish_checked(
     app: &mut App,
     who: &Caller,
@@ -54,6 +64,7 @@ pub(crate) fn publish_checked(
     kind: &str,
     data: Vec<u8>,
     is_json: bool,
+    retain: bool,
 ) -> Result<Rc<Event>, Response> {
     if let Err(e) = crate::topic::validate_topic(topic) {
         return Err(Response::error(400, &format!("{e}: {topic:?}")));
@@ -91,7 +102,7 @@ pub(crate) fn publish_checked(
             return Err(Response::error(400, &msg));
         }
     }
-    Ok(app.publish(topic, kind, data, is_json))
+    Ok(app.publish_event(topic, kind, data, is_json, retain))
 }
 
 /// The WebSocket error for op `op` that an HTTP client would get as `refusal`: the same words,
@@ -132,6 +143,14 @@ pub(crate) enum OpReply {
         /// What the session stands for from now on.
         credential: crate::auth::Credential,
     },
+    /// Patterns were added with `"state": true`: send `ack`, then the retained events of the
+    /// topics matching `patterns` up to where the connection's stream stands.
+    State {
+        /// The acknowledgement, sent first.
+        ack: String,
+        /// The patterns the op named.
+        patterns: Vec<String>,
+    },
     /// An event was published: send `ack` once journal record `seq` is durable.
     Published {
         /// The acknowledgement.
@@ -141,33 +160,45 @@ pub(crate) enum OpReply {
     },
 }
 
+/// Adds the patterns a `subscribe` op names, all or none: the ack, or the refusal.
+fn subscribe_op(
+    app: &mut App,
+    who: &Caller,
+    conn: usize,
+    patterns: &mut Box<[PatternId]>,
+    list: &[String],
+) -> Result<String, Response> {
+    for p in list {
+        valid_pattern(p).and_then(|()| may_subscribe(app, who, p))?;
+    }
+    let mut added: Vec<&str> = Vec::new();
+    for p in list {
+        let known = patterns.iter().any(|&id| app.hub.pattern_text(id) == Some(p.as_str()));
+        if !known && !added.contains(&p.as_str()) {
+            added.push(p);
+        }
+    }
+    // All or nothing: the limit counts the connection's patterns, old and new.
+    pattern_count(patterns.len() + added.len())?;
+    let mut ids = patterns.to_vec();
+    ids.extend(added.into_iter().map(|p| app.hub.subscribe(conn, p)));
+    *patterns = ids.into_boxed_slice();
+    Ok(ops::ack("subscribe", json!({ "topics": list })))
+}
+
 /// Carries out a WebSocket client's op for `who`, on the patterns connection `conn` holds.
 pub(crate) fn ws_op(app: &mut App, who: &Caller, conn: usize, patterns: &mut Box<[PatternId]>, op: Op) -> OpReply {
     let send_err = |op: &str, refusal: Response| OpReply::Send(op_refusal(op, &refusal));
     match op {
         Op::Ping => OpReply::Send(r#"{"type":"pong"}"#.to_string()),
-        Op::Subscribe(list) => {
-            for p in &list {
-                if let Err(r) = valid_pattern(p).and_then(|()| may_subscribe(app, who, p)) {
-                    return send_err("subscribe", r);
-                }
-            }
-            let mut added: Vec<&str> = Vec::new();
-            for p in &list {
-                let known = patterns.iter().any(|&id| app.hub.pattern_text(id) == Some(p.as_str()));
-                if !known && !added.contains(&p.as_str()) {
-                    added.push(p);
-                }
-            }
-            // All or nothing: the limit counts the connection's patterns, old and new.
-            if let Err(r) = pattern_count(patterns.len() + added.len()) {
-                return send_err("subscribe", r);
-            }
-            let mut ids = patterns.to_vec();
-            ids.extend(added.into_iter().map(|p| app.hub.subscribe(conn, p)));
-            *patterns = ids.into_boxed_slice();
-            OpReply::Send(ops::ack("subscribe", json!({ "topics": list })))
-        }
+        Op::SubscribeWithState(list) => match subscribe_op(app, who, conn, patterns, &list) {
+            Ok(ack) => OpReply::State { ack, patterns: list },
+            Err(r) => send_err("subscribe", r),
+        },
+        Op::Subscribe(list) => match subscribe_op(app, who, conn, patterns, &list) {
+            Ok(ack) => OpReply::Send(ack),
+            Err(r) => send_err("subscribe", r),
+        },
         Op::Unsubscribe(list) => {
             let mut ids = patterns.to_vec();
             ids.retain(|&id| {
@@ -199,12 +230,12 @@ pub(crate) fn ws_op(app: &mut App, who: &Caller, conn: usize, patterns: &mut Box
             OpReply::Reauth { ack: ops::ack("auth", json!({ "expires": expires })), credential }
         }
         Op::Resume(since) => OpReply::Resume { ack: ops::ack("resume", json!({ "since": since })), since },
-        Op::Publish { topic, event, data } => {
+        Op::Publish { topic, event, data, retain } => {
             let (text, is_json) = match data {
                 serde_json::Value::String(s) => (s, false),
                 other => (other.to_string(), true),
             };
-            match publish_checked(app, who, &topic, &event, text.into_bytes(), is_json) {
+            match publish_checked(app, who, &topic, &event, text.into_bytes(), is_json, retain) {
                 Err(r) => send_err("publish", r),
                 Ok(ev) => OpReply::Published {
                     ack: ops::ack("publish", json!({ "id": ev.id, "topic": topic })),
@@ -217,18 +248,30 @@ pub(crate) fn ws_op(app: &mut App, who: &Caller, conn: usize, patterns: &mut Box
 
 /// The long-poll answer: `{"events":[…],"next":ID}` plus `"reset":true` after a history gap
 /// and `"more":true` when the limit cut the batch (poll again at once with `since=next`). None
-/// while nothing after `since` matches: the poll waits.
-pub(crate) fn poll_answer(app: &App, patterns: &[&str], since: u64, limit: usize) -> Option<Response> {
+/// while nothing after `since` matches: the poll waits. `state` (retained events up to `since`,
+/// for `state=1`) comes first and is not counted by `limit`: `next` stays a cursor after it.
+pub(crate) fn poll_answer(
+    app: &App,
+    patterns: &[&str],
+    since: u64,
+    limit: usize,
+    state: &[Rc<Event>],
+) -> Option<Response> {
     let r = app.hub.replay(patterns, since, usize::MAX, None);
-    if r.events.is_empty() && !r.gap {
+    if r.events.is_empty() && !r.gap && state.is_empty() {
         return None;
     }
     let more = r.events.len() > limit;
-    let events = &r.events[..r.events.len().min(limit)];
+    let replayed = &r.events[..r.events.len().min(limit)];
+    let events: Vec<&Rc<Event>> = state.iter().chain(replayed).collect();
     // With no event to carry it, the cursor goes to the head, as an SSE reset does: a cursor
     // ahead of the server (ids went back: a restored backup, a clock set late without an RTC)
     // echoed back would be answered `reset` at once, forever.
-    let next = events.last().map_or(app.hub.last_id(), |e| e.id);
+    let next = match replayed.last() {
+        Some(e) => e.id,
+        None if !state.is_empty() => since,
+        None => app.hub.last_id(),
+    };
     let mut body = Vec::with_capacity(64 + events.iter().map(|e| e.cost()).sum::<usize>());
     body.extend_from_slice(b"{\"events\":[");
     for (i, e) in events.iter().enumerate() {

@@ -17,7 +17,7 @@ USAGE:
     hookcast serve [--config FILE] [--hooks FILE]... [--listen ADDR] [--state-dir DIR]
     hookcast webhook [adnanh/webhook flags: -hooks FILE -port N -ip IP -verbose -hotreload …]
     hookcast check [--config FILE] [--hooks FILE]...
-    hookcast publish [--url URL] [--token TOKEN] [--event TYPE] [--json] TOPIC DATA|-
+    hookcast publish [--url URL] [--token TOKEN] [--event TYPE] [--json] [--retain] TOPIC DATA|-
     hookcast tail [--url URL] [--token TOKEN] [--since ID] [--json] TOPIC...
     hookcast token new
     hookcast token hash [TOKEN]
@@ -36,7 +36,8 @@ COMMANDS:
               see docs/migrating-from-webhook.md
     check     validate a config (and adnanh/webhook hooks files, reading their secrets) and exit 0,
               or print the bad field's JSON path and exit 1
-    publish   publish DATA (or stdin with -) to TOPIC; prints the event id
+    publish   publish DATA (or stdin with -) to TOPIC; prints the event id; --retain keeps it
+              as the topic's state (subscribers with state=1 get it first; empty DATA clears)
     tail      subscribe to topics (patterns like builds/* or builds/**) and print events as they
               arrive; reconnects and resumes where it left off
     token     `new` prints a fresh random token and the sha256 to put in the config;
@@ -356,7 +357,7 @@ fn encode_query(s: &str) -> String {
 }
 
 fn publish(words: &[String]) -> Result<(), Fail> {
-    let a = Args::parse(words, &["--url", "--token", "--event"], &["--json"])?;
+    let a = Args::parse(words, &["--url", "--token", "--event"], &["--json", "--retain"])?;
     let [topic, data] = a.positional.as_slice() else {
         return Err(Fail::Usage("publish needs TOPIC and DATA (or - for stdin)".into()));
     };
@@ -369,8 +370,16 @@ fn publish(words: &[String]) -> Result<(), Fail> {
     };
     let t = target(&a)?;
     let mut path = format!("/publish/{}", encode_query(topic));
+    let mut query = Vec::new();
     if let Some(ev) = a.value("--event") {
-        path.push_str(&format!("?event={}", encode_query(ev)));
+        query.push(format!("event={}", encode_query(ev)));
+    }
+    if a.has("--retain") {
+        query.push("retain=1".to_string());
+    }
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(&query.join("&"));
     }
     let auth = bearer(&a).map(|t| format!("Bearer {t}"));
     let mut headers =

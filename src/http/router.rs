@@ -32,6 +32,8 @@ pub enum Route {
     Ticket,
     /// `POST /publish/{topic}`
     Publish(String),
+    /// `GET /api/topics/{topic}` — the topic's retained state.
+    TopicState(String),
     /// `GET /api/runs` — recent deploy runs.
     Runs,
     /// `GET /api/runs/{id}` — one run with its log.
@@ -90,6 +92,9 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
             if let Some(t) = path.strip_prefix("/events/") {
                 let t = super::request::percent_decode(t).ok_or(RouteError::BadPath)?;
                 ("GET, HEAD, OPTIONS", Route::Events(Some(t)))
+            } else if let Some(t) = path.strip_prefix("/api/topics/") {
+                let t = super::request::percent_decode(t).ok_or(RouteError::BadPath)?;
+                ("GET, HEAD", Route::TopicState(t))
             } else if let Some(rest) = path.strip_prefix("/api/runs/") {
                 let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
                 let id: u64 = id.parse().map_err(|_| RouteError::NotFound)?;

@@ -246,15 +246,28 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
     crc32c_update(0, bytes)
 }
 
+/// Flags bit of an event published as its topic's retained state.
+const RETAINED: u8 = 2;
+
 /// An event's journal payload: `[flags][type length][type][data]`, flags bit 0 = JSON.
 pub fn encode_event_data(kind: &str, is_json: bool, data: &str) -> Vec<u8> {
+    encode_event(kind, is_json, false, data)
+}
+
+/// [`encode_event_data`] with flags bit 1 set for an event `retained` as its topic's state.
+pub fn encode_event(kind: &str, is_json: bool, retained: bool, data: &str) -> Vec<u8> {
     let kind = &kind.as_bytes()[..kind.len().min(255)];
     let mut out = Vec::with_capacity(2 + kind.len() + data.len());
-    out.push(u8::from(is_json));
+    out.push(u8::from(is_json) | if retained { RETAINED } else { 0 });
     out.push(kind.len() as u8);
     out.extend_from_slice(kind);
     out.extend_from_slice(data.as_bytes());
     out
+}
+
+/// Whether an event's journal payload marks it as its topic's retained state (flags bit 1).
+pub fn event_data_retained(raw: &[u8]) -> bool {
+    raw.first().is_some_and(|f| f & RETAINED != 0)
 }
 
 /// The inverse of [`encode_event_data`]: (type, is JSON, data).
@@ -269,6 +282,16 @@ pub fn decode_event_data(raw: &[u8]) -> Option<(String, bool, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_retained_flag_round_trips_beside_json() {
+        for (json, retained) in [(false, false), (true, false), (false, true), (true, true)] {
+            let raw = encode_event("state", json, retained, "{}");
+            assert_eq!(event_data_retained(&raw), retained);
+            assert_eq!(decode_event_data(&raw), Some(("state".to_string(), json, "{}".to_string())));
+        }
+        assert!(!event_data_retained(&[]));
+    }
 
     fn rec(kind: Kind, id: u64, topic: &str, data: &[u8]) -> Record {
         Record { kind, id, time_ms: 1_795_340_470_123 ^ id, topic: topic.to_owned(), data: data.to_vec() }

@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! → {"op":"subscribe","topics":["builds/*"]}        ← {"type":"ack","op":"subscribe","topics":[...]}
+//! → {…,"state":true}                                ← the ack, then the topics' retained events
 //! → {"op":"unsubscribe","topics":["builds/*"]}      ← {"type":"ack","op":"unsubscribe","topics":[...]}
 //! → {"op":"resume","since":1795340960422219}        ← replayed events, then {"type":"ack","op":"resume",...}
 //! → {"op":"publish","topic":"t","data":…,"event":"e"} ← {"type":"ack","op":"publish","id":N}
+//!   (`"retain":true`: the event becomes the topic's state; empty data clears it)
 //! → {"op":"ping"}                                   ← {"type":"pong"}
 //! anything else                                     ← {"type":"error","error":"…"} (the connection stays)
 //! ```
@@ -21,6 +23,8 @@ pub const MAX_TOPICS_PER_OP: usize = 32;
 pub enum Op {
     /// Add patterns.
     Subscribe(Vec<String>),
+    /// Add patterns, then send the retained state of the topics they match (`"state":true`).
+    SubscribeWithState(Vec<String>),
     /// Remove patterns.
     Unsubscribe(Vec<String>),
     /// Replay history after this id for the current patterns.
@@ -33,6 +37,8 @@ pub enum Op {
         event: String,
         /// Payload: a JSON string is published as text, anything else as JSON.
         data: Value,
+        /// Keep it as the topic's state (`"retain":true`).
+        retain: bool,
     },
     /// Application-level ping.
     Ping,
@@ -76,7 +82,11 @@ pub fn parse(text: &[u8]) -> Result<Op, OpError> {
         return Err(OpError::new(None, "expected an object with \"op\""));
     };
     match op {
-        "subscribe" => Ok(Op::Subscribe(topics(&v, op)?)),
+        "subscribe" => match v.get("state") {
+            None | Some(Value::Null | Value::Bool(false)) => Ok(Op::Subscribe(topics(&v, op)?)),
+            Some(Value::Bool(true)) => Ok(Op::SubscribeWithState(topics(&v, op)?)),
+            Some(_) => Err(OpError::new(Some(op), "\"state\" must be true or false")),
+        },
         "unsubscribe" => Ok(Op::Unsubscribe(topics(&v, op)?)),
         "resume" => match v.get("since").and_then(|s| s.as_u64().or_else(|| s.as_str()?.parse().ok())) {
             Some(id) => Ok(Op::Resume(id)),
@@ -91,7 +101,13 @@ pub fn parse(text: &[u8]) -> Result<Op, OpError> {
                 Some(Value::String(e)) => e.clone(),
                 Some(_) => return Err(OpError::new(Some(op), "\"event\" must be a string")),
             };
-            Ok(Op::Publish { topic: topic.to_string(), event, data: v.get("data").cloned().unwrap_or(Value::Null) })
+            let retain = match v.get("retain") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(OpError::new(Some(op), "\"retain\" must be true or false")),
+            };
+            let data = v.get("data").cloned().unwrap_or(Value::Null);
+            Ok(Op::Publish { topic: topic.to_string(), event, data, retain })
         }
         "ping" => Ok(Op::Ping),
         "auth" => match v.get("token").and_then(Value::as_str) {
@@ -138,8 +154,23 @@ mod tests {
         assert_eq!(parse(br#"{"op":"ping"}"#), Ok(Op::Ping));
         assert_eq!(
             parse(br#"{"op":"publish","topic":"t","data":{"x":1}}"#),
-            Ok(Op::Publish { topic: "t".into(), event: "message".into(), data: json!({"x":1}) })
+            Ok(Op::Publish { topic: "t".into(), event: "message".into(), data: json!({"x":1}), retain: false })
         );
+    }
+
+    #[test]
+    fn state_and_retain_options() {
+        assert_eq!(
+            parse(br#"{"op":"subscribe","topics":["a"],"state":true}"#),
+            Ok(Op::SubscribeWithState(vec!["a".into()]))
+        );
+        assert_eq!(parse(br#"{"op":"subscribe","topics":["a"],"state":false}"#), Ok(Op::Subscribe(vec!["a".into()])));
+        assert!(parse(br#"{"op":"subscribe","topics":["a"],"state":1}"#).unwrap_err().error.contains("state"));
+        assert_eq!(
+            parse(br#"{"op":"publish","topic":"t","data":"","retain":true}"#),
+            Ok(Op::Publish { topic: "t".into(), event: "message".into(), data: json!(""), retain: true })
+        );
+        assert!(parse(br#"{"op":"publish","topic":"t","retain":"yes"}"#).unwrap_err().error.contains("retain"));
     }
 
     #[test]

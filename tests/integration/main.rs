@@ -16,6 +16,7 @@ mod ops;
 mod poll;
 mod proxy;
 mod reload;
+mod retain;
 mod runner;
 mod sse;
 mod status;
