@@ -242,3 +242,18 @@ fn retained_state_survives_a_restart_with_the_journal() {
     assert_eq!((line["id"].as_str(), line["data"].as_str()), (Some(kept.to_string().as_str()), Some("green")));
     child.wait().ok();
 }
+
+#[test]
+fn the_cli_publishes_retained_state() {
+    let d = Daemon::start(OPEN);
+    let bin = std::path::Path::new(crate::util::BIN);
+    let url = d.url();
+    let (code, out, err) =
+        crate::util::run_to_end(bin, &["publish", "--url", &url, "--retain", "--json", "cli/t", r#"{"ok":true}"#], &[]);
+    assert_eq!(code, 0, "{err}");
+    let r = d.get("/api/topics/cli/t").json();
+    assert_eq!((r["id"].as_u64(), r["data"].clone()), (out.trim().parse().ok(), json!({"ok": true})));
+    let (code, _, err) = crate::util::run_to_end(bin, &["publish", "--url", &url, "--retain", "cli/t", ""], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(d.get("/api/topics/cli/t").status, 404, "an empty DATA clears");
+}
