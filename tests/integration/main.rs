@@ -17,6 +17,7 @@ mod poll;
 mod proxy;
 mod reload;
 mod runner;
+mod sources;
 mod sse;
 mod status;
 mod ws;
