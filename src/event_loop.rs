@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // The poll's tokens, all of them: connections count up from 0 (`Sessions`), the runner's child
-// pipes from `runner::TOKEN_BASE` (1 << 40) up, and these three sit at the top.
+// pipes from `runner::TOKEN_BASE` (1 << 40) up, the log sources' pipes from
+// `sources::TOKEN_BASE` (1 << 42) up, and these three sit at the top.
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 /// The journal's writer thread wakes the loop through this when records became durable.
