@@ -280,7 +280,7 @@ impl Config {
             .map(|(path, v)| public_rule(Obj::new(v, &path)?))
             .collect::<Result<Vec<_>, _>>()?;
         let runner = runner(root.opt_obj("runner")?)?;
-        let sources = sources::sources(root.opt_list("sources")?)?;
+        let sources = sources::sources(root.opt_list("sources")?, base_dir)?;
         let hooks = match root.take_raw("hooks") {
             None | Some(Value::Null) => Vec::new(),
             // The path of an existing adnanh/webhook hooks.json: migrate by pointing at it.

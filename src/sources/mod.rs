@@ -1,5 +1,6 @@
-//! Log sources: long-running commands (config `sources`) whose stdout lines become events on a
-//! topic, driven by the event loop like deploy runs.
+//! Log sources (config `sources`): long-running commands whose stdout lines become events on a
+//! topic, driven by the event loop like deploy runs, and followed files ([`tail`], inotify on the
+//! loop). What follows is about commands; the flood budget and the per-turn bounds hold for both.
 //!
 //! A source's child gets an argv (never a shell string), a minimal environment, its own process
 //! group and stdout as a non-blocking pipe registered with the loop's poll. When it exits it is
@@ -15,17 +16,28 @@
 //!                 └──────► stopped                   (removed by a reload, or shutdown)
 //! ```
 
+pub mod tail;
+
 use crate::runner::lines::{Line, LineSplitter};
 use mio::unix::pipe::Receiver;
 use mio::{Interest, Registry, Token};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Poll tokens at or above this belong to source pipes (one per started child).
+/// Poll tokens at or above this belong to sources: the inotify descriptor of the `tail` sources
+/// at it, then one per started child.
 pub const TOKEN_BASE: usize = 1 << 42;
+/// The inotify descriptor's token.
+const INOTIFY: Token = Token(TOKEN_BASE);
+/// Bytes read from one followed file per loop turn.
+const TAIL_BUDGET: usize = 256 * 1024;
 /// Bytes read from one source per loop turn.
 const READ_BUDGET: usize = 256 * 1024;
 /// Lines taken from one source per loop turn (each one may become an event).
@@ -52,12 +64,21 @@ pub struct SourceConfig {
     pub name: String,
     /// Topic its lines are published to.
     pub topic: String,
-    /// The program and its arguments.
-    pub command: Vec<String>,
+    /// What it reads.
+    pub what: What,
     /// Lines published per second at most; the rest are dropped and counted.
     pub max_lines_per_sec: u32,
     /// Lines are cut at this many bytes (the rest of the line is dropped).
     pub max_line_bytes: usize,
+}
+
+/// What a source reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum What {
+    /// A long-running command's stdout: the program and its arguments.
+    Command(Vec<String>),
+    /// A file followed from its end.
+    Tail(PathBuf),
 }
 
 /// Where a source is in its life.
@@ -84,6 +105,7 @@ struct Source {
     cfg: SourceConfig,
     state: State,
     proc: Option<Proc>,
+    tail: Option<tail::Tail>,
     split: LineSplitter,
     /// Inside a line cut at the limit: its continuation pieces are dropped.
     skipping: bool,
@@ -119,6 +141,12 @@ pub struct Sources {
     stopping: Vec<(Child, u32, Instant, bool)>,
     /// Messages to publish (the loop drains this).
     pub out: Vec<Pub>,
+    /// The `tail` sources' inotify instance, made with the first one.
+    inotify: Option<File>,
+    /// Directory watches and how many tails share each.
+    watches: HashMap<i32, usize>,
+    /// Tails (by name) with input left over after their read budget.
+    more_tails: Vec<String>,
 }
 
 fn now_ms() -> u64 {
@@ -128,7 +156,17 @@ fn now_ms() -> u64 {
 impl Sources {
     /// No sources yet; their pipes register with `registry` (a clone of the loop's).
     pub fn new(registry: Option<Registry>) -> Sources {
-        Sources { registry, list: Vec::new(), next_token: 0, more: Vec::new(), stopping: Vec::new(), out: Vec::new() }
+        Sources {
+            registry,
+            list: Vec::new(),
+            next_token: 1,
+            more: Vec::new(),
+            stopping: Vec::new(),
+            out: Vec::new(),
+            inotify: None,
+            watches: HashMap::new(),
+            more_tails: Vec::new(),
+        }
     }
 
     /// Puts a source list in force: sources removed or changed are stopped (their groups get
@@ -146,6 +184,7 @@ impl Sources {
                         cfg: cfg.clone(),
                         state: State::Backoff(now),
                         proc: None,
+                        tail: None,
                         skipping: false,
                         backoff: BACKOFF_MIN,
                         restarts: 0,
@@ -170,10 +209,128 @@ impl Sources {
     }
 
     fn spawn(&mut self, s: &mut Source, now: Instant) {
+        let argv = match &s.cfg.what {
+            What::Command(argv) => argv.clone(),
+            What::Tail(path) => return self.start_tail(s, path.clone(), now),
+        };
+        self.spawn_command(s, &argv, now);
+    }
+
+    /// Starts following a file: a watch on its directory, the file from its end.
+    fn start_tail(&mut self, s: &mut Source, path: PathBuf, now: Instant) {
+        let t = tail::Tail::new(&path);
+        match self.watch(&t.dir()) {
+            Ok(wd) => {
+                let mut t = t;
+                t.wd = Some(wd);
+                s.tail = Some(t);
+                s.state = State::Running;
+                s.error = None;
+                s.split = LineSplitter::new(s.cfg.max_line_bytes);
+                s.skipping = false;
+            }
+            Err(e) => {
+                let msg = format!("cannot watch {}: {e}", t.dir().display());
+                log::warn!("source {:?}: {msg}; trying again in {:?}", s.cfg.name, s.backoff);
+                s.error = Some(msg);
+                s.state = State::Backoff(now + s.backoff);
+                s.backoff = (s.backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+
+    /// A watch on `dir` (shared by the tails in one directory).
+    fn watch(&mut self, dir: &std::path::Path) -> io::Result<i32> {
+        if self.inotify.is_none() {
+            let fd = crate::sys::inotify_init()?;
+            let registry = self.registry.as_ref().ok_or_else(|| io::Error::other("no poll registry"))?;
+            registry.register(&mut mio::unix::SourceFd(&fd.as_raw_fd()), INOTIFY, Interest::READABLE)?;
+            self.inotify = Some(File::from(fd));
+        }
+        let fd = self.inotify.as_ref().expect("made above");
+        let wd = crate::sys::inotify_add_watch(fd.as_fd(), dir, tail::DIR_MASK)?;
+        *self.watches.entry(wd).or_insert(0) += 1;
+        Ok(wd)
+    }
+
+    fn unwatch(&mut self, wd: i32) {
+        let Some(n) = self.watches.get_mut(&wd) else { return };
+        *n -= 1;
+        if *n == 0 {
+            self.watches.remove(&wd);
+            if let Some(fd) = &self.inotify {
+                crate::sys::inotify_rm_watch(fd.as_fd(), wd);
+            }
+        }
+    }
+
+    /// The inotify descriptor is readable: every tail in a directory that changed reads what is
+    /// new (bounded per turn).
+    fn on_inotify(&mut self, now: Instant) {
+        let Some(fd) = &self.inotify else { return };
+        let mut buf = [0u8; 16 * 1024];
+        let mut touched: Vec<i32> = Vec::new();
+        let mut all = false;
+        let mut reads = 0;
+        loop {
+            let n = match (&*fd).read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            for (wd, mask) in tail::parse_events(&buf[..n]) {
+                if wd < 0 || mask & libc::IN_Q_OVERFLOW != 0 {
+                    all = true;
+                } else if mask & libc::IN_IGNORED != 0 {
+                    // The directory went away: its tails watch again after a backoff.
+                    self.watches.remove(&wd);
+                    for s in &mut self.list {
+                        if s.tail.as_ref().is_some_and(|t| t.wd == Some(wd)) {
+                            s.tail = None;
+                            s.error = Some("its directory was removed".into());
+                            s.state = State::Backoff(now + s.backoff);
+                        }
+                    }
+                } else if !touched.contains(&wd) {
+                    touched.push(wd);
+                }
+            }
+            reads += 1;
+            if reads >= 16 {
+                if !self.more.contains(&INOTIFY) {
+                    self.more.push(INOTIFY);
+                }
+                break;
+            }
+        }
+        for i in 0..self.list.len() {
+            let hit = self.list[i].tail.as_ref().is_some_and(|t| all || t.wd.is_some_and(|w| touched.contains(&w)));
+            if hit {
+                self.read_tail(i, now);
+            }
+        }
+    }
+
+    /// Reads what is new in a followed file, up to the budget.
+    fn read_tail(&mut self, i: usize, now: Instant) {
+        let s = &mut self.list[i];
+        let Some(t) = s.tail.as_mut() else { return };
+        let mut lines = Vec::new();
+        let left = t.read(&mut s.split, &mut lines, TAIL_BUDGET.min(LINE_BUDGET * s.cfg.max_line_bytes));
+        for line in lines {
+            take_line(s, line, now, &mut self.out);
+        }
+        if left && !self.more_tails.contains(&s.cfg.name) {
+            self.more_tails.push(s.cfg.name.clone());
+        }
+    }
+
+    fn spawn_command(&mut self, s: &mut Source, argv: &[String], now: Instant) {
         use std::os::unix::process::CommandExt;
         let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string());
-        let mut cmd = Command::new(&s.cfg.command[0]);
-        cmd.args(&s.cfg.command[1..])
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
             .env_clear()
             .env("PATH", path)
             .stdin(Stdio::null())
@@ -214,7 +371,7 @@ impl Sources {
                 s.skipping = false;
             }
             Err(e) => {
-                let msg = format!("could not start {:?}: {e}", s.cfg.command[0]);
+                let msg = format!("could not start {:?}: {e}", argv[0]);
                 log::warn!("source {:?}: {msg}", s.cfg.name);
                 s.error = Some(msg);
                 s.state = State::Backoff(now + s.backoff);
@@ -226,6 +383,10 @@ impl Sources {
     /// Ends a source's child: SIGTERM to its group now, SIGKILL after [`STOP_GRACE`].
     fn stop(&mut self, s: &mut Source, now: Instant) {
         s.state = State::Stopped;
+        if let Some(wd) = s.tail.take().and_then(|t| t.wd) {
+            self.unwatch(wd);
+        }
+        self.more_tails.retain(|n| *n != s.cfg.name);
         if let Some(mut p) = s.proc.take() {
             deregister(&self.registry, &mut p.rx);
             self.more.retain(|t| *t != p.token);
@@ -262,6 +423,9 @@ impl Sources {
     pub fn on_readable(&mut self, token: Token, now: Instant) {
         if self.more.contains(&token) {
             return;
+        }
+        if token == INOTIFY {
+            return self.on_inotify(now);
         }
         let Some(i) = self.list.iter().position(|s| s.proc.as_ref().is_some_and(|p| p.token == token)) else { return };
         let mut lines = Vec::new();
@@ -310,11 +474,16 @@ impl Sources {
         for t in std::mem::take(&mut self.more) {
             self.on_readable(t, now);
         }
+        for name in std::mem::take(&mut self.more_tails) {
+            if let Some(i) = self.list.iter().position(|s| s.cfg.name == name) {
+                self.read_tail(i, now);
+            }
+        }
     }
 
     /// Whether some source still has unread input (the loop should not sleep).
     pub fn has_more(&self) -> bool {
-        !self.more.is_empty()
+        !self.more.is_empty() || !self.more_tails.is_empty()
     }
 
     /// After SIGCHLD: collects exited children without blocking.
@@ -408,6 +577,7 @@ impl Sources {
             .iter()
             .map(|s| {
                 let state = match s.state {
+                    State::Running if s.tail.as_ref().is_some_and(|t| !t.is_open()) => "waiting",
                     State::Running => "running",
                     State::Backoff(_) => "backoff",
                     State::Stopped => "stopped",
@@ -415,7 +585,7 @@ impl Sources {
                 json!({
                     "name": s.cfg.name,
                     "topic": s.cfg.topic,
-                    "kind": "command",
+                    "kind": match s.cfg.what { What::Command(_) => "command", What::Tail(_) => "tail" },
                     "state": state,
                     "lines": s.lines,
                     "lines_per_sec": s.last_rate,
@@ -526,7 +696,7 @@ mod tests {
         let cfg = SourceConfig {
             name: "s".into(),
             topic: "logs/s".into(),
-            command: vec!["true".into()],
+            what: What::Command(vec!["true".into()]),
             max_lines_per_sec: max,
             max_line_bytes: 32,
         };
@@ -536,6 +706,7 @@ mod tests {
             cfg,
             state: State::Running,
             proc: None,
+            tail: None,
             skipping: false,
             backoff: BACKOFF_MIN,
             restarts: 0,

@@ -176,3 +176,64 @@ fn a_flood_is_bounded_by_the_budget_and_the_dropped_count_reported() {
     assert!(lines <= 50.0 * secs, "{lines} lines in {secs} s over a budget of 50/s");
     assert!(d.metric("hookcast_source_dropped_total{source=\"flood\"}") > 0.0);
 }
+
+/// The next `line` event's data.
+fn next_line(rx: &std::sync::mpsc::Receiver<serde_json::Value>) -> String {
+    loop {
+        let v = rx.recv_timeout(Duration::from_secs(20)).expect("a line arrives");
+        if v["type"] == "line" {
+            return v["data"].as_str().unwrap().to_string();
+        }
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
+}
+
+#[test]
+fn a_tail_follows_appends_rename_rotation_copytruncate_and_a_file_created_later() {
+    let tmp = TempDir::new("src-tail");
+    let (log, late) = (tmp.0.join("app.log"), tmp.0.join("late.log"));
+    std::fs::write(&log, "old line, before the start\n").unwrap();
+    let sources = [
+        format!(r#"{{"tail":{:?},"topic":"logs/app"}}"#, log.display().to_string()),
+        format!(r#"{{"tail":{:?},"topic":"logs/late"}}"#, late.display().to_string()),
+    ];
+    let d = Daemon::start(&config(&sources));
+    let url = format!("{}/events?topics=logs/app,logs/late", d.url());
+    let (mut child, rx) = spawn_es_client(&url, &["--count", "6", "--timeout-ms", "30000", "--events", "line"]);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)).unwrap()["open"], true);
+
+    append(&log, "one\n");
+    assert_eq!(next_line(&rx), "one", "from the end: the old line is not sent");
+    append(&log, r#"{"level":"warn","msg":"json"}"#);
+    append(&log, "\n");
+    let j: serde_json::Value = serde_json::from_str(&next_line(&rx)).unwrap();
+    assert_eq!(j["level"], "warn");
+
+    // Rotation by rename: the writer finishes the old file, then a new one appears.
+    std::fs::rename(&log, tmp.0.join("app.log.1")).unwrap();
+    append(&tmp.0.join("app.log.1"), "two\n");
+    append(&log, "three\n");
+    assert_eq!(next_line(&rx), "two");
+    assert_eq!(next_line(&rx), "three");
+
+    // copytruncate: copied away, truncated in place, then written again.
+    std::fs::copy(&log, tmp.0.join("app.log.2")).unwrap();
+    std::fs::OpenOptions::new().write(true).truncate(true).open(&log).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    append(&log, "four\n");
+    assert_eq!(next_line(&rx), "four");
+
+    // A file that did not exist at start.
+    let status = d.get("/api/status").json();
+    assert_eq!(status["sources"][1]["state"], "waiting", "{status}");
+    append(&late, "five\n");
+    assert_eq!(next_line(&rx), "five");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(d.metric("hookcast_source_lines_total{source=\"logs/app\"}"), 5.0);
+    assert_eq!(d.metric("hookcast_source_lines_total{source=\"logs/late\"}"), 1.0);
+}
