@@ -172,6 +172,7 @@ pub fn handle(app: &mut App, (peer, peer_port): (IpAddr, u16), head: &Head, body
             if let Some(c) = &app.cluster {
                 crate::metrics::render_cluster(&mut text, c);
             }
+            app.sources.render_metrics(&mut text);
             respond(Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text))
         }
         Route::Index => respond(crate::status::page(app, client, head)),

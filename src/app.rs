@@ -56,6 +56,8 @@ pub struct App {
     pub outbox: Vec<Rc<Event>>,
     /// Deploy runs.
     pub runner: crate::runner::Runner,
+    /// Log sources (their processes and counters).
+    pub sources: crate::sources::Sources,
     /// Webhook hooks, secrets read.
     pub hooks: crate::hooks::intake::Hooks,
     /// Delivery ids recently accepted.
@@ -166,6 +168,7 @@ impl App {
     pub fn new(cfg: Config, hooks: crate::hooks::intake::Hooks, registry: mio::Registry) -> App {
         let dedup = crate::hooks::dedup::DedupWindow::new(cfg.dedup_window, 100_000);
         let deliveries = crate::hooks::stored::StoredDeliveries::new(cfg.journal.max_delivery_bytes);
+        let sources = crate::sources::Sources::new(registry.try_clone().ok());
         let runner = crate::runner::Runner::new(cfg.runner.clone(), registry);
         let auth = Auth::new(cfg.tokens.clone(), cfg.public.clone());
         let jwt = crate::jwt::Verifiers::new(cfg.jwt.clone());
@@ -186,6 +189,7 @@ impl App {
             now,
             outbox: Vec::new(),
             runner,
+            sources,
             hooks,
             dedup,
             run_waiters: HashMap::new(),
@@ -311,6 +315,19 @@ impl App {
             if *n == 0 {
                 self.streams_via_proxy.remove(&client);
             }
+        }
+    }
+
+    /// Publishes the log sources' lines; while the journal refuses work they are dropped (the
+    /// queue of held events must stay bounded).
+    pub fn pump_sources(&mut self) {
+        let refusing = self.work_refusal().is_some();
+        for (topic, kind, data, is_json) in std::mem::take(&mut self.sources.out) {
+            if refusing {
+                self.dropped_lines += 1;
+                continue;
+            }
+            self.publish(&topic, kind, data, is_json);
         }
     }
 
@@ -630,6 +647,7 @@ impl App {
         self.hub.set_history_config(cfg.history.clone());
         self.hub.set_retain_config(cfg.retain.clone());
         self.runner.set_config(cfg.runner.clone());
+        self.sources.set_config(&cfg.sources, self.now);
         self.dedup.set_max_age(cfg.dedup_window);
         self.hooks = hooks;
         log::set_max_level(cfg.log_level);

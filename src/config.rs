@@ -9,6 +9,7 @@
 mod cluster;
 pub mod json;
 mod jwt;
+mod sources;
 
 use crate::auth::{Cidr, PublicRule, Scope, TokenConfig};
 use crate::hub::{HistoryConfig, RetainConfig};
@@ -193,6 +194,8 @@ pub struct Config {
     pub server_names: Vec<String>,
     /// Deploy runner settings.
     pub runner: crate::runner::RunnerConfig,
+    /// Log sources (`sources`).
+    pub sources: Vec<crate::sources::SourceConfig>,
     /// Webhook hooks (adnanh/webhook's format plus hookcast's fields).
     pub hooks: Vec<crate::hooks::def::HookDef>,
     /// How long delivery ids are remembered for idempotency.
@@ -280,6 +283,7 @@ impl Config {
             .map(|(path, v)| public_rule(Obj::new(v, &path)?))
             .collect::<Result<Vec<_>, _>>()?;
         let runner = runner(root.opt_obj("runner")?)?;
+        let sources = sources::sources(root.opt_list("sources")?, base_dir)?;
         let hooks = match root.take_raw("hooks") {
             None | Some(Value::Null) => Vec::new(),
             // The path of an existing adnanh/webhook hooks.json: migrate by pointing at it.
@@ -336,6 +340,7 @@ impl Config {
             reuse_port,
             server_names,
             runner,
+            sources,
             hooks,
             dedup_window,
             journal,

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // The poll's tokens, all of them: connections count up from 0 (`Sessions`), the runner's child
-// pipes from `runner::TOKEN_BASE` (1 << 40) up, and these three sit at the top.
+// pipes from `runner::TOKEN_BASE` (1 << 40) up, the log sources' pipes from
+// `sources::TOKEN_BASE` (1 << 42) up, and these three sit at the top.
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 /// The journal's writer thread wakes the loop through this when records became durable.
@@ -358,6 +359,8 @@ impl Server {
     /// Runs until SIGTERM or SIGINT, then drains and returns.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        let sources = self.app.cfg.sources.clone();
+        self.app.sources.set_config(&sources, Instant::now());
         if let Some(n) = &self.notifier {
             if self.awaiting_log.is_none() {
                 n.ready();
@@ -392,6 +395,7 @@ impl Server {
                             c.on_event(t, ev.is_readable() || ev.is_read_closed() || ev.is_error(), ev.is_writable());
                         }
                     }
+                    Token(t) if t >= crate::sources::TOKEN_BASE => self.app.sources.on_readable(Token(t), self.app.now),
                     Token(t) if t >= crate::runner::TOKEN_BASE => self.app.runner.on_readable(Token(t)),
                     Token(t) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -420,6 +424,8 @@ impl Server {
             self.release_durable();
             self.app.runner.read_more();
             self.app.runner.tick(self.app.now);
+            self.app.sources.read_more(self.app.now);
+            self.app.sources.tick(self.app.now);
             self.end_of_turn();
             if !self.fanned.is_empty() {
                 let done = Instant::now();
@@ -449,6 +455,7 @@ impl Server {
                     if let Some(c) = self.app.cluster.as_mut() {
                         c.close();
                     }
+                    self.app.sources.kill_all();
                     log::info!("stopped ({} connections dropped at the end of the drain)", self.sessions.open());
                     return Ok(());
                 }
@@ -486,6 +493,7 @@ impl Server {
         // First what the log brought: runs it starts report their state in this same turn.
         crate::follow::apply(&mut self.app);
         self.app.pump_runner();
+        self.app.pump_sources();
         self.answer_run_waiters();
         self.send_resets();
         self.fan_out();
@@ -516,7 +524,7 @@ impl Server {
         if let Some(Reverse((t, _))) = self.timers.peek() {
             next = next.min(*t);
         }
-        if self.app.runner.has_more() || !self.reread.is_empty() {
+        if self.app.runner.has_more() || self.app.sources.has_more() || !self.reread.is_empty() {
             return Some(Duration::ZERO);
         }
         let phase_deadline = match self.phase {
@@ -530,6 +538,7 @@ impl Server {
             self.accept_paused_until,
             phase_deadline,
             self.app.runner.next_deadline(),
+            self.app.sources.next_deadline(),
             self.next_watchdog,
             self.next_watch,
         ]
@@ -896,7 +905,10 @@ impl Server {
         let pending: Vec<i32> = self.signals.pending().collect();
         for sig in pending {
             match sig {
-                SIGCHLD => self.app.runner.reap(self.app.now),
+                SIGCHLD => {
+                    self.app.runner.reap(self.app.now);
+                    self.app.sources.reap(self.app.now);
+                }
                 SIGHUP | SIGUSR1 => {
                     if let Some(n) = &self.notifier {
                         n.reloading();
@@ -925,6 +937,7 @@ impl Server {
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
+        self.app.sources.stop_all(self.app.now);
         if self.app.runner.cancel_queued(self.app.now) {
             let grace = self.app.runner.config().shutdown_grace;
             log::info!("waiting up to {grace:?} for {} running deploy(s)", self.app.runner.active());

@@ -26,6 +26,7 @@ pub mod notify;
 pub mod redis;
 pub mod runner;
 pub mod sessions;
+pub mod sources;
 pub mod sse;
 pub mod status;
 pub mod sys;

@@ -195,3 +195,36 @@ pub fn reuse_port_listener(addr: std::net::SocketAddr) -> std::io::Result<std::n
     }
     Ok(std::net::TcpListener::from(owned))
 }
+
+/// A non-blocking, close-on-exec inotify instance (for the `tail` sources).
+pub fn inotify_init() -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain flags in, a new descriptor (or -1) out.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by inotify_init1 and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Watches `path` on inotify instance `fd` for `mask`; returns the watch descriptor.
+pub fn inotify_add_watch(fd: std::os::fd::BorrowedFd<'_>, path: &std::path::Path, mask: u32) -> std::io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a NUL-terminated string alive for the call; the fd is borrowed, so open.
+    let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
+    if wd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(wd)
+}
+
+/// Removes watch `wd` from inotify instance `fd` (a watch already gone is not an error).
+pub fn inotify_rm_watch(fd: std::os::fd::BorrowedFd<'_>, wd: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain integers; the fd is borrowed, so open.
+    let _ = unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), wd) };
+}

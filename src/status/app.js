@@ -124,6 +124,7 @@ function gauges(st) {
   $('foot').textContent = foot;
   $('logout').hidden = st.auth !== 'token';
   cluster(st.cluster);
+  sources(st.sources || []);
   const w = $('warn');
   w.hidden = st.can_subscribe;
   w.textContent = st.can_subscribe ? '' : 'This token cannot subscribe to $deliveries, $runs and $runs/*: '
@@ -206,6 +207,25 @@ function cluster(c) {
   $('nodes').tBodies[0].replaceChildren(...nodes.map((n) => nodeRow(n, c.node)));
   $('no-nodes').hidden = nodes.length > 0;
   for (const t of document.querySelectorAll('#nodes .seen')) seen(t);
+}
+
+// The Sources panel: one row per log source (config `sources`), refreshed with the figures.
+function sources(list) {
+  $('sources-s').hidden = list.length === 0;
+  $('sources').tBodies[0].replaceChildren(...list.map((s) => {
+    const tr = el('tr');
+    const cell = (label, ...kids) => { const td = el('td'); td.dataset.l = label; td.append(...kids); tr.append(td); return td; };
+    cell('Source', el('b', '', s.name));
+    cell('Topic', el('code', '', s.topic));
+    const state = cell('State', badge(s.state === 'running' ? 'running' : s.state === 'backoff' ? 'timed_out' : 'nil', s.state));
+    if (s.error) state.title = s.error;
+    cell('Lines', s.lines.toLocaleString());
+    cell('Lines/s', String(s.lines_per_sec));
+    cell('Dropped', s.dropped.toLocaleString());
+    cell('Restarts', String(s.restarts));
+    cell('Last line', s.last_line ? timeEl(s.last_line) : el('span', 'muted', 'none yet'));
+    return tr;
+  }));
 }
 
 // --- hooks ----------------------------------------------------------------------------------

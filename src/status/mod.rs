@@ -246,6 +246,7 @@ pub fn snapshot(app: &App, brief: bool) -> Value {
         },
         "history": { "events": hub.history_events, "bytes": hub.history_bytes, "topics": hub.topics },
         "active_runs": app.runner.active(),
+        "sources": app.sources.status(),
         "journal": app.journal.as_ref().map(|j| {
             let s = j.stats();
             json!({

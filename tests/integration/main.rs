@@ -18,6 +18,7 @@ mod proxy;
 mod reload;
 mod retain;
 mod runner;
+mod sources;
 mod sse;
 mod status;
 mod ws;
