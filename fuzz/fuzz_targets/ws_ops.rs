@@ -37,9 +37,15 @@ fuzz_target!(|data: &[u8]| {
             let name = if matches!(op, Op::Subscribe(_)) { "subscribe" } else { "unsubscribe" };
             json!({ "op": name, "topics": t })
         }
+        Op::SubscribeWithState(t) => {
+            assert!((1..=MAX_TOPICS_PER_OP).contains(&t.len()), "{} topics", t.len());
+            json!({ "op": "subscribe", "topics": t, "state": true })
+        }
         Op::Resume(id) => json!({ "op": "resume", "since": id }),
         Op::Publish { data, .. } if has_float(data) => return,
-        Op::Publish { topic, event, data } => json!({ "op": "publish", "topic": topic, "event": event, "data": data }),
+        Op::Publish { topic, event, data, retain } => {
+            json!({ "op": "publish", "topic": topic, "event": event, "data": data, "retain": retain })
+        }
         Op::Ping => json!({ "op": "ping" }),
         Op::Auth(t) => json!({ "op": "auth", "token": t }),
     };

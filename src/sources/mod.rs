@@ -48,7 +48,7 @@ const READ_CHUNK: usize = 4 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 /// The longest wait before a restart.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A child that ran this long was healthy: the next restart waits [`BACKOFF_MIN`] again.
+/// A child that ran this long was healthy: the next restart waits `BACKOFF_MIN` again.
 pub const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Time between SIGTERM and SIGKILL for a stopped source's group.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
