@@ -41,6 +41,7 @@ use crate::buf::{self, OutQueue, SocketResult};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{self, BodyKind, Head, Method};
 use crate::http::response::{Persist, Response};
+use crate::filter::{Filter, Subject};
 use crate::hub::{Event, PatternId, Wire};
 use crate::metrics::Transport;
 use crate::ws::frame::{self, Opcode};
@@ -138,6 +139,8 @@ pub struct PollWait {
     reply: Reply,
     /// When the credential it was asked with expires (unix seconds).
     expires: Option<u64>,
+    /// Only events passing it answer the poll.
+    filter: Option<Box<Filter>>,
 }
 
 /// An event subscriber: a Server-Sent Events stream, or a WebSocket when `ws` is set.
@@ -163,6 +166,8 @@ pub struct Subscriber {
     pub client: Client,
     /// Counted in `App`'s per-client streams (it came through a trusted proxy).
     counted: bool,
+    /// Only events passing it are queued (live and replayed); none costs the fan-out one check.
+    pub filter: Option<Box<Filter>>,
 }
 
 impl Subscriber {
@@ -566,11 +571,20 @@ impl<S: Socket> Conn<S> {
             self.out.push_owned(s.wire.reset_event(s.last_id, resume));
             s.last_id = resume;
         }
+        let mut sent = 0;
         for ev in &r.events {
-            self.out.push_shared(ev.encoded(s.wire));
             s.last_id = ev.id;
+            if let Some(f) = &s.filter {
+                if !f.matches(&Subject::new(&ev.kind, &ev.data, ev.data_is_json)) {
+                    continue;
+                }
+            }
+            self.out.push_shared(ev.encoded(s.wire));
+            sent += 1;
         }
-        app.metrics.messages_sent[self.transport as usize] += r.events.len() as u64;
+        app.metrics.messages_sent[self.transport as usize] += sent;
+        // A batch the filter emptied still moved the cursor: the caller flushes and asks for
+        // the next one.
         r.gap || !r.events.is_empty()
     }
 
@@ -589,10 +603,16 @@ impl<S: Socket> Conn<S> {
     /// Queues a live event for a subscriber. Returns false when the subscriber is over its
     /// queue limit and must be cut loose (it resumes from history with `Last-Event-ID`).
     pub fn push_event(&mut self, ev: &Rc<Event>, app: &mut App) -> bool {
+        self.push_event_as(ev, &Subject::new(&ev.kind, &ev.data, ev.data_is_json), app)
+    }
+
+    /// [`Conn::push_event`] with the event as filters see it, made once per event by the
+    /// fan-out, so its data is parsed at most once however many filters look at it.
+    pub fn push_event_as(&mut self, ev: &Rc<Event>, subject: &Subject, app: &mut App) -> bool {
         if let State::Poll(p) = &self.state {
-            if ev.id > p.since {
+            if ev.id > p.since && p.filter.as_ref().is_none_or(|f| f.matches(subject)) {
                 let patterns: Vec<&str> = p.patterns.iter().filter_map(|&id| app.hub.pattern_text(id)).collect();
-                if let Some(r) = stream::poll_answer(app, &patterns, p.since, p.limit) {
+                if let Some(r) = stream::poll_answer(app, &patterns, p.since, p.limit, p.filter.as_deref()) {
                     app.metrics.messages_sent[Transport::Poll as usize] += 1;
                     self.end_poll(app, r);
                 }
@@ -605,6 +625,9 @@ impl<S: Socket> Conn<S> {
             return true;
         }
         s.last_id = ev.id;
+        if s.filter.as_ref().is_some_and(|f| !f.matches(subject)) {
+            return true;
+        }
         let bytes = ev.encoded(s.wire);
         if self.out.len() + bytes.len() > app.cfg.limits.max_queued_bytes {
             self.close = Close::Slow;
@@ -877,7 +900,8 @@ impl<S: Socket> Conn<S> {
             Outcome::Respond(resp) => self.answer(app, resp, reply),
             Outcome::Subscribe(sub) => {
                 let Some(counted) = self.open_stream(app, sub.client, reply) else { return };
-                let s = self.subscribe(app, sub.head, &sub.patterns, sub.wire, None, sub.token, sub.client, counted);
+                let mut s = self.subscribe(app, sub.head, &sub.patterns, sub.wire, None, sub.token, sub.client, counted);
+                s.filter = sub.filter;
                 self.start_stream(app, s, sub.last_event_id);
             }
             Outcome::Durable { seq, resp } => self.answer_when_durable(app, seq, resp, reply),
@@ -889,8 +913,8 @@ impl<S: Socket> Conn<S> {
                 // Held no longer than its credential lasts.
                 let wait = p.expires.map_or(p.timeout, |e| p.timeout.min(until_unix(app, e)));
                 self.arm(app, Timer::Poll, wait);
-                let (client, since, limit, expires) = (p.client, p.since, p.limit, p.expires);
-                let poll = PollWait { patterns, client, counted, since, limit, reply, expires };
+                let (client, since, limit, expires, filter) = (p.client, p.since, p.limit, p.expires, p.filter);
+                let poll = PollWait { patterns, client, counted, since, limit, reply, expires, filter };
                 self.transition(State::Poll(Box::new(poll)));
             }
             Outcome::AwaitRun { run, hook, seq, wait } => {
@@ -907,7 +931,7 @@ impl<S: Socket> Conn<S> {
                 let Some(counted) = self.open_stream(app, up.client, reply) else { return };
                 let ws = WsSession::new(app.cfg.ws.max_message_bytes, up.echo);
                 app.metrics.response(101);
-                let s = self.subscribe(
+                let mut s = self.subscribe(
                     app,
                     up.head,
                     &up.patterns,
@@ -917,6 +941,7 @@ impl<S: Socket> Conn<S> {
                     up.client,
                     counted,
                 );
+                s.filter = up.filter;
                 self.start_stream(app, s, up.last_event_id);
             }
         }
@@ -970,6 +995,7 @@ impl<S: Socket> Conn<S> {
             token,
             client,
             counted,
+            filter: None,
         }
     }
 
@@ -1048,6 +1074,10 @@ impl<S: Socket> Conn<S> {
                 if let Some(exp) = expires {
                     self.arm(app, Timer::Expiry, until_unix(app, exp));
                 }
+                self.ws_text(&ack);
+            }
+            OpReply::Filter { ack, filter } => {
+                s.filter = filter;
                 self.ws_text(&ack);
             }
             OpReply::Resume { ack, since } => {

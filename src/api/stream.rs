@@ -132,6 +132,13 @@ pub(crate) enum OpReply {
         /// What the session stands for from now on.
         credential: crate::auth::Credential,
     },
+    /// The subscription's filter is now `filter` (none: every event): send `ack`.
+    Filter {
+        /// The acknowledgement, carrying the filter in force.
+        ack: String,
+        /// The new filter.
+        filter: Option<Box<crate::filter::Filter>>,
+    },
     /// An event was published: send `ack` once journal record `seq` is durable.
     Published {
         /// The acknowledgement.
@@ -146,6 +153,10 @@ pub(crate) fn ws_op(app: &mut App, who: &Caller, conn: usize, patterns: &mut Box
     let send_err = |op: &str, refusal: Response| OpReply::Send(op_refusal(op, &refusal));
     match op {
         Op::Ping => OpReply::Send(r#"{"type":"pong"}"#.to_string()),
+        Op::Filter(filter) => {
+            let shown = filter.as_ref().map_or(serde_json::Value::Null, crate::filter::Filter::to_json);
+            OpReply::Filter { ack: ops::ack("filter", json!({ "filter": shown })), filter: filter.map(Box::new) }
+        }
         Op::Subscribe(list) => {
             for p in &list {
                 if let Err(r) = valid_pattern(p).and_then(|()| may_subscribe(app, who, p)) {
@@ -217,18 +228,32 @@ pub(crate) fn ws_op(app: &mut App, who: &Caller, conn: usize, patterns: &mut Box
 
 /// The long-poll answer: `{"events":[…],"next":ID}` plus `"reset":true` after a history gap
 /// and `"more":true` when the limit cut the batch (poll again at once with `since=next`). None
-/// while nothing after `since` matches: the poll waits.
-pub(crate) fn poll_answer(app: &App, patterns: &[&str], since: u64, limit: usize) -> Option<Response> {
+/// while nothing after `since` matches (the topics and the `filter`): the poll waits.
+pub(crate) fn poll_answer(
+    app: &App,
+    patterns: &[&str],
+    since: u64,
+    limit: usize,
+    filter: Option<&crate::filter::Filter>,
+) -> Option<Response> {
     let r = app.hub.replay(patterns, since, usize::MAX, None);
-    if r.events.is_empty() && !r.gap {
+    let passes = |e: &&Rc<Event>| {
+        filter.is_none_or(|f| f.matches(&crate::filter::Subject::new(&e.kind, &e.data, e.data_is_json)))
+    };
+    let matching: Vec<&Rc<Event>> = r.events.iter().filter(passes).collect();
+    if matching.is_empty() && !r.gap {
         return None;
     }
-    let more = r.events.len() > limit;
-    let events = &r.events[..r.events.len().min(limit)];
+    let more = matching.len() > limit;
+    let events = &matching[..matching.len().min(limit)];
     // With no event to carry it, the cursor goes to the head, as an SSE reset does: a cursor
     // ahead of the server (ids went back: a restored backup, a clock set late without an RTC)
-    // echoed back would be answered `reset` at once, forever.
-    let next = events.last().map_or(app.hub.last_id(), |e| e.id);
+    // echoed back would be answered `reset` at once, forever. Events the filter passed over
+    // are behind the cursor too, unless the limit cut the answer before them.
+    let next = match (more, events.last()) {
+        (true, Some(e)) => e.id,
+        _ => r.events.last().map_or(app.hub.last_id(), |e| e.id),
+    };
     let mut body = Vec::with_capacity(64 + events.iter().map(|e| e.cost()).sum::<usize>());
     body.extend_from_slice(b"{\"events\":[");
     for (i, e) in events.iter().enumerate() {

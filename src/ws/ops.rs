@@ -5,6 +5,7 @@
 //! → {"op":"unsubscribe","topics":["builds/*"]}      ← {"type":"ack","op":"unsubscribe","topics":[...]}
 //! → {"op":"resume","since":1795340960422219}        ← replayed events, then {"type":"ack","op":"resume",...}
 //! → {"op":"publish","topic":"t","data":…,"event":"e"} ← {"type":"ack","op":"publish","id":N}
+//! → {"op":"filter","filter":{"type":"e"}}           ← {"type":"ack","op":"filter","filter":{...}|null}
 //! → {"op":"ping"}                                   ← {"type":"pong"}
 //! anything else                                     ← {"type":"error","error":"…"} (the connection stays)
 //! ```
@@ -34,6 +35,8 @@ pub enum Op {
         /// Payload: a JSON string is published as text, anything else as JSON.
         data: Value,
     },
+    /// Set, replace (or with `None` clear) the subscription's filter.
+    Filter(Option<crate::filter::Filter>),
     /// Application-level ping.
     Ping,
     /// A fresh token (a JWT) for the session, before the one it was opened with expires.
@@ -93,6 +96,10 @@ pub fn parse(text: &[u8]) -> Result<Op, OpError> {
             };
             Ok(Op::Publish { topic: topic.to_string(), event, data: v.get("data").cloned().unwrap_or(Value::Null) })
         }
+        "filter" => match v.get("filter") {
+            Some(f) => crate::filter::Filter::from_json(f).map(Op::Filter).map_err(|e| OpError::new(Some(op), e)),
+            None => Err(OpError::new(Some(op), "\"filter\" is required (an object, or null to clear it)")),
+        },
         "ping" => Ok(Op::Ping),
         "auth" => match v.get("token").and_then(Value::as_str) {
             Some(t) if !t.is_empty() && t.len() <= 8192 => Ok(Op::Auth(t.to_string())),
@@ -100,7 +107,7 @@ pub fn parse(text: &[u8]) -> Result<Op, OpError> {
         },
         other => Err(OpError::new(
             Some(other),
-            format!("unknown op {other:?} (subscribe, unsubscribe, resume, publish, ping, auth)"),
+            format!("unknown op {other:?} (subscribe, unsubscribe, resume, publish, filter, ping, auth)"),
         )),
     }
 }
@@ -136,6 +143,9 @@ mod tests {
         assert_eq!(parse(br#"{"op":"resume","since":42}"#), Ok(Op::Resume(42)));
         assert_eq!(parse(br#"{"op":"resume","since":"42"}"#), Ok(Op::Resume(42)));
         assert_eq!(parse(br#"{"op":"ping"}"#), Ok(Op::Ping));
+        assert_eq!(parse(br#"{"op":"filter","filter":null}"#), Ok(Op::Filter(None)));
+        let f = crate::filter::Filter::from_json(&json!({"type": "e"})).unwrap();
+        assert_eq!(parse(br#"{"op":"filter","filter":{"type":"e"}}"#), Ok(Op::Filter(f)));
         assert_eq!(
             parse(br#"{"op":"publish","topic":"t","data":{"x":1}}"#),
             Ok(Op::Publish { topic: "t".into(), event: "message".into(), data: json!({"x":1}) })
@@ -154,6 +164,8 @@ mod tests {
             (b"{\"op\":\"resume\"}", "since"),
             (b"{\"op\":\"publish\",\"data\":1}", "topic"),
             (b"{\"op\":\"publish\",\"topic\":\"t\",\"event\":5}", "event"),
+            (b"{\"op\":\"filter\"}", "\"filter\" is required"),
+            (b"{\"op\":\"filter\",\"filter\":{\"nope\":1}}", "unknown key \"nope\""),
         ] {
             let e = parse(input).unwrap_err();
             assert!(e.error.contains(needle), "{input:?}: {e:?}");
