@@ -38,10 +38,10 @@ use crate::api::{self, Outcome};
 use crate::app::{Ack, App};
 use crate::auth::{Caller, Client, Credential};
 use crate::buf::{self, OutQueue, SocketResult};
+use crate::filter::{Filter, Subject};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{self, BodyKind, Head, Method};
 use crate::http::response::{Persist, Response};
-use crate::filter::{Filter, Subject};
 use crate::hub::{Event, PatternId, Wire};
 use crate::metrics::Transport;
 use crate::ws::frame::{self, Opcode};
@@ -900,7 +900,8 @@ impl<S: Socket> Conn<S> {
             Outcome::Respond(resp) => self.answer(app, resp, reply),
             Outcome::Subscribe(sub) => {
                 let Some(counted) = self.open_stream(app, sub.client, reply) else { return };
-                let mut s = self.subscribe(app, sub.head, &sub.patterns, sub.wire, None, sub.token, sub.client, counted);
+                let mut s =
+                    self.subscribe(app, sub.head, &sub.patterns, sub.wire, None, sub.token, sub.client, counted);
                 s.filter = sub.filter;
                 self.start_stream(app, s, sub.last_event_id);
             }

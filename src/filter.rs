@@ -165,7 +165,9 @@ impl Filter {
                         let value = match want {
                             Value::String(s) => Scalar::Text(s.as_str().into()),
                             Value::Number(_) | Value::Bool(_) | Value::Null => Scalar::Json(want.clone()),
-                            _ => return Err(format!("filter: where {path:?} must be a string, number, boolean or null")),
+                            _ => {
+                                return Err(format!("filter: where {path:?} must be a string, number, boolean or null"))
+                            }
                         };
                         f.add_field(&mut budget, path, value)?;
                     }
