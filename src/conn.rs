@@ -51,6 +51,7 @@ pub use crate::ws::session::WsSession;
 use mio::net::TcpStream;
 use std::io::{Read, Write};
 use std::net::IpAddr;
+use std::num::NonZeroU64;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -69,7 +70,7 @@ const KEEP_INBUF: usize = 16 * 1024;
 /// How long an acknowledgement may wait for the journal before it becomes a 503.
 const DURABLE_WAIT: Duration = Duration::from_secs(10);
 /// `Subscriber::catch_up` before the first replay batch (no eviction mark yet).
-const FIRST_BATCH: u64 = u64::MAX;
+const FIRST_BATCH: NonZeroU64 = NonZeroU64::MAX;
 
 /// The byte stream under a connection: a TCP socket in the daemon, bytes in memory in tests.
 pub trait Socket: Read + Write {
@@ -152,8 +153,10 @@ pub struct Subscriber {
     pub wire: Wire,
     /// The last event id queued (fan-out skips anything not newer).
     pub last_id: u64,
-    /// While catching up from history: the eviction mark of the previous batch.
-    pub catch_up: Option<u64>,
+    /// While catching up from history: the eviction mark of the previous batch, plus one
+    /// (half the size of an `Option<u64>`: idle memory per subscriber is counted in bytes, and
+    /// this makes room for `filter`).
+    pub catch_up: Option<NonZeroU64>,
     /// Whether bytes were written since the last keep-alive tick (for stall detection).
     pub wrote: bool,
     /// The WebSocket side of the stream, when it is one.
@@ -559,11 +562,11 @@ impl<S: Socket> Conn<S> {
     fn replay_batch(&mut self, app: &mut App) -> bool {
         let State::Subscriber(s) = &mut self.state else { return false };
         let Some(mark) = s.catch_up else { return false };
-        let mark = (mark != FIRST_BATCH).then_some(mark);
+        let mark = (mark != FIRST_BATCH).then(|| mark.get() - 1);
         let patterns: Vec<&str> = s.patterns.iter().filter_map(|&p| app.hub.pattern_text(p)).collect();
         let batch = REPLAY_BATCH.min(app.cfg.limits.max_queued_bytes / 2);
         let r = app.hub.replay(&patterns, s.last_id, batch, mark);
-        s.catch_up = if r.done { None } else { Some(app.hub.evict_mark()) };
+        s.catch_up = if r.done { None } else { Some(NonZeroU64::MIN.saturating_add(app.hub.evict_mark())) };
         if r.gap {
             // The client must refetch its state; it is consistent again from just before the
             // first event we still have (or from now, when there is none).

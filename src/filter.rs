@@ -300,7 +300,9 @@ fn lookup<'v>(root: &'v Value, path: &str) -> Option<&'v Value> {
 fn contains_ignoring_case(hay: &str, needle: &str) -> bool {
     if needle.is_ascii() {
         let (h, n) = (hay.as_bytes(), needle.as_bytes());
-        return n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+        let Some(&first) = n.first() else { return true };
+        let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+        return h.windows(n.len()).any(|w| (w[0] == lo || w[0] == up) && w.eq_ignore_ascii_case(n));
     }
     hay.to_lowercase().contains(needle)
 }
