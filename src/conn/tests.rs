@@ -408,7 +408,10 @@ fn a_filtered_resume_crosses_batches_that_pass_nothing() {
         app.publish("t", "skip", big.clone(), false);
     }
     let wanted = app.publish("t", "keep", "found".to_string(), false);
-    let req = format!("GET /events?topics=t&type=keep HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: {}\r\n\r\n", first.id - 1);
+    let req = format!(
+        "GET /events?topics=t&type=keep HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: {}\r\n\r\n",
+        first.id - 1
+    );
     drive(&mut c, &mut app, req.as_bytes());
     c.flush(&mut app);
     let got = c.sock.take_written();

@@ -156,7 +156,7 @@ proptest! {
     ) {
         if let Ok(Some(f)) = Filter::from_query(types.as_deref(), &wheres, text.as_deref()) {
             let n = f.types.len() + f.fields.len() + usize::from(f.text.is_some());
-            prop_assert!(n >= 1 && n <= MAX_CONDITIONS);
+            prop_assert!((1..=MAX_CONDITIONS).contains(&n));
             prop_assert!(f.to_json().to_string().len() < 2 * MAX_TOTAL_BYTES + 256);
             // The JSON form means the same filter.
             let again = Filter::from_json(&f.to_json());
