@@ -5,7 +5,7 @@ pub mod access;
 
 use crate::app::App;
 use crate::auth::{Client, Fetch};
-use crate::http::request::{query_param, Head};
+use crate::http::request::{query_param, query_params, Head};
 use crate::http::response::{Field, Response};
 use crate::http::router::{self, Route, RouteError};
 use crate::hub::Wire;
@@ -62,6 +62,8 @@ pub struct PollRequest {
     pub client: Client,
     /// When the credential it was asked with expires (unix seconds): it is not held longer.
     pub expires: Option<u64>,
+    /// Only events passing this filter count (`type`, `where`, `q`).
+    pub filter: Option<Box<crate::filter::Filter>>,
 }
 
 /// Default and largest `timeout` of a long poll, in seconds.
@@ -96,13 +98,17 @@ fn poll(app: &mut App, client: Client, head: &Head) -> Outcome {
             (Ok(t), Ok(l)) => (t, l as usize),
             (Err(r), _) | (_, Err(r)) => return respond(r),
         };
+    let filter = match query_filter(head) {
+        Ok(f) => f,
+        Err(r) => return respond(r),
+    };
     let since = match query_param(q, "since").or_else(|| head.header_str("last-event-id").map(str::to_string)) {
         None => app.live_cursor(),
         Some(s) => s.trim().parse::<u64>().unwrap_or(0),
     };
     let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
     let state = if wants_state(head) { stream::state_events(app, &who, &refs, since) } else { Vec::new() };
-    if let Some(r) = stream::poll_answer(app, &refs, since, limit, &state) {
+    if let Some(r) = stream::poll_answer(app, &refs, since, limit, &state, filter.as_deref()) {
         return respond(r);
     }
     if head.method == crate::http::request::Method::Head {
@@ -110,7 +116,7 @@ fn poll(app: &mut App, client: Client, head: &Head) -> Outcome {
     }
     let expires = app.auth.credential(&who).and_then(|c| c.expires());
     let timeout = std::time::Duration::from_secs(timeout);
-    Outcome::Poll(PollRequest { patterns, since, timeout, limit, client, expires })
+    Outcome::Poll(PollRequest { patterns, since, timeout, limit, client, expires, filter })
 }
 
 /// An accepted WebSocket handshake.
@@ -126,6 +132,8 @@ pub struct WsUpgrade {
     pub last_event_id: Option<u64>,
     /// Echo mode (conformance testing): no hub, every message sent back.
     pub echo: bool,
+    /// The filter from the query (`type`, `where`, `q`); the `filter` op replaces it.
+    pub filter: Option<Box<crate::filter::Filter>>,
     /// Who connected: every later op is decided for this client, not for the TCP peer.
     pub client: Client,
 }
@@ -145,6 +153,8 @@ pub struct SubscribeRequest {
     pub token: Option<crate::auth::Credential>,
     /// Who connected (checked again on a reload).
     pub client: Client,
+    /// Only events passing this filter are sent (`type`, `where`, `q`).
+    pub filter: Option<Box<crate::filter::Filter>>,
 }
 
 /// Answers one request from `peer` (address and port).
@@ -348,6 +358,20 @@ fn topic_state(app: &mut App, client: Client, head: &Head, topic: &str) -> Respo
     }
 }
 
+/// The filter from `?type=a,b&where=path:value&q=text` (none without them); 400 naming what is
+/// wrong with it.
+fn query_filter(head: &Head) -> Result<Option<Box<crate::filter::Filter>>, Response> {
+    let q = head.query();
+    let (types, text) = (query_param(q, "type"), query_param(q, "q"));
+    let wheres = query_params(q, "where");
+    if types.is_none() && text.is_none() && wheres.is_empty() {
+        return Ok(None);
+    }
+    crate::filter::Filter::from_query(types.as_deref(), &wheres, text.as_deref())
+        .map(|f| f.map(Box::new))
+        .map_err(|e| Response::error(400, &e))
+}
+
 /// The resume point from `Last-Event-ID` or `?lastEventId=`: an id that is not one of ours
 /// (another server's format) counts as 0, so the client is told about the gap.
 fn last_event_id(head: &Head) -> Option<u64> {
@@ -382,6 +406,10 @@ fn events(app: &mut App, client: Client, head: &Head, single: Option<String>) ->
         Some("json") => Wire::SseEnvelope,
         Some(other) => return respond(Response::error(400, &format!("unknown format {other:?} (raw, json)"))),
     };
+    let filter = match query_filter(head) {
+        Ok(f) => f,
+        Err(r) => return respond(r),
+    };
     let last_event_id = last_event_id(head);
     let mut headers: Vec<Field> = vec![
         ("Content-Type".into(), "text/event-stream; charset=utf-8".to_string()),
@@ -408,12 +436,14 @@ fn events(app: &mut App, client: Client, head: &Head, single: Option<String>) ->
         // them sets the client's cursor back to where the stream continues.
         let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
         for ev in stream::state_events(app, &who, &refs, cursor) {
-            out.extend_from_slice(&ev.encoded(wire));
+            if stream::passes(filter.as_deref(), &ev) {
+                out.extend_from_slice(&ev.encoded(wire));
+            }
         }
     }
     out.extend_from_slice(&crate::sse::position(cursor));
     let token = app.auth.credential(&who);
-    Outcome::Subscribe(SubscribeRequest { head: out, patterns, wire, last_event_id, token, client })
+    Outcome::Subscribe(SubscribeRequest { head: out, patterns, wire, last_event_id, token, client, filter })
 }
 
 /// `POST /publish/{topic}`: the body is the event's data, `?event=` its type, and a JSON
@@ -509,6 +539,10 @@ fn ws_upgrade(app: &mut App, client: Client, head: &Head, echo: bool) -> Outcome
         Ok(p) => p,
         Err(r) => return respond(r),
     };
+    let filter = match query_filter(head) {
+        Ok(f) => f,
+        Err(r) => return respond(r),
+    };
     let who = caller(app, client, head, true);
     if who.bad_token {
         return respond(denied(&who, "connect"));
@@ -524,7 +558,9 @@ fn ws_upgrade(app: &mut App, client: Client, head: &Head, echo: bool) -> Outcome
         let cursor = last_event_id(head).unwrap_or_else(|| app.live_cursor());
         let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
         for ev in stream::state_events(app, &who, &refs, cursor) {
-            out.extend_from_slice(&ev.encoded(Wire::Ws));
+            if stream::passes(filter.as_deref(), &ev) {
+                out.extend_from_slice(&ev.encoded(Wire::Ws));
+            }
         }
     }
     Outcome::Upgrade(WsUpgrade {
@@ -534,5 +570,6 @@ fn ws_upgrade(app: &mut App, client: Client, head: &Head, echo: bool) -> Outcome
         last_event_id: last_event_id(head),
         echo,
         client,
+        filter,
     })
 }

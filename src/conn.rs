@@ -38,6 +38,7 @@ use crate::api::{self, Outcome};
 use crate::app::{Ack, App};
 use crate::auth::{Caller, Client, Credential};
 use crate::buf::{self, OutQueue, SocketResult};
+use crate::filter::{Filter, Subject};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{self, BodyKind, Head, Method};
 use crate::http::response::{Persist, Response};
@@ -50,6 +51,7 @@ pub use crate::ws::session::WsSession;
 use mio::net::TcpStream;
 use std::io::{Read, Write};
 use std::net::IpAddr;
+use std::num::NonZeroU64;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -68,7 +70,7 @@ const KEEP_INBUF: usize = 16 * 1024;
 /// How long an acknowledgement may wait for the journal before it becomes a 503.
 const DURABLE_WAIT: Duration = Duration::from_secs(10);
 /// `Subscriber::catch_up` before the first replay batch (no eviction mark yet).
-const FIRST_BATCH: u64 = u64::MAX;
+const FIRST_BATCH: NonZeroU64 = NonZeroU64::MAX;
 
 /// The byte stream under a connection: a TCP socket in the daemon, bytes in memory in tests.
 pub trait Socket: Read + Write {
@@ -138,6 +140,8 @@ pub struct PollWait {
     reply: Reply,
     /// When the credential it was asked with expires (unix seconds).
     expires: Option<u64>,
+    /// Only events passing it answer the poll.
+    filter: Option<Box<Filter>>,
 }
 
 /// An event subscriber: a Server-Sent Events stream, or a WebSocket when `ws` is set.
@@ -149,8 +153,10 @@ pub struct Subscriber {
     pub wire: Wire,
     /// The last event id queued (fan-out skips anything not newer).
     pub last_id: u64,
-    /// While catching up from history: the eviction mark of the previous batch.
-    pub catch_up: Option<u64>,
+    /// While catching up from history: the eviction mark of the previous batch, plus one
+    /// (half the size of an `Option<u64>`: idle memory per subscriber is counted in bytes, and
+    /// this makes room for `filter`).
+    pub catch_up: Option<NonZeroU64>,
     /// Whether bytes were written since the last keep-alive tick (for stall detection).
     pub wrote: bool,
     /// The WebSocket side of the stream, when it is one.
@@ -163,6 +169,8 @@ pub struct Subscriber {
     pub client: Client,
     /// Counted in `App`'s per-client streams (it came through a trusted proxy).
     counted: bool,
+    /// Only events passing it are queued (live and replayed); none costs the fan-out one check.
+    pub filter: Option<Box<Filter>>,
 }
 
 impl Subscriber {
@@ -554,11 +562,11 @@ impl<S: Socket> Conn<S> {
     fn replay_batch(&mut self, app: &mut App) -> bool {
         let State::Subscriber(s) = &mut self.state else { return false };
         let Some(mark) = s.catch_up else { return false };
-        let mark = (mark != FIRST_BATCH).then_some(mark);
+        let mark = (mark != FIRST_BATCH).then(|| mark.get() - 1);
         let patterns: Vec<&str> = s.patterns.iter().filter_map(|&p| app.hub.pattern_text(p)).collect();
         let batch = REPLAY_BATCH.min(app.cfg.limits.max_queued_bytes / 2);
         let r = app.hub.replay(&patterns, s.last_id, batch, mark);
-        s.catch_up = if r.done { None } else { Some(app.hub.evict_mark()) };
+        s.catch_up = if r.done { None } else { Some(NonZeroU64::MIN.saturating_add(app.hub.evict_mark())) };
         if r.gap {
             // The client must refetch its state; it is consistent again from just before the
             // first event we still have (or from now, when there is none).
@@ -566,11 +574,20 @@ impl<S: Socket> Conn<S> {
             self.out.push_owned(s.wire.reset_event(s.last_id, resume));
             s.last_id = resume;
         }
+        let mut sent = 0;
         for ev in &r.events {
-            self.out.push_shared(ev.encoded(s.wire));
             s.last_id = ev.id;
+            if let Some(f) = &s.filter {
+                if !f.matches(&Subject::new(&ev.kind, &ev.data, ev.data_is_json)) {
+                    continue;
+                }
+            }
+            self.out.push_shared(ev.encoded(s.wire));
+            sent += 1;
         }
-        app.metrics.messages_sent[self.transport as usize] += r.events.len() as u64;
+        app.metrics.messages_sent[self.transport as usize] += sent;
+        // A batch the filter emptied still moved the cursor: the caller flushes and asks for
+        // the next one.
         r.gap || !r.events.is_empty()
     }
 
@@ -589,10 +606,16 @@ impl<S: Socket> Conn<S> {
     /// Queues a live event for a subscriber. Returns false when the subscriber is over its
     /// queue limit and must be cut loose (it resumes from history with `Last-Event-ID`).
     pub fn push_event(&mut self, ev: &Rc<Event>, app: &mut App) -> bool {
+        self.push_event_as(ev, &Subject::new(&ev.kind, &ev.data, ev.data_is_json), app)
+    }
+
+    /// [`Conn::push_event`] with the event as filters see it, made once per event by the
+    /// fan-out, so its data is parsed at most once however many filters look at it.
+    pub fn push_event_as(&mut self, ev: &Rc<Event>, subject: &Subject, app: &mut App) -> bool {
         if let State::Poll(p) = &self.state {
-            if ev.id > p.since {
+            if ev.id > p.since && p.filter.as_ref().is_none_or(|f| f.matches(subject)) {
                 let patterns: Vec<&str> = p.patterns.iter().filter_map(|&id| app.hub.pattern_text(id)).collect();
-                if let Some(r) = stream::poll_answer(app, &patterns, p.since, p.limit, &[]) {
+                if let Some(r) = stream::poll_answer(app, &patterns, p.since, p.limit, &[], p.filter.as_deref()) {
                     app.metrics.messages_sent[Transport::Poll as usize] += 1;
                     self.end_poll(app, r);
                 }
@@ -605,6 +628,9 @@ impl<S: Socket> Conn<S> {
             return true;
         }
         s.last_id = ev.id;
+        if s.filter.as_ref().is_some_and(|f| !f.matches(subject)) {
+            return true;
+        }
         let bytes = ev.encoded(s.wire);
         if self.out.len() + bytes.len() > app.cfg.limits.max_queued_bytes {
             self.close = Close::Slow;
@@ -877,7 +903,9 @@ impl<S: Socket> Conn<S> {
             Outcome::Respond(resp) => self.answer(app, resp, reply),
             Outcome::Subscribe(sub) => {
                 let Some(counted) = self.open_stream(app, sub.client, reply) else { return };
-                let s = self.subscribe(app, sub.head, &sub.patterns, sub.wire, None, sub.token, sub.client, counted);
+                let mut s =
+                    self.subscribe(app, sub.head, &sub.patterns, sub.wire, None, sub.token, sub.client, counted);
+                s.filter = sub.filter;
                 self.start_stream(app, s, sub.last_event_id);
             }
             Outcome::Durable { seq, resp } => self.answer_when_durable(app, seq, resp, reply),
@@ -889,8 +917,8 @@ impl<S: Socket> Conn<S> {
                 // Held no longer than its credential lasts.
                 let wait = p.expires.map_or(p.timeout, |e| p.timeout.min(until_unix(app, e)));
                 self.arm(app, Timer::Poll, wait);
-                let (client, since, limit, expires) = (p.client, p.since, p.limit, p.expires);
-                let poll = PollWait { patterns, client, counted, since, limit, reply, expires };
+                let (client, since, limit, expires, filter) = (p.client, p.since, p.limit, p.expires, p.filter);
+                let poll = PollWait { patterns, client, counted, since, limit, reply, expires, filter };
                 self.transition(State::Poll(Box::new(poll)));
             }
             Outcome::AwaitRun { run, hook, seq, wait } => {
@@ -907,7 +935,7 @@ impl<S: Socket> Conn<S> {
                 let Some(counted) = self.open_stream(app, up.client, reply) else { return };
                 let ws = WsSession::new(app.cfg.ws.max_message_bytes, up.echo);
                 app.metrics.response(101);
-                let s = self.subscribe(
+                let mut s = self.subscribe(
                     app,
                     up.head,
                     &up.patterns,
@@ -917,6 +945,7 @@ impl<S: Socket> Conn<S> {
                     up.client,
                     counted,
                 );
+                s.filter = up.filter;
                 self.start_stream(app, s, up.last_event_id);
             }
         }
@@ -970,6 +999,7 @@ impl<S: Socket> Conn<S> {
             token,
             client,
             counted,
+            filter: None,
         }
     }
 
@@ -1056,11 +1086,18 @@ impl<S: Socket> Conn<S> {
                 // head (`last_id` only moves with what matched), one catching up gets the rest
                 // by replay, which now covers the new patterns too.
                 let through = if s.catch_up.is_some() { s.last_id } else { app.live_cursor() };
-                let state = stream::state_events(app, &who, &refs, through);
+                let mut state = stream::state_events(app, &who, &refs, through);
+                state.retain(|ev| {
+                    s.filter.as_ref().is_none_or(|f| f.matches(&Subject::new(&ev.kind, &ev.data, ev.data_is_json)))
+                });
                 self.ws_text(&ack);
                 for ev in state {
                     self.out.push_shared(ev.encoded(Wire::Ws));
                 }
+            }
+            OpReply::Filter { ack, filter } => {
+                s.filter = filter;
+                self.ws_text(&ack);
             }
             OpReply::Resume { ack, since } => {
                 s.last_id = since;

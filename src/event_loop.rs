@@ -867,10 +867,12 @@ impl Server {
             if !self.fanout.is_empty() {
                 self.fanned.push(ev.born);
             }
+            // Made once per event: filtered subscribers share its data parsed at most once.
+            let subject = crate::filter::Subject::new(&ev.kind, &ev.data, ev.data_is_json);
             for i in 0..self.fanout.len() {
                 let t = self.fanout[i];
                 let Some(slot) = self.sessions.get_mut(t) else { continue };
-                if !slot.conn.push_event(ev, &mut self.app) {
+                if !slot.conn.push_event_as(ev, &subject, &mut self.app) {
                     self.close(t, true);
                 } else if !slot.dirty {
                     slot.dirty = true;

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod event_loop;
+pub mod filter;
 pub mod follow;
 pub mod hooks;
 pub mod http;

@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Op::Ping => json!({ "op": "ping" }),
         Op::Auth(t) => json!({ "op": "auth", "token": t }),
+        Op::Filter(f) => json!({ "op": "filter", "filter": f.as_ref().map_or(Value::Null, |f| f.to_json()) }),
     };
     assert_eq!(parse(again.to_string().as_bytes()), Ok(op));
 });

@@ -151,6 +151,13 @@ pub(crate) enum OpReply {
         /// The patterns the op named.
         patterns: Vec<String>,
     },
+    /// The subscription's filter is now `filter` (none: every event): send `ack`.
+    Filter {
+        /// The acknowledgement, carrying the filter in force.
+        ack: String,
+        /// The new filter.
+        filter: Option<Box<crate::filter::Filter>>,
+    },
     /// An event was published: send `ack` once journal record `seq` is durable.
     Published {
         /// The acknowledgement.
@@ -191,6 +198,10 @@ pub(crate) fn ws_op(app: &mut App, who: &Caller, conn: usize, patterns: &mut Box
     let send_err = |op: &str, refusal: Response| OpReply::Send(op_refusal(op, &refusal));
     match op {
         Op::Ping => OpReply::Send(r#"{"type":"pong"}"#.to_string()),
+        Op::Filter(filter) => {
+            let shown = filter.as_ref().map_or(serde_json::Value::Null, crate::filter::Filter::to_json);
+            OpReply::Filter { ack: ops::ack("filter", json!({ "filter": shown })), filter: filter.map(Box::new) }
+        }
         Op::SubscribeWithState(list) => match subscribe_op(app, who, conn, patterns, &list) {
             Ok(ack) => OpReply::State { ack, patterns: list },
             Err(r) => send_err("subscribe", r),
@@ -246,32 +257,48 @@ pub(crate) fn ws_op(app: &mut App, who: &Caller, conn: usize, patterns: &mut Box
     }
 }
 
+/// Whether `ev` passes `filter` (no filter: every event does).
+pub(crate) fn passes(filter: Option<&crate::filter::Filter>, ev: &Event) -> bool {
+    filter.is_none_or(|f| f.matches(&crate::filter::Subject::new(&ev.kind, &ev.data, ev.data_is_json)))
+}
+
 /// The long-poll answer: `{"events":[…],"next":ID}` plus `"reset":true` after a history gap
 /// and `"more":true` when the limit cut the batch (poll again at once with `since=next`). None
-/// while nothing after `since` matches: the poll waits. `state` (retained events up to `since`,
-/// for `state=1`) comes first and is not counted by `limit`: `next` stays a cursor after it.
+/// while nothing after `since` matches (the topics and the `filter`): the poll waits. `state`
+/// (retained events up to `since`, for `state=1`; those the filter passes) comes first and is
+/// not counted by `limit`: `next` stays a cursor after it.
 pub(crate) fn poll_answer(
     app: &App,
     patterns: &[&str],
     since: u64,
     limit: usize,
     state: &[Rc<Event>],
+    filter: Option<&crate::filter::Filter>,
 ) -> Option<Response> {
     let r = app.hub.replay(patterns, since, usize::MAX, None);
-    if r.events.is_empty() && !r.gap && state.is_empty() {
+    let passes = |e: &&Rc<Event>| {
+        filter.is_none_or(|f| f.matches(&crate::filter::Subject::new(&e.kind, &e.data, e.data_is_json)))
+    };
+    let state: Vec<&Rc<Event>> = state.iter().filter(passes).collect();
+    let matching: Vec<&Rc<Event>> = r.events.iter().filter(passes).collect();
+    if matching.is_empty() && !r.gap && state.is_empty() {
         return None;
     }
-    let more = r.events.len() > limit;
-    let replayed = &r.events[..r.events.len().min(limit)];
-    let events: Vec<&Rc<Event>> = state.iter().chain(replayed).collect();
+    let more = matching.len() > limit;
+    let replayed = &matching[..matching.len().min(limit)];
     // With no event to carry it, the cursor goes to the head, as an SSE reset does: a cursor
     // ahead of the server (ids went back: a restored backup, a clock set late without an RTC)
-    // echoed back would be answered `reset` at once, forever.
-    let next = match replayed.last() {
-        Some(e) => e.id,
-        None if !state.is_empty() => since,
-        None => app.hub.last_id(),
+    // echoed back would be answered `reset` at once, forever. Events the filter passed over
+    // are behind the cursor too, unless the limit cut the answer before them.
+    let next = match (more, replayed.last()) {
+        (true, Some(e)) => e.id,
+        _ => match r.events.last() {
+            Some(e) => e.id,
+            None if !state.is_empty() => since,
+            None => app.hub.last_id(),
+        },
     };
+    let events: Vec<&Rc<Event>> = state.iter().chain(replayed).copied().collect();
     let mut body = Vec::with_capacity(64 + events.iter().map(|e| e.cost()).sum::<usize>());
     body.extend_from_slice(b"{\"events\":[");
     for (i, e) in events.iter().enumerate() {

@@ -388,3 +388,39 @@ fn a_subscribe_op_over_the_pattern_limit_subscribes_to_nothing() {
     app.hub.subscribers_into("b", &mut subs);
     assert_eq!(subs, [c.token]);
 }
+
+/// Idle memory per subscriber is counted in bytes: the filter field fits in what a subscriber
+/// cost before filters existed.
+#[test]
+fn a_subscriber_without_a_filter_costs_what_it_did() {
+    assert!(std::mem::size_of::<Subscriber>() <= 80, "{}", std::mem::size_of::<Subscriber>());
+}
+
+/// A resume through a filter that passes nothing for several replay batches still reaches the
+/// matching events after them, and live events are filtered too.
+#[test]
+fn a_filtered_resume_crosses_batches_that_pass_nothing() {
+    let mut app = app();
+    let mut c = conn(&app);
+    let big = "x".repeat(8 * 1024);
+    let first = app.publish("t", "skip", big.clone(), false);
+    for _ in 0..(3 * REPLAY_BATCH / big.len()) {
+        app.publish("t", "skip", big.clone(), false);
+    }
+    let wanted = app.publish("t", "keep", "found".to_string(), false);
+    let req = format!(
+        "GET /events?topics=t&type=keep HTTP/1.1\r\nHost: localhost\r\nLast-Event-ID: {}\r\n\r\n",
+        first.id - 1
+    );
+    drive(&mut c, &mut app, req.as_bytes());
+    c.flush(&mut app);
+    let got = c.sock.take_written();
+    assert!(got.contains(&format!("id: {}\nevent: keep\ndata: found\n", wanted.id)), "{got}");
+    assert!(!got.contains("event: skip"));
+    let skip = app.publish("t", "skip", "no".to_string(), false);
+    let keep = app.publish("t", "keep", "yes".to_string(), false);
+    assert!(c.push_event(&skip, &mut app) && c.push_event(&keep, &mut app));
+    c.flush(&mut app);
+    let got = c.sock.take_written();
+    assert!(!got.contains("data: no") && got.contains("data: yes"), "{got}");
+}

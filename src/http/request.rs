@@ -294,6 +294,12 @@ pub fn query_param(query: &str, key: &str) -> Option<String> {
     None
 }
 
+/// Every `key` parameter of a query string, form-decoded, in order (broken ones left out).
+pub fn query_params(query: &str, key: &str) -> Vec<String> {
+    let pairs = query.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")));
+    pairs.filter(|(k, _)| form_decode(k).as_deref() == Some(key)).filter_map(|(_, v)| form_decode(v)).collect()
+}
+
 /// Decodes `%XX` escapes (RFC 3986 §2.1); `None` on a broken escape or non-UTF-8 result.
 ///
 /// `+` is left alone: it means a space only in form-encoded queries (see `query_param`).

@@ -7,6 +7,7 @@
 //! → {"op":"resume","since":1795340960422219}        ← replayed events, then {"type":"ack","op":"resume",...}
 //! → {"op":"publish","topic":"t","data":…,"event":"e"} ← {"type":"ack","op":"publish","id":N}
 //!   (`"retain":true`: the event becomes the topic's state; empty data clears it)
+//! → {"op":"filter","filter":{"type":"e"}}           ← {"type":"ack","op":"filter","filter":{...}|null}
 //! → {"op":"ping"}                                   ← {"type":"pong"}
 //! anything else                                     ← {"type":"error","error":"…"} (the connection stays)
 //! ```
@@ -40,6 +41,8 @@ pub enum Op {
         /// Keep it as the topic's state (`"retain":true`).
         retain: bool,
     },
+    /// Set, replace (or with `None` clear) the subscription's filter.
+    Filter(Option<crate::filter::Filter>),
     /// Application-level ping.
     Ping,
     /// A fresh token (a JWT) for the session, before the one it was opened with expires.
@@ -109,6 +112,10 @@ pub fn parse(text: &[u8]) -> Result<Op, OpError> {
             let data = v.get("data").cloned().unwrap_or(Value::Null);
             Ok(Op::Publish { topic: topic.to_string(), event, data, retain })
         }
+        "filter" => match v.get("filter") {
+            Some(f) => crate::filter::Filter::from_json(f).map(Op::Filter).map_err(|e| OpError::new(Some(op), e)),
+            None => Err(OpError::new(Some(op), "\"filter\" is required (an object, or null to clear it)")),
+        },
         "ping" => Ok(Op::Ping),
         "auth" => match v.get("token").and_then(Value::as_str) {
             Some(t) if !t.is_empty() && t.len() <= 8192 => Ok(Op::Auth(t.to_string())),
@@ -116,7 +123,7 @@ pub fn parse(text: &[u8]) -> Result<Op, OpError> {
         },
         other => Err(OpError::new(
             Some(other),
-            format!("unknown op {other:?} (subscribe, unsubscribe, resume, publish, ping, auth)"),
+            format!("unknown op {other:?} (subscribe, unsubscribe, resume, publish, filter, ping, auth)"),
         )),
     }
 }
@@ -152,6 +159,9 @@ mod tests {
         assert_eq!(parse(br#"{"op":"resume","since":42}"#), Ok(Op::Resume(42)));
         assert_eq!(parse(br#"{"op":"resume","since":"42"}"#), Ok(Op::Resume(42)));
         assert_eq!(parse(br#"{"op":"ping"}"#), Ok(Op::Ping));
+        assert_eq!(parse(br#"{"op":"filter","filter":null}"#), Ok(Op::Filter(None)));
+        let f = crate::filter::Filter::from_json(&json!({"type": "e"})).unwrap();
+        assert_eq!(parse(br#"{"op":"filter","filter":{"type":"e"}}"#), Ok(Op::Filter(f)));
         assert_eq!(
             parse(br#"{"op":"publish","topic":"t","data":{"x":1}}"#),
             Ok(Op::Publish { topic: "t".into(), event: "message".into(), data: json!({"x":1}), retain: false })
@@ -185,6 +195,8 @@ mod tests {
             (b"{\"op\":\"resume\"}", "since"),
             (b"{\"op\":\"publish\",\"data\":1}", "topic"),
             (b"{\"op\":\"publish\",\"topic\":\"t\",\"event\":5}", "event"),
+            (b"{\"op\":\"filter\"}", "\"filter\" is required"),
+            (b"{\"op\":\"filter\",\"filter\":{\"nope\":1}}", "unknown key \"nope\""),
         ] {
             let e = parse(input).unwrap_err();
             assert!(e.error.contains(needle), "{input:?}: {e:?}");

@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod durable;
 mod eventsource;
+mod filter;
 mod hooks;
 mod http;
 mod journal_full;
