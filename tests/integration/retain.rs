@@ -257,3 +257,20 @@ fn the_cli_publishes_retained_state() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(d.get("/api/topics/cli/t").status, 404, "an empty DATA clears");
 }
+
+#[test]
+fn a_filter_applies_to_the_states_sent_on_connect() {
+    let d = Daemon::start(OPEN);
+    let alert = d.publish_with("fs/a?retain=1&event=alert", "A", &[]);
+    let _line = d.publish_with("fs/b?retain=1&event=line", "B", &[]);
+    // Long poll: only the state the filter passes, at once.
+    let r = d.get("/poll?topics=fs/*&state=1&type=alert&timeout=5").json();
+    let ids: Vec<u64> = r["events"].as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [alert], "{r}");
+    // WebSocket: the matching state, then only matching live events.
+    let mut w = ws(&d, "/ws?topics=fs/*&state=1&type=alert");
+    assert_eq!(next_json(&mut w)["id"].as_u64(), Some(alert));
+    d.publish_with("fs/b?event=line", "skipped", &[]);
+    let live = d.publish_with("fs/a?event=alert", "live", &[]);
+    assert_eq!(next_json(&mut w)["id"].as_u64(), Some(live));
+}
