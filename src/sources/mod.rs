@@ -122,6 +122,30 @@ struct Source {
     last_rate: u32,
 }
 
+impl Source {
+    /// A source that has read nothing yet, in `state`.
+    fn new(cfg: SourceConfig, state: State, now: Instant) -> Source {
+        Source {
+            split: LineSplitter::new(cfg.max_line_bytes),
+            cfg,
+            state,
+            proc: None,
+            tail: None,
+            skipping: false,
+            backoff: BACKOFF_MIN,
+            restarts: 0,
+            lines: 0,
+            dropped: 0,
+            last_line_ms: None,
+            error: None,
+            window_start: now,
+            window_lines: 0,
+            window_dropped: 0,
+            last_rate: 0,
+        }
+    }
+}
+
 /// A metric family of the sources: name, help, the value of one source.
 type Family = (&'static str, &'static str, fn(&Source) -> u64);
 
@@ -179,24 +203,7 @@ impl Sources {
             match same {
                 Some(i) => self.list.push(kept[i].take().expect("found above")),
                 None => {
-                    let mut s = Source {
-                        split: LineSplitter::new(cfg.max_line_bytes),
-                        cfg: cfg.clone(),
-                        state: State::Backoff(now),
-                        proc: None,
-                        tail: None,
-                        skipping: false,
-                        backoff: BACKOFF_MIN,
-                        restarts: 0,
-                        lines: 0,
-                        dropped: 0,
-                        last_line_ms: None,
-                        error: None,
-                        window_start: now,
-                        window_lines: 0,
-                        window_dropped: 0,
-                        last_rate: 0,
-                    };
+                    let mut s = Source::new(cfg.clone(), State::Backoff(now), now);
                     self.spawn(&mut s, now);
                     self.list.push(s);
                 }
@@ -700,25 +707,7 @@ mod tests {
             max_lines_per_sec: max,
             max_line_bytes: 32,
         };
-        let now = Instant::now();
-        Source {
-            split: LineSplitter::new(32),
-            cfg,
-            state: State::Running,
-            proc: None,
-            tail: None,
-            skipping: false,
-            backoff: BACKOFF_MIN,
-            restarts: 0,
-            lines: 0,
-            dropped: 0,
-            last_line_ms: None,
-            error: None,
-            window_start: now,
-            window_lines: 0,
-            window_dropped: 0,
-            last_rate: 0,
-        }
+        Source::new(cfg, State::Running, Instant::now())
     }
 
     fn line(text: &str, cut: bool) -> Line {
