@@ -224,7 +224,7 @@ fn accept(app: &mut App, d: &mut Decision, kept: Stored, topic: &str, replay: bo
             }
             let kind =
                 d.record.event.clone().filter(|e| crate::sse::valid_event_name(e)).unwrap_or_else(|| "delivery".into());
-            app.publish(topic, &kind, ev.to_string(), true);
+            app.publish_event(topic, &kind, ev.to_string(), true, d.retain);
         }
     }
     *app.metrics.deliveries.entry((id, d.record.outcome.as_str())).or_default() += 1;

@@ -59,6 +59,7 @@ pub(crate) const HOOKCAST_FIELDS: &[&str] = &[
     "branches",
     "topic",
     "publish",
+    "retain",
     "allowed-ips",
     "concurrency",
     "timeout",

@@ -121,6 +121,8 @@ pub struct HookDef {
     pub topic: Option<String>,
     /// hookcast: `publish`, what goes to the topic.
     pub publish: PublishMode,
+    /// hookcast: `retain`, whether what goes to the topic becomes its retained state.
+    pub retain: bool,
     /// hookcast: `allowed-ips`, client networks allowed to call the hook; empty allows all.
     pub allowed_ips: Vec<Cidr>,
     /// hookcast: `concurrency` of runs.
@@ -347,6 +349,11 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         Some("none") => PublishMode::None,
         Some(other) => return err(&publish_path, format!("unknown publish mode {other:?} (summary, full, none)")),
     };
+    let retain_path = o.at("retain");
+    let retain = o.opt_bool("retain")?.unwrap_or(false);
+    if retain && publish == PublishMode::None {
+        return err(&retain_path, "publish is none: nothing goes to the topic to retain");
+    }
     let allowed_ips = o.opt_cidr_list("allowed-ips")?;
     let concurrency_path = o.at("concurrency");
     let concurrency = match o.opt_str("concurrency")?.as_deref() {
@@ -403,6 +410,7 @@ pub fn parse_hook(mut value: Value, path: &str) -> Result<HookDef, ConfigError> 
         branches,
         topic,
         publish,
+        retain,
         allowed_ips,
         concurrency,
         timeout_secs,
@@ -802,6 +810,8 @@ mod tests {
             (json!({"id": "x", "provider": "gitlab", "secrets": [42]}), "hooks[0].secrets[0]: expected a secret string or {\"env\"|\"file\"|\"credential\": …}, found a number"),
             (json!({"id": "x", "topic": "a//b"}), "hooks[0].topic: empty topic segment: \"a//b\""),
             (json!({"id": "x", "publish": "all"}), "hooks[0].publish: unknown publish mode \"all\" (summary, full, none)"),
+            (json!({"id": "x", "publish": "none", "retain": true}), "hooks[0].retain: publish is none: nothing goes to the topic to retain"),
+            (json!({"id": "x", "retain": "yes"}), "hooks[0].retain: expected true or false, found a string"),
             (json!({"id": "x", "allowed-ips": ["10.0.0.0/8", "nope"]}), "hooks[0].allowed-ips[1]: not an address or CIDR: \"nope\""),
             (json!({"id": "x", "concurrency": "serial"}), "hooks[0].concurrency: unknown concurrency \"serial\" (coalesce, queue, parallel)"),
             (json!({"id": "x", "dedup": "id"}), "hooks[0].dedup: unknown dedup \"id\" (delivery-id, body)"),

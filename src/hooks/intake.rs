@@ -448,6 +448,8 @@ pub struct Decision {
     pub signature_failure: Option<&'static str>,
     /// What goes to the hook's topic, when accepted and `publish` is not `none`.
     pub topic_event: Option<Value>,
+    /// Whether that event becomes the topic's retained state (the hook's `retain`).
+    pub retain: bool,
 }
 
 fn plain(status: u16, text: &str) -> Response {
@@ -552,6 +554,7 @@ pub fn decide(
         dedup_key: String::new(),
         signature_failure: None,
         topic_event: None,
+        retain: false,
     };
     let finish = |mut d: Decision, status: u16, resp: Response, message: &str| -> Decision {
         d.record.status = status;
@@ -693,6 +696,7 @@ fn accept(hook: &Hook, mut d: Decision, rv: &RequestValues, runner: &RunnerConfi
         source: &r.source,
     };
     let summary = summarize(&facts, rv.payload());
+    d.retain = def.retain;
     d.topic_event = match def.publish {
         PublishMode::None => None,
         PublishMode::Summary => Some(summary.clone()),
