@@ -21,12 +21,37 @@ pub struct Restore {
     events: usize,
     deliveries: usize,
     runs: usize,
+    /// Each topic's newest retained record read so far (a clear too): a copy of a state
+    /// counts only when nothing newer for its topic came before it.
+    state_ids: HashMap<String, u64>,
 }
 
 impl Restore {
+    /// Notes a retained record for `topic`; whether it is newer than any before it.
+    fn newer_state(&mut self, topic: &str, id: u64) -> bool {
+        match self.state_ids.get_mut(topic) {
+            Some(seen) if *seen >= id => false,
+            Some(seen) => {
+                *seen = id;
+                true
+            }
+            None => {
+                self.state_ids.insert(topic.to_string(), id);
+                true
+            }
+        }
+    }
+
     /// A replay starting now.
     pub fn new() -> Restore {
-        Restore { pending: HashMap::new(), now_ms: crate::clock::unix_ms(), events: 0, deliveries: 0, runs: 0 }
+        Restore {
+            pending: HashMap::new(),
+            now_ms: crate::clock::unix_ms(),
+            events: 0,
+            deliveries: 0,
+            runs: 0,
+            state_ids: HashMap::new(),
+        }
     }
 }
 
@@ -101,6 +126,8 @@ pub struct App {
     pub unconfirmed: std::collections::HashSet<(String, String)>,
     /// Run output lines not published while the journal was refusing work.
     pub dropped_lines: u64,
+    /// The journal's rotation count at the last copy of the states.
+    copied_rotations: u64,
     /// Accepted webhook deliveries kept for replay (bounded by bytes), by delivery id.
     pub deliveries: crate::hooks::stored::StoredDeliveries,
     /// Each hook's last `$deliveries` record with its time, for the status page (kept by
@@ -208,6 +235,7 @@ impl App {
             held: std::collections::VecDeque::new(),
             unconfirmed: std::collections::HashSet::new(),
             dropped_lines: 0,
+            copied_rotations: 0,
             deliveries,
             last_deliveries: HashMap::new(),
             made_up_ids: crate::hooks::intake::MadeUpIds::random(),
@@ -589,6 +617,44 @@ impl App {
         }
     }
 
+    /// Re-appends every topic's state to the journal (see [`crate::journal::Journal::copy_states`]):
+    /// the committed states, then those of retained events still on their way to the disk, so
+    /// the copy is the state as of the journal's last record.
+    pub fn copy_states(&mut self) {
+        let Some(j) = self.journal.as_mut() else { return };
+        self.copied_rotations = j.rotations();
+        let mut states: HashMap<Rc<str>, Rc<Event>> =
+            self.hub.states().map(|ev| (ev.topic.clone(), ev.clone())).collect();
+        for (_, held) in &self.held {
+            if let Held::Event(ev) = held {
+                if ev.retained() {
+                    if ev.data.is_empty() {
+                        states.remove(&ev.topic);
+                    } else {
+                        states.insert(ev.topic.clone(), ev.clone());
+                    }
+                }
+            }
+        }
+        let mut states: Vec<Rc<Event>> = states.into_values().collect();
+        states.sort_unstable_by_key(|ev| ev.id);
+        let records = states.into_iter().map(|ev| crate::journal::Record {
+            kind: crate::journal::record::Kind::State,
+            id: ev.id,
+            time_ms: ev.time_ms,
+            topic: ev.topic.to_string(),
+            data: encode_event(&ev.kind, ev.data_is_json, true, &ev.data),
+        });
+        j.copy_states(records);
+    }
+
+    /// [`App::copy_states`] when the journal rotated since the last copy.
+    pub fn copy_states_after_rotation(&mut self) {
+        if self.journal.as_ref().is_some_and(|j| j.rotations() != self.copied_rotations) {
+            self.copy_states();
+        }
+    }
+
     /// Carries out every held effect whose journal record is durable, in order: events go to
     /// history and the outbox (fanned out this turn, with the acknowledgements), deliveries
     /// enter the idempotency window, runs may start. Nothing is released while the journal
@@ -694,8 +760,19 @@ impl App {
                     }
                 }
                 let retained = event_data_retained(&rec.data);
+                if retained {
+                    st.newer_state(&rec.topic, rec.id);
+                }
                 if self.hub.restore(rec.id, &rec.topic, &kind, data, is_json, retained, rec.time_ms) {
                     st.events += 1;
+                }
+            }
+            Kind::State => {
+                // A copy made after a rotation. One that was taken while a newer retained event
+                // was on its way to the disk comes after that event: the newer one stands.
+                let Some((kind, is_json, data)) = decode_event_data(&rec.data) else { return };
+                if st.newer_state(&rec.topic, rec.id) {
+                    self.hub.restore_state(rec.id, &rec.topic, &kind, data, is_json, rec.time_ms);
                 }
             }
             Kind::Delivery => {

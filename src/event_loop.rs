@@ -172,6 +172,7 @@ impl Server {
                 segment_bytes: j.segment_bytes,
                 max_bytes: j.max_bytes,
                 max_age: j.max_age,
+                copies: true,
             };
             let waker = mio::Waker::new(poll.registry(), WAKER).map_err(StartError::setup("the journal's waker"))?;
             let t0 = Instant::now();
@@ -210,6 +211,8 @@ impl Server {
                 t0.elapsed()
             );
             app.journal = Some(journal);
+            // The states just replayed may live in segments retention is about to delete.
+            app.copy_states();
         }
         if let Some(c) = app.cfg.cluster.clone() {
             log::info!("cluster {:?}: node {:?}, log on {}", c.name, c.node, c.redis);
@@ -786,6 +789,7 @@ impl Server {
     /// Answers the requests whose journal records became durable (or all of them with 503 when
     /// the journal cannot write).
     fn release_durable(&mut self) {
+        self.app.copy_states_after_rotation();
         if let Some(c) = self.app.cluster.as_mut() {
             // The outcomes settled so far, for the answers below (they read them by `ack_of`).
             let settled = c.settled_through();

@@ -352,6 +352,11 @@ impl Hub {
         out
     }
 
+    /// Every topic's state, in no particular order.
+    pub fn states(&self) -> impl Iterator<Item = &Rc<Event>> {
+        self.retained.values()
+    }
+
     /// Topics with a retained event and the bytes counted for them.
     pub fn retained_stats(&self) -> (usize, usize) {
         (self.retained.len(), self.retained_bytes)
@@ -509,6 +514,29 @@ impl Hub {
         // Nobody is subscribed at start: it is history only from the outset.
         ev.retire();
         self.insert_event(ev);
+        true
+    }
+
+    /// A topic's state from the journal's copy of it (its event is older than the history
+    /// restored, or gone with its segment): the state only, not history. False for a topic
+    /// name that is not valid.
+    pub fn restore_state(
+        &mut self,
+        id: u64,
+        topic: &str,
+        kind: &str,
+        data: String,
+        data_is_json: bool,
+        time_ms: u64,
+    ) -> bool {
+        if topic::validate_topic(topic).is_err() {
+            return false;
+        }
+        self.next_id = self.next_id.max(id + 1);
+        let ev = self.new_event(id, topic, kind, data, data_is_json, time_ms);
+        ev.retained.set(true);
+        ev.retire();
+        self.keep_state(&ev);
         true
     }
 

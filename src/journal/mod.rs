@@ -95,6 +95,10 @@ pub struct JournalConfig {
     pub max_bytes: u64,
     /// Delete closed segments whose newest record (by `time_ms`) is older than this.
     pub max_age: Option<Duration>,
+    /// The owner keeps state that older segments hold (retained events) and re-appends it
+    /// after every rotation ([`Journal::copy_states`]): retention deletes a segment only once
+    /// a copy after it is durable, so no state lives only in a deleted file.
+    pub copies: bool,
 }
 
 impl JournalConfig {
@@ -106,6 +110,7 @@ impl JournalConfig {
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             max_bytes: DEFAULT_MAX_BYTES,
             max_age: None,
+            copies: false,
         }
     }
 }
@@ -360,6 +365,7 @@ impl Journal {
             segment_bytes: cfg.segment_bytes,
             max_bytes: cfg.max_bytes,
             max_age: cfg.max_age,
+            copies: cfg.copies,
         };
         let writer = Writer::new(set, rx, Arc::clone(&shared), waker, segs, file);
         let thread = std::thread::Builder::new()
@@ -392,6 +398,29 @@ impl Journal {
             log::error!("journal: writer thread has stopped; nothing more will be durable");
         }
         seq
+    }
+
+    /// Rotations so far that were not caused by a copy: when it changes, the owner calls
+    /// [`Journal::copy_states`] (and once after opening, for the segments replayed).
+    pub fn rotations(&self) -> u64 {
+        self.shared.rotations.load(Relaxed)
+    }
+
+    /// Re-appends `states` (the owner's current state, as records its replay understands) as one
+    /// copy; with [`JournalConfig::copies`], the segments before the copy's first record are
+    /// deleted by retention only once the copy is durable. An empty copy still counts. Returns
+    /// the last seq appended (0 when nothing was).
+    pub fn copy_states(&mut self, states: impl IntoIterator<Item = Record>) -> u64 {
+        let _ = self.tx.send(Msg::CopyBegin);
+        let mut last = 0;
+        for rec in states {
+            match self.append_owned(rec) {
+                Ok(seq) => last = seq,
+                Err(e) => log::warn!("journal: a state not copied: {e}"),
+            }
+        }
+        let _ = self.tx.send(Msg::CopyEnd);
+        last
     }
 
     /// Every append with a sequence number <= this is durable under the policy: `Always` → written

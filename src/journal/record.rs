@@ -49,6 +49,9 @@ pub enum Kind {
     Delivery = 2,
     /// A deploy run record.
     Run = 3,
+    /// A copy of a topic's retained event (its id, time, topic and event data), re-appended
+    /// after a rotation so the state outlives the segment its event was in.
+    State = 4,
 }
 
 impl Kind {
@@ -58,6 +61,7 @@ impl Kind {
             1 => Some(Kind::Event),
             2 => Some(Kind::Delivery),
             3 => Some(Kind::Run),
+            4 => Some(Kind::State),
             _ => None,
         }
     }

@@ -573,3 +573,33 @@ fn write_errors_under(fsync: Fsync) {
     assert_eq!(replay.truncated, None);
     j.close();
 }
+
+/// With `copies`, retention keeps every segment until the owner's copy after it is durable;
+/// then the segments before the copy go, and the copy is what replay finds of them.
+#[test]
+fn retention_waits_for_a_durable_copy_of_the_states() {
+    let tmp = TempDir::new("copies");
+    let mut l = Loop::new();
+    let cfg = JournalConfig { segment_bytes: 1000, max_bytes: 3000, copies: true, ..config(&tmp.0, Fsync::Always) };
+    let (mut j, _) = l.open(cfg.clone());
+    let recs: Vec<Record> = (0..400).map(rec).collect();
+    let last = append_all(&mut j, &recs);
+    l.wait_durable(&j, last);
+    assert!(j.rotations() > 3, "rotated {} times", j.rotations());
+    assert_eq!(segment_files(&tmp.0)[0].0, 1, "nothing goes before a copy");
+    let state = Record { kind: Kind::State, id: 7, time_ms: start_ms(), topic: "bell".into(), data: b"x".to_vec() };
+    let rotations = j.rotations();
+    let seq = j.copy_states([state.clone()]);
+    l.wait_durable(&j, seq);
+    assert_eq!(j.rotations(), rotations, "the copy's own rotation asks for no copy");
+    // Retention runs right after the flush that made the copy durable, on the writer thread.
+    let deadline = Instant::now() + PATIENCE;
+    while segment_files(&tmp.0)[0].0 == 1 {
+        assert!(Instant::now() < deadline, "segments before the copy not deleted");
+        std::thread::yield_now();
+    }
+    j.close();
+    let (j, replay) = l.open(cfg);
+    assert!(replay.records.contains(&state), "the copy outlives the segments it covers");
+    j.close();
+}

@@ -49,6 +49,10 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 pub(crate) enum Msg {
     /// A record to write, with its sequence number and the time it was appended.
     Append { seq: u64, rec: Record, at: Instant },
+    /// The records up to `CopyEnd` re-append the owner's states (see `Journal::copy_states`).
+    CopyBegin,
+    /// The end of the copies: once they are durable, the segments before them may go.
+    CopyEnd,
     /// Flush, fsync and stop.
     Close,
 }
@@ -68,6 +72,8 @@ pub(crate) struct Shared {
     pub durable_seq: AtomicU64,
     pub disk_bytes: AtomicU64,
     pub segments: AtomicU64,
+    /// Rotations not caused by the owner's own copies: each asks for a new copy of its states.
+    pub rotations: AtomicU64,
     pub fsyncs: AtomicU64,
     pub write_errors: AtomicU64,
     pub queued_bytes: AtomicU64,
@@ -102,6 +108,8 @@ pub(crate) struct Settings {
     pub segment_bytes: u64,
     pub max_bytes: u64,
     pub max_age: Option<Duration>,
+    /// Retention waits for copies (`JournalConfig::copies`).
+    pub copies: bool,
 }
 
 /// The writer thread's state; see the module doc for the file invariant.
@@ -132,6 +140,13 @@ pub(crate) struct Writer {
     backoff: Duration,
     next_retention: Instant,
     closing: bool,
+    /// With `Settings::copies`, segments numbered below this are covered by a durable copy of
+    /// the owner's states and may be deleted; without, `u64::MAX`.
+    covered: u64,
+    /// Between `CopyBegin` and `CopyEnd`: the segment of the first copy once one is written.
+    copying: Option<Option<u64>>,
+    /// A finished copy (its first segment, its last record's seq) waiting to be durable.
+    cover_pending: Option<(u64, u64)>,
     #[cfg(test)]
     fault_flip: bool,
 }
@@ -147,6 +162,7 @@ impl Writer {
         file: File,
     ) -> Writer {
         let durable_len = segs.back().map_or(0, |s| s.bytes);
+        let covered = if set.copies { 0 } else { u64::MAX };
         let w = Writer {
             set,
             rx,
@@ -166,6 +182,9 @@ impl Writer {
             backoff: MIN_BACKOFF,
             next_retention: Instant::now(),
             closing: false,
+            covered,
+            copying: None,
+            cover_pending: None,
             #[cfg(test)]
             fault_flip: false,
         };
@@ -238,6 +257,20 @@ impl Writer {
                 self.closing = true;
                 return;
             }
+            Msg::CopyBegin => {
+                self.copying = Some(None);
+                return;
+            }
+            Msg::CopyEnd => {
+                let first = self.copying.take().flatten();
+                let number = self.active().number;
+                match first {
+                    // Nothing to copy: whatever came before the active segment holds no state.
+                    None => self.covered = self.covered.max(number),
+                    Some(first) => self.cover_pending = Some((first, self.buf_seq)),
+                }
+                return;
+            }
             Msg::Append { seq, rec, at } => (seq, rec, at),
         };
         let now = Instant::now();
@@ -256,12 +289,26 @@ impl Writer {
         }
         self.buf_seq = seq;
         self.buf_since.get_or_insert(at);
+        if let Some(first @ None) = &mut self.copying {
+            *first = Some(self.segs.back().map_or(0, |s| s.number));
+        }
         let active = self.active();
         active.newest_ms = Some(active.newest_ms.map_or(rec.time_ms, |t| t.max(rec.time_ms)));
     }
 
-    /// After a batch is taken: write and sync as the policy says; retention when due.
+    /// After a batch is taken: write and sync as the policy says; retention when due, and as
+    /// soon as a copy of the owner's states is durable (the segments before it may go).
     fn step(&mut self, now: Instant) {
+        self.write_and_sync(now);
+        let durable = self.shared.durable_seq.load(Relaxed);
+        if let Some((first, _)) = self.cover_pending.take_if(|&mut (_, seq)| seq <= durable) {
+            self.covered = self.covered.max(first);
+            self.retention();
+        }
+    }
+
+    /// Retention on its timer, then the writes and fsyncs the policy asks for now.
+    fn write_and_sync(&mut self, now: Instant) {
         if now >= self.next_retention {
             self.retention();
             self.next_retention = now + RETENTION_EVERY;
@@ -426,6 +473,9 @@ impl Writer {
         match super::private_file().append(true).create_new(true).open(&path) {
             Ok(file) => {
                 log::debug!("journal: rotated to {}", path.display());
+                if self.copying.is_none() {
+                    self.shared.rotations.fetch_add(1, Relaxed);
+                }
                 self.file = file;
                 self.segs.push_back(Seg { number, path, bytes: 0, newest_ms: None });
                 self.durable_len = 0;
@@ -447,12 +497,13 @@ impl Writer {
     }
 
     /// Deletes the oldest closed segments while the journal is over `max_bytes`, or while the
-    /// oldest one holds nothing newer than `max_age`. Never the active segment.
+    /// oldest one holds nothing newer than `max_age`. Never the active segment, nor one whose
+    /// states no durable copy after it holds yet.
     fn retention(&mut self) {
         let cutoff = self.set.max_age.map(|age| crate::clock::unix_ms().saturating_sub(age.as_millis() as u64));
         let mut total: u64 = self.segs.iter().map(|s| s.bytes).sum();
         let mut deleted = false;
-        while self.segs.len() > 1 {
+        while self.segs.len() > 1 && self.segs[0].number < self.covered {
             let oldest = &self.segs[0];
             let too_big = total > self.set.max_bytes;
             let too_old = cutoff.is_some_and(|c| oldest.newest_ms.is_none_or(|n| n < c));

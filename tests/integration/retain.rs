@@ -274,3 +274,68 @@ fn a_filter_applies_to_the_states_sent_on_connect() {
     let live = d.publish_with("fs/a?event=alert", "live", &[]);
     assert_eq!(next_json(&mut w)["id"].as_u64(), Some(live));
 }
+
+#[test]
+fn a_hook_with_retain_keeps_its_last_delivery_as_the_topic_state() {
+    let d = Daemon::start(
+        r#"{"public":[{"topics":["**"],"scopes":["subscribe"]}],
+            "hooks":[{"id":"site","retain":true},{"id":"plain"}]}"#,
+    );
+    let json = [("Content-Type", "application/json")];
+    for n in 1..=2 {
+        let r = d.request("POST", "/hooks/site", &json, format!(r#"{{"n":{n}}}"#).as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(d.request("POST", "/hooks/plain", &json, b"{}").status, 200);
+    let state = d.get("/api/topics/hooks/site");
+    assert_eq!(state.status, 200, "{}", state.text());
+    let v = state.json();
+    assert_eq!((v["type"].clone(), v["data"]["hook"].clone()), (json!("delivery"), json!("site")), "{v}");
+    assert_eq!(d.get("/api/topics/hooks/plain").status, 404);
+    // The summary retained is the newest delivery's, and a subscriber asking for state gets it.
+    let mut w = ws(&d, "/ws?topics=hooks/*&state=1");
+    let first = next_json(&mut w);
+    assert_eq!((first["id"].clone(), first["topic"].clone()), (v["id"].clone(), json!("hooks/site")), "{first}");
+}
+
+/// A state outlives the journal segment its event was in: every segment starts with a copy of
+/// the states, and retention deletes a segment only once that copy is on disk.
+#[test]
+fn retained_state_survives_the_deletion_of_its_segment() {
+    let state = TempDir::new("retain-segments");
+    let dir = state.0.to_str().unwrap().to_string();
+    let config = r#"{"public":[{"topics":["**"],"scopes":["subscribe","publish"]}],
+        "journal":{"segment_bytes":4096,"max_bytes":65536}}"#;
+    let start = || Daemon::start_args(Some(config), &["--state-dir", &dir]);
+    let mut d = start();
+    let kept = retain(&d, "bell", "3 unread");
+    retain(&d, "gone", "soon cleared");
+    retain(&d, "gone", "");
+    let filler = "x".repeat(1000);
+    for _ in 0..150 {
+        d.publish("noise", &filler);
+    }
+    let newest = retain(&d, "badge", "green");
+    let first_segment = || {
+        let mut names: Vec<String> = std::fs::read_dir(state.0.join("journal"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("journal-"))
+            .collect();
+        names.sort();
+        names[0].clone()
+    };
+    assert!(
+        crate::util::eventually(Duration::from_secs(10), || first_segment() != "journal-00000000000000000001.log"),
+        "retention deleted no segment"
+    );
+    d.terminate();
+    let d = start();
+    let r = d.get("/api/topics/bell").json();
+    assert_eq!((r["id"].as_u64(), r["data"].clone()), (Some(kept), json!("3 unread")), "{r}");
+    assert_eq!(d.get("/api/topics/badge").json()["id"].as_u64(), Some(newest));
+    assert_eq!(d.get("/api/topics/gone").status, 404, "a cleared state stays cleared");
+    // And it still resumes: the oldest history is gone, so a resume from the start is a reset.
+    let poll = d.get(&format!("/poll?topics=bell&since={}", kept - 1)).json();
+    assert_eq!(poll["reset"], json!(true), "{poll}");
+}
