@@ -18,7 +18,8 @@ USAGE:
     hookcast webhook [adnanh/webhook flags: -hooks FILE -port N -ip IP -verbose -hotreload …]
     hookcast check [--config FILE] [--hooks FILE]...
     hookcast publish [--url URL] [--token TOKEN] [--event TYPE] [--json] [--retain] TOPIC DATA|-
-    hookcast tail [--url URL] [--token TOKEN] [--since ID] [--json] TOPIC...
+    hookcast tail [--url URL] [--token TOKEN] [--since ID] [--json] [--state]
+                  [--type T] [--where PATH:VALUE]... [--q TEXT] TOPIC...
     hookcast token new
     hookcast token hash [TOKEN]
     hookcast token jwt --secret-env NAME|--secret-file PATH [--alg HS256|HS384|HS512] [--sub S]
@@ -39,7 +40,8 @@ COMMANDS:
     publish   publish DATA (or stdin with -) to TOPIC; prints the event id; --retain keeps it
               as the topic's state (subscribers with state=1 get it first; empty DATA clears)
     tail      subscribe to topics (patterns like builds/* or builds/**) and print events as they
-              arrive; reconnects and resumes where it left off
+              arrive; reconnects and resumes where it left off; --state prints the topics'
+              retained states first; --type, --where, --q filter on the server (see README)
     token     `new` prints a fresh random token and the sha256 to put in the config;
               `hash` prints the sha256 of a token (argument or stdin);
               `jwt` prints a signed JWT for testing a `jwt` verifier (V of --claim is JSON
@@ -404,18 +406,31 @@ fn publish(words: &[String]) -> Result<(), Fail> {
 }
 
 fn tail(words: &[String]) -> Result<(), Fail> {
-    let a = Args::parse(words, &["--url", "--token", "--since"], &["--json"])?;
+    let a = Args::parse(words, &["--url", "--token", "--since", "--type", "--where", "--q"], &["--json", "--state"])?;
     if a.positional.is_empty() {
         return Err(Fail::Usage("tail needs at least one TOPIC".into()));
     }
     let t = target(&a)?;
     let topics = a.positional.join(",");
+    // The server checks the filter (a 400 names what is wrong with it).
+    let mut filter = String::new();
+    for (name, value) in a
+        .value("--type")
+        .map(|v| ("type", v))
+        .into_iter()
+        .chain(a.values("--where").map(|v| ("where", v)))
+        .chain(a.value("--q").map(|v| ("q", v)))
+    {
+        filter.push_str(&format!("&{name}={}", encode_query(value)));
+    }
     let auth = bearer(&a).map(|t| format!("Bearer {t}"));
     let mut last_id = a.value("--since").map(str::to_string);
     let mut retry_ms = 2000;
     let mut announced_down = false;
     loop {
-        let path = format!("/events?topics={}&format=json", encode_query(&topics));
+        // States only on the first connect: a resume gets what came after its cursor.
+        let state = if a.has("--state") && last_id.is_none() { "&state=1" } else { "" };
+        let path = format!("/events?topics={}&format=json{filter}{state}", encode_query(&topics));
         let mut headers = vec![("Accept", "text/event-stream")];
         if let Some(h) = auth.as_deref() {
             headers.push(("Authorization", h));

@@ -339,3 +339,36 @@ fn retained_state_survives_the_deletion_of_its_segment() {
     let poll = d.get(&format!("/poll?topics=bell&since={}", kept - 1)).json();
     assert_eq!(poll["reset"], json!(true), "{poll}");
 }
+
+/// `hookcast tail --state` prints the state first, then the live events its filter passes.
+#[test]
+fn the_cli_tails_state_then_filtered_live_events() {
+    let d = Daemon::start(OPEN);
+    let json = [("Content-Type", "application/json")];
+    d.publish_with("logs/app?retain=1", r#"{"level":"error","msg":"disk timeout"}"#, &json);
+    let url = d.url();
+    let mut tail = std::process::Command::new(crate::util::BIN)
+        .args(["tail", "--url", &url, "--json", "--state", "--where", "level:error", "--q", "TIMEOUT", "logs/*"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = tail.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || {
+        let line = rx.recv_timeout(Duration::from_secs(10)).expect("a line from tail");
+        serde_json::from_str::<Value>(&line).unwrap()["data"]["msg"].clone()
+    };
+    assert_eq!(next(), "disk timeout", "the state first");
+    d.publish_with("logs/app", r#"{"level":"info","msg":"timeout"}"#, &json);
+    d.publish_with("logs/app", r#"{"level":"error","msg":"all fine"}"#, &json);
+    d.publish_with("logs/app", r#"{"level":"error","msg":"upstream Timeout"}"#, &json);
+    assert_eq!(next(), "upstream Timeout", "only what the filter passes");
+    let _ = tail.kill();
+    let _ = tail.wait();
+}
