@@ -6,6 +6,7 @@ mod util;
 mod adnanh;
 mod cli;
 mod cluster;
+mod dashboards;
 mod durable;
 mod eventsource;
 mod filter;
