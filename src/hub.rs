@@ -238,6 +238,10 @@ pub struct HubStats {
     pub patterns: usize,
     /// Last id given out.
     pub last_id: u64,
+    /// Topics with a retained state.
+    pub retained_topics: usize,
+    /// Bytes counted for retained states.
+    pub retained_bytes: usize,
 }
 
 /// In-memory history kept for resume.
@@ -735,6 +739,8 @@ impl Hub {
             topics: self.topics.len(),
             patterns: self.pattern_ids.len(),
             last_id: self.last_id(),
+            retained_topics: self.retained.len(),
+            retained_bytes: self.retained_bytes,
         }
     }
 }

@@ -204,6 +204,20 @@ impl Metrics {
             hub.history_bytes as u64,
         );
         single(&mut s, "hookcast_topics", "gauge", "Topics with history.", hub.topics as u64);
+        single(
+            &mut s,
+            "hookcast_retained_topics",
+            "gauge",
+            "Topics with a retained state.",
+            hub.retained_topics as u64,
+        );
+        single(
+            &mut s,
+            "hookcast_retained_bytes",
+            "gauge",
+            "Bytes counted for retained states (bounded by retain.max_bytes).",
+            hub.retained_bytes as u64,
+        );
         single(&mut s, "hookcast_last_event_id", "gauge", "The last event id given out.", hub.last_id);
         single(&mut s, "hookcast_uptime_seconds", "gauge", "Seconds since start.", uptime_secs);
         let _ = writeln!(s, "# HELP hookcast_http_responses_total HTTP responses by status.\n# TYPE hookcast_http_responses_total counter");

@@ -160,13 +160,14 @@ proptest! {
             prop_assert!(f.to_json().to_string().len() < 2 * MAX_TOTAL_BYTES + 256);
             // The JSON form means the same filter.
             let again = Filter::from_json(&f.to_json());
-            prop_assert!(again.is_ok(), "{:?}", again);
+            prop_assert_eq!(again, Ok(Some(f)));
         }
     }
 
     #[test]
     fn any_json_filter_parses_or_refuses(v in doc(), kind in "[a-c]", data in doc()) {
         if let Ok(Some(f)) = Filter::from_json(&v) {
+            prop_assert_eq!(Filter::from_json(&f.to_json()), Ok(Some(f.clone())));
             let text = data.to_string();
             let _ = f.matches(&Subject::new(&kind, &text, true));
             let _ = f.matches(&Subject::new(&kind, &text, false));

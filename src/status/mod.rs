@@ -245,6 +245,7 @@ pub fn snapshot(app: &App, brief: bool) -> Value {
             "per_sec_since_start": (m.events_published as f64 / uptime.as_secs_f64().max(0.001) * 100.0).round() / 100.0,
         },
         "history": { "events": hub.history_events, "bytes": hub.history_bytes, "topics": hub.topics },
+        "retained": { "topics": hub.retained_topics, "bytes": hub.retained_bytes },
         "active_runs": app.runner.active(),
         "sources": app.sources.status(),
         "journal": app.journal.as_ref().map(|j| {

@@ -144,6 +144,8 @@ fn an_empty_body_clears_and_the_topic_endpoint_answers() {
     let ev = next_json(&mut w);
     assert_eq!((ev["id"].as_u64(), ev["data"].clone()), (Some(live), json!("live")));
     assert_eq!(d.get("/api/topics/bad%20topic").status, 400);
+    assert_eq!(d.metric("hookcast_retained_topics"), 1.0, "text only");
+    assert!(d.metric("hookcast_retained_bytes") >= 5.0);
 }
 
 #[test]
