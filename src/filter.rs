@@ -193,6 +193,10 @@ impl Filter {
 
     fn add_field(&mut self, budget: &mut Budget, path: &str, value: Scalar) -> Result<(), String> {
         check_path(path)?;
+        // Two values for one path can never both hold, and the JSON form has one key per path.
+        if self.fields.iter().any(|f| &*f.path == path) {
+            return Err(format!("filter: where {:?} is given twice", truncated(path)));
+        }
         budget.condition()?;
         budget.take(&format!("the path of where {:?}", truncated(path)), path)?;
         let text = match &value {
@@ -217,7 +221,9 @@ impl Filter {
         Ok(())
     }
 
-    fn nonempty(self) -> Option<Filter> {
+    fn nonempty(mut self) -> Option<Filter> {
+        // One order whatever the form it came in, so equal filters compare equal.
+        self.fields.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         (!self.types.is_empty() || !self.fields.is_empty() || self.text.is_some()).then_some(self)
     }
 

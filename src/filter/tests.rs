@@ -110,6 +110,7 @@ fn bad_filters_name_the_problem() {
         (q(None, &["level"], None), "path:value"),
         (q(None, &["a..b:x"], None), "empty segment"),
         (q(None, &[":x"], None), "empty segment"),
+        (q(None, &["level:warn", "level:error"], None), "where \"level\" is given twice"),
         (q(None, &[&format!("a:{long}")], None), "longer than 256"),
         (q(None, &[], Some(&long)), "q is longer"),
         (q(None, &[], Some("")), "q is empty"),
