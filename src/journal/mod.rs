@@ -24,6 +24,11 @@
 //! (whatever the policy) and the directory is fsynced after every create and delete.
 //! After a restart the writer keeps appending to the last segment once its torn tail is cut.
 //!
+//! Retention deletes the oldest closed segments past `max_bytes` or `max_age`. An owner that
+//! keeps state the deleted segments held (retained events) sets [`JournalConfig::copies`] and
+//! re-appends that state after each rotation ([`Journal::copy_states`], `Kind::State` records);
+//! a segment is then deleted only once a copy after it is durable.
+//!
 //! Recovery ([`Journal::open`]): segments are read oldest first, frame by frame through a bounded
 //! buffer, and each record is handed to the caller as it is read; the journal is never held in
 //! memory (replay costs about one frame, at most [`record::MAX_BODY_LEN`], beside what the caller
