@@ -117,7 +117,10 @@ async function until(what, fn, ms) {
 
 async function main() {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
-  let d = await start('first', config({ public: PUBLIC }), '127.0.0.1:0');
+  const appLog = path.join(work, 'app.log');
+  fs.writeFileSync(appLog, '');
+  const SOURCES = [{ tail: appLog, topic: 'logs/app' }, { tail: path.join(work, 'later.log'), topic: 'logs/later' }];
+  let d = await start('first', config({ public: PUBLIC, sources: SOURCES }), '127.0.0.1:0');
   log(`daemon on ${d.url}`);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
   const desktop = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: 'light' });
@@ -161,6 +164,16 @@ async function main() {
   // The figures follow: events published and this page's own SSE connection.
   await page.waitForFunction(() => Number(document.getElementById('published').textContent.replace(/\D/g, '')) >= 8
     && document.getElementById('c-sse').textContent === '1', null, { timeout: 2000 });
+  // The Sources panel (refreshed every 5 s): a tailed file's lines are counted, a file not
+  // there yet is waiting.
+  check(await page.isVisible('#sources-s'), 'no Sources panel with two sources configured');
+  fs.appendFileSync(appLog, 'one\n{"level":"warn","msg":"two"}\nthree\n');
+  await page.waitForSelector('#sources tr:has-text("logs/app") td[data-l="Lines"]:text-is("3")', { timeout: 15000 });
+  await page.waitForSelector('#sources tr:has-text("logs/app") .b-running', { timeout: 1000 });
+  await page.waitForSelector('#sources tr:has-text("logs/later"):has-text("waiting")', { timeout: 1000 });
+  const lastLine = await page.$eval('#sources tr:has-text("logs/app") td[data-l="Last line"]', (e) => e.textContent);
+  check(!/none yet/.test(lastLine), `last line time not shown: ${lastLine}`);
+  log('sources panel: lines counted, running and waiting states, last line time');
   // Screenshots: desktop and phone, light and dark.
   await page.screenshot({ path: path.join(ARTIFACTS, 'desktop-light.png'), fullPage: true });
   for (const [name, opts] of [
