@@ -16,6 +16,9 @@
 #   /etc/hookcast/credentials/                      root-only sources for LoadCredential=
 #   /var/lib/hookcast/                              state (journal) and $HOME of user hookcast
 #   /usr/local/share/doc/hookcast/                  README, systemd and cloudflared notes
+#   /usr/local/share/man/man1/hookcast.1            the man page (contrib/man)
+#   /usr/local/share/{bash-completion/completions,zsh/site-functions,fish/vendor_completions.d}/
+#                                                   the shell completions (contrib/completions)
 # and the system user and group `hookcast`. Building as root is not needed: build as yourself,
 # then `sudo scripts/install.sh --no-build`.
 set -euo pipefail
@@ -34,6 +37,13 @@ CONF_DIR=/etc/hookcast
 CONF=$CONF_DIR/hookcast.json
 STATE_DIR=/var/lib/hookcast
 DOC_DIR=/usr/local/share/doc/hookcast
+# What contrib/ holds (made by `hookcast man` and `hookcast completions SHELL`) and where it goes.
+EXTRAS=(
+    "contrib/man/hookcast.1:/usr/local/share/man/man1/hookcast.1"
+    "contrib/completions/hookcast.bash:/usr/local/share/bash-completion/completions/hookcast"
+    "contrib/completions/_hookcast:/usr/local/share/zsh/site-functions/_hookcast"
+    "contrib/completions/hookcast.fish:/usr/local/share/fish/vendor_completions.d/hookcast.fish"
+)
 
 usage() {
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
@@ -177,6 +187,10 @@ install_all() {
     put "$REPO/systemd/README.md" "$DOC_DIR/systemd.md" 0644 || true
     put "$REPO/cloudflared/README.md" "$DOC_DIR/cloudflared.md" 0644 || true
     put "$REPO/cloudflared/config.yml" "$DOC_DIR/cloudflared-config.yml" 0644 || true
+    local extra
+    for extra in "${EXTRAS[@]}"; do
+        put "$REPO/${extra%%:*}" "${extra#*:}" 0644 || true
+    done
 
     dir "$CONF_DIR" 0750 "root:$SVC_USER"
     dir "$CONF_DIR/credentials" 0700
@@ -226,6 +240,10 @@ uninstall_all() {
     done
     for doc in README.md systemd.md cloudflared.md cloudflared-config.yml; do
         gone "$DOC_DIR/$doc"
+    done
+    local extra
+    for extra in "${EXTRAS[@]}"; do
+        gone "${extra#*:}"
     done
     # Only when empty: files someone else put there stay.
     if [[ -d $(at "$DOC_DIR") ]] && rmdir "$(at "$DOC_DIR")" 2>/dev/null; then

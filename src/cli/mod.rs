@@ -1,67 +1,16 @@
-//! The subcommands: `serve`, `check`, `publish`, `tail`, `token`. Arguments are parsed by hand
-//! (a dozen flags do not need a parser crate): raw words first, then validated per command.
-//! Every command returns its exit code; `main` only exits with it.
+//! The subcommands. Arguments are parsed by hand (a few dozen flags do not need a parser crate)
+//! against the table in [`spec`], which also makes every `--help`, the man page and the shell
+//! completions. Every command returns its exit code; `main` only exits with it.
 
 pub mod client;
+mod runs;
+pub mod spec;
 
 use crate::config::Config;
 use client::Target;
 use std::ffi::OsString;
 use std::io::{BufRead, Read};
 use std::path::PathBuf;
-
-const HELP: &str = "\
-hookcast — verified webhooks in, live events out (SSE, WebSocket, long poll)
-
-USAGE:
-    hookcast serve [--config FILE] [--hooks FILE]... [--listen ADDR] [--state-dir DIR]
-    hookcast webhook [adnanh/webhook flags: -hooks FILE -port N -ip IP -verbose -hotreload …]
-    hookcast check [--config FILE] [--hooks FILE]...
-    hookcast publish [--url URL] [--token TOKEN] [--event TYPE] [--json] [--retain] TOPIC DATA|-
-    hookcast tail [--url URL] [--token TOKEN] [--since ID] [--json] [--state]
-                  [--type T] [--where PATH:VALUE]... [--q TEXT] TOPIC...
-    hookcast token new
-    hookcast token hash [TOKEN]
-    hookcast token jwt --secret-env NAME|--secret-file PATH [--alg HS256|HS384|HS512] [--sub S]
-                       [--claim K=V]... [--ttl 15m] [--aud A] [--iss I] [--kid K]
-                       [--subscribe P]... [--publish P]...
-    hookcast sign --provider P --secret S [--event E] [--id ID] [FILE]
-    hookcast send URL --provider P --secret S [--event E] [--id ID] [--content-type T] FILE
-
-COMMANDS:
-    serve     run the daemon (without --config: loopback on 127.0.0.1:9000, topic `demo` open)
-    webhook   run the daemon with adnanh/webhook 2.8's command line, for a drop-in swap of its
-              binary (also when hookcast is started under the name `webhook`); -hooks, -ip,
-              -port, -verbose, -debug, -hotreload, -urlprefix hooks, -http-methods, -header,
-              -x-request-id, -nopanic as in adnanh; -config FILE adds a hookcast config;
-              see docs/migrating-from-webhook.md
-    check     validate a config (and adnanh/webhook hooks files, reading their secrets) and exit 0,
-              or print the bad field's JSON path and exit 1
-    publish   publish DATA (or stdin with -) to TOPIC; prints the event id; --retain keeps it
-              as the topic's state (subscribers with state=1 get it first; empty DATA clears)
-    tail      subscribe to topics (patterns like builds/* or builds/**) and print events as they
-              arrive; reconnects and resumes where it left off; --state prints the topics'
-              retained states first; --type, --where, --q filter on the server (see README)
-    token     `new` prints a fresh random token and the sha256 to put in the config;
-              `hash` prints the sha256 of a token (argument or stdin);
-              `jwt` prints a signed JWT for testing a `jwt` verifier (V of --claim is JSON
-              when it parses as JSON, else a string; --subscribe/--publish fill the
-              `hookcast` claim; --ttl in s, m, h or d)
-    sign      print the headers provider P would send with this body (FILE or stdin)
-    send      POST FILE to a hook URL signed as provider P would, print the answer
-              (providers: github, gitlab, gitea, forgejo, bitbucket, stripe, slack,
-              standard-webhooks, hmac; --secret @FILE reads the secret from a file;
-              hmac takes --hmac-header, --hmac-algorithm, --hmac-encoding, --hmac-prefix)
-
-OPTIONS:
-    --url URL        daemon to talk to (default http://127.0.0.1:9000, or $HOOKCAST_URL)
-    --token TOKEN    bearer token (default $HOOKCAST_TOKEN)
-    -h, --help       this text
-    -V, --version    the version
-
-ENVIRONMENT:
-    HOOKCAST_LOG     log level override (error, warn, info, debug, trace)
-";
 
 /// Exit codes: 0 ok, 1 the command failed, 2 the command line was wrong.
 const USAGE: i32 = 2;
@@ -83,32 +32,90 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
         args.insert(0, "webhook".into());
     }
     let Some(cmd) = args.first().map(String::as_str) else {
-        eprint!("{HELP}");
+        eprint!("{}", spec::overview());
         return USAGE;
     };
     let rest = &args[1..];
     if cmd == "webhook" {
         return exit_code(webhook(rest));
     }
-    if rest.iter().any(|a| a == "-h" || a == "--help") || cmd == "-h" || cmd == "--help" || cmd == "help" {
-        print!("{HELP}");
-        return 0;
-    }
-    let result = match cmd {
+    match cmd {
+        "-h" | "--help" => {
+            print!("{}", spec::overview());
+            return 0;
+        }
+        "help" => {
+            return match rest.first() {
+                None => {
+                    print!("{}", spec::overview());
+                    0
+                }
+                Some(name) => match spec::find(name) {
+                    Some(c) => {
+                        print!("{}", spec::help(c));
+                        0
+                    }
+                    None => exit_code(Err(Fail::Usage(format!("unknown command {name:?}")))),
+                },
+            };
+        }
         "-V" | "--version" | "version" => {
             println!("hookcast {}", env!("CARGO_PKG_VERSION"));
             return 0;
         }
+        _ => {}
+    }
+    if let Some(c) = spec::find(cmd) {
+        if rest.iter().take_while(|a| *a != "--").any(|a| a == "-h" || a == "--help") {
+            print!("{}", spec::help(c));
+            return 0;
+        }
+    }
+    let result = match cmd {
         "serve" => serve(rest),
         "check" => check(rest),
         "publish" => publish(rest),
         "tail" => tail(rest),
+        "runs" => runs::runs(rest),
+        "deliveries" => runs::deliveries(rest),
         "token" => token(rest),
         "sign" => sign(rest),
         "send" => send(rest),
+        "completions" => completions(rest),
+        "man" => Args::parse("man", rest).and_then(|a| match a.positional.first() {
+            Some(p) => Err(Fail::Usage(format!("man takes no argument {p:?}"))),
+            None => {
+                print!("{}", spec::man());
+                Ok(())
+            }
+        }),
         other => Err(Fail::Usage(format!("unknown command {other:?}"))),
     };
-    exit_code(result)
+    exit_code_for(cmd, result)
+}
+
+/// `hookcast completions SHELL`.
+fn completions(words: &[String]) -> Result<(), Fail> {
+    let a = Args::parse("completions", words)?;
+    let script = match a.positional.as_slice() {
+        [s] if s == "bash" => spec::bash(),
+        [s] if s == "zsh" => spec::zsh(),
+        [s] if s == "fish" => spec::fish(),
+        _ => return Err(Fail::Usage("completions needs one of bash, zsh, fish".into())),
+    };
+    print!("{script}");
+    Ok(())
+}
+
+/// [`exit_code`], pointing a usage error at the command's own help.
+fn exit_code_for(cmd: &str, result: Result<(), Fail>) -> i32 {
+    match result {
+        Err(Fail::Usage(msg)) if spec::find(cmd).is_some() => {
+            eprintln!("hookcast {cmd}: {msg}\n(see hookcast {cmd} --help)");
+            USAGE
+        }
+        other => exit_code(other),
+    }
 }
 
 fn exit_code(result: Result<(), Fail>) -> i32 {
@@ -140,30 +147,50 @@ struct Args {
 }
 
 impl Args {
-    /// Splits words into `--flag value` pairs (for flags in `with_value`), bare `--flags`, and
-    /// positionals; `--flag=value` works too.
-    fn parse(words: &[String], with_value: &[&str], bare: &[&str]) -> Result<Args, Fail> {
+    /// Splits `cmd`'s words into flags (by the table in [`spec`]: `--long value`, `--long=value`,
+    /// `-s value`, switches) and positionals; `-` is a positional, and after `--` every word is.
+    /// Flags are stored under their long name (`--config`), whichever way they were written.
+    fn parse(cmd: &str, words: &[String]) -> Result<Args, Fail> {
+        let spec = spec::find(cmd).ok_or_else(|| Fail::Usage(format!("unknown command {cmd:?}")))?;
         let mut a = Args { flags: Vec::new(), positional: Vec::new() };
         let mut it = words.iter();
         while let Some(w) = it.next() {
+            if w == "--" {
+                a.positional.extend(it.by_ref().cloned());
+                break;
+            }
             if w == "-" || !w.starts_with('-') {
                 a.positional.push(w.clone());
                 continue;
             }
             let (name, inline) = match w.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (w.as_str(), None),
+                Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+                _ => (w.as_str(), None),
             };
-            if with_value.contains(&name) {
+            let flag = match name.strip_prefix("--") {
+                Some(long) => spec::flags(spec).find(|f| f.long == long),
+                None => {
+                    let mut chars = name[1..].chars();
+                    match (chars.next(), chars.next()) {
+                        (Some(c), None) => spec::flags(spec).find(|f| f.short == Some(c)),
+                        _ => None,
+                    }
+                }
+            };
+            let Some(flag) = flag else {
+                return Err(Fail::Usage(format!("unknown option {w:?}")));
+            };
+            let long = format!("--{}", flag.long);
+            if flag.value.is_some() {
                 let v = match inline {
                     Some(v) => v,
-                    None => it.next().cloned().ok_or_else(|| Fail::Usage(format!("{name} needs a value")))?,
+                    None => it.next().cloned().ok_or_else(|| Fail::Usage(format!("{long} needs a value")))?,
                 };
-                a.flags.push((name.to_string(), Some(v)));
-            } else if bare.contains(&name) && inline.is_none() {
-                a.flags.push((name.to_string(), None));
+                a.flags.push((long, Some(v)));
+            } else if inline.is_none() {
+                a.flags.push((long, None));
             } else {
-                return Err(Fail::Usage(format!("unknown option {w:?}")));
+                return Err(Fail::Usage(format!("{long} takes no value")));
             }
         }
         Ok(a)
@@ -190,7 +217,7 @@ fn load_config(path: Option<&str>) -> Result<Config, Fail> {
 }
 
 fn serve(words: &[String]) -> Result<(), Fail> {
-    let a = Args::parse(words, &["--config", "--listen", "--state-dir", "--hooks"], &[])?;
+    let a = Args::parse("serve", words)?;
     if let Some(p) = a.positional.first() {
         return Err(Fail::Usage(format!("serve takes no argument {p:?}")));
     }
@@ -217,7 +244,7 @@ fn webhook(words: &[String]) -> Result<(), Fail> {
             return Ok(());
         }
         Command::Help => {
-            print!("{HELP}");
+            print!("{}", spec::help(spec::find("webhook").expect("in the table")));
             return Ok(());
         }
         Command::Serve(s) => s,
@@ -262,7 +289,7 @@ fn run_daemon(source: crate::config::ConfigSource, watch: &[PathBuf]) -> Result<
 }
 
 fn check(words: &[String]) -> Result<(), Fail> {
-    let a = Args::parse(words, &["--config", "--hooks"], &[])?;
+    let a = Args::parse("check", words)?;
     let path = a.value("--config").or(a.positional.first().map(String::as_str));
     let hook_files: Vec<PathBuf> = a.values("--hooks").map(PathBuf::from).collect();
     if path.is_none() && hook_files.is_empty() {
@@ -342,8 +369,24 @@ fn target(a: &Args) -> Result<Target, Fail> {
     Target::parse(url).map_err(Fail::Usage)
 }
 
-fn bearer(a: &Args) -> Option<String> {
-    a.value("--token").map(str::to_string).or_else(|| std::env::var("HOOKCAST_TOKEN").ok())
+/// The bearer token: `--token`, `--token-file`, `$HOOKCAST_TOKEN`, `$HOOKCAST_TOKEN_FILE`, in
+/// that order. A file's first line is the token.
+fn bearer(a: &Args) -> Result<Option<String>, Fail> {
+    if let Some(t) = a.value("--token") {
+        return Ok(Some(t.to_string()));
+    }
+    let file = a.value("--token-file").map(str::to_string);
+    if file.is_none() {
+        if let Ok(t) = std::env::var("HOOKCAST_TOKEN") {
+            return Ok(Some(t));
+        }
+    }
+    let Some(path) = file.or_else(|| std::env::var("HOOKCAST_TOKEN_FILE").ok()) else { return Ok(None) };
+    let text = std::fs::read_to_string(&path).map_err(|e| Fail::Run(format!("token file {path}: {e}")))?;
+    match text.lines().next().map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => Ok(Some(t.to_string())),
+        None => Err(Fail::Run(format!("token file {path}: empty"))),
+    }
 }
 
 /// Percent-encodes a query value (topics and ids are mostly safe; this covers the rest).
@@ -359,7 +402,7 @@ fn encode_query(s: &str) -> String {
 }
 
 fn publish(words: &[String]) -> Result<(), Fail> {
-    let a = Args::parse(words, &["--url", "--token", "--event"], &["--json", "--retain"])?;
+    let a = Args::parse("publish", words)?;
     let [topic, data] = a.positional.as_slice() else {
         return Err(Fail::Usage("publish needs TOPIC and DATA (or - for stdin)".into()));
     };
@@ -383,7 +426,7 @@ fn publish(words: &[String]) -> Result<(), Fail> {
         path.push('?');
         path.push_str(&query.join("&"));
     }
-    let auth = bearer(&a).map(|t| format!("Bearer {t}"));
+    let auth = bearer(&a)?.map(|t| format!("Bearer {t}"));
     let mut headers =
         vec![("Content-Type", if a.has("--json") { "application/json" } else { "text/plain; charset=utf-8" })];
     if let Some(h) = auth.as_deref() {
@@ -406,7 +449,7 @@ fn publish(words: &[String]) -> Result<(), Fail> {
 }
 
 fn tail(words: &[String]) -> Result<(), Fail> {
-    let a = Args::parse(words, &["--url", "--token", "--since", "--type", "--where", "--q"], &["--json", "--state"])?;
+    let a = Args::parse("tail", words)?;
     if a.positional.is_empty() {
         return Err(Fail::Usage("tail needs at least one TOPIC".into()));
     }
@@ -423,7 +466,7 @@ fn tail(words: &[String]) -> Result<(), Fail> {
     {
         filter.push_str(&format!("&{name}={}", encode_query(value)));
     }
-    let auth = bearer(&a).map(|t| format!("Bearer {t}"));
+    let auth = bearer(&a)?.map(|t| format!("Bearer {t}"));
     let mut last_id = a.value("--since").map(str::to_string);
     let mut retry_ms = 2000;
     let mut announced_down = false;
@@ -496,19 +539,6 @@ fn print_event(ev: &crate::sse::Received, json: bool) {
     println!("{} {} #{}{kind} {data}", v["time"].as_str().unwrap_or("-"), v["topic"].as_str().unwrap_or("?"), ev.id);
 }
 
-/// Flags shared by `sign` and `send`.
-const SIGN_FLAGS: &[&str] = &[
-    "--provider",
-    "--secret",
-    "--event",
-    "--id",
-    "--content-type",
-    "--hmac-header",
-    "--hmac-algorithm",
-    "--hmac-encoding",
-    "--hmac-prefix",
-];
-
 /// The provider, secret and headers `sign`/`send` produce for `body`.
 fn signed_headers(a: &Args, body: &[u8]) -> Result<Vec<(String, String)>, Fail> {
     use crate::hooks::providers::{self, Algorithm, Encoding, Provider};
@@ -567,7 +597,7 @@ fn read_body(path: Option<&String>) -> Result<Vec<u8>, Fail> {
 }
 
 fn sign(words: &[String]) -> Result<(), Fail> {
-    let a = Args::parse(words, SIGN_FLAGS, &[])?;
+    let a = Args::parse("sign", words)?;
     let body = read_body(a.positional.first())?;
     for (k, v) in signed_headers(&a, &body)? {
         println!("{k}: {v}");
@@ -576,7 +606,7 @@ fn sign(words: &[String]) -> Result<(), Fail> {
 }
 
 fn send(words: &[String]) -> Result<(), Fail> {
-    let a = Args::parse(words, SIGN_FLAGS, &[])?;
+    let a = Args::parse("send", words)?;
     let [url, file] = a.positional.as_slice() else {
         return Err(Fail::Usage("send needs URL and FILE (- for stdin)".into()));
     };
@@ -617,23 +647,7 @@ fn parse_ttl(s: &str) -> Option<u64> {
 fn token_jwt(words: &[String]) -> Result<(), Fail> {
     use crate::jwt::Alg;
     use serde_json::{json, Value};
-    let a = Args::parse(
-        words,
-        &[
-            "--secret-env",
-            "--secret-file",
-            "--alg",
-            "--sub",
-            "--claim",
-            "--ttl",
-            "--aud",
-            "--iss",
-            "--kid",
-            "--subscribe",
-            "--publish",
-        ],
-        &[],
-    )?;
+    let a = Args::parse("token", words)?;
     if let Some(p) = a.positional.get(1) {
         return Err(Fail::Usage(format!("token jwt takes no argument {p:?}")));
     }
@@ -690,7 +704,7 @@ fn token(words: &[String]) -> Result<(), Fail> {
     if words.first().map(String::as_str) == Some("jwt") {
         return token_jwt(words);
     }
-    let a = Args::parse(words, &[], &[])?;
+    let a = Args::parse("token", words)?;
     match a.positional.first().map(String::as_str) {
         Some("new") => {
             let mut raw = [0u8; 24];

@@ -192,6 +192,8 @@ pub struct Run {
     log: VecDeque<(u8, String)>,
     log_bytes: usize,
     log_dropped: u64,
+    /// Output lines so far (the last one's `n`).
+    lines: u64,
     /// Combined raw output, bounded, when the spec asks for it.
     pub raw: Vec<u8>,
     proc: Option<Proc>,
@@ -205,6 +207,7 @@ pub struct Run {
 impl Run {
     /// Keeps an output line in the bounded log, dropping the oldest lines beyond `cap`.
     fn keep_line(&mut self, stream: u8, text: String, cap: usize) {
+        self.lines += 1;
         self.log_bytes += text.len() + LOG_LINE_OVERHEAD;
         self.log.push_back((stream, text));
         while self.log_bytes > cap {
@@ -213,6 +216,12 @@ impl Run {
             self.log_dropped += 1;
         }
     }
+}
+
+/// An output line as published on `$runs/{id}`: `n` counts the run's lines from 1, so a client
+/// that read the log from `/api/runs/{id}` knows which live lines it already has.
+fn line_json(run: RunId, stream: &str, text: &str, cut: bool, n: u64) -> String {
+    json!({ "run": run, "stream": stream, "line": text, "cut": cut, "n": n }).to_string()
 }
 
 /// A message for the hub: (topic, event type, JSON data).
@@ -385,6 +394,7 @@ impl Runner {
                     log: VecDeque::new(),
                     log_bytes: 0,
                     log_dropped: 0,
+                    lines: 0,
                     raw: Vec::new(),
                     proc: None,
                     holds: u32::from(held),
@@ -586,7 +596,7 @@ impl Runner {
         let kind = if stream == 0 { "stdout" } else { "stderr" };
         let topic = format!("$runs/{id}");
         for Line { text, cut } in lines {
-            let data = json!({ "run": id, "stream": kind, "line": text, "cut": cut }).to_string();
+            let data = line_json(id, kind, &text, cut, run.lines + 1);
             run.keep_line(stream as u8, text, log_cap);
             self.out.push((topic.clone(), kind, data));
         }
@@ -697,7 +707,7 @@ impl Runner {
             pipe.split.finish(&mut tail);
             for Line { text, cut } in tail.drain(..) {
                 let kind = if i == 0 { "stdout" } else { "stderr" };
-                let data = json!({ "run": id, "stream": kind, "line": text, "cut": cut }).to_string();
+                let data = line_json(id, kind, &text, cut, run.lines + 1);
                 self.out.push((format!("$runs/{id}"), kind, data));
                 run.keep_line(i as u8, text, self.cfg.log_bytes);
             }
@@ -795,10 +805,10 @@ impl Runner {
         };
         let mut v = summary(run, self.node.as_deref());
         if with_log {
-            let lines: Vec<Value> = run
-                .log
-                .iter()
-                .map(|(s, t)| json!({ "stream": if *s == 0 { "stdout" } else { "stderr" }, "line": t }))
+            // The log holds the newest lines: the first one is line `log_dropped + 1`.
+            let lines: Vec<Value> = (run.log_dropped + 1..)
+                .zip(&run.log)
+                .map(|(n, (s, t))| json!({ "stream": if *s == 0 { "stdout" } else { "stderr" }, "line": t, "n": n }))
                 .collect();
             v["log"] = Value::Array(lines);
             v["log_lines_dropped"] = json!(run.log_dropped);

@@ -248,3 +248,221 @@ fn sign_and_send_produce_what_the_provider_would() {
     let (code, out, _) = run(&["send", &url, "--provider", "github", "--secret", &at, body]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn every_command_has_its_own_help_and_the_usual_short_flags() {
+    let (_, overview, _) = run(&["--help"]);
+    for cmd in
+        ["serve", "check", "publish", "tail", "runs", "deliveries", "token", "sign", "send", "completions", "man"]
+    {
+        let (code, out, err) = run(&[cmd, "--help"]);
+        assert_eq!(code, 0, "{cmd}: {err}");
+        assert!(out.contains(&format!("hookcast {cmd}")) && out != overview, "{cmd} --help is not its own:\n{out}");
+        assert_eq!(run(&["help", cmd]).1, out, "help {cmd}");
+    }
+    assert!(run(&["publish", "-h"]).1.contains("-r, --retain"));
+    let (code, _, err) = run(&["publish", "--nope", "t", "x"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown option \"--nope\"") && err.contains("hookcast publish --help"), "{err}");
+    // Short flags do what the long ones do.
+    let d = Daemon::start_default();
+    let url = d.url();
+    let (code, id, err) = run(&["publish", "-u", &url, "-e", "greet", "-j", "-r", "demo", r#"{"hi":1}"#]);
+    assert_eq!(code, 0, "{err}");
+    let state = d.get("/api/topics/demo").json();
+    assert_eq!((state["id"].as_u64(), state["type"].as_str()), (id.trim().parse().ok(), Some("greet")), "{state}");
+    // `--` ends the options: a DATA that starts with a dash.
+    let (code, _, err) = run(&["publish", "-u", &url, "--", "demo", "-1"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+/// A deploy that prints a line, waits for a file the test creates, prints another and exits 3.
+fn slow_deploy(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    let go = dir.join("go");
+    let script = dir.join("deploy.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho first\necho warn >&2\nwhile [ ! -e {go} ]; do sleep 0.02; done\necho second\nexit 3\n",
+            go = go.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (script.display().to_string(), go)
+}
+
+#[test]
+fn runs_and_deliveries_commands_against_a_live_daemon() {
+    let dir = TempDir::new("cli-runs");
+    let (script, go) = slow_deploy(&dir.0);
+    let token = "cli-runs-admin-token";
+    let token_file = dir.0.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let hash = hookcast::auth::hex(&hookcast::auth::token_hash(token));
+    let d = Daemon::start(&format!(
+        r#"{{"tokens":[{{"name":"ops","sha256":"{hash}","scopes":["admin","subscribe"],"topics":["$runs","$runs/**"]}}],
+            "hooks":[{{"id":"site","execute-command":"{script}"}}]}}"#
+    ));
+    let url = d.url();
+    let tf = token_file.to_str().unwrap();
+    let cli = |args: &[&str]| {
+        let mut all = vec![args[0], "-u", &url, "--token-file", tf];
+        all.extend(&args[1..]);
+        run(&all)
+    };
+    // Without a token: the daemon's 401, said as such.
+    let (code, _, err) = run(&["runs", "-u", &url]);
+    assert!(code == 1 && err.contains("401"), "{err}");
+
+    let r = d.request("POST", "/hooks/site", &[("Content-Type", "application/json")], br#"{"n":1}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        eventually(Duration::from_secs(10), || cli(&["runs", "show", "1"]).1.contains("first")),
+        "run 1 printed nothing"
+    );
+    // Follow it from the middle: the lines so far once, the rest as they come, its exit code.
+    let mut follow = Command::new(BIN)
+        .args(["runs", "follow", "1", "-u", &url, "--token-file", tf])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "first");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "! warn");
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "second");
+    let status = follow.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "follow ends with the run's exit code");
+    assert!(rx.recv_timeout(Duration::from_secs(1)).is_err(), "no line twice");
+    // The live lines carry the numbers the log has.
+    let auth = format!("Bearer {token}");
+    let r = d.request("GET", "/poll?topics=%24runs/1&since=0&timeout=1", &[("Authorization", &auth)], b"");
+    let ns: Vec<u64> = r.json()["events"].as_array().unwrap().iter().filter_map(|e| e["data"]["n"].as_u64()).collect();
+    assert_eq!(ns, [1, 2, 3], "{}", r.text());
+
+    let (code, out, err) = cli(&["runs", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines().nth(1).is_some_and(|l| l.contains("site") && l.contains("failed") && l.contains(" 3 ")),
+        "{out}"
+    );
+    let (code, out, _) = cli(&["runs", "-j"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["runs"][0]["exit_code"], 3);
+    // A retry waits for the file again: cancelled, and follow says so with exit 1.
+    std::fs::remove_file(&go).unwrap();
+    let (code, out, err) = cli(&["runs", "retry", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("run 2 started"), "{out}");
+    assert!(
+        eventually(Duration::from_secs(10), || cli(&["runs", "show", "2"]).1.contains("first")),
+        "run 2 printed nothing"
+    );
+    let (code, out, err) = cli(&["runs", "cancel", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("run 2: cancelling"), "{out}");
+    let (code, out, err) = cli(&["runs", "follow", "2"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("run 2 cancelled"), "{err}");
+    std::fs::write(&go, "").unwrap();
+
+    let (code, out, err) = cli(&["deliveries", "list", "--hook", "site"]);
+    assert_eq!(code, 0, "{err}");
+    let delivery = out.lines().nth(1).and_then(|l| l.split_whitespace().nth(2)).expect("a delivery row").to_string();
+    let (code, out, _) = cli(&["deliveries", "show", &delivery]);
+    assert!(code == 0 && out.contains("content-type: application/json"), "{out}");
+    let (code, out, err) = cli(&["deliveries", "replay", &format!("site/{delivery}")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("replayed {delivery}: accepted (run 3)")), "{out}");
+    let (code, _, err) = cli(&["deliveries", "show", "nope"]);
+    assert!(code == 1 && err.contains("no stored delivery"), "{err}");
+}
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The committed completions and man page are what the binary makes (regenerate them with
+/// `hookcast completions SHELL` and `hookcast man` after changing the command table).
+#[test]
+fn completions_and_the_man_page_match_what_the_binary_makes() {
+    for (args, file) in [
+        (&["completions", "bash"][..], "contrib/completions/hookcast.bash"),
+        (&["completions", "zsh"][..], "contrib/completions/_hookcast"),
+        (&["completions", "fish"][..], "contrib/completions/hookcast.fish"),
+        (&["man"][..], "contrib/man/hookcast.1"),
+    ] {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 0, "{err}");
+        let committed = std::fs::read_to_string(std::path::Path::new(ROOT).join(file)).unwrap();
+        assert!(committed == out, "{file} is stale: run `target/debug/hookcast {} > {file}`", args.join(" "));
+    }
+}
+
+/// What bash completes, asked the way bash-completion asks.
+fn bash_complete(words: &[&str]) -> Vec<String> {
+    let script = std::path::Path::new(ROOT).join("contrib/completions/hookcast.bash");
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let cmd = format!(
+        "source {}; COMP_WORDS=({}); COMP_CWORD={}; _hookcast; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        quoted.join(" "),
+        words.len() - 1
+    );
+    let out = Command::new("bash").args(["-c", &cmd]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+#[test]
+fn bash_completes_commands_flags_actions_and_values() {
+    assert_eq!(bash_complete(&["hookcast", "de"]), ["deliveries"]);
+    assert_eq!(bash_complete(&["hookcast", "serve", "--st"]), ["--state-dir"]);
+    assert_eq!(bash_complete(&["hookcast", "runs", "f"]), ["follow"]);
+    assert_eq!(bash_complete(&["hookcast", "send", "-p", "st"]), ["stripe", "standard-webhooks"]);
+    assert!(bash_complete(&["hookcast", "tail", "--"]).contains(&"--token-file".to_string()));
+}
+
+#[test]
+#[ignore = "needs zsh"]
+fn the_zsh_completion_parses() {
+    need_tool("zsh", "zsh");
+    let st = Command::new("zsh").args(["-n", &format!("{ROOT}/contrib/completions/_hookcast")]).status().unwrap();
+    assert!(st.success());
+}
+
+#[test]
+#[ignore = "needs fish"]
+fn fish_completes_commands_and_flags() {
+    need_tool("fish", "fish");
+    let script = format!("{ROOT}/contrib/completions/hookcast.fish");
+    let out = Command::new("fish")
+        .args(["-c", &format!("source {script}; complete -C'hookcast del'; complete -C'hookcast publish --ret'")])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("deliveries\t") && out.contains("--retain\t"), "{out}");
+}
+
+#[test]
+#[ignore = "needs man"]
+fn the_man_page_renders_without_warnings() {
+    need_tool("man", "man-db");
+    let out = Command::new("man")
+        .args(["--warnings", "-l", &format!("{ROOT}/contrib/man/hookcast.1")])
+        .env("MANWIDTH", "80")
+        .env("MAN_KEEP_FORMATTING", "0")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("runs") && text.contains("--token-file"), "{text}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "man warned");
+}

@@ -57,6 +57,10 @@ fn install_sh_into_a_prefix_is_idempotent_and_uninstalls() {
         "etc/hookcast/hookcast.json",
         "usr/local/share/doc/hookcast/systemd.md",
         "usr/local/share/doc/hookcast/cloudflared-config.yml",
+        "usr/local/share/man/man1/hookcast.1",
+        "usr/local/share/bash-completion/completions/hookcast",
+        "usr/local/share/zsh/site-functions/_hookcast",
+        "usr/local/share/fish/vendor_completions.d/hookcast.fish",
     ] {
         assert!(prefix.join(f).is_file(), "{f} not installed:\n{first}");
     }
@@ -95,7 +99,13 @@ fn install_sh_into_a_prefix_is_idempotent_and_uninstalls() {
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), r#"{"listen": "127.0.0.1:9100"}"#);
 
     let out = install_sh(&["--prefix", p, "--uninstall"]);
-    for f in ["usr/local/bin/hookcast", "etc/systemd/system/hookcast.service", "etc/systemd/system/hookcast.socket"] {
+    for f in [
+        "usr/local/bin/hookcast",
+        "etc/systemd/system/hookcast.service",
+        "etc/systemd/system/hookcast.socket",
+        "usr/local/share/man/man1/hookcast.1",
+        "usr/local/share/bash-completion/completions/hookcast",
+    ] {
         assert!(!prefix.join(f).exists(), "{f} left after --uninstall:\n{out}");
     }
     assert!(!prefix.join("usr/local/share/doc/hookcast").exists());

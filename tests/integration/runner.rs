@@ -594,6 +594,9 @@ fn chatty_run_does_not_stall_a_thousand_subscribers() {
     assert!(dropped >= 190_000, "20 MB of 100-byte lines minus the kept tail: {dropped}");
     assert_eq!(log.last().unwrap()["line"], "done-marker");
     assert_eq!(log.len() as u64 + dropped, 200_001, "every line was counted");
+    // Lines are numbered from 1 across what the log dropped: the kept ones are the last ones.
+    assert_eq!(log[0]["n"].as_u64(), Some(dropped + 1));
+    assert_eq!(log.last().unwrap()["n"].as_u64(), Some(200_001));
 }
 
 /// Regression: the read budget counted bytes while the cost is per line (each is an event), so
