@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs hookcast as a systemd service, idempotently: a second run changes nothing.
 #
-#   scripts/install.sh                  build (cargo build --release) and install; needs root
+#   scripts/install.sh                  build (cargo build --release --features tls) and install; needs root
 #   scripts/install.sh --no-build       install target/release/hookcast as already built
 #   scripts/install.sh --bin FILE       install FILE as the binary (implies --no-build)
 #   scripts/install.sh --prefix DIR     install into DIR as if it were / (for tests and packaging:
@@ -165,8 +165,9 @@ install_all() {
     local bin=${BINARY:-$REPO/target/release/hookcast} tmp
     if [[ $BUILD -eq 1 ]]; then
         command -v cargo >/dev/null || die "cargo not found: build first, then run with --no-build"
-        say "cargo build --release"
-        (cd "$REPO" && cargo build --release)
+        say "cargo build --release --features tls"
+        # tls: the client commands (hookcast send, tail, runs …) to an https:// URL.
+        (cd "$REPO" && cargo build --release --features tls)
     fi
     [[ -x $bin ]] || die "no binary at $bin (build with cargo build --release, or give --bin FILE)"
 

@@ -26,7 +26,8 @@ npm_ready tests/sdk
 # Tests that need a tool cargo does not bring (shellcheck, systemd-analyze, …) are #[ignore]d
 # so a bare `cargo test` lists them as ignored instead of passing them unchecked; here they run,
 # and fail when their tool is missing.
-cargo test --all-targets -- --include-ignored
+# --features tls: the client commands' https:// test (tests/integration/cli.rs) needs it.
+cargo test --all-targets --features tls -- --include-ignored
 bash tests/scripts/says_test.sh
 bash tests/scripts/self_contained_test.sh
 

@@ -466,3 +466,94 @@ fn the_man_page_renders_without_warnings() {
     assert!(text.contains("runs") && text.contains("--token-file"), "{text}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "man warned");
 }
+
+/// A CA and a certificate for localhost it signed, made by openssl in `dir`: (ca, cert, key).
+fn tls_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let (ca, ca_key, cert, key, csr) =
+        (dir.join("ca.pem"), dir.join("ca.key"), dir.join("cert.pem"), dir.join("key.pem"), dir.join("req.csr"));
+    let ext = dir.join("ext.cnf");
+    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    let p = |p: &std::path::PathBuf| p.to_str().unwrap().to_string();
+    for args in [
+        vec!["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"]
+            .into_iter()
+            .map(String::from)
+            .chain(["-subj".into(), "/CN=hookcast test CA".into(), "-keyout".into(), p(&ca_key), "-out".into(), p(&ca)])
+            .collect::<Vec<_>>(),
+        ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost"]
+            .into_iter()
+            .map(String::from)
+            .chain(["-keyout".into(), p(&key), "-out".into(), p(&csr)])
+            .collect(),
+        ["x509", "-req", "-days", "2", "-CAcreateserial"]
+            .into_iter()
+            .map(String::from)
+            .chain(
+                ["-in", "-CA", "-CAkey", "-extfile", "-out"]
+                    .into_iter()
+                    .zip([&csr, &ca, &ca_key, &ext, &cert])
+                    .flat_map(|(f, v)| [f.to_string(), p(v)]),
+            )
+            .collect(),
+    ] {
+        let out = Command::new("openssl").args(&args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    (ca, cert, key)
+}
+
+/// The client commands over https://, through a TLS front like a tunnel's: checked against the
+/// CA given in SSL_CERT_FILE, refused without it.
+#[test]
+#[ignore = "needs openssl and a build with --features tls"]
+fn client_commands_speak_https() {
+    need_tool("openssl", "openssl");
+    let dir = TempDir::new("cli-tls");
+    let (ca, cert, key) = tls_files(&dir.0);
+    let d = Daemon::start_default();
+    let python = std::env::var("HOOKCAST_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut proxy = Command::new(python)
+        .arg(std::path::Path::new(ROOT).join("tests/tls/proxy.py"))
+        .args([&cert, &key])
+        .arg(d.addr.port().to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    BufReader::new(proxy.stdout.take().unwrap()).read_line(&mut port).unwrap();
+    let url = format!("https://localhost:{}", port.trim());
+    let with_ca = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).env("SSL_CERT_FILE", &ca).env_remove("SSL_CERT_DIR").output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, id, err) = with_ca(&["publish", "-u", &url, "-r", "demo", "over tls"]);
+    assert!(!err.contains("without the tls feature"), "build with --features tls (scripts/test.sh does): {err}");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(d.get("/api/topics/demo").json()["id"].as_u64(), id.trim().parse().ok());
+    let (code, out, err) = with_ca(&["send", &format!("{url}/hooks/demo"), "-p", "hmac", "-s", "x", "-"]);
+    assert!(code == 0 && out.starts_with("200 "), "{out}{err}");
+    // tail over TLS: the retained state arrives.
+    let mut tail = Command::new(BIN)
+        .args(["tail", "-u", &url, "--state", "demo"])
+        .env("SSL_CERT_FILE", &ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(tail.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert!(line.contains("over tls"), "{line}");
+    // Without the test CA, the certificate is not trusted and nothing is sent.
+    let out =
+        Command::new(BIN).args(["publish", "-u", &url, "demo", "x"]).env("SSL_CERT_FILE", &cert).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.to_lowercase().contains("certificate"), "{err}");
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+}
