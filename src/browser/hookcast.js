@@ -106,22 +106,33 @@ var hookcast = (function () {
       return this;
     }
 
-    /** Adds topic patterns. @param {string|string[]} topics */
+    /**
+     * Adds topic patterns; settles once they are in force (WebSocket: the ack; otherwise the
+     * new connection's first message), rejects when the daemon refuses the op.
+     * @param {string|string[]} topics
+     * @returns {Promise<void>}
+     */
     subscribe(topics) {
       var add = [].concat(topics).filter(function (t) { return this._topics.indexOf(t) < 0; }, this);
-      if (!add.length) return this;
+      if (!add.length) return Promise.resolve();
       this._topics = this._topics.concat(add);
       return this._change({ op: 'subscribe', topics: add, state: !!this._o.state });
     }
 
-    /** Removes topic patterns. @param {string|string[]} topics */
+    /** Removes topic patterns (settles like subscribe). @param {string|string[]} topics @returns {Promise<void>} */
     unsubscribe(topics) {
       var drop = [].concat(topics);
       this._topics = this._topics.filter(function (t) { return drop.indexOf(t) < 0; });
       return this._change({ op: 'unsubscribe', topics: drop });
     }
 
-    /** Sets, replaces or (null) clears the filter. @param {HookcastFilter|null} filter */
+    /**
+     * Sets, replaces or (null) clears the filter (settles like subscribe). Over SSE and long
+     * polling this reconnects from the last event id: events since then that the new filter
+     * passes are replayed.
+     * @param {HookcastFilter|null} filter
+     * @returns {Promise<void>}
+     */
     setFilter(filter) {
       this._filter = filter || null;
       return this._change({ op: 'filter', filter: this._filter });
@@ -156,6 +167,10 @@ var hookcast = (function () {
     // subscription) a reconnect with the new parameters, resuming from the last id.
     _change(op) {
       var ws = this._sock;
+      var self = this;
+      var done = new Promise(function (resolve, reject) {
+        (self._waiting = self._waiting || []).push({ op: op.op, resolve: resolve, reject: reject });
+      });
       if (this._bc) {
         this._stop();
         this._start();
@@ -166,7 +181,23 @@ var hookcast = (function () {
       } else if (this._abort) {
         this._abort('restart');
       }
-      return this;
+      return done;
+    }
+
+    // The changes waiting are in force (a new connection: all of them), or `op`'s ack or
+    // error came (the oldest such change).
+    _settle(op, error) {
+      var w = this._waiting || [];
+      if (!op) {
+        this._waiting = [];
+        w.forEach(function (x) { x.resolve(); });
+        return;
+      }
+      var i = w.findIndex(function (x) { return x.op === op; });
+      if (i < 0) return;
+      var x = w.splice(i, 1)[0];
+      if (error) x.reject(new Error(error));
+      else x.resolve();
     }
 
     // --- tabs: one leader holds the connection, the others listen on the channel ---
@@ -244,6 +275,7 @@ var hookcast = (function () {
       else if (this._leading) return;
       else if (m.k === 'status') {
         this._status(m.state, m.transport);
+        if (m.state === 'connected') this._settle();
       } else this._take(m);
     }
 
@@ -501,11 +533,13 @@ var hookcast = (function () {
             self._feed({ k: 'cursor', id: v.last_event_id });
           } else if (v.type === 'reset') {
             self._feed({ k: 'reset', r: { reason: 'history_gap', last_event_id: v.last_event_id, resume_from: v.resume_from } });
-          } else if (v.type === 'ack' && v.op === 'subscribe' && self._stating === 1) {
-            self._stating = 2;
+          } else if (v.type === 'ack') {
+            if (v.op === 'subscribe' && self._stating === 1) self._stating = 2;
+            self._settle(v.op);
           } else if (v.type === 'pong') {
             self._stating = 0;
           } else if (v.type === 'error') {
+            if (v.op) self._settle(v.op, v.error);
             self._emit('error', v);
           } else if (v.type == null && v.id != null) {
             self._feed({ k: hello && self._stating !== 2 ? 'ev' : 'state', e: v });
@@ -520,6 +554,7 @@ var hookcast = (function () {
       this._noteOpen(this._round.i, this._round.failed);
       this._round.failed = [];
       this._status('connected', name);
+      this._settle();
     }
 
     async _sse(cred) {

@@ -8,7 +8,12 @@
 //   3. a daemon restart mid-stream on every transport (journal: ids survive);
 //   4. eight tabs of one origin over HTTP/1.1 sharing one SSE connection (the daemon counts
 //      one), then the leader tab closed: another takes over;
-//   5. a 401 (a bad ticket) then a fresh ticket from the app's callback, on WebSocket and SSE.
+//   5. a 401 (a bad ticket) then a fresh ticket from the app's callback, on WebSocket and SSE;
+//   6. on each transport: the retained state on connect, a filter, then setFilter, subscribe and
+//      unsubscribe mid-stream, and a `reset` surfaced when the stored id is older than history;
+//   7. tabs without Web Locks (as on plain http:// to a LAN name) electing a leader on the
+//      channel, and taking over when it closes;
+// and the client's size, minified and gzipped (size.mjs), within its budget.
 // Usage: node client.mjs [path/to/hookcast] (or $HOOKCAST_BIN).
 import { chromium } from 'playwright-core';
 import { CHROMIUM, ARGS } from './chromium.mjs';
@@ -20,6 +25,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { measure } from './size.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.resolve(process.argv[2] || process.env.HOOKCAST_BIN || path.join(ROOT, 'target/debug/hookcast'));
@@ -94,6 +100,13 @@ async function publish(topic, data) {
   } catch {
     return null;
   }
+}
+async function publishJson(topic, value, query = '') {
+  const r = await fetch(`http://${addr}/publish/${topic}${query}`, {
+    method: 'POST', body: JSON.stringify(value), headers: { 'Content-Type': 'application/json' },
+  });
+  if (r.status !== 202) throw new Error(`publish to ${topic} answered ${r.status}`);
+  return (await r.json()).id;
 }
 async function publishMany(topic, n, gapMs = 20) {
   const ids = [];
@@ -325,7 +338,9 @@ try {
   // connection for all; the leader tab closed, another takes over.
   {
     const ctx = await newContext();
-    const sseBefore = await metric('hookcast_connections_active{transport="sse"}');
+    // The contexts before have closed their streams.
+    await until('no SSE connection left', async () => (await metric('hookcast_connections_active{transport="sse"}')) === 0);
+    const sseBefore = 0;
     const tabs = [];
     for (let i = 0; i < 8; i++) tabs.push(await open(ctx, daemonOrigin, `tab${i}`, { topics: ['open/tabs'], transports: ['sse'] }));
     for (let i = 0; i < 8; i++) await until(`tab${i} connected`, connectedOn(`tab${i}`, 'sse'));
@@ -371,6 +386,84 @@ try {
     await ctx.close();
   }
 
+  // 6. State on connect, filters and subscriptions changed mid-stream, reset; each transport.
+  {
+    const ctx = await newContext();
+    const kept = await publishJson('open/s/a', { level: 'error', n: 0 }, '?retain=1');
+    const ts = ['ws', 'sse', 'poll'];
+    const o = (t) => ({ topics: ['open/s/a'], state: true, filter: { where: { level: 'error' } }, transports: [t], shared: false });
+    for (const t of ts) await open(ctx, daemonOrigin, `ops-${t}`, o(t));
+    for (const t of ts) await until(`ops-${t} connected`, connectedOn(`ops-${t}`, t));
+    for (const t of ts) {
+      await until(`ops-${t} to get the state`, () => rec(`ops-${t}`).states.length);
+      if (JSON.stringify(rec(`ops-${t}`).states) !== JSON.stringify([kept])) throw new Error(`ops-${t} states: ${rec(`ops-${t}`).states}`);
+    }
+    const expect = [];
+    await publishJson('open/s/a', { level: 'info', n: 1 });
+    expect.push(await publishJson('open/s/a', { level: 'error', n: 2 }));
+    // Each change once the events before it arrived: over SSE and polling a change resumes
+    // from the last event delivered.
+    const each = async (f) => {
+      for (const t of ts) await until(`ops-${t} to be up to date`, hasAll(`ops-${t}`, expect));
+      await Promise.all(ts.map((t) => pages[`ops-${t}`].evaluate(f)));
+    };
+    await each(() => window.hc.setFilter(null));
+    expect.push(await publishJson('open/s/a', { level: 'info', n: 3 }));
+    await each(() => window.hc.subscribe('open/s/b'));
+    expect.push(await publishJson('open/s/b', { level: 'info', n: 4 }));
+    await each(() => window.hc.unsubscribe('open/s/b'));
+    await publishJson('open/s/b', { level: 'info', n: 5 });
+    expect.push(await publishJson('open/s/a', { level: 'info', n: 6 }));
+    for (const t of ts) {
+      await until(`ops-${t} to get its events`, hasAll(`ops-${t}`, expect));
+      await exactly(`ops-${t}`, expect);
+    }
+    // An id older than history: the daemon says reset, the client tells the page.
+    for (const t of ts) {
+      const page = pages[`ops-${t}`];
+      await page.evaluate(() => { for (const k of Object.keys(sessionStorage)) if (k.startsWith('hookcast:id:')) sessionStorage.setItem(k, '1'); });
+      await page.reload();
+    }
+    for (const t of ts) {
+      const r = await until(`ops-${t} to surface a reset`, () => rec(`ops-${t}`).resets[0]);
+      if (r.last_event_id !== 1 || !(r.resume_from > 1)) throw new Error(`ops-${t} reset: ${JSON.stringify(r)}`);
+    }
+    log('state on connect, a filter, setFilter/subscribe/unsubscribe mid-stream and a reset, on ws, sse and poll');
+    await ctx.close();
+  }
+
+  // 7. No Web Locks: the tabs elect a leader by heartbeats on the BroadcastChannel.
+  {
+    const ctx = await newContext();
+    await ctx.addInitScript(() => Object.defineProperty(Navigator.prototype, 'locks', { get: () => undefined }));
+    // The contexts before have closed their streams.
+    await until('no SSE connection left', async () => (await metric('hookcast_connections_active{transport="sse"}')) === 0);
+    const sseBefore = 0;
+    const tabs = [];
+    for (let i = 0; i < 3; i++) tabs.push(await open(ctx, daemonOrigin, `nolock${i}`, { topics: ['open/nolock'], transports: ['sse'] }));
+    for (let i = 0; i < 3; i++) await until(`nolock${i} connected`, connectedOn(`nolock${i}`, 'sse'));
+    if (await tabs[0].evaluate(() => !!navigator.locks)) throw new Error('navigator.locks still there');
+    await until('one SSE connection for three tabs', async () => (await metric('hookcast_connections_active{transport="sse"}')) - sseBefore === 1);
+    const ids = await publishMany('open/nolock', 10);
+    let gone = -1;
+    for (let i = 0; i < 3; i++) if (await tabs[i].evaluate(() => window.hc.status.leader)) gone = i;
+    if (gone < 0) throw new Error('no leader');
+    const more = [];
+    const publishing = (async () => { more.push(...await publishMany('open/nolock', 10, 50)); })();
+    await tabs[gone].close();
+    await publishing;
+    for (let i = 0; i < 3; i++) {
+      if (i === gone) continue;
+      await until(`nolock${i} to get all after the takeover`, hasAll(`nolock${i}`, [...ids, ...more]));
+      await exactly(`nolock${i}`, [...ids, ...more]);
+    }
+    log(`without Web Locks: three tabs, one SSE connection; leader nolock${gone} closed, another took over`);
+    await ctx.close();
+  }
+
+  const size = await measure();
+  if (size.minGzip > 6 * 1024) throw new Error(`hookcast.js is ${size.minGzip} bytes minified and gzipped (budget 6 KiB)`);
+  log(`hookcast.js: ${size.raw} bytes as served, ${size.minGzip} minified+gzipped`);
   await cleanup();
   log('ok');
 } catch (e) {
