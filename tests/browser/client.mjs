@@ -13,6 +13,10 @@
 //      unsubscribe mid-stream, and a `reset` surfaced when the stored id is older than history;
 //   7. tabs without Web Locks (as on plain http:// to a LAN name) electing a leader on the
 //      channel, and taking over when it closes;
+//   8. the pages of examples/pages/, served from another origin as their README says, against a
+//      daemon with their hookcast.json: the bell's count from the retained state, then live; the
+//      deploy log's lines, then only stderr after the filter changed mid-stream; the
+//      cross-origin page's token traded for tickets;
 // and the client's size, minified and gzipped (size.mjs), within its budget.
 // Usage: node client.mjs [path/to/hookcast] (or $HOOKCAST_BIN).
 import { chromium } from 'playwright-core';
@@ -458,6 +462,71 @@ try {
       await exactly(`nolock${i}`, [...ids, ...more]);
     }
     log(`without Web Locks: three tabs, one SSE connection; leader nolock${gone} closed, another took over`);
+    await ctx.close();
+  }
+
+  // 8. The examples, from a static server on another origin, with their own config.
+  {
+    const dir = path.join(ROOT, 'examples/pages');
+    const files = http.createServer((req, res) => {
+      const name = path.basename(new URL(req.url, 'http://x').pathname);
+      if (!name.endsWith('.html') || !fs.existsSync(path.join(dir, name))) return res.writeHead(404).end();
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' }).end(fs.readFileSync(path.join(dir, name)));
+    });
+    await new Promise((r) => files.listen(0, '127.0.0.1', r));
+    closers.push(() => files.close());
+    const pagesOrigin = `http://127.0.0.1:${files.address().port}`;
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'hookcast.json'), 'utf8'));
+    cfg.cors.allowed_origins = [pagesOrigin];
+    const cfgFile = path.join(work, 'examples.json');
+    fs.writeFileSync(cfgFile, JSON.stringify(cfg));
+    let exLog = '';
+    const ex = spawn(BIN, ['serve', '--config', cfgFile, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    closers.push(() => ex.kill('SIGTERM'));
+    ex.stderr.on('data', (b) => { exLog += b; });
+    const hc = 'http://' + await until('the examples daemon', () => (exLog.match(/listening on http:\/\/([0-9.:]+)/) || [])[1]);
+    const post = async (p, body, json) => {
+      const r = await fetch(hc + p, { method: 'POST', body, headers: json ? { 'Content-Type': 'application/json' } : {} });
+      if (r.status >= 300) throw new Error(`POST ${p}: ${r.status} ${await r.text()}`);
+    };
+    const ctx = await newContext();
+    const at = async (name) => {
+      const page = await ctx.newPage();
+      page.on('pageerror', (e) => fail(`${name}: ${e.message}`));
+      await page.goto(`${pagesOrigin}/${name}?hc=${encodeURIComponent(hc)}`);
+      return page;
+    };
+    const text = (page, sel) => page.evaluate((s) => document.querySelector(s).textContent, sel);
+
+    await post('/publish/bell?retain=1&event=note', JSON.stringify({ unread: 3, text: 'one' }), true);
+    const bell = await at('bell.html');
+    await until('the bell to show the retained count', async () => (await text(bell, '#count')) === '3');
+    await post('/publish/bell?retain=1&event=note', JSON.stringify({ unread: 4, text: 'two' }), true);
+    await until('the bell to count the new note', async () => (await text(bell, '#count')) === '4' && (await text(bell, '#notes')) === 'two');
+    await bell.click('#bell');
+    await until('the bell to clear', () => bell.evaluate(() => document.getElementById('count').hidden));
+
+    const deploys = await at('deploys.html');
+    await until('the deploy log connected', async () => (await text(deploys, '#status')).startsWith('connected'));
+    await post('/hooks/deploy', '');
+    await until('the first deploy\'s lines', async () => (await text(deploys, '#log')).includes('restart: ok'));
+    await until('the run to succeed', async () => (await text(deploys, '#runs')).includes('succeeded'));
+    await deploys.check('#stderr');
+    await until('the filter in force', async () => (await text(deploys, '#log')).includes('— filter:'));
+    await post('/hooks/deploy', '');
+    await until('the second run to finish', async () => (await text(deploys, '#runs')).split('succeeded').length === 3);
+    const after = (await text(deploys, '#log')).split('— filter:')[1];
+    if (!after.includes('test: 1 warning') || after.includes('started') || after.includes(': ok')) {
+      throw new Error(`after the filter, the log shows: ${after}`);
+    }
+
+    const cross = await at('cross-origin.html');
+    await until('the classic script', () => cross.evaluate(() => !!window.hookcast));
+    await cross.click('button');
+    await until('the cross-origin page connected', async () => (await text(cross, '#status')).startsWith('connected'));
+    await post('/publish/team/news', 'hello, team');
+    await until('the team event', async () => (await text(cross, '#events')).includes('"hello, team"'));
+    log('examples: bell from retained state then live, deploy log filtered mid-stream, cross-origin page with tickets');
     await ctx.close();
   }
 
