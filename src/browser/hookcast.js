@@ -508,10 +508,27 @@ var hookcast = (function () {
         }).replace(/^http/, 'ws');
         var ws;
         try { ws = new WebSocket(url, 'hookcast.v1'); } catch (e) { resolve({ why: 'fail' }); return; }
+        // A JWT from the token callback is renewed in place (the auth op) before it expires.
+        var renewT;
+        var renew = function (tok) {
+          var exp = 0;
+          try { exp = JSON.parse(atob(tok.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).exp; } catch (e) { /* not a JWT */ }
+          if (!exp || typeof self._o.token !== 'function' || cred.ticket) return;
+          var left = exp * 1000 - Date.now();
+          renewT = setTimeout(async function () {
+            try {
+              var fresh = self._tok = await self._o.token();
+              if (done) return;
+              ws.send(JSON.stringify({ op: 'auth', token: fresh }));
+              renew(fresh);
+            } catch (e) { /* the session ends at expiry (4001) and reconnects */ }
+          }, Math.max(0, left - Math.min(30000, left / 5)));
+        };
         var end = self._abort = function (why) {
           if (done) return;
           done = true;
           clearTimeout(first);
+          clearTimeout(renewT);
           self._unwatch();
           ws.onclose = ws.onmessage = null;
           self._sock = null;
@@ -529,6 +546,7 @@ var hookcast = (function () {
           if (v.type === 'hello') {
             hello = true;
             clearTimeout(first);
+            renew(cred.token);
             self._connected('ws');
             self._feed({ k: 'cursor', id: v.last_event_id });
           } else if (v.type === 'reset') {

@@ -30,10 +30,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { measure } from './size.mjs';
+import { SignJWT } from 'jose';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.resolve(process.argv[2] || process.env.HOOKCAST_BIN || path.join(ROOT, 'target/debug/hookcast'));
 const READER = 'hc_client_test_reader';
+const JWT_SECRET = 'client-browser-test-secret-0123456789abcdef';
+const JWT_TTL_S = 3;
 const started = Date.now();
 
 for (const [what, p] of [['Chromium', CHROMIUM], ['the hookcast binary', BIN]]) {
@@ -79,6 +82,7 @@ const configFile = path.join(work, 'hookcast.json');
 fs.writeFileSync(configFile, JSON.stringify({
   state_dir: path.join(work, 'state'),
   public: [{ topics: ['open/**'], scopes: ['subscribe'] }, { topics: ['**'], scopes: ['publish'] }],
+  jwt: [{ name: 'app', alg: 'HS256', secret: JWT_SECRET, leeway_secs: 0, subscribe: ['users/{sub}/**'] }],
   tokens: [{ name: 'reader', sha256: crypto.createHash('sha256').update(READER).digest('hex'), scopes: ['subscribe'], topics: ['secret/**'] }],
 }));
 
@@ -189,6 +193,7 @@ import { connect } from '/hookcast.mjs';
 const q = new URLSearchParams(location.search);
 const tag = q.get('tag');
 const o = JSON.parse(q.get('o') || '{}');
+if (o.jwt) o.token = async () => { report(tag, 'token', 1); return mint(); };
 if (o.tickets) {
   let n = 0;
   o.ticket = async () => {
@@ -220,12 +225,16 @@ function rec(tag) {
 }
 async function newContext() {
   const ctx = await browser.newContext();
+  // The app's backend: a JWT for alice, valid JWT_TTL_S seconds.
+  await ctx.exposeFunction('mint', () => new SignJWT({ sub: 'alice' }).setProtectedHeader({ alg: 'HS256' })
+    .setIssuedAt().setExpirationTime(`${JWT_TTL_S}s`).sign(new TextEncoder().encode(JWT_SECRET)));
   await ctx.exposeFunction('report', (tag, kind, v) => {
     const r = rec(tag);
     if (kind === 'state') r.states.push(v);
     else if (kind === 'reset') r.resets.push(v);
     else if (kind === 'status') r.statuses.push(v);
     else if (kind === 'ticket') r.tickets = v;
+    else if (kind === 'token') r.tokens = (r.tokens || 0) + 1;
     else r.broken.push(v);
   });
   return ctx;
@@ -387,6 +396,24 @@ try {
       if (rec(tag).tickets < 2) throw new Error(`${tag}: the ticket callback was called ${rec(tag).tickets} times`);
     }
     log('a made-up ticket refused, a fresh one asked for: connected and every event once (ws, sse)');
+
+    // JWTs from the token callback, valid 3 s, for about 8 s: the WebSocket renews in place (the
+    // auth op, never reconnecting); SSE ends at each expiry and reconnects with a fresh token.
+    await open(ctx, daemonOrigin, 'jwt-ws', { topics: ['users/alice/**'], jwt: true, transports: ['ws'], shared: false });
+    await open(ctx, daemonOrigin, 'jwt-sse', { topics: ['users/alice/**'], jwt: true, transports: ['sse'], shared: false });
+    await until('jwt-ws connected', connectedOn('jwt-ws', 'ws'));
+    await until('jwt-sse connected', connectedOn('jwt-sse', 'sse'));
+    const jwtIds = await publishMany('users/alice/inbox', 80, 100);
+    for (const tag of ['jwt-ws', 'jwt-sse']) {
+      await until(`${tag} to get 80`, hasAll(tag, jwtIds));
+      await exactly(tag, jwtIds);
+      if ((rec(tag).tokens || 0) < 3) throw new Error(`${tag}: ${rec(tag).tokens} tokens asked for in ${80 * 0.1} s of 3 s tokens`);
+    }
+    const wsOpens = rec('jwt-ws').statuses.filter((x) => x.state === 'connected').length;
+    if (wsOpens !== 1) throw new Error(`the WebSocket reconnected (${wsOpens} connects) instead of renewing`);
+    const sseOpens = rec('jwt-sse').statuses.filter((x) => x.state === 'connected').length;
+    if (sseOpens < 2) throw new Error(`SSE connected ${sseOpens} times across token expiries`);
+    log(`3-second JWTs for 8 s: WebSocket renewed in place (${rec('jwt-ws').tokens} tokens, one connection), SSE reconnected at expiry (${sseOpens} connects); every event once`);
     await ctx.close();
   }
 
