@@ -122,3 +122,11 @@ fn hello_gives_a_websocket_its_position_after_the_states() {
     let fourth = d.publish("a", "four");
     assert_eq!(next_json(plain)["id"], fourth);
 }
+
+#[test]
+fn the_example_pages_config_passes_check() {
+    // Not under examples/ itself, where `shipped_example_configs_pass_check` looks.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pages/hookcast.json");
+    let out = std::process::Command::new(BIN).args(["check", "--config", path.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
