@@ -40,6 +40,7 @@ node tests/browser/eventsource.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 node tests/browser/csrf.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 node tests/browser/cluster.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 node tests/browser/jwt.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
+node tests/browser/client.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 # Autobahn needs a CPython 2.7 (tests/autobahn/run.sh says why); HOOKCAST_SKIP_AUTOBAHN=1 runs
 # everything else on a machine that has none, and says so.
 if [[ -n "${HOOKCAST_SKIP_AUTOBAHN:-}" ]]; then

@@ -187,6 +187,7 @@ pub fn handle(app: &mut App, (peer, peer_port): (IpAddr, u16), head: &Head, body
         }
         Route::Index => respond(crate::status::page(app, client, head)),
         Route::StatusAsset(name) => respond(crate::status::asset(head, name)),
+        Route::Client { module } => respond(crate::browser::script(head, module)),
         Route::Status => respond(crate::status::api(app, client, head)),
         Route::Login => respond(crate::status::login(app, peer, client, head, &body)),
         Route::Logout => respond(crate::status::logout(app, peer, head)),
@@ -553,15 +554,23 @@ fn ws_upgrade(app: &mut App, client: Client, head: &Head, echo: bool) -> Outcome
     let protocol =
         head.header_str("sec-websocket-protocol").and_then(|o| handshake::pick_protocol(o, &["hookcast.v1"]));
     let mut out = handshake::response_head(&handshake::accept_key(key), protocol);
+    // Where the stream continues, as on SSE: the client's cursor, else the newest event.
+    let cursor = last_event_id(head).unwrap_or_else(|| app.live_cursor());
     if wants_state(head) && !echo {
         // Frames right after the 101 head: the state up to where the stream continues.
-        let cursor = last_event_id(head).unwrap_or_else(|| app.live_cursor());
         let refs: Vec<&str> = patterns.iter().map(String::as_str).collect();
         for ev in stream::state_events(app, &who, &refs, cursor) {
             if stream::passes(filter.as_deref(), &ev) {
                 out.extend_from_slice(&ev.encoded(Wire::Ws));
             }
         }
+    }
+    if !echo && query_param(head.query(), "hello").is_some_and(|v| v == "1") {
+        // Opt-in (`hello=1`, hookcast.js): the stream's position after the states, like SSE's
+        // `id:` block, so a client that receives no event still has a cursor to resume from,
+        // and knows the stream is live.
+        let hello = json!({ "type": "hello", "last_event_id": cursor }).to_string();
+        out.extend_from_slice(&crate::ws::frame::encode_frame(crate::ws::frame::Opcode::Text, hello.as_bytes()));
     }
     Outcome::Upgrade(WsUpgrade {
         head: out,

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod browser;
 pub mod buf;
 pub mod cli;
 pub mod clock;

@@ -1,6 +1,8 @@
 //! HTTP/1.1 on our own code: request heads and body framing (`request`), chunked bodies
-//! (`chunked`), response serialisation (`response`) and routing (`router`). Nothing here does I/O.
+//! (`chunked`), response serialisation (`response`), routing (`router`) and embedded files
+//! (`asset`). Nothing here does I/O.
 
+pub mod asset;
 pub mod chunked;
 pub mod request;
 pub mod response;

@@ -15,6 +15,7 @@ pub fn reason(status: u16) -> &'static str {
         200 => "OK",
         202 => "Accepted",
         204 => "No Content",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -111,7 +112,9 @@ impl Response {
     /// Serialises the response; `head_only` leaves the body out (HEAD).
     pub fn to_bytes(&self, persist: Persist, head_only: bool, date: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(160 + self.body.len());
-        write_head(&mut out, self.status, &self.headers, Some(self.body.len()), persist, date);
+        // A 304's Content-Length would have to be the 200's (RFC 9110 §8.6): leave it out.
+        let length = (self.status != 304).then_some(self.body.len());
+        write_head(&mut out, self.status, &self.headers, length, persist, date);
         if !head_only {
             out.extend_from_slice(&self.body);
         }

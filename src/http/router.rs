@@ -10,6 +10,12 @@ pub enum Route {
     Index,
     /// `GET /status/{app.js,style.css}` — the status page's embedded assets (by file name).
     StatusAsset(&'static str),
+    /// `GET /hookcast.js` (classic script) or `GET /hookcast.mjs` (`module`: ES module) — the
+    /// browser client.
+    Client {
+        /// The ES module form.
+        module: bool,
+    },
     /// `GET /api/status` — the status page's snapshot.
     Status,
     /// `GET /login` (the form) and `POST /login` (token → cookie).
@@ -76,6 +82,8 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
         "/" => ("GET, HEAD", Route::Index),
         "/status/app.js" => ("GET, HEAD", Route::StatusAsset("app.js")),
         "/status/style.css" => ("GET, HEAD", Route::StatusAsset("style.css")),
+        "/hookcast.js" => ("GET, HEAD", Route::Client { module: false }),
+        "/hookcast.mjs" => ("GET, HEAD", Route::Client { module: true }),
         "/api/status" => ("GET, HEAD", Route::Status),
         "/login" => ("GET, HEAD, POST", Route::Login),
         "/logout" => ("POST", Route::Logout),
@@ -164,6 +172,8 @@ mod tests {
         assert_eq!(route(Get, "/api/runs/x"), Err(RouteError::NotFound));
         assert_eq!(route(Put, "/hooks/deploy"), Ok(Route::Hook("deploy".into())));
         assert_eq!(route(Get, "/status/app.js"), Ok(Route::StatusAsset("app.js")));
+        assert_eq!(route(Get, "/hookcast.js"), Ok(Route::Client { module: false }));
+        assert_eq!(route(Head, "/hookcast.mjs"), Ok(Route::Client { module: true }));
         assert_eq!(route(Get, "/status/nope.js"), Err(RouteError::NotFound));
         assert_eq!(route(Post, "/login"), Ok(Route::Login));
         assert_eq!(route(Get, "/logout"), Err(RouteError::MethodNotAllowed("POST")));

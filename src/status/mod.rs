@@ -10,14 +10,15 @@
 //! `last_event_id`, so nothing between the two is lost; after a reconnect EventSource resends
 //! `Last-Event-ID` and a `reset` makes it fetch the snapshot again.
 //!
-//! Assets are served with a content hash in `?v=` and cached as immutable; the HTML itself is
-//! `no-cache`. Every page response carries a strict `Content-Security-Policy` (the script builds
+//! Assets are served with a content hash in `?v=` and cached as immutable, with that hash as
+//! their `ETag` (`http::asset`); the HTML itself is `no-cache`. Every page response carries a strict `Content-Security-Policy` (the script builds
 //! its DOM with `textContent` only, so webhook data never becomes markup).
 
 use crate::api::access::{is_request_host, presented_token};
 use crate::app::App;
 use crate::auth::{Caller, Client, Scope};
 use crate::hooks::intake::{DeliveryRecord, PublishedRecord};
+use crate::http::asset::{fnv1a, FNV_SEED};
 use crate::http::request::{query_param, Head, Method};
 use crate::http::response::Response;
 use crate::metrics::Transport;
@@ -55,19 +56,7 @@ const NODE_STALE_MS: u64 = 10_000;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
                    img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-/// FNV-1a, at compile time: the assets' version for `?v=`.
-const fn fnv1a(seed: u64, s: &str) -> u64 {
-    let b = s.as_bytes();
-    let mut h = seed;
-    let mut i = 0;
-    while i < b.len() {
-        h ^= b[i] as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-        i += 1;
-    }
-    h
-}
-const ASSETS_HASH: u64 = fnv1a(fnv1a(fnv1a(0xcbf2_9ce4_8422_2325, INDEX_HTML), APP_JS), STYLE_CSS);
+const ASSETS_HASH: u64 = fnv1a(fnv1a(fnv1a(FNV_SEED, INDEX_HTML), APP_JS), STYLE_CSS);
 
 /// The assets' version string (the `?v=` the HTML asks for).
 pub fn asset_version() -> &'static str {
@@ -147,9 +136,7 @@ pub fn asset(head: &Head, name: &str) -> Response {
         "style.css" => (STYLE_CSS, "text/css; charset=utf-8"),
         _ => return Response::error(404, "no such asset"),
     };
-    let current = query_param(head.query(), "v").is_some_and(|v| v == asset_version());
-    let cache = if current { "public, max-age=31536000, immutable" } else { "no-cache" };
-    Response::new(200, content_type, body).with("Cache-Control", cache).with("X-Content-Type-Options", "nosniff")
+    crate::http::asset::serve(head, body, content_type, asset_version())
 }
 
 /// `GET /api/status`: the snapshot the page starts from (and a scripts' view of the daemon).

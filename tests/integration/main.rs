@@ -5,6 +5,7 @@ mod util;
 
 mod adnanh;
 mod cli;
+mod client;
 mod cluster;
 mod dashboards;
 mod durable;
