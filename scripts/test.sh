@@ -37,6 +37,7 @@ npm_ready tests/browser
 node tests/browser/status.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 node tests/browser/eventsource.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 node tests/browser/csrf.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
+node tests/browser/inspect.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 node tests/browser/cluster.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 node tests/browser/jwt.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 # Autobahn needs a CPython 2.7 (tests/autobahn/run.sh says why); HOOKCAST_SKIP_AUTOBAHN=1 runs

@@ -337,6 +337,9 @@ pub(super) fn deliveries(app: &mut App, client: Client, head: &Head, route: Rout
     let who = caller(app, client, head, false);
     match route {
         Route::Deliveries => {
+            if let Some(q) = crate::http::request::query_param(head.query(), "q") {
+                return respond(search(app, &who, &q));
+            }
             if !app.auth.allows(&who, Scope::Subscribe, "$deliveries") && !app.auth.has_scope(&who, Scope::Admin) {
                 return respond(denied(&who, "read deliveries"));
             }
@@ -393,6 +396,32 @@ pub(super) fn deliveries(app: &mut App, client: Client, head: &Head, route: Rout
         }
         _ => respond(Response::error(404, "no such route")),
     }
+}
+
+/// Most matches `GET /api/deliveries?q=` answers.
+const MAX_MATCHES: usize = 200;
+
+/// `GET /api/deliveries?q=TEXT` (admin: bodies hold whatever senders put in them): the kept
+/// requests whose body contains TEXT (ASCII case ignored), newest first — accepted ones by
+/// hook and delivery id, refused ones also by their `$deliveries` event id (`event_id`).
+fn search(app: &App, who: &crate::auth::Caller, q: &str) -> Response {
+    if !app.auth.has_scope(who, Scope::Admin) {
+        return denied(who, "search delivery bodies");
+    }
+    let needle = q.as_bytes().to_ascii_lowercase();
+    if needle.is_empty() || needle.len() > 256 {
+        return Response::error(400, "q must be 1 to 256 bytes");
+    }
+    let holds = |body: &[u8]| body.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(&needle));
+    let accepted = app.deliveries.newest().filter(|d| holds(&d.body)).map(|d| (None, d));
+    let refused = app.rejected.iter().collect::<Vec<_>>();
+    let refused = refused.into_iter().rev().filter(|(_, d)| holds(&d.body)).map(|(e, d)| (Some(e), d));
+    let matches: Vec<serde_json::Value> = accepted
+        .chain(refused)
+        .take(MAX_MATCHES)
+        .map(|(event_id, d)| json!({ "hook": d.hook, "delivery": d.delivery, "event_id": event_id }))
+        .collect();
+    Response::json(200, &json!({ "matches": matches })).with("Cache-Control", "no-store")
 }
 
 /// The runs API: reading needs subscribe on `$runs` (what the status page has); cancel and

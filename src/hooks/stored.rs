@@ -163,6 +163,11 @@ impl StoredDeliveries {
         newest.map(|d| d.summary(|name| secret(&d.hook, name))).collect()
     }
 
+    /// Every kept delivery, newest first.
+    pub fn newest(&self) -> impl Iterator<Item = &Stored> {
+        self.order.iter().rev().filter_map(|k| self.by_key.get(k))
+    }
+
     /// How many are kept.
     pub fn len(&self) -> usize {
         self.by_key.len()

@@ -254,3 +254,45 @@ fn a_cookie_post_needs_its_csrf_token_as_well_as_its_origin() {
     let bearer = format!("Bearer {ADMIN}");
     assert_eq!(d.request("POST", &posts[0], &[("Authorization", &bearer)], b"").status, 202);
 }
+
+/// The page's size budget (README, "Status page"): HTML, script and stylesheet as served, 48 KiB
+/// together, not compressed.
+#[test]
+fn the_page_stays_within_its_size_budget() {
+    let d = Daemon::start(&config(json!({})));
+    let page = d.get("/");
+    assert_eq!(page.status, 200);
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
+    let html = page.text();
+    let mut total = page.body.len();
+    for asset in ["/status/app.js", "/status/style.css"] {
+        let start = html.find(asset).unwrap_or_else(|| panic!("the page does not load {asset}"));
+        let url = &html[start..start + html[start..].find('"').unwrap()];
+        let r = d.get(url);
+        assert_eq!(r.status, 200, "{url}");
+        total += r.body.len();
+    }
+    assert!(total < 48 * 1024, "the page is {total} bytes, over its 48 KiB budget");
+}
+
+#[test]
+fn a_search_finds_kept_bodies_for_an_admin_only() {
+    let d = Daemon::start(&config(json!({})));
+    let body = br#"{"ref":"refs/heads/main","note":"Needle in here"}"#;
+    assert_eq!(push(&d, "ok-1", Some(&sign(SECRET, body)), body).status, 202);
+    assert_eq!(push(&d, "bad-1", Some(&sign("guess", body)), body).status, 403);
+    assert_eq!(push(&d, "other", Some(&sign(SECRET, b"{}")), b"{}").status, 202);
+    let ids = delivery_events(&d);
+    let found = inspect(&d, "/api/deliveries?q=needle").json();
+    assert_eq!(
+        found["matches"],
+        json!([{"hook": "gh", "delivery": "ok-1", "event_id": null}, {"hook": "gh", "delivery": "", "event_id": ids[1]}])
+    );
+    assert_eq!(d.get("/api/deliveries?q=needle").status, 401);
+    assert_eq!(
+        d.request("GET", "/api/deliveries?q=needle", &[("Authorization", &format!("Bearer {READER}"))], b"").status,
+        403
+    );
+    assert_eq!(inspect(&d, "/api/deliveries?q=").status, 400);
+}
