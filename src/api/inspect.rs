@@ -69,13 +69,36 @@ pub(super) fn inspect(
     let replayable = p.record.outcome == Verdict::Accepted
         && app.deliveries.get(&p.record.hook, &p.record.delivery).is_some()
         && app.hooks.get(&p.record.hook).is_some();
+    let (verification_detail, rule) = explain(app, &p, request);
     let mut v = serde_json::to_value(&p).unwrap_or(Value::Null);
+    v["verification_detail"] = json!(verification_detail);
+    v["rule"] = json!(rule);
     v["request"] = request.map_or(Value::Null, |(kept, cut)| request_json(kept, cut, p.event_id, reveal, secret));
     v["run"] = json!(p.record.run);
     v["run_record"] = run.unwrap_or(Value::Null);
     v["replayable"] = json!(replayable);
     v["revealed"] = json!(reveal);
     Response::json(200, &v).with("Cache-Control", "no-store")
+}
+
+/// The signature check and the rules in words: the intake decides the kept request again, as
+/// it did when it arrived (at that time, never a duplicate, nothing run): pure and cheap, and
+/// the `$deliveries` record stays as small as it was. None when the request is no longer kept,
+/// was cut when kept (its signature would no longer hold), or its hook is gone.
+fn explain(app: &App, p: &PublishedRecord, request: Option<(&Stored, bool)>) -> (Option<String>, Option<String>) {
+    let (Some((kept, false)), Some(h)) = (request, app.hooks.get(&p.record.hook)) else { return (None, None) };
+    let req = intake::Request {
+        method: &kept.method,
+        headers: &kept.headers,
+        query: &kept.query,
+        body: kept.body.clone(),
+        ip: kept.ip,
+        port: 0,
+        now_unix: kept.time_ms / 1000,
+        replay_of: Some(kept.delivery.as_str()).filter(|d| !d.is_empty()),
+    };
+    let d = intake::decide(h, req, app.runner.config(), |_| false, String::new);
+    (Some(d.verification_detail), d.rule)
 }
 
 /// The record published as `$deliveries` event `event_id`, while history holds it.

@@ -347,9 +347,6 @@ pub struct DeliveryRecord {
     /// A replay of a stored delivery (`POST /api/deliveries/…/replay`); absent when false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub replay: bool,
-    /// What the hook's filters (`events`, `branches`) and trigger rule said, in words.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
     /// The run an accepted delivery started or joined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<crate::runner::sched::RunId>,
@@ -362,9 +359,6 @@ pub struct DeliveryRecord {
     pub summary: Option<Value>,
     /// What the signature check said.
     pub verification: Verification,
-    /// The same in words: which secret matched, or why none did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verification_detail: Option<String>,
 }
 
 /// An event a delivery published: its id and topic.
@@ -483,6 +477,11 @@ pub struct Decision {
     pub topic_event: Option<Value>,
     /// Whether that event becomes the topic's retained state (the hook's `retain`).
     pub retain: bool,
+    /// The signature check in words: which secret matched, or why none did. Not on the
+    /// `$deliveries` record: the inspector asks the intake again (see `api::inspect`).
+    pub verification_detail: String,
+    /// What the hook's filters (`events`, `branches`) and trigger rule said, in words.
+    pub rule: Option<String>,
 }
 
 fn plain(status: u16, text: &str) -> Response {
@@ -581,14 +580,14 @@ pub fn decide(
             summary: None,
             // Until the provider's check runs.
             verification: if hook.provider.is_some() { Verification::NotChecked } else { Verification::None },
-            verification_detail: Some(if hook.provider.is_some() {
-                "not checked: refused before the signature check".to_string()
-            } else {
-                "the hook has no provider: no signature to check".to_string()
-            }),
             published: None,
-            rule: None,
         },
+        verification_detail: if hook.provider.is_some() {
+            "not checked: refused before the signature check".to_string()
+        } else {
+            "the hook has no provider: no signature to check".to_string()
+        },
+        rule: None,
         response: None,
         spec: None,
         dedup_key: String::new(),
@@ -618,14 +617,13 @@ pub fn decide(
             Ok(v) => {
                 d.record.verification = Verification::Ok;
                 let n = hook.provider_secrets.len();
-                d.record.verification_detail =
-                    Some(format!("{} signature matches secret {} of {n}", p.name(), v.secret_index + 1));
+                d.verification_detail = format!("{} signature matches secret {} of {n}", p.name(), v.secret_index + 1);
                 d.record.event = v.event;
                 delivery = v.delivery_id;
             }
             Err(e) => {
                 d.record.verification = Verification::Failed;
-                d.record.verification_detail = Some(verification_words(&e, hook.provider_secrets.len()));
+                d.verification_detail = verification_words(&e, hook.provider_secrets.len());
                 d.signature_failure = Some(e.metric_reason());
                 let msg = e.to_string();
                 return finish(d, e.status(), Response::error(e.status(), &msg), &msg);
@@ -676,7 +674,7 @@ pub fn decide(
     let mut passed: Vec<String> = Vec::new();
     let ignored = |mut d: Decision, msg: String| {
         d.record.outcome = Verdict::Ignored;
-        d.record.rule = Some(msg.clone());
+        d.rule = Some(msg.clone());
         let body = json!({ "ignored": msg, "delivery": d.record.delivery, "hook": def.id });
         finish(d, 202, Response::json(202, &body), &msg)
     };
@@ -701,7 +699,7 @@ pub fn decide(
             Ok(false) => {
                 d.record.outcome = Verdict::Mismatch;
                 // Worked out again only for a refusal, in words (see `rules::explain`).
-                d.record.rule = Some(format!(
+                d.rule = Some(format!(
                     "trigger-rule does not hold: {}",
                     rules::explain(rule, &rv, &hook.rule_secrets, &hook.rule_secret_headers)
                 ));
@@ -716,9 +714,8 @@ pub fn decide(
             Err(RuleError::Signature { empty_payload }) => {
                 // adnanh answers 500 here; a bad signature is the sender's problem, not ours.
                 d.record.verification = Verification::Failed;
-                d.record.verification_detail =
-                    Some("wrong signature: a payload-hmac trigger rule does not match".into());
-                d.record.rule = Some("trigger-rule: its payload-hmac signature check failed".into());
+                d.verification_detail = "wrong signature: a payload-hmac trigger rule does not match".into();
+                d.rule = Some("trigger-rule: its payload-hmac signature check failed".into());
                 d.signature_failure = Some("mismatch");
                 let msg = if empty_payload {
                     "invalid payload signature on empty payload"
@@ -737,7 +734,7 @@ pub fn decide(
         return duplicate(d);
     }
     if !passed.is_empty() {
-        d.record.rule = Some(passed.join("; "));
+        d.rule = Some(passed.join("; "));
     }
     accept(hook, d, &rv, runner)
 }

@@ -499,7 +499,7 @@ fn why(rule: &Rule, rv: &RequestValues, secrets: &Secrets, hidden: &[String]) ->
                         if p.source == crate::hooks::params::Source::Header
                             || hidden.iter().any(|h| h.eq_ignore_ascii_case(&p.name)) =>
                     {
-                        format!("{p} {does} equal the expected value")
+                        format!("{p} {} the expected value", if v { "equals" } else { "does not equal" })
                     }
                     Ok(got) => format!("{p} is {}, which {is} {}", quoted(&got), quoted(want)),
                 },
