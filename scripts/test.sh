@@ -38,6 +38,7 @@ npm_ready tests/browser
 node tests/browser/status.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 node tests/browser/eventsource.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 node tests/browser/csrf.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
+node tests/browser/inspect.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 node tests/browser/cluster.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 node tests/browser/jwt.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 node tests/browser/client.mjs "${CARGO_TARGET_DIR:-target}/debug/hookcast"

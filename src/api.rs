@@ -9,11 +9,12 @@ use crate::http::request::{query_param, query_params, Head};
 use crate::http::response::{Field, Response};
 use crate::http::router::{self, Route, RouteError};
 use crate::hub::Wire;
-use access::{caller, client, cors_headers, denied, origin_allowed, preflight, presented, with_cors, Via};
+use access::{caller, client, cors_headers, csrf_ok, denied, origin_allowed, preflight, presented, with_cors, Via};
 use serde_json::json;
 use std::net::IpAddr;
 
 pub(crate) mod deliver;
+pub(crate) mod inspect;
 pub(crate) mod stream;
 
 /// What a request turned into.
@@ -216,9 +217,11 @@ pub fn handle(app: &mut App, (peer, peer_port): (IpAddr, u16), head: &Head, body
             // named has no port we know of.
             let direct = client.ip == crate::auth::canonical(peer);
             let port = if direct { peer_port } else { 0 };
-            deliver::hook(app, client, direct, port, head, body, &id)
+            let via = (!direct).then(|| crate::auth::canonical(peer));
+            deliver::hook(app, client, via, port, head, body, &id)
         }
         Route::Deliveries | Route::ReplayDelivery { .. } => deliver::deliveries(app, client, head, route),
+        Route::Delivery { hook, id, raw } => respond(inspect::inspect(app, client, head, hook, &id, raw)),
     };
     match out {
         Outcome::Respond(r) => Outcome::Respond(with_cors(app, head, r)),
@@ -243,6 +246,7 @@ fn refuse_ticket(route: &Route, head: &Head) -> Option<Response> {
             | Route::CancelRun(_)
             | Route::RetryRun(_)
             | Route::Deliveries
+            | Route::Delivery { .. }
             | Route::ReplayDelivery { .. }
             | Route::Status
             | Route::Index
@@ -274,10 +278,11 @@ fn refuse_cross_origin(app: &App, client: Client, route: &Route, head: &Head) ->
     if !state_changing {
         return None;
     }
-    let via = match route {
+    let presented = match route {
         Route::Hook(_) => None,
-        _ => presented(head).map(|(_, via)| via),
+        _ => presented(head),
     };
+    let via = presented.as_ref().map(|(_, via)| *via);
     let fetch = crate::auth::fetch_origin(
         head.header_str("origin"),
         head.header_str("sec-fetch-site"),
@@ -294,7 +299,19 @@ fn refuse_cross_origin(app: &App, client: Client, route: &Route, head: &Head) ->
         (None, Fetch::Unmarked) => false,
     };
     if !refused {
-        return None;
+        // The cookie also needs its session's CSRF token (see `access::csrf_token`): an
+        // Origin check alone trusts every browser to send Origin right.
+        return match presented {
+            Some((token, Via::Cookie)) if !csrf_ok(app, head, &token) => {
+                log::info!("{}: cookie-authenticated {} without its CSRF token refused", client.ip, head.path());
+                Some(Response::error(
+                    403,
+                    "missing or wrong X-CSRF-Token: a request authenticated by the login cookie must carry the \
+                     token /api/status gives the page (or send a bearer token instead)",
+                ))
+            }
+            _ => None,
+        };
     }
     let what = head.header_str("origin").map_or_else(
         || format!("Sec-Fetch-Site: {}", head.header_str("sec-fetch-site").unwrap_or("(none)")),

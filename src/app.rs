@@ -130,6 +130,10 @@ pub struct App {
     copied_rotations: u64,
     /// Accepted webhook deliveries kept for replay (bounded by bytes), by delivery id.
     pub deliveries: crate::hooks::stored::StoredDeliveries,
+    /// Requests of deliveries not accepted, by `$deliveries` event id, for the inspector.
+    pub rejected: crate::hooks::stored::RecentRequests,
+    /// The key of the login cookie's CSRF tokens (random, per process).
+    pub csrf_key: [u8; 32],
     /// Each hook's last `$deliveries` record with its time, for the status page (kept by
     /// `status::note_delivery`).
     pub last_deliveries: HashMap<String, crate::hooks::intake::PublishedRecord>,
@@ -195,6 +199,7 @@ impl App {
     pub fn new(cfg: Config, hooks: crate::hooks::intake::Hooks, registry: mio::Registry) -> App {
         let dedup = crate::hooks::dedup::DedupWindow::new(cfg.dedup_window, 100_000);
         let deliveries = crate::hooks::stored::StoredDeliveries::new(cfg.journal.max_delivery_bytes);
+        let cfg_rejected = (cfg.journal.max_rejected_deliveries, cfg.journal.max_rejected_bytes);
         let sources = crate::sources::Sources::new(registry.try_clone().ok());
         let runner = crate::runner::Runner::new(cfg.runner.clone(), registry);
         let auth = Auth::new(cfg.tokens.clone(), cfg.public.clone());
@@ -236,6 +241,12 @@ impl App {
             unconfirmed: std::collections::HashSet::new(),
             dropped_lines: 0,
             copied_rotations: 0,
+            rejected: crate::hooks::stored::RecentRequests::new(cfg_rejected.0, cfg_rejected.1),
+            csrf_key: {
+                let mut k = [0u8; 32];
+                let _ = crate::sys::random_bytes(&mut k);
+                k
+            },
             deliveries,
             last_deliveries: HashMap::new(),
             made_up_ids: crate::hooks::intake::MadeUpIds::random(),

@@ -228,6 +228,10 @@ pub struct JournalSettings {
     pub max_age: Option<Duration>,
     /// Bytes of webhook payloads kept for `POST /api/deliveries/{id}/replay`.
     pub max_delivery_bytes: usize,
+    /// Requests of deliveries not accepted kept (in memory only) for the status page's inspector.
+    pub max_rejected_deliveries: usize,
+    /// Bytes those requests may take.
+    pub max_rejected_bytes: usize,
     /// New publishes and deliveries are refused (503) while more than this many bytes of
     /// records wait to be made durable.
     pub max_queued_bytes: u64,
@@ -497,6 +501,8 @@ fn journal(o: Option<Obj>) -> Result<JournalSettings, ConfigError> {
         max_bytes: o.num("max_bytes", 1 << 30, 1 << 16, 1 << 44)?,
         max_age,
         max_delivery_bytes: o.num("max_delivery_bytes", 8 << 20, 0, 1 << 34)? as usize,
+        max_rejected_deliveries: o.num("max_rejected_deliveries", 200, 0, 100_000)? as usize,
+        max_rejected_bytes: o.num("max_rejected_bytes", 2 << 20, 0, 1 << 30)? as usize,
         max_queued_bytes: o.num("max_queued_bytes", 16 << 20, 1 << 16, 1 << 40)?,
         run_output_bytes: o.num("run_output_bytes", 1 << 20, 0, 1 << 34)?,
         run_output_bytes_per_sec: o.num("run_output_bytes_per_sec", 256 << 10, 0, 1 << 34)?,

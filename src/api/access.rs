@@ -203,7 +203,7 @@ pub(crate) fn preflight(app: &App, head: &Head, allow: &'static str) -> Response
     if allowed_origin(app, head).is_some() {
         r = r
             .with("Access-Control-Allow-Methods", allow)
-            .with("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
+            .with("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, X-CSRF-Token")
             .with("Access-Control-Max-Age", "600");
     }
     r
@@ -215,4 +215,23 @@ pub(crate) fn is_request_host(origin: &str, head: &Head) -> bool {
         .split_once("://")
         .zip(head.header_str("host"))
         .is_some_and(|((_, authority), host)| authority.eq_ignore_ascii_case(host))
+}
+
+/// The CSRF token of a login-cookie session: HMAC-SHA256 of the cookie's token under a key
+/// drawn at start (so it changes with a restart, and tells nothing of the token), in hex. The
+/// status page gets it from `/api/status` and sends it as `X-CSRF-Token` with every POST; a
+/// page on another origin cannot read it.
+pub(crate) fn csrf_token(app: &App, cookie_token: &str) -> String {
+    use hmac::Mac;
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&app.csrf_key).expect("HMAC takes keys of any length");
+    mac.update(b"hookcast csrf\n");
+    mac.update(cookie_token.as_bytes());
+    crate::auth::hex(&mac.finalize().into_bytes())
+}
+
+/// Whether a request authenticated by the login cookie carries that session's CSRF token.
+pub(crate) fn csrf_ok(app: &App, head: &Head, cookie_token: &str) -> bool {
+    head.header_str("x-csrf-token")
+        .is_some_and(|t| crate::auth::ct_eq(t.trim().as_bytes(), csrf_token(app, cookie_token).as_bytes()))
 }

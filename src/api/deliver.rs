@@ -20,14 +20,15 @@ use std::time::Duration;
 /// window, runner, hub, metrics, log).
 ///
 /// A hook without a `provider` is trusted by who can reach it (its address rules, a loopback
-/// listener): a request straight from a browser (`direct`: no trusted proxy vouched for another
+/// listener): a request straight from a browser (no `via`: no trusted proxy vouched for another
 /// address) whose `Host` is not ours is a DNS-rebinding page, and gets 421 (RFC 9110 §15.5.20,
 /// Misdirected Request). A provider's signature holds whatever the `Host`, and behind a trusted
-/// proxy the address rules see the real client, so neither is refused.
+/// proxy the address rules see the real client, so neither is refused. `via` is that proxy
+/// (the TCP peer) when one named the client.
 pub(super) fn hook(
     app: &mut App,
     client: Client,
-    direct: bool,
+    via: Option<std::net::IpAddr>,
     port: u16,
     head: &Head,
     body: Vec<u8>,
@@ -36,7 +37,7 @@ pub(super) fn hook(
     let Some(h) = app.hooks.get(id) else {
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
     };
-    if !client.host_ok && direct && h.def.provider.is_none() {
+    if !client.host_ok && via.is_none() && h.def.provider.is_none() {
         let host = head.header_str("host").unwrap_or("");
         log::info!("hook={id} source={}: refused, Host {host:?} is not one of ours (server_names)", client.ip);
         return respond(Response::error(421, &format!("host {host:?} is not served here (see server_names)")));
@@ -58,6 +59,7 @@ pub(super) fn hook(
         query: head.query().to_string(),
         body,
         ip: client.ip,
+        via,
     };
     deliver(app, kept, port, false)
 }
@@ -201,6 +203,9 @@ fn accept(app: &mut App, d: &mut Decision, kept: Stored, topic: &str, replay: bo
     if let Some(reason) = d.signature_failure {
         *app.metrics.signature_failures.entry((id.clone(), reason)).or_default() += 1;
     }
+    // Kept for the inspector: the request of a delivery refused by the intake (an accepted
+    // one's is in the stored deliveries; one refused after that, rarely, is not kept).
+    let inspect = (d.record.outcome != Verdict::Accepted && !replay).then(|| kept.clone());
     let (record, run) = admit(app, d, kept, replay, in_flight);
     let accepted = d.record.outcome == Verdict::Accepted;
     // In a cluster the request, its events and its record are one append, refused as a whole
@@ -224,11 +229,15 @@ fn accept(app: &mut App, d: &mut Decision, kept: Stored, topic: &str, replay: bo
             }
             let kind =
                 d.record.event.clone().filter(|e| crate::sse::valid_event_name(e)).unwrap_or_else(|| "delivery".into());
-            app.publish_event(topic, &kind, ev.to_string(), true, d.retain);
+            let ev = app.publish_event(topic, &kind, ev.to_string(), true, d.retain);
+            d.record.published = Some(intake::PublishedEvent { id: ev.id, topic: topic.to_string() });
         }
     }
     *app.metrics.deliveries.entry((id, d.record.outcome.as_str())).or_default() += 1;
     let noted = app.publish("$deliveries", "delivery", d.record.to_json(), true);
+    if let Some(kept) = inspect {
+        app.rejected.insert(noted.id, kept);
+    }
     durable = durable.max(app.end_batch());
     if accepted {
         // Both records (the request, then its accepted outcome) must be durable: see App::restore.
@@ -328,6 +337,9 @@ pub(super) fn deliveries(app: &mut App, client: Client, head: &Head, route: Rout
     let who = caller(app, client, head, false);
     match route {
         Route::Deliveries => {
+            if let Some(q) = crate::http::request::query_param(head.query(), "q") {
+                return respond(search(app, &who, &q));
+            }
             if !app.auth.allows(&who, Scope::Subscribe, "$deliveries") && !app.auth.has_scope(&who, Scope::Admin) {
                 return respond(denied(&who, "read deliveries"));
             }
@@ -384,6 +396,32 @@ pub(super) fn deliveries(app: &mut App, client: Client, head: &Head, route: Rout
         }
         _ => respond(Response::error(404, "no such route")),
     }
+}
+
+/// Most matches `GET /api/deliveries?q=` answers.
+const MAX_MATCHES: usize = 200;
+
+/// `GET /api/deliveries?q=TEXT` (admin: bodies hold whatever senders put in them): the kept
+/// requests whose body contains TEXT (ASCII case ignored), newest first — accepted ones by
+/// hook and delivery id, refused ones also by their `$deliveries` event id (`event_id`).
+fn search(app: &App, who: &crate::auth::Caller, q: &str) -> Response {
+    if !app.auth.has_scope(who, Scope::Admin) {
+        return denied(who, "search delivery bodies");
+    }
+    let needle = q.as_bytes().to_ascii_lowercase();
+    if needle.is_empty() || needle.len() > 256 {
+        return Response::error(400, "q must be 1 to 256 bytes");
+    }
+    let holds = |body: &[u8]| body.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(&needle));
+    let accepted = app.deliveries.newest().filter(|d| holds(&d.body)).map(|d| (None, d));
+    let refused = app.rejected.iter().collect::<Vec<_>>();
+    let refused = refused.into_iter().rev().filter(|(_, d)| holds(&d.body)).map(|(e, d)| (Some(e), d));
+    let matches: Vec<serde_json::Value> = accepted
+        .chain(refused)
+        .take(MAX_MATCHES)
+        .map(|(event_id, d)| json!({ "hook": d.hook, "delivery": d.delivery, "event_id": event_id }))
+        .collect();
+    Response::json(200, &json!({ "matches": matches })).with("Cache-Control", "no-store")
 }
 
 /// The runs API: reading needs subscribe on `$runs` (what the status page has); cancel and

@@ -341,6 +341,9 @@ pub struct DeliveryRecord {
     pub outcome: Verdict,
     /// The hook's provider, if any.
     pub provider: Option<String>,
+    /// The event an accepted delivery published to the hook's topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<PublishedEvent>,
     /// A replay of a stored delivery (`POST /api/deliveries/…/replay`); absent when false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub replay: bool,
@@ -356,6 +359,30 @@ pub struct DeliveryRecord {
     pub summary: Option<Value>,
     /// What the signature check said.
     pub verification: Verification,
+}
+
+/// An event a delivery published: its id and topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedEvent {
+    /// The event's id.
+    pub id: u64,
+    /// The topic it went to.
+    pub topic: String,
+}
+
+/// The signature check in words (no secret in them: only its position in the hook's list).
+fn verification_words(e: &providers::VerifyError, secrets: usize) -> String {
+    use providers::VerifyError as E;
+    match e {
+        E::Missing(h) => format!("missing header {h}: the request is not signed"),
+        E::Duplicate(h) => format!("header {h} appears more than once"),
+        E::Malformed(h) => format!("malformed header {h}"),
+        E::Mismatch => format!(
+            "wrong signature: none of the hook's {secrets} secret{} matches it (another secret, or the body was changed)",
+            if secrets == 1 { "" } else { "s" }
+        ),
+        E::Stale { .. } => format!("stale timestamp: {e}"),
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -450,6 +477,11 @@ pub struct Decision {
     pub topic_event: Option<Value>,
     /// Whether that event becomes the topic's retained state (the hook's `retain`).
     pub retain: bool,
+    /// The signature check in words: which secret matched, or why none did. Not on the
+    /// `$deliveries` record: the inspector asks the intake again (see `api::inspect`).
+    pub verification_detail: String,
+    /// What the hook's filters (`events`, `branches`) and trigger rule said, in words.
+    pub rule: Option<String>,
 }
 
 fn plain(status: u16, text: &str) -> Response {
@@ -548,7 +580,14 @@ pub fn decide(
             summary: None,
             // Until the provider's check runs.
             verification: if hook.provider.is_some() { Verification::NotChecked } else { Verification::None },
+            published: None,
         },
+        verification_detail: if hook.provider.is_some() {
+            "not checked: refused before the signature check".to_string()
+        } else {
+            "the hook has no provider: no signature to check".to_string()
+        },
+        rule: None,
         response: None,
         spec: None,
         dedup_key: String::new(),
@@ -577,11 +616,14 @@ pub fn decide(
         match providers::verify(p, &hook.provider_secrets, &incoming) {
             Ok(v) => {
                 d.record.verification = Verification::Ok;
+                let n = hook.provider_secrets.len();
+                d.verification_detail = format!("{} signature matches secret {} of {n}", p.name(), v.secret_index + 1);
                 d.record.event = v.event;
                 delivery = v.delivery_id;
             }
             Err(e) => {
                 d.record.verification = Verification::Failed;
+                d.verification_detail = verification_words(&e, hook.provider_secrets.len());
                 d.signature_failure = Some(e.metric_reason());
                 let msg = e.to_string();
                 return finish(d, e.status(), Response::error(e.status(), &msg), &msg);
@@ -629,8 +671,10 @@ pub fn decide(
             return finish(d, e.status(), Response::error(e.status(), &msg), &msg);
         }
     };
+    let mut passed: Vec<String> = Vec::new();
     let ignored = |mut d: Decision, msg: String| {
         d.record.outcome = Verdict::Ignored;
+        d.rule = Some(msg.clone());
         let body = json!({ "ignored": msg, "delivery": d.record.delivery, "hook": def.id });
         finish(d, 202, Response::json(202, &body), &msg)
     };
@@ -639,6 +683,7 @@ pub fn decide(
         if !def.events.iter().any(|e| e == &ev || e == "*") {
             return ignored(d, format!("event {ev:?} is not one of this hook's events"));
         }
+        passed.push(format!("event {ev:?} is one of the hook's events"));
     }
     if !def.branches.is_empty() {
         let git_ref = rv.payload().get("ref").and_then(|r| r.as_str()).unwrap_or_default();
@@ -646,12 +691,18 @@ pub fn decide(
         if !def.branches.iter().any(|b| b == branch) {
             return ignored(d, format!("branch {branch:?} is not one of this hook's branches"));
         }
+        passed.push(format!("branch {branch:?} is one of the hook's branches"));
     }
     if let Some(rule) = &def.trigger_rule {
         match rules::evaluate(rule, &rv, &hook.rule_secrets, def.trigger_signature_soft_failures) {
-            Ok(true) => {}
+            Ok(true) => passed.push("trigger-rule holds".to_string()),
             Ok(false) => {
                 d.record.outcome = Verdict::Mismatch;
+                // Worked out again only for a refusal, in words (see `rules::explain`).
+                d.rule = Some(format!(
+                    "trigger-rule does not hold: {}",
+                    rules::explain(rule, &rv, &hook.rule_secrets, &hook.rule_secret_headers)
+                ));
                 let status = def.trigger_rule_mismatch_http_response_code.unwrap_or(200);
                 return finish(
                     d,
@@ -663,6 +714,8 @@ pub fn decide(
             Err(RuleError::Signature { empty_payload }) => {
                 // adnanh answers 500 here; a bad signature is the sender's problem, not ours.
                 d.record.verification = Verification::Failed;
+                d.verification_detail = "wrong signature: a payload-hmac trigger rule does not match".into();
+                d.rule = Some("trigger-rule: its payload-hmac signature check failed".into());
                 d.signature_failure = Some("mismatch");
                 let msg = if empty_payload {
                     "invalid payload signature on empty payload"
@@ -679,6 +732,9 @@ pub fn decide(
     }
     if repeated(&d.dedup_key) {
         return duplicate(d);
+    }
+    if !passed.is_empty() {
+        d.rule = Some(passed.join("; "));
     }
     accept(hook, d, &rv, runner)
 }

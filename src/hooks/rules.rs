@@ -439,6 +439,83 @@ fn eval(rule: &Rule, rv: &RequestValues, secrets: &Secrets, soft: bool) -> Resul
     }
 }
 
+/// Why `rule` is false (or true) for a request, in words, for the status page's inspector:
+/// the first `and` member that fails, every `or` alternative, each `match` with the value it
+/// tested. Values of headers in `hidden` (those compared with a secret) and every `value`
+/// compared with them are never shown. Called only for a refused delivery, so its cost (one
+/// more evaluation) is paid only then.
+pub fn explain(rule: &Rule, rv: &RequestValues, secrets: &Secrets, hidden: &[String]) -> String {
+    let mut out = why(rule, rv, secrets, hidden).1;
+    if out.len() > 1024 {
+        let mut end = 1024;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push('…');
+    }
+    out
+}
+
+/// A request value as the inspector quotes it: at most 60 characters.
+fn quoted(v: &str) -> String {
+    let cut: String = v.chars().take(60).collect();
+    if cut.len() < v.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
+    }
+}
+
+fn why(rule: &Rule, rv: &RequestValues, secrets: &Secrets, hidden: &[String]) -> (bool, String) {
+    let value = |r: &Rule| eval(r, rv, secrets, false).map(|o| o.value && o.mark.is_none()).unwrap_or(false);
+    match rule {
+        Rule::And(rules) => match rules.iter().find(|r| !value(r)) {
+            Some(r) => (false, format!("and: {}", why(r, rv, secrets, hidden).1)),
+            None => (true, format!("and: all {} hold", rules.len())),
+        },
+        Rule::Or(rules) => match rules.iter().find(|r| value(r)) {
+            Some(r) => (true, format!("or: {}", why(r, rv, secrets, hidden).1)),
+            None => {
+                let each: Vec<String> = rules.iter().map(|r| why(r, rv, secrets, hidden).1).collect();
+                (false, format!("or: none holds ({})", each.join("; ")))
+            }
+        },
+        Rule::Not(r) => {
+            let (v, w) = why(r, rv, secrets, hidden);
+            (!v, format!("not: {w}"))
+        }
+        Rule::Match(m) => {
+            let v = value(rule);
+            let (is, does) = if v { ("is", "does") } else { ("is not", "does not") };
+            let text = match m {
+                MatchRule::IpWhitelist { ranges } => {
+                    format!("client address {} {is} in the {} range(s) of ip-whitelist", rv.remote_addr, ranges.len())
+                }
+                MatchRule::Value { parameter: p, value: want } => match extract(p, rv) {
+                    Err(_) => format!("{p} is missing"),
+                    // A header compared with a value is a shared secret: neither is shown.
+                    Ok(_)
+                        if p.source == crate::hooks::params::Source::Header
+                            || hidden.iter().any(|h| h.eq_ignore_ascii_case(&p.name)) =>
+                    {
+                        format!("{p} {} the expected value", if v { "equals" } else { "does not equal" })
+                    }
+                    Ok(got) => format!("{p} is {}, which {is} {}", quoted(&got), quoted(want)),
+                },
+                MatchRule::Regex { parameter: p, regex } => match extract(p, rv) {
+                    Err(_) => format!("{p} is missing"),
+                    Ok(got) => format!("{p} is {}, which {does} match /{}/", quoted(&got), regex.as_str()),
+                },
+                MatchRule::PayloadHmac { parameter: p, algo, .. } => {
+                    format!("{}hmac signature in {p} {does} match the body", algo.prefix().trim_end_matches('='))
+                }
+            };
+            (v, text)
+        }
+    }
+}
+
 /// Whether `rule` holds a `payload-hmac-*` match anywhere.
 fn checks_signature(rule: &Rule) -> bool {
     match rule {

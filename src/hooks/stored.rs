@@ -32,6 +32,8 @@ pub struct Stored {
     pub body: Vec<u8>,
     /// Client address.
     pub ip: IpAddr,
+    /// The trusted proxy it came through (the TCP peer), when that is not the client.
+    pub via: Option<IpAddr>,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -52,12 +54,15 @@ impl Stored {
 
     /// The journal form (binary parts in base64).
     pub fn to_json(&self) -> String {
-        json!({
+        let mut v = json!({
             "delivery": self.delivery, "hook": self.hook, "time_ms": self.time_ms, "method": self.method,
             "headers": self.headers.iter().map(|(k, v)| json!([k, b64(v)])).collect::<Vec<_>>(),
             "query": self.query, "body": b64(&self.body), "ip": self.ip.to_string(),
-        })
-        .to_string()
+        });
+        if let Some(via) = self.via {
+            v["via"] = json!(via.to_string());
+        }
+        v.to_string()
     }
 
     /// Reads the journal form back.
@@ -77,6 +82,7 @@ impl Stored {
             query: v["query"].as_str()?.to_string(),
             body: unb64(&v["body"])?,
             ip: v["ip"].as_str()?.parse().ok()?,
+            via: v.get("via").and_then(Value::as_str).and_then(|s| s.parse().ok()),
         })
     }
 
@@ -157,6 +163,11 @@ impl StoredDeliveries {
         newest.map(|d| d.summary(|name| secret(&d.hook, name))).collect()
     }
 
+    /// Every kept delivery, newest first.
+    pub fn newest(&self) -> impl Iterator<Item = &Stored> {
+        self.order.iter().rev().filter_map(|k| self.by_key.get(k))
+    }
+
     /// How many are kept.
     pub fn len(&self) -> usize {
         self.by_key.len()
@@ -165,6 +176,68 @@ impl StoredDeliveries {
     /// Whether none is kept.
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
+    }
+}
+
+/// The requests of deliveries that were not accepted (rejected, ignored, mismatched,
+/// duplicates), kept in memory only for the status page's inspector, by their `$deliveries`
+/// event id: the newest `max_count`, within `max_bytes` (a body that alone would take more than
+/// a quarter of that is cut, and says so). Accepted ones are in [`StoredDeliveries`].
+#[derive(Debug)]
+pub struct RecentRequests {
+    list: VecDeque<(u64, Stored, bool)>,
+    bytes: usize,
+    max_count: usize,
+    max_bytes: usize,
+}
+
+impl RecentRequests {
+    /// A store of at most `max_count` requests and `max_bytes` (either 0 keeps nothing).
+    pub fn new(max_count: usize, max_bytes: usize) -> RecentRequests {
+        RecentRequests { list: VecDeque::new(), bytes: 0, max_count, max_bytes }
+    }
+
+    /// Keeps the request of `$deliveries` event `event_id`, dropping the oldest beyond the bounds.
+    pub fn insert(&mut self, event_id: u64, mut d: Stored) {
+        // Ids increase (`get` relies on it); a provisional one (a cluster's, 0) is not kept.
+        if self.max_count == 0 || self.max_bytes == 0 || self.list.back().is_some_and(|(id, _, _)| *id >= event_id) {
+            return;
+        }
+        let cut = d.body.len() > self.max_bytes / 4;
+        if cut {
+            d.body.truncate(self.max_bytes / 4);
+        }
+        if d.cost() > self.max_bytes {
+            return;
+        }
+        self.bytes += d.cost();
+        self.list.push_back((event_id, d, cut));
+        while self.list.len() > self.max_count || self.bytes > self.max_bytes {
+            let Some((_, old, _)) = self.list.pop_front() else { break };
+            self.bytes -= old.cost();
+        }
+    }
+
+    /// The request of `$deliveries` event `event_id`, and whether its body was cut.
+    pub fn get(&self, event_id: u64) -> Option<(&Stored, bool)> {
+        // Ids increase: the list is sorted by them.
+        let i = self.list.binary_search_by_key(&event_id, |(id, _, _)| *id).ok()?;
+        self.list.get(i).map(|(_, d, cut)| (d, *cut))
+    }
+
+    /// Every request kept, oldest first, with its event id.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Stored)> {
+        self.list.iter().map(|(id, d, _)| (*id, d))
+    }
+
+    /// How many are kept.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
     }
 }
 
@@ -182,6 +255,7 @@ mod tests {
             query: "a=1".into(),
             body: vec![0xff; body],
             ip: "::1".parse().unwrap(),
+            via: None,
         }
     }
 
@@ -212,6 +286,32 @@ mod tests {
         assert!(s.get("h", "a").is_none() && s.get("h", "d").is_some());
         assert!(!s.insert(d("huge", 10_000)), "larger than the whole bound");
         assert_eq!(s.recent(10, |_, _| false)[0]["delivery"], "d");
+    }
+
+    #[test]
+    fn recent_requests_are_bounded_by_count_and_bytes_and_cut_big_bodies() {
+        let mut r = RecentRequests::new(3, 8 * d("x", 1000).cost());
+        for i in 1..=4 {
+            r.insert(i * 10, d("x", 1000));
+        }
+        assert_eq!(r.len(), 3);
+        assert!(r.get(10).is_none() && r.get(40).is_some() && r.get(41).is_none());
+        let big = r.max_bytes;
+        r.insert(50, d("big", big));
+        let (kept, cut) = r.get(50).unwrap();
+        assert!(cut && kept.body.len() == big / 4);
+        assert!(r.bytes <= r.max_bytes && r.len() <= 3);
+        let mut none = RecentRequests::new(0, 1 << 20);
+        none.insert(1, d("x", 1));
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_proxy_hop_round_trips_and_old_records_have_none() {
+        let mut x = d("a", 1);
+        x.via = Some("10.0.0.1".parse().unwrap());
+        assert_eq!(Stored::from_json(x.to_json().as_bytes()), Some(x.clone()));
+        assert!(!d("a", 1).to_json().contains("via"));
     }
 
     /// Regression (issue 12, item 15): keyed by id alone, the same id on another hook replaced

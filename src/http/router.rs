@@ -50,6 +50,17 @@ pub enum Route {
     RetryRun(u64),
     /// `GET /api/deliveries` — recent accepted deliveries kept for replay.
     Deliveries,
+    /// `GET /api/deliveries/{event}` (hook None: `id` is the delivery's `$deliveries` event id)
+    /// or `GET /api/deliveries/{hook}/{id}` (the newest record of that delivery): one delivery
+    /// as the inspector shows it; `GET /api/deliveries/{event}/body` (`raw`): its body's bytes.
+    Delivery {
+        /// The hook, when the delivery is named by its id.
+        hook: Option<String>,
+        /// The delivery id, or the event id when `hook` is None.
+        id: String,
+        /// The raw body rather than the record.
+        raw: bool,
+    },
     /// `POST /api/deliveries/{hook}/{id}/replay`, or `/api/deliveries/{id}/replay` (hook None:
     /// the id must name one stored delivery); each segment percent-decoded.
     ReplayDelivery {
@@ -113,15 +124,26 @@ pub fn route(method: Method, path: &str) -> Result<Route, RouteError> {
                     _ => return Err(RouteError::NotFound),
                 }
             } else if let Some(rest) = path.strip_prefix("/api/deliveries/") {
-                let Some(names) = rest.strip_suffix("/replay") else { return Err(RouteError::NotFound) };
                 // The id is the last segment (a `/` inside it is sent as `%2F`); the hook, whose
                 // id may hold `/` between segments, is everything before it.
                 let decode = |s: &str| super::request::percent_decode(s).ok_or(RouteError::BadPath);
-                let route = match names.rsplit_once('/') {
-                    None => Route::ReplayDelivery { hook: None, id: decode(names)? },
-                    Some((hook, id)) => Route::ReplayDelivery { hook: Some(decode(hook)?), id: decode(id)? },
-                };
-                ("POST", route)
+                let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+                if let Some(names) = rest.strip_suffix("/replay") {
+                    let route = match names.rsplit_once('/') {
+                        None => Route::ReplayDelivery { hook: None, id: decode(names)? },
+                        Some((hook, id)) => Route::ReplayDelivery { hook: Some(decode(hook)?), id: decode(id)? },
+                    };
+                    ("POST", route)
+                } else if let Some(event) = rest.strip_suffix("/body").filter(|e| digits(e)) {
+                    ("GET, HEAD", Route::Delivery { hook: None, id: event.to_string(), raw: true })
+                } else {
+                    let route = match rest.rsplit_once('/') {
+                        None if digits(rest) => Route::Delivery { hook: None, id: rest.to_string(), raw: false },
+                        None => return Err(RouteError::NotFound),
+                        Some((hook, id)) => Route::Delivery { hook: Some(decode(hook)?), id: decode(id)?, raw: false },
+                    };
+                    ("GET, HEAD", route)
+                }
             } else if let Some(id) = path.strip_prefix("/hooks/") {
                 // Methods are the hook's business (adnanh's `http-methods`): checked by intake.
                 let id = super::request::percent_decode(id).ok_or(RouteError::BadPath)?;
@@ -183,5 +205,12 @@ mod tests {
         assert_eq!(route(Post, "/api/deliveries/a%2Fb/c%2Fd/replay"), Ok(replay(Some("a/b"), "c/d")));
         assert_eq!(route(Post, "/api/deliveries/team/site/d-1/replay"), Ok(replay(Some("team/site"), "d-1")));
         assert_eq!(route(Get, "/api/deliveries/gh/d-1/replay"), Err(RouteError::MethodNotAllowed("POST")));
+        let one =
+            |hook: Option<&str>, id: &str, raw| Route::Delivery { hook: hook.map(Into::into), id: id.into(), raw };
+        assert_eq!(route(Get, "/api/deliveries/42"), Ok(one(None, "42", false)));
+        assert_eq!(route(Get, "/api/deliveries/42/body"), Ok(one(None, "42", true)));
+        assert_eq!(route(Get, "/api/deliveries/team/site/d%2F1"), Ok(one(Some("team/site"), "d/1", false)));
+        assert_eq!(route(Get, "/api/deliveries/d-1"), Err(RouteError::NotFound));
+        assert_eq!(route(Post, "/api/deliveries/42"), Err(RouteError::MethodNotAllowed("GET, HEAD")));
     }
 }

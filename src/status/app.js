@@ -14,6 +14,7 @@ const STALE_MS = 10000; // a node writes its line every 2 s: one older than this
 const S = window.hookcast = {
   state: 'connecting', last: 0, es: null, timer: 0, events: 0, resets: 0, seen: [],
   hooks: new Map(), runs: new Map(), up: null, samples: [], soon: 0, again: false, nodesAt: 0,
+  admin: false, csrf: '', feed: [], byRun: new Map(), hits: null, copied: '', said: '', over: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -52,13 +53,32 @@ function clock(iso) {
 }
 function ago(iso) {
   const s = Math.max(0, Math.round((Date.now() - new Date(iso)) / 1000));
-  return s < 5 ? 'just now' : dur(s * 1000) + ' ago';
+  return isNaN(s) ? '' : s < 5 ? 'just now' : dur(s * 1000) + ' ago';
 }
+// A relative time ("2m 5s ago", kept fresh by tick) with the full date on hover.
 function timeEl(iso) {
-  const t = el('time', '', clock(iso));
-  t.dateTime = iso || '';
-  t.title = iso || '';
+  const t = el('time', 'ago', ago(iso));
+  t.dateTime = t.dataset.t = iso || '';
+  t.title = iso ? new Date(iso).toLocaleString() + ' (' + iso + ')' : '';
   return t;
+}
+// Only http(s) links from a payload, never javascript: or data:.
+function link(url, text) {
+  if (typeof url !== 'string' || !/^https?:\/\//i.test(url)) return el('span', '', text);
+  const a = el('a', '', text);
+  a.href = url; a.target = '_blank'; a.rel = 'noopener noreferrer';
+  return a;
+}
+// Repo, branch, commit (linked when the provider gave its URL) and author of a delivery.
+function source(d) {
+  const s = d && d.summary, out = [];
+  if (!s) return out;
+  const c = s.head_commit || {};
+  if (s.repo) out.push(el('b', '', s.repo));
+  if (s.branch) out.push(el('code', '', s.branch));
+  if (c.id) out.push(link(c.url, String(c.id).slice(0, 8)));
+  if (c.author || s.sender) out.push(el('span', '', 'by ' + (c.author || s.sender)));
+  return out.flatMap((e, i) => (i ? [' · ', e] : [e]));
 }
 
 // ANSI SGR colour codes become spans (bold, 8/16 foreground and background colours); every
@@ -118,11 +138,14 @@ function gauges(st) {
     b.title = c.total + ' since start';
   }
   const j = st.journal, h = st.history;
-  let foot = `history ${h.events} events in ${h.topics} topics (${bytes(h.bytes)}) · last event id ${st.last_event_id}`;
-  if (j) foot += ` · journal ${bytes(j.disk_bytes)} in ${j.segments} segment${j.segments === 1 ? '' : 's'}`
-    + (j.failed ? ` · JOURNAL FAILING: ${j.failed}` : '');
-  $('foot').textContent = foot;
+  $('foot').textContent = `history ${h.events} events in ${h.topics} topics (${bytes(h.bytes)}) · last event id ${st.last_event_id}`;
+  $('journal').textContent = j ? `${bytes(j.disk_bytes)} in ${j.segments} segment${j.segments === 1 ? '' : 's'} · fsync ${j.fsync}`
+    + ` · keeps ${bytes(j.max_bytes)}` + (j.max_age_secs ? ' or ' + dur(j.max_age_secs * 1000) : '')
+    + (j.failed ? ` · FAILING: ${j.failed}` : '') : 'none (no state_dir): history in memory only';
   $('logout').hidden = st.auth !== 'token';
+  S.admin = st.auth === 'token';
+  S.csrf = st.csrf || '';
+  document.body.classList.toggle('admin', S.admin);
   cluster(st.cluster);
   sources(st.sources || []);
   const w = $('warn');
@@ -133,7 +156,8 @@ function gauges(st) {
 
 function tick() {
   if (S.up && S.state !== 'reconnecting') $('uptime').textContent = dur(S.up.ms + performance.now() - S.up.at);
-  for (const t of document.querySelectorAll('#hooks .ago')) t.textContent = ago(t.dataset.t);
+  for (const t of document.querySelectorAll('.ago')) t.textContent = ago(t.dataset.t);
+  for (const r of S.runs.values()) if (r.rec.state === 'running' && r.rec.started) r.el.textContent = dur(Math.max(0, Date.now() - new Date(r.rec.started)));
   if (S.state !== 'reconnecting') for (const t of document.querySelectorAll('#nodes .seen')) seen(t);
 }
 
@@ -247,15 +271,19 @@ function hookRow(h) {
   const cell = (label, ...kids) => { const td = el('td'); td.dataset.l = label; td.append(...kids); tr.append(td); return td; };
   const name = cell('Hook', el('b', '', h.id));
   name.append(el('small', 'muted', ' ' + (h.provider || 'no provider') + (h.command ? ' · deploys' : '')));
+  // Its history: the last deliveries' outcomes as dots, and the share accepted.
+  const o = (h.recent && h.recent.outcomes) || [];
+  const hist = el('span', 'hist');
+  for (const x of o.slice(0, 20).reverse()) hist.append(el('i', 'b-' + x, ''));
+  const n = o.filter((x) => x === 'accepted').length;
+  hist.title = o.length ? `${n} of the last ${o.length} deliveries accepted` : 'no deliveries held';
   if (!d) {
     cell('Last delivery', el('span', 'muted', 'never'));
-    tr.append(el('td', 'hide-sm'), el('td', 'hide-sm'), el('td', 'hide-sm'), el('td', 'hide-sm'));
+    tr.append(el('td', 'hide-sm'), el('td', 'hide-sm'), el('td', 'hide-sm'), el('td', 'hide-sm'), el('td', 'hide-sm'));
     return;
   }
-  const when = cell('Last delivery', timeEl(d.time), ' ');
-  const a = el('small', 'muted ago', ago(d.time));
-  a.dataset.t = d.time;
-  when.append(a);
+  cell('Last delivery', timeEl(d.time));
+  cell('History', hist, o.length ? el('small', 'muted', ` ${Math.round(n * 100 / o.length)}%`) : '');
   cell('Event', d.event || '–');
   cell('Outcome', badge(d.outcome, d.outcome), ' ', el('small', 'muted', d.status || ''));
   const v = VERIFY[d.verification] || ['nil', 'unknown'];
@@ -266,8 +294,16 @@ function hookRow(h) {
 
 // --- deliveries -----------------------------------------------------------------------------
 
-function delivery(d, time, live) {
+function delivery(d, time, live, eid) {
   const li = el('li', 'd');
+  li.tabIndex = 0;
+  const it = { d, time, eid, li, text: JSON.stringify(d).toLowerCase(),
+    key: d.outcome === 'accepted' ? 'a\n' + d.hook + '\n' + d.delivery : 'e' + eid };
+  S.feed.unshift(it);
+  if (S.feed.length > MAX_FEED) S.feed.pop();
+  if (d.run != null) S.byRun.set(d.run, d);
+  li.onclick = (e) => { if (!e.target.closest('a')) inspect(it); };
+  li.onkeydown = (e) => { if (e.key === 'Enter') inspect(it); };
   const top = el('div', 'row');
   top.append(timeEl(time), ' ', el('b', '', d.hook), ' ', el('span', 'ev', d.event || ''), ' ',
     badge(d.outcome, d.outcome), ' ', el('small', 'muted', d.status || ''));
@@ -282,6 +318,9 @@ function delivery(d, time, live) {
   if (d.delivery) sub.append(el('code', '', d.delivery));
   if (d.source) sub.append(' ', el('small', '', 'from ' + d.source));
   li.append(sub);
+  const src = source(d);
+  if (src.length) { const r = el('div', 'row'); r.append(...src); li.append(r); }
+  match(it);
   const feed = $('feed');
   feed.prepend(li);
   while (feed.children.length > MAX_FEED) feed.lastChild.remove();
@@ -289,8 +328,10 @@ function delivery(d, time, live) {
   if (live) {
     li.classList.add('new');
     const r = S.hooks.get(d.hook);
-    if (r) hookRow({ ...r.h, last_delivery: { ...d, time } });
-    else hookRow({ id: d.hook, provider: d.provider, last_delivery: { ...d, time } });
+    const h = r ? r.h : { id: d.hook, provider: d.provider };
+    const o = [d.outcome, ...((h.recent && h.recent.outcomes) || [])].slice(0, 20);
+    hookRow({ ...h, recent: { outcomes: o }, last_delivery: { ...d, time } });
+    if (d.outcome === 'rejected' && S.over) { S.over.fail.deliveries++; overview(); }
   }
 }
 
@@ -305,7 +346,7 @@ function runBox(id) {
   const sum = el('summary'), log = el('pre', 'log');
   log.tabIndex = 0;
   box.append(sum, log);
-  r = { id, rec: { id, state: 'running' }, box, sum, log, lines: 0 };
+  r = { id, rec: { id, state: 'running' }, box, sum, log, lines: 0, el: el('span', 'el') };
   S.runs.set(id, r);
   $('runs').prepend(box);
   $('no-runs').hidden = true;
@@ -317,7 +358,7 @@ function runBox(id) {
   return r;
 }
 
-function runState(rec) {
+function runState(rec, live) {
   const r = runBox(rec.id);
   r.rec = { ...r.rec, ...rec };
   const x = r.rec, s = r.sum;
@@ -329,9 +370,25 @@ function runState(rec) {
   if (x.signal != null) info.push('signal ' + x.signal);
   if (x.error) info.push(x.error);
   s.append(' ', el('small', 'muted', info.join(' · ')), ' ');
+  if (x.state === 'running') s.append(r.el);
+  const d = S.byRun.get(x.id);
+  if (d) s.append(' ', ...source(d));
+  if (S.admin) {
+    const b = (what, path) => {
+      const k = el('button', 'act', what);
+      k.onclick = (e) => { e.preventDefault(); act(`/api/runs/${x.id}/${path}`, what + ' run #' + x.id); };
+      return k;
+    };
+    s.append(' ', FINAL.includes(x.state) ? b('Retry', 'retry') : b('Cancel', 'cancel'));
+  }
   const t = timeEl(x.started || x.queued);
-  t.className = 'muted right';
+  t.classList.add('muted', 'right');
   s.append(t);
+  if (live && S.over) {
+    S.over.last.set(x.hook, x);
+    if (['failed', 'timed_out', 'interrupted'].includes(x.state)) S.over.fail.runs++;
+    overview();
+  }
 }
 
 function runLine(d) {
@@ -347,6 +404,200 @@ function runLine(d) {
   if (stick) log.scrollTop = log.scrollHeight;
 }
 
+// --- overview -------------------------------------------------------------------------------
+
+// Is everything fine? Failures in the last 24 h and each deploying hook's last run.
+function overview() {
+  const o = S.over, f = o.fail;
+  const bad = f.deliveries + f.runs;
+  $('fails').replaceChildren(badge(bad ? 'bad' : 'ok', bad ? bad + ' failure' + (bad === 1 ? '' : 's') : 'no failures'),
+    el('small', 'muted', ` in 24 h: ${f.deliveries} deliver${f.deliveries === 1 ? 'y' : 'ies'} refused, ${f.runs} run${f.runs === 1 ? '' : 's'} failed`));
+  $('deploys').replaceChildren(...[...o.last.values()].map((x) => {
+    const li = el('li', '', '');
+    const a = el('a', '', '#' + x.id);
+    a.href = '#run-' + x.id;
+    li.append(el('b', '', x.hook), ' ', badge(x.state, x.state.replace('_', ' ')), ' ', a, ' ', timeEl(x.finished || x.started || x.queued));
+    return li;
+  }));
+  $('no-deploys').hidden = o.last.size > 0;
+}
+
+// --- finding things -------------------------------------------------------------------------
+
+// Filters and search run over what the page holds (the feed, the runs' output); a search of 3
+// characters or more also asks the server which kept request bodies hold it (admin only).
+function match(it) {
+  const h = $('f-hook').value, o = $('f-out').value, e = $('f-ev').value.trim().toLowerCase();
+  const q = $('f-q').value.trim().toLowerCase(), d = it.d;
+  it.li.hidden = !!(h && d.hook !== h || o && d.outcome !== o || e && !(d.event || '').toLowerCase().includes(e)
+    || q && !it.text.includes(q) && !(S.hits && S.hits.has(it.key)));
+}
+function filter() {
+  S.feed.forEach(match);
+  const h = $('f-hook').value, q = $('f-q').value.trim().toLowerCase();
+  for (const r of S.runs.values()) r.box.hidden = !!(h && r.rec.hook !== h || q && !r.box.textContent.toLowerCase().includes(q));
+}
+let searchT = 0;
+function search() {
+  clearTimeout(searchT);
+  const q = $('f-q').value.trim();
+  S.hits = null;
+  filter();
+  if (q.length < 3 || !S.admin) return;
+  searchT = setTimeout(async () => {
+    const r = await fetch('/api/deliveries?q=' + encodeURIComponent(q), { credentials: 'same-origin' });
+    if (!r.ok || q !== $('f-q').value.trim()) return;
+    S.hits = new Set((await r.json()).matches.map((m) => (m.event_id ? 'e' + m.event_id : 'a\n' + m.hook + '\n' + m.delivery)));
+    filter();
+  }, 250);
+}
+
+// --- the inspector and the actions ----------------------------------------------------------
+
+function say(text) { S.said = text; const m = $('insp-msg'); m.textContent = text; $('toast').textContent = text; }
+
+// A POST from the page: the cookie's CSRF token with it (fetched again once if the daemon
+// restarted and no longer knows it).
+async function act(path, what, again) {
+  const r = await fetch(path, { method: 'POST', credentials: 'same-origin', headers: S.csrf ? { 'X-CSRF-Token': S.csrf } : {} });
+  let j = {};
+  try { j = await r.json(); } catch { /* not JSON */ }
+  if (r.status === 403 && !again) { await refresh(); return act(path, what, true); }
+  say(r.ok ? `${what}: ${j.run != null ? 'run #' + j.run : 'done'}` : `${what} refused: ${j.error || r.status}`);
+  return r.ok;
+}
+
+async function copy(text, what) {
+  S.copied = text;
+  try { await navigator.clipboard.writeText(text); } catch {
+    const t = el('textarea');
+    t.value = text;
+    document.body.append(t);
+    t.select();
+    document.execCommand('copy');
+    t.remove();
+  }
+  say(what + ' copied');
+}
+
+// POSIX shell quoting: everything inside single quotes is literal but the quote itself.
+const sh = (s) => "'" + String(s).replace(/'/g, "'\\''") + "'";
+const SKIP = ['host', 'content-length', 'connection', 'transfer-encoding', 'expect'];
+function curl(v) {
+  const r = v.request, b = r.body, bin = b.encoding !== 'text' || b.truncated || b.text.includes('\0');
+  let out = bin ? `# the body is binary or longer than shown: save it first from ${location.origin}${b.raw}\n` : '';
+  if (!v.revealed && r.headers.some((h) => h[2])) out += '# secret headers are masked: reveal them first, or re-sign with hookcast send\n';
+  out += 'curl -sS' + (r.method === 'POST' ? '' : ' -X ' + sh(r.method)) + ' ' + sh(location.origin + r.path + (r.query ? '?' + r.query : ''));
+  for (const [k, val, secret] of r.headers) if (!SKIP.includes(k) && (v.revealed || !secret)) out += ' \\\n  -H ' + sh(k + ': ' + val);
+  return out + ' \\\n  --data-binary ' + (bin ? '@body.bin' : sh(b.text));
+}
+function send(v) {
+  const r = v.request, b = r.body, ct = r.content_type || 'application/json';
+  if (!v.provider) return '# this hook has no provider: nothing to sign, use the curl command\n' + curl(v);
+  const args = ['hookcast send', sh(location.origin + r.path + (r.query ? '?' + r.query : '')), '--provider', sh(v.provider)];
+  if (v.event) args.push('--event', sh(v.event));
+  if (v.delivery) args.push('--id', sh(v.delivery));
+  args.push('--content-type', sh(ct));
+  const head = '# signs with the secret in $HOOKCAST_SECRET (or add --secret @FILE)\n';
+  if (b.encoding !== 'text' || b.truncated) return head + args.join(' ') + ' body.bin';
+  return head + 'printf %s ' + sh(b.text) + ' | ' + args.join(' ') + ' -';
+}
+
+// A JSON value as a tree: objects and arrays fold (the first two levels open); at most 2000
+// nodes are drawn.
+function tree(v, key, depth, n) {
+  if (++n.c > 2000) return el('div', 'muted', '…');
+  const k = key == null ? [] : [el('span', 'k', key), ': '];
+  if (v && typeof v === 'object') {
+    const d = el('details'), ks = Object.keys(v), s = el('summary');
+    d.open = depth < 2;
+    s.append(...k, el('span', 'muted', Array.isArray(v) ? `[${ks.length}]` : `{${ks.length}}`));
+    d.append(s, ...ks.map((x) => tree(v[x], x, depth + 1, n)));
+    return d;
+  }
+  const row = el('div');
+  row.append(...k, el('span', 'j-' + (v === null ? 'null' : typeof v), JSON.stringify(v)));
+  return row;
+}
+
+function dl(rows) {
+  const d = el('dl');
+  for (const [k, ...v] of rows) {
+    if (v[0] == null || v[0] === '') continue;
+    const dd = el('dd');
+    dd.append(...v);
+    d.append(el('dt', '', k), dd);
+  }
+  return d;
+}
+
+async function inspect(it, reveal) {
+  const box = $('insp-b'), dlg = $('insp');
+  if (!dlg.open) dlg.showModal();
+  say('');
+  let v = { ...it.d, time: it.time, event_id: it.eid, request: null }, note = '';
+  if (!S.admin) note = 'The request itself is shown to an admin session: log in with an admin token.';
+  else {
+    const r = await fetch(`/api/deliveries/${it.eid}${reveal ? '?reveal=1' : ''}`, { credentials: 'same-origin', cache: 'no-store' });
+    if (r.ok) v = await r.json(); else note = 'Not found: history no longer holds this delivery.';
+  }
+  S.shown = v;
+  const ver = VERIFY[v.verification] || ['nil', '?'];
+  const a = el('a', '', 'run #' + v.run);
+  a.href = '#run-' + v.run;
+  a.onclick = () => dlg.close();
+  const run = v.run != null ? [a, ' ', v.run_record ? badge(v.run_record.state, v.run_record.state) : ''] : [null];
+  const head = el('h3');
+  head.append(el('b', '', v.hook), ' ', badge(v.outcome, v.outcome), ' ', el('small', 'muted', String(v.status || '')), ' ', timeEl(v.time));
+  const parts = [head, dl([
+    ['Delivery', v.delivery ? el('code', '', v.delivery) : null],
+    ['Event', v.event],
+    ['Verification', badge(ver[0], ver[1]), ' ', v.verification_detail || ''],
+    ['Rules', v.rule],
+    ['Message', v.message],
+    ['Published', v.published ? el('code', '', `${v.published.topic} #${v.published.id}`) : null],
+    ['Run', ...run],
+    ['Source', ...(source(v).length ? source(v) : [null])],
+  ])];
+  if (note) parts.push(el('p', 'muted', note));
+  const q = v.request;
+  if (q) {
+    parts.push(el('h4', '', 'Request'), dl([
+      ['Request', el('code', '', `${q.method} ${q.path}${q.query ? '?' + q.query : ''}`)],
+      ['From', q.source + (q.via ? ` (through proxy ${q.via})` : '')],
+    ]));
+    const t = el('table', 'hdrs'), tb = el('tbody');
+    for (const [k, val, secret] of q.headers) {
+      const tr = el('tr');
+      tr.append(el('th', '', k), el('td', secret && !v.revealed ? 'masked' : '', val));
+      tb.append(tr);
+    }
+    t.append(tb);
+    parts.push(el('h4', '', `Headers (${q.headers.length})`), t);
+    const b = q.body, bar = el('div', 'bar'), view = el('div', 'body');
+    parts.push(el('h4', '', `Body (${bytes(b.bytes)})`), bar, view);
+    const tab = (name, fn) => { const k = el('button', '', name); k.onclick = () => { view.replaceChildren(fn()); }; bar.append(k); return k; };
+    const raw = () => el('pre', 'raw', b.encoding === 'text' ? b.text : '(binary, base64) ' + b.text);
+    let json;
+    try { json = b.encoding === 'text' && !b.truncated && b.text ? JSON.parse(b.text) : undefined; } catch { /* not JSON */ }
+    const form = /x-www-form-urlencoded/i.test(q.content_type || '') && b.encoding === 'text';
+    if (json !== undefined) tab('Tree', () => tree(json, null, 0, { c: 0 }));
+    if (form) tab('Form', () => { const f = el('table', 'hdrs'); for (const [k, x] of new URLSearchParams(b.text)) { const tr = el('tr'); tr.append(el('th', '', k), el('td', '', x)); f.append(tr); } return f; });
+    tab('Raw', raw);
+    bar.append(Object.assign(el('button', '', 'Copy body'), { onclick: () => copy(b.text, 'body') }));
+    if (b.truncated || b.cut_when_kept) bar.append(' ', el('small', 'muted', b.truncated ? `first ${bytes(b.text.length)} shown` : 'cut when kept'), ' ', (() => { const a = el('a', '', 'raw bytes'); a.href = b.raw; return a; })());
+    bar.firstChild.click();
+    const acts = el('div', 'bar');
+    const btn = (name, fn) => acts.append(Object.assign(el('button', 'act', name), { onclick: fn }), ' ');
+    if (v.replayable) btn('Replay', () => act(`/api/deliveries/${encodeURIComponent(v.hook)}/${encodeURIComponent(v.delivery)}/replay`, 'replay'));
+    btn('Copy as curl', () => copy(curl(v), 'curl command'));
+    btn('Copy as hookcast send', () => copy(send(v), 'hookcast send command'));
+    if (!v.revealed && q.headers.some((h) => h[2])) btn('Reveal secret headers', () => inspect(it, true));
+    parts.splice(1, 0, acts);
+  }
+  box.replaceChildren(...parts);
+}
+
 // --- snapshot and stream --------------------------------------------------------------------
 
 function snapshot(st) {
@@ -355,16 +606,23 @@ function snapshot(st) {
   S.runs.clear();
   $('runs').replaceChildren();
   $('feed').replaceChildren();
+  S.feed = [];
+  S.byRun.clear();
+  $('f-hook').replaceChildren(el('option', '', 'all hooks'), ...st.hooks.map((h) => el('option', '', h.id)));
+  $('f-hook').firstChild.value = '';
+  S.over = { fail: { ...st.failures_24h }, last: new Map(st.hooks.filter((h) => h.last_run).map((h) => [h.id, h.last_run])) };
   $('no-hooks').hidden = st.hooks.length > 0;
   $('no-runs').hidden = st.runs.length > 0;
   $('no-feed').hidden = st.deliveries.length > 0;
   gauges(st);
   for (const h of st.hooks) hookRow(h);
+  for (const d of st.deliveries.slice().reverse()) if (d.run != null) S.byRun.set(d.run, d);
   for (const rec of st.runs.slice().reverse()) {
     runState(rec);
     for (const line of rec.output || []) runLine(line);
   }
-  for (const d of st.deliveries.slice().reverse()) delivery(d, d.time, false);
+  for (const d of st.deliveries.slice().reverse()) delivery(d, d.time, false, d.event_id);
+  overview();
   S.last = st.last_event_id;
   tick();
 }
@@ -379,8 +637,8 @@ function onEvent(e) {
   if (S.seen.length > 1000) S.seen.shift();
   soon();
   const d = m.data;
-  if (m.topic === '$deliveries') delivery(d, m.time, true);
-  else if (m.topic === '$runs') runState(d);
+  if (m.topic === '$deliveries') delivery(d, m.time, true, m.id);
+  else if (m.topic === '$runs') runState(d, true);
   else if (m.topic.startsWith('$runs/')) runLine(d);
 }
 
@@ -431,6 +689,9 @@ async function refresh() {
   try { gauges(await fetchStatus(true)); } catch { /* the stream's state says it all */ }
 }
 
+for (const id of ['f-hook', 'f-out', 'f-ev']) $(id).oninput = filter;
+$('f-q').oninput = search;
+$('insp-x').onclick = () => $('insp').close();
 load();
 setInterval(tick, 1000);
 setInterval(() => { if (S.state === 'connected') refresh(); }, 5000);

@@ -17,7 +17,7 @@
 use crate::api::access::{is_request_host, presented_token};
 use crate::app::App;
 use crate::auth::{Caller, Client, Scope};
-use crate::hooks::intake::{DeliveryRecord, PublishedRecord};
+use crate::hooks::intake::{DeliveryRecord, PublishedRecord, Verdict};
 use crate::http::asset::{fnv1a, FNV_SEED};
 use crate::http::request::{query_param, Head, Method};
 use crate::http::response::Response;
@@ -45,6 +45,8 @@ const RUNS_LEN: usize = 20;
 const RUNS_WITH_OUTPUT: usize = 5;
 /// Output lines per run in the snapshot (the newest ones).
 const OUTPUT_LINES: usize = 500;
+/// Deliveries in a hook's history (its recent outcomes and success rate).
+const HOOK_HISTORY: usize = 20;
 /// Most hooks remembered in `App::last_deliveries` (entries exist only for configured hooks;
 /// this only bounds what config reloads could leave behind).
 const MAX_REMEMBERED_HOOKS: usize = 10_000;
@@ -155,6 +157,11 @@ pub fn api(app: &App, client: Client, head: &Head) -> Response {
     let mut v = snapshot(app, brief);
     v["auth"] = json!(how.as_str());
     v["can_subscribe"] = json!(can_subscribe);
+    // The page's POSTs carry this when the cookie is what authenticates them.
+    if let (Access::Token, Some((token, crate::api::access::Via::Cookie))) = (how, crate::api::access::presented(head))
+    {
+        v["csrf"] = json!(crate::api::access::csrf_token(app, &token));
+    }
     Response::json(200, &v).with("Cache-Control", "no-store")
 }
 
@@ -240,6 +247,13 @@ pub fn snapshot(app: &App, brief: bool) -> Value {
             json!({
                 "disk_bytes": s.disk_bytes, "segments": s.segments, "appended": s.appended, "fsyncs": s.fsyncs,
                 "write_errors": s.write_errors, "queued_bytes": s.queued_bytes, "failed": s.failed,
+                "fsync": match app.cfg.journal.fsync {
+                    crate::journal::Fsync::Always => "always".to_string(),
+                    crate::journal::Fsync::Batch(d) => format!("batch ({} ms)", d.as_millis()),
+                    crate::journal::Fsync::Never => "never".to_string(),
+                },
+                "max_bytes": app.cfg.journal.max_bytes,
+                "max_age_secs": app.cfg.journal.max_age.map(|a| a.as_secs()),
             })
         }),
         "cluster": app.cluster.as_ref().map(|c| {
@@ -269,30 +283,50 @@ pub fn snapshot(app: &App, brief: bool) -> Value {
     }
     let mut feed = Vec::new();
     let mut output: std::collections::HashMap<&str, Vec<Value>> = std::collections::HashMap::new();
+    let day_ago = crate::clock::unix_ms().saturating_sub(24 * 3600 * 1000);
+    let mut rejected_24h = 0;
     for ev in &recent {
         if &*ev.topic == "$deliveries" {
             let Some(record) = DeliveryRecord::read(&ev.data) else { continue };
+            rejected_24h += usize::from(record.outcome == Verdict::Rejected && ev.time_ms >= day_ago);
             feed.push(PublishedRecord::new(record, None, ev.id, ev.time_ms));
         } else {
             let Ok(data) = serde_json::from_str::<Value>(&ev.data) else { continue };
             output.entry(&ev.topic).or_default().push(data);
         }
     }
+    let all_runs = app.runner.recent(usize::MAX);
     let hooks: Vec<Value> = app
         .hooks
         .iter()
         .map(|h| {
             let id = h.def.id.as_str();
             let last = app.last_deliveries.get(id).or_else(|| feed.iter().rev().find(|d| d.record.hook == id));
+            // The hook's history: its last HOOK_HISTORY deliveries held, and how many were accepted.
+            let mine: Vec<&PublishedRecord> =
+                feed.iter().rev().filter(|d| d.record.hook == id).take(HOOK_HISTORY).collect();
+            let ok = mine.iter().filter(|d| d.record.outcome == Verdict::Accepted).count();
             json!({
                 "id": id,
                 "provider": h.def.provider,
                 "topic": h.topic,
                 "command": h.def.execute_command.is_some(),
                 "last_delivery": last,
+                "recent": { "deliveries": mine.len(), "accepted": ok,
+                            "outcomes": mine.iter().map(|d| d.record.outcome.as_str()).collect::<Vec<_>>() },
+                "last_run": all_runs.iter().find(|r| r["hook"] == id),
             })
         })
         .collect();
+    // Failures in the last 24 h (of what history and the kept runs hold): deliveries refused and
+    // runs that did not succeed. RFC 3339 times in one format sort as text.
+    let since = crate::clock::rfc3339(day_ago);
+    let failed_runs = all_runs
+        .iter()
+        .filter(|r| matches!(r["state"].as_str(), Some("failed" | "timed_out" | "interrupted")))
+        .filter(|r| r["queued"].as_str().is_some_and(|q| q >= since.as_str()))
+        .count();
+    v["failures_24h"] = json!({ "deliveries": rejected_24h, "runs": failed_runs });
     let mut runs = app.runner.recent(RUNS_LEN);
     for run in runs.iter_mut().take(RUNS_WITH_OUTPUT) {
         let topic = format!("$runs/{}", run["id"]);

@@ -88,7 +88,11 @@ async function main() {
   const delivery = (await (await fetch(`${url}/api/deliveries`, { headers: bearer })).json()).deliveries[0].delivery;
 
   // The attacker: another port on the same host (same site, other origin), auto-submitting forms.
-  const targets = { retry: `${url}/api/runs/${run}/retry`, replay: `${url}/api/deliveries/${encodeURIComponent(delivery)}/replay` };
+  // Every admin action the page has (issue 19 added cancel from the page), and a ticket.
+  const targets = {
+    retry: `${url}/api/runs/${run}/retry`, cancel: `${url}/api/runs/${run}/cancel`,
+    replay: `${url}/api/deliveries/${encodeURIComponent(delivery)}/replay`, ticket: `${url}/api/ticket`,
+  };
   attacker = http.createServer((req, res) => {
     const name = req.url.slice(1);
     res.writeHead(200, { 'Content-Type': 'text/html' });
@@ -110,7 +114,7 @@ async function main() {
   log('logged in (SameSite=Strict cookie set)');
 
   const before = (await runs(url)).length;
-  for (const name of ['retry', 'replay']) {
+  for (const name of Object.keys(targets)) {
     const p = await ctx.newPage();
     await p.goto(`${evil}/${name}`);
     const [resp] = await Promise.all([p.waitForNavigation(), p.evaluate(() => document.getElementById('f').submit())]);
@@ -125,10 +129,16 @@ async function main() {
   const after = await runs(url);
   check(after.length === before, `runs went from ${before} to ${after.length}`);
 
-  // The page's own origin keeps working with the same cookie.
-  const own = await page.evaluate(async (path) => (await fetch(path, { method: 'POST', credentials: 'same-origin' })).status,
-    `/api/runs/${run}/retry`);
-  check(own === 202, `retry from the page's own origin answered ${own}`);
+  // The page's own origin keeps working with the same cookie and the CSRF token /api/status
+  // gives the page (issue 19: without the token, even the page's own origin is refused).
+  const own = await page.evaluate(async (path) => {
+    const bare = (await fetch(path, { method: 'POST', credentials: 'same-origin' })).status;
+    const { csrf } = await (await fetch('/api/status?brief=1', { credentials: 'same-origin' })).json();
+    const post = await fetch(path, { method: 'POST', credentials: 'same-origin', headers: { 'X-CSRF-Token': csrf } });
+    return [bare, post.status];
+  }, `/api/runs/${run}/retry`);
+  check(own[0] === 403, `retry from the page's own origin without the CSRF token answered ${own[0]}`);
+  check(own[1] === 202, `retry from the page's own origin answered ${own[1]}`);
   await until('the same-origin retry run', async () => (await runs(url)).length === before + 1, 5000);
   log('retry from the page itself (same origin): 202');
 

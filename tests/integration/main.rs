@@ -13,6 +13,7 @@ mod eventsource;
 mod filter;
 mod hooks;
 mod http;
+mod inspect;
 mod journal_full;
 mod jwt;
 mod ops;

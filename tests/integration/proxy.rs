@@ -496,13 +496,21 @@ fn cookie_authenticated_posts_need_the_pages_own_origin() {
         }
     }
     assert_eq!(d.metric("hookcast_deliveries_total{hook=\"deploy\",outcome=\"accepted\"}"), 1.0, "nothing replayed");
-    // The status page's own fetch() (same origin) still works, and so does a bearer token.
+    // The status page's own fetch() (same origin, with the CSRF token /api/status gives it:
+    // issue 19) still works, and so does a bearer token.
+    let status = req(d.addr, "GET", "/api/status?brief=1", &[("Host", &host), ("Cookie", &cookie)], b"");
+    let csrf = status.json()["csrf"].as_str().expect("a CSRF token for the cookie session").to_string();
     let own = format!("http://{host}");
-    let h = [("Host", host.as_str()), ("Cookie", cookie.as_str()), ("Origin", own.as_str())];
+    let h = [("Host", host.as_str()), ("Cookie", cookie.as_str()), ("Origin", own.as_str()), ("X-CSRF-Token", &csrf)];
     assert_eq!(req(d.addr, "POST", &routes[0], &h, b"").status, 202);
     assert_eq!(req(d.addr, "POST", &routes[2], &h, b"").status, 202);
     assert_eq!(req(d.addr, "POST", &routes[3], &h, b"").status, 200);
-    let h = [("Host", host.as_str()), ("Cookie", cookie.as_str()), ("Sec-Fetch-Site", "same-origin")];
+    let h = [
+        ("Host", host.as_str()),
+        ("Cookie", cookie.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+        ("X-CSRF-Token", &csrf),
+    ];
     assert_eq!(req(d.addr, "POST", &routes[0], &h, b"").status, 202);
     let bearer = format!("Bearer {ADMIN}");
     assert_eq!(req(d.addr, "POST", &routes[0], &[("Host", &host), ("Authorization", &bearer)], b"").status, 202);

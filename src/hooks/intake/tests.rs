@@ -384,3 +384,33 @@ fn legacy_records_get_a_verification_from_their_words() {
                    "verification": "not_checked"});
     assert_eq!(DeliveryRecord::read(&v.to_string()).unwrap().verification, NotChecked);
 }
+
+#[test]
+fn the_decision_says_in_words_which_secret_matched_or_why_none_did_and_what_the_rules_said() {
+    let words = |row: Row| {
+        let d = decide_row(&row).0;
+        (d.verification_detail, d.rule)
+    };
+    let gh = |secret| Row { hook: GITHUB, signed_with: secret, ..ROW };
+    assert_eq!(words(gh(Some("s3cret"))), ("github signature matches secret 1 of 1".into(), None));
+    let (wrong, _) = words(gh(Some("bad")));
+    assert!(wrong.starts_with("wrong signature: none of the hook's 1 secret matches it"), "{wrong}");
+    assert_eq!(words(gh(None)).0, "missing header x-hub-signature-256: the request is not signed");
+    assert_eq!(words(ROW).0, "the hook has no provider: no signature to check");
+    let filtered =
+        r#"{"id": "gh", "provider": "github", "secrets": ["s3cret"], "events": ["push"], "branches": ["main"]}"#;
+    let rule = words(Row { hook: filtered, signed_with: Some("s3cret"), body: r#"{"ref":"refs/heads/dev"}"#, ..ROW }).1;
+    assert_eq!(rule.as_deref(), Some(r#"branch "dev" is not one of this hook's branches"#));
+    let ruled = r#"{"id": "r", "trigger-rule": {"or": [
+        {"match": {"type": "value", "value": "main", "parameter": {"source": "payload", "name": "branch"}}},
+        {"not": {"match": {"type": "value", "value": "s3cret", "parameter": {"source": "header", "name": "X-Token"}}}}
+    ]}}"#;
+    let rule = words(Row { hook: ruled, headers: &[("x-token", "s3cret")], body: r#"{"branch":"dev"}"#, ..ROW }).1;
+    assert_eq!(
+        rule.as_deref(),
+        Some(
+            r#"trigger-rule does not hold: or: none holds (payload "branch" is "dev", which is not "main"; not: header "X-Token" equals the expected value)"#
+        ),
+        "a header compared with a value is never shown"
+    );
+}
