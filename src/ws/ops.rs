@@ -13,6 +13,9 @@
 //! ```
 //!
 //! Events arrive as the envelope `{"id","topic","event","time","data"}`, which has no `type`.
+//! A connection opened with `/ws?hello=1` first gets `{"type":"hello","last_event_id":N}` (after
+//! any retained states): the stream's position, from which a client that received nothing yet
+//! can still resume (hookcast.js uses it).
 
 use serde_json::{json, Value};
 
