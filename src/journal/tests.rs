@@ -603,3 +603,25 @@ fn retention_waits_for_a_durable_copy_of_the_states() {
     assert!(replay.records.contains(&state), "the copy outlives the segments it covers");
     j.close();
 }
+
+/// An empty copy (no states) lets retention go on at once, not at its next timer: a daemon
+/// without retained events deletes old segments as promptly as before copies existed.
+#[test]
+fn an_empty_copy_frees_the_segments_before_it_at_once() {
+    let tmp = TempDir::new("copies-empty");
+    let mut l = Loop::new();
+    let cfg = JournalConfig { segment_bytes: 1000, max_bytes: 3000, copies: true, ..config(&tmp.0, Fsync::Always) };
+    let (mut j, _) = l.open(cfg);
+    let recs: Vec<Record> = (0..400).map(rec).collect();
+    let last = append_all(&mut j, &recs);
+    l.wait_durable(&j, last);
+    assert_eq!(segment_files(&tmp.0)[0].0, 1, "nothing goes before a copy");
+    j.copy_states([]);
+    // Well under the writer's 30 s retention timer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while segment_files(&tmp.0)[0].0 == 1 {
+        assert!(Instant::now() < deadline, "an empty copy did not free the old segments");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    j.close();
+}

@@ -265,8 +265,12 @@ impl Writer {
                 let first = self.copying.take().flatten();
                 let number = self.active().number;
                 match first {
-                    // Nothing to copy: whatever came before the active segment holds no state.
-                    None => self.covered = self.covered.max(number),
+                    // Nothing to copy: whatever came before the active segment holds no state,
+                    // and retention may go on at once (not at its next timer, 30 s away).
+                    None => {
+                        self.covered = self.covered.max(number);
+                        self.next_retention = Instant::now();
+                    }
                     Some(first) => self.cover_pending = Some((first, self.buf_seq)),
                 }
                 return;
