@@ -89,16 +89,7 @@ fn deliver(app: &mut App, kept: Stored, port: u16, replay: bool) -> Outcome {
     let ip = kept.ip;
     let request_id = app.cfg.x_request_id.and_then(|limit| x_request_id(&kept.headers, limit));
     let now_unix = if replay { kept.time_ms / 1000 } else { crate::clock::unix_ms() / 1000 };
-    let req = intake::Request {
-        method: &kept.method,
-        headers: &kept.headers,
-        query: &kept.query,
-        body: kept.body.clone(),
-        ip,
-        port,
-        now_unix,
-        replay_of: replay.then_some(kept.delivery.as_str()),
-    };
+    let req = kept.request(port, now_unix, replay.then_some(kept.delivery.as_str()));
     let now = app.now;
     let (dedup, unconfirmed, ids) = (&mut app.dedup, &app.unconfirmed, &mut app.made_up_ids);
     // A resend of a delivery whose record is still being written is neither new (it would
@@ -149,16 +140,7 @@ pub(crate) fn run_from_log(app: &mut App, kept: Stored) {
         log::warn!("cluster: delivery {} is for hook {:?}, which this node does not have", kept.delivery, kept.hook);
         return;
     };
-    let req = intake::Request {
-        method: &kept.method,
-        headers: &kept.headers,
-        query: &kept.query,
-        body: kept.body.clone(),
-        ip: kept.ip,
-        port: 0,
-        now_unix: kept.time_ms / 1000,
-        replay_of: Some(kept.delivery.as_str()),
-    };
+    let req = kept.request(0, kept.time_ms / 1000, Some(kept.delivery.as_str()));
     let (ids, arrived) = (&mut app.made_up_ids, kept.time_ms / 1000);
     let mut d = intake::decide(h, req, app.runner.config(), |_| false, || ids.make(arrived));
     if d.record.outcome != Verdict::Accepted {

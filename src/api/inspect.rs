@@ -87,16 +87,7 @@ pub(super) fn inspect(
 /// was cut when kept (its signature would no longer hold), or its hook is gone.
 fn explain(app: &App, p: &PublishedRecord, request: Option<(&Stored, bool)>) -> (Option<String>, Option<String>) {
     let (Some((kept, false)), Some(h)) = (request, app.hooks.get(&p.record.hook)) else { return (None, None) };
-    let req = intake::Request {
-        method: &kept.method,
-        headers: &kept.headers,
-        query: &kept.query,
-        body: kept.body.clone(),
-        ip: kept.ip,
-        port: 0,
-        now_unix: kept.time_ms / 1000,
-        replay_of: Some(kept.delivery.as_str()).filter(|d| !d.is_empty()),
-    };
+    let req = kept.request(0, kept.time_ms / 1000, Some(kept.delivery.as_str()).filter(|d| !d.is_empty()));
     let d = intake::decide(h, req, app.runner.config(), |_| false, String::new);
     (Some(d.verification_detail), d.rule)
 }

@@ -45,6 +45,21 @@ fn unb64(v: &Value) -> Option<Vec<u8>> {
 }
 
 impl Stored {
+    /// The request as the intake decides on it again (a replay, the cluster's runner, the
+    /// inspector's explanation): the kept method, headers, query, body and client address.
+    pub fn request<'a>(&'a self, port: u16, now_unix: u64, replay_of: Option<&'a str>) -> super::intake::Request<'a> {
+        super::intake::Request {
+            method: &self.method,
+            headers: &self.headers,
+            query: &self.query,
+            body: self.body.clone(),
+            ip: self.ip,
+            port,
+            now_unix,
+            replay_of,
+        }
+    }
+
     /// Bytes this record is counted for.
     pub fn cost(&self) -> usize {
         200 + self.body.len()
