@@ -5,7 +5,7 @@
 // driven by playwright-core. Usage: node csrf.mjs [path/to/hookcast] (or $HOOKCAST_BIN).
 import { chromium } from 'playwright-core';
 import { CHROMIUM, ARGS } from './chromium.mjs';
-import { spawn } from 'node:child_process';
+import { start as startDaemon } from './daemon.mjs';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -36,32 +36,18 @@ fs.writeFileSync(cfgFile, JSON.stringify({
   hooks: [{ id: 'deploy', 'execute-command': 'true' }],
 }));
 
-let daemon, daemonLog = '', browser, attacker;
+let daemon, browser, attacker;
 async function cleanup() {
   if (browser) await browser.close().catch(() => {});
   if (attacker) attacker.close();
-  if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
+  if (daemon && daemon.child.exitCode === null) daemon.child.kill('SIGKILL');
   fs.rmSync(work, { recursive: true, force: true });
 }
 function die(msg) {
-  console.error(`browser test FAILED: ${msg}\n--- daemon log ---\n${daemonLog.slice(-4000)}`);
+  console.error(`browser test FAILED: ${msg}\n--- daemon log ---\n${daemon ? daemon.log.slice(-4000) : ''}`);
   cleanup().finally(() => process.exit(1));
 }
 
-function startDaemon() {
-  daemon = spawn(BIN, ['serve', '--config', cfgFile, '--listen', '127.0.0.1:0'],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, HOOKCAST_LOG: 'info' } });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no "listening on" line in 10 s')), 10000);
-    daemon.stderr.setEncoding('utf8');
-    daemon.stderr.on('data', (s) => {
-      daemonLog += s;
-      const m = daemonLog.match(/listening on http:\/\/(\S+)/);
-      if (m) { clearTimeout(timer); resolve(`http://${m[1]}`); }
-    });
-    daemon.on('exit', (code, sig) => { clearTimeout(timer); reject(new Error(`hookcast exited (${code ?? sig})`)); });
-  });
-}
 
 async function until(what, fn, ms) {
   const end = Date.now() + ms;
@@ -79,7 +65,8 @@ async function runs(url) {
 }
 
 async function main() {
-  const url = await startDaemon();
+  daemon = await startDaemon(BIN, cfgFile);
+  const url = daemon.url;
   log(`daemon on ${url}`);
   // A finished run and a stored delivery to aim at.
   const r = await fetch(`${url}/hooks/deploy`, { method: 'POST', body: '{}', headers: { 'X-GitHub-Delivery': 'csrf-1' } });

@@ -9,7 +9,8 @@
 // Usage: node inspect.mjs [path/to/hookcast] (or $HOOKCAST_BIN).
 import { chromium } from 'playwright-core';
 import { CHROMIUM, ARGS } from './chromium.mjs';
-import { spawn, execFileSync } from 'node:child_process';
+import { start as startDaemon } from './daemon.mjs';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -60,31 +61,17 @@ fs.writeFileSync(cfgFile, JSON.stringify({
   ],
 }));
 
-let daemon, daemonLog = '', browser;
+let daemon, browser;
 async function cleanup() {
   if (browser) await browser.close().catch(() => {});
-  if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
+  if (daemon && daemon.child.exitCode === null) daemon.child.kill('SIGKILL');
   fs.rmSync(work, { recursive: true, force: true });
 }
 function die(msg) {
-  console.error(`browser test FAILED: ${msg}\n--- daemon log ---\n${daemonLog.slice(-4000)}`);
+  console.error(`browser test FAILED: ${msg}\n--- daemon log ---\n${daemon ? daemon.log.slice(-4000) : ''}`);
   cleanup().finally(() => process.exit(1));
 }
 
-function startDaemon() {
-  daemon = spawn(BIN, ['serve', '--config', cfgFile, '--listen', '127.0.0.1:0'],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, HOOKCAST_LOG: 'info' } });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no "listening on" line in 10 s')), 10000);
-    daemon.stderr.setEncoding('utf8');
-    daemon.stderr.on('data', (s) => {
-      daemonLog += s;
-      const m = daemonLog.match(/listening on http:\/\/(\S+)/);
-      if (m) { clearTimeout(timer); resolve(`http://${m[1]}`); }
-    });
-    daemon.on('exit', (code, sig) => { clearTimeout(timer); reject(new Error(`hookcast exited (${code ?? sig})`)); });
-  });
-}
 
 const sign = (body, secret = SECRET) => 'sha256=' + crypto.createHmac('sha256', secret).update(body).digest('hex');
 async function push(url, { delivery, body, secret, event = 'push', extra = {} }) {
@@ -101,7 +88,8 @@ const NASTY = `it's "quoted" $(touch ${work}/pwned) \`id\` <img src=x onerror="w
 const ESC = '\x1b[31m<b>red</b>\x1b[0m \x1b]8;;javascript:window.__pwned=3\x07link\x1b]8;;\x07 \x1b]0;title\x07';
 
 async function main() {
-  const url = await startDaemon();
+  daemon = await startDaemon(BIN, cfgFile);
+  const url = daemon.url;
   log(`daemon on ${url}`);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true });
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
@@ -158,7 +146,7 @@ async function main() {
   // Reveal (audited), then copy as curl and as hookcast send, and run both through sh.
   await page.click('#insp button:text-is("Reveal secret headers")');
   await page.waitForFunction((sig) => [...document.querySelectorAll('#insp .hdrs td')].some((t) => t.textContent === sig), sign(body));
-  check(/revealed the secret headers of delivery push-1/.test(daemonLog), 'reveal not logged');
+  check(/revealed the secret headers of delivery push-1/.test(daemon.log), 'reveal not logged');
   await page.click('#insp button:text-is("Copy as curl")');
   const curl = await page.evaluate(() => window.hookcast.copied);
   const out = execFileSync('sh', ['-c', curl], { encoding: 'utf8' });
