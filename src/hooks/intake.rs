@@ -446,6 +446,8 @@ pub struct Decision {
     pub dedup_key: String,
     /// Signature failure reason, for the metric.
     pub signature_failure: Option<&'static str>,
+    /// More than the record's message says, for the log: which part of a trigger rule failed.
+    pub detail: Option<String>,
     /// What goes to the hook's topic, when accepted and `publish` is not `none`.
     pub topic_event: Option<Value>,
     /// Whether that event becomes the topic's retained state (the hook's `retain`).
@@ -553,6 +555,7 @@ pub fn decide(
         spec: None,
         dedup_key: String::new(),
         signature_failure: None,
+        detail: None,
         topic_event: None,
         retain: false,
     };
@@ -583,6 +586,7 @@ pub fn decide(
             Err(e) => {
                 d.record.verification = Verification::Failed;
                 d.signature_failure = Some(e.metric_reason());
+                d.detail = def.provider.as_ref().map(|p| format!("provider {p:?} signature check"));
                 let msg = e.to_string();
                 return finish(d, e.status(), Response::error(e.status(), &msg), &msg);
             }
@@ -653,6 +657,8 @@ pub fn decide(
             Ok(false) => {
                 d.record.outcome = Verdict::Mismatch;
                 let status = def.trigger_rule_mismatch_http_response_code.unwrap_or(200);
+                // Which part failed, for the log (no value or secret in it).
+                d.detail = Some(rules::why_false(rule, &rv, &hook.rule_secrets, def.trigger_signature_soft_failures));
                 return finish(
                     d,
                     status,
@@ -664,6 +670,7 @@ pub fn decide(
                 // adnanh answers 500 here; a bad signature is the sender's problem, not ours.
                 d.record.verification = Verification::Failed;
                 d.signature_failure = Some("mismatch");
+                d.detail = Some(rules::why_false(rule, &rv, &hook.rule_secrets, def.trigger_signature_soft_failures));
                 let msg = if empty_payload {
                     "invalid payload signature on empty payload"
                 } else {

@@ -520,12 +520,20 @@ impl Runner {
         run.started_ms = Some(now_ms());
         match spawn(&self.cfg, &self.registry, run, base, now) {
             Ok(p) => {
+                log::info!(
+                    hook = run.spec.hook.as_str(),
+                    run = id,
+                    delivery = run.spec.delivery.as_str(),
+                    deliveries = (run.deliveries.len() > 1).then_some(run.deliveries.len()),
+                    pid = p.child.id();
+                    "run started"
+                );
                 run.proc = Some(p);
                 self.publish_state(id);
             }
             Err(e) => {
+                // `end` logs it, with the error.
                 let msg = format!("could not start {:?}: {e}", run.spec.command);
-                log::warn!("run {id} ({}): {msg}", run.spec.hook);
                 self.end(id, RunState::Failed, Some(msg), now);
             }
         }
@@ -738,6 +746,7 @@ impl Runner {
             run.error = error;
         }
         let hook = run.spec.hook.clone();
+        log_end(run);
         self.publish_state(id);
         self.finished.push(id);
         let modes = &self.mode_of;
@@ -816,6 +825,49 @@ impl Runner {
             .take(limit)
             .collect()
     }
+}
+
+/// The log line of a run that reached its final state: how it ended and in what time.
+fn log_end(run: &Run) {
+    let level = match run.state {
+        RunState::Failed | RunState::TimedOut => log::Level::Warn,
+        _ => log::Level::Info,
+    };
+    let duration_ms = run.started_ms.zip(run.finished_ms).map(|(a, b)| b.saturating_sub(a));
+    let signal = run.signal.map(|s| signal_name(s).map_or_else(|| s.to_string(), str::to_string));
+    log::log!(
+        level,
+        hook = run.spec.hook.as_str(),
+        run = run.id,
+        delivery = run.spec.delivery.as_str(),
+        result = run.state.as_str(),
+        exit_code = run.exit_code,
+        signal = signal,
+        duration_ms = duration_ms,
+        error = run.error.as_deref();
+        "run finished"
+    );
+}
+
+/// The usual name of the signals that end runs (a timeout's, a kill's, a crash's).
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        _ => return None,
+    })
 }
 
 fn summary(run: &Run, node: Option<&str>) -> Value {

@@ -14,6 +14,7 @@ mod hooks;
 mod http;
 mod journal_full;
 mod jwt;
+mod logs;
 mod ops;
 mod poll;
 mod proxy;
