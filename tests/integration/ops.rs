@@ -242,6 +242,39 @@ fn install_sh_is_shellcheck_clean() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
+/// `sudo scripts/install.sh` failed with "Permission denied": it was committed without its
+/// executable bit. Git's index is what a clone gets, so that is what is checked: every shell
+/// script under scripts/ and tests/scripts/ is mode 100755, except the libraries in
+/// scripts/lib/ (sourced, never run: no `#!` line), and so is every tracked file with a `#!`.
+#[test]
+#[ignore = "needs git: scripts/test.sh runs ignored tests; apt-get install git"]
+fn regression_scripts_are_executable_in_git() {
+    need_tool("git", "git");
+    let out = Command::new("git").args(["ls-files", "-s"]).current_dir(ROOT).output().unwrap();
+    assert!(out.status.success(), "git ls-files: {}", String::from_utf8_lossy(&out.stderr));
+    let mut wrong = Vec::new();
+    let mut scripts = 0;
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        // `<mode> <object> <stage>\t<path>`
+        let (meta, path) = line.split_once('\t').unwrap();
+        let mode = meta.split_whitespace().next().unwrap();
+        let in_scripts = path.starts_with("scripts/") || path.starts_with("tests/scripts/");
+        let shell = in_scripts && path.ends_with(".sh") && !path.starts_with("scripts/lib/");
+        let shebang = std::fs::read(Path::new(ROOT).join(path)).is_ok_and(|b| b.starts_with(b"#!"));
+        if path.starts_with("scripts/lib/") {
+            assert!(!shebang && mode == "100644", "{path}: a sourced library, not a program ({mode})");
+        }
+        if shell || shebang {
+            scripts += 1;
+            if mode != "100755" {
+                wrong.push(format!("{mode} {path}"));
+            }
+        }
+    }
+    assert!(scripts >= 10, "only {scripts} scripts found: is {ROOT} a git checkout?");
+    assert!(wrong.is_empty(), "not executable in git's index (git update-index --chmod=+x): {wrong:?}");
+}
+
 /// A fake service manager's notification socket: a bound datagram socket in a temp dir.
 struct FakeNotify {
     sock: UnixDatagram,
