@@ -275,6 +275,20 @@ fn regression_scripts_are_executable_in_git() {
     assert!(wrong.is_empty(), "not executable in git's index (git update-index --chmod=+x): {wrong:?}");
 }
 
+/// Cargo.toml says `MIT OR Apache-2.0`: both texts are at the root, and the copyright holder is
+/// named in the MIT one (the Apache text names none of its own).
+#[test]
+fn license_texts_match_cargo_toml() {
+    let read = |f: &str| std::fs::read_to_string(Path::new(ROOT).join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let manifest = read("Cargo.toml");
+    assert!(manifest.lines().any(|l| l == "license = \"MIT OR Apache-2.0\""), "Cargo.toml's license");
+    assert!(!manifest.lines().any(|l| l.starts_with("license-file")), "license and license-file both set");
+    let mit = read("LICENSE-MIT");
+    assert!(mit.starts_with("MIT License") && mit.contains("Copyright (c) 2026 hookcast contributors"), "{mit}");
+    let apache = read("LICENSE-APACHE");
+    assert!(apache.contains("Version 2.0, January 2004") && apache.contains("END OF TERMS AND CONDITIONS"));
+}
+
 /// A fake service manager's notification socket: a bound datagram socket in a temp dir.
 struct FakeNotify {
     sock: UnixDatagram,
