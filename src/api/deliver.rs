@@ -95,6 +95,7 @@ fn deliver(app: &mut App, kept: Stored, port: u16, replay: bool) -> Outcome {
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
     };
     let ip = kept.ip;
+    let source = crate::metrics::webhook_source(h.def.provider.as_deref(), ip);
     let request_id = app.cfg.x_request_id.and_then(|limit| x_request_id(&kept.headers, limit));
     let now_unix = if replay { kept.time_ms / 1000 } else { crate::clock::unix_ms() / 1000 };
     let req = intake::Request {
@@ -125,6 +126,7 @@ fn deliver(app: &mut App, kept: Stored, port: u16, replay: bool) -> Outcome {
     let done = accept(app, &mut d, kept, &topic, replay, in_flight);
     let status = d.response.as_ref().map_or(0, |r| r.status);
     let took = std::time::Instant::now().duration_since(started);
+    app.metrics.webhook_took(id, source, took.as_secs_f64());
     // Why it was not accepted, in words: the rule or signature check that failed.
     let reason = (d.record.outcome != Verdict::Accepted).then(|| match &d.detail {
         Some(more) => format!("{} ({more})", d.record.message),
@@ -398,7 +400,10 @@ pub(super) fn deliveries(app: &mut App, client: Client, head: &Head, route: Rout
                 }
                 Ok(kept) => match app.work_refusal() {
                     Some(why) => respond(journal_unavailable(why)),
-                    None => deliver(app, kept, 0, true),
+                    None => {
+                        *app.metrics.delivery_replays.entry(kept.hook.clone()).or_default() += 1;
+                        deliver(app, kept, 0, true)
+                    }
                 },
             }
         }
@@ -436,7 +441,12 @@ pub(super) fn runs(app: &mut App, client: Client, head: &Head, route: Route) -> 
         Route::RetryRun(id) => match app.runner.get(id).map(|r| r.state) {
             None => Response::error(404, &format!("no run {id}")),
             Some(_) => match app.runner.retry(id, now) {
-                Some(new) => Response::json(202, &json!({ "run": new, "retry_of": id })),
+                Some(new) => {
+                    if let Some(r) = app.runner.get(new) {
+                        *app.metrics.run_retries.entry(r.spec.hook.clone()).or_default() += 1;
+                    }
+                    Response::json(202, &json!({ "run": new, "retry_of": id }))
+                }
                 None => Response::error(503, "the hook's run queue is full").with("Retry-After", "5"),
             },
         },

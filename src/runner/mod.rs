@@ -815,6 +815,43 @@ impl Runner {
         Some(v)
     }
 
+    /// Dead letters: deliveries whose latest run (this process's, or one read back from the
+    /// journal) failed, timed out or was interrupted, and that were neither retried nor
+    /// replayed since: a replay is a newer run of the same delivery id, a retry a newer run
+    /// named `retry-of-run-{id}` that stands for that run's deliveries. Counted over the runs
+    /// kept (`runner.keep_runs`), at each scrape: a few thousand entries at most.
+    pub fn dead_letters(&self) -> usize {
+        let restored = self.restored.iter().map(|(id, r)| {
+            let dead = matches!(r["state"].as_str(), Some("failed" | "timed_out" | "interrupted"));
+            let ds: Vec<&str> = r["deliveries"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            (*id, r["hook"].as_str().unwrap_or(""), ds, dead)
+        });
+        let live = self.runs.iter().map(|(id, r)| {
+            let dead = matches!(r.state, RunState::Failed | RunState::TimedOut | RunState::Interrupted);
+            (*id, r.spec.hook.as_str(), r.deliveries.iter().map(String::as_str).collect(), dead)
+        });
+        let mut runs: Vec<(RunId, &str, Vec<&str>, bool)> = restored.chain(live).collect();
+        runs.sort_by_key(|r| r.0);
+        // Delivery ids are the senders': two hooks may share one.
+        let mut latest: HashMap<(&str, &str), bool> = HashMap::new();
+        let mut covers: HashMap<RunId, Vec<&str>> = HashMap::new();
+        for (id, hook, deliveries, dead) in runs {
+            let mut real = Vec::new();
+            for d in deliveries {
+                let retried = d.strip_prefix("retry-of-run-").and_then(|n| n.parse::<RunId>().ok());
+                match retried.and_then(|n| covers.get(&n)) {
+                    Some(of) => real.extend(of.iter().copied()),
+                    None => real.push(d),
+                }
+            }
+            for d in &real {
+                latest.insert((hook, d), dead);
+            }
+            covers.insert(id, real);
+        }
+        latest.values().filter(|dead| **dead).count()
+    }
+
     /// The most recent runs, newest first (restored ones after this process's own).
     pub fn recent(&self, limit: usize) -> Vec<Value> {
         self.runs

@@ -15,6 +15,7 @@ mod http;
 mod journal_full;
 mod jwt;
 mod logs;
+mod monitoring;
 mod ops;
 mod poll;
 mod proxy;
