@@ -148,6 +148,67 @@ fn installed_units_pass_systemd_analyze() {
     assert!(score <= MAX_EXPOSURE + 1e-9, "exposure {score} is above the recorded {MAX_EXPOSURE}:\n{text}");
 }
 
+/// The restart pattern of scripts/deploy-example.sh under the unit's NoNewPrivileges=yes: the
+/// path and service templates (instantiated as `myapp`, as `systemctl enable
+/// hookcast-restart@myapp.path` would) pass `systemd-analyze verify`, and watch the directory
+/// the deploy script writes to.
+#[test]
+#[ignore = "needs systemd-analyze: scripts/test.sh runs ignored tests; apt-get install systemd"]
+fn restart_path_units_pass_systemd_analyze() {
+    need_tool("systemd-analyze", "systemd");
+    let tmp = TempDir::new("restart-units");
+    let prefix = tmp.0.join("root");
+    install_sh(&["--prefix", prefix.to_str().unwrap(), "--no-build", "--bin", BIN]);
+    let dir = tmp.0.join("verify");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut units = Vec::new();
+    for kind in ["path", "service"] {
+        let text =
+            std::fs::read_to_string(prefix.join(format!("etc/systemd/system/hookcast-restart@.{kind}"))).unwrap();
+        let path = dir.join(format!("hookcast-restart@myapp.{kind}"));
+        std::fs::write(&path, text).unwrap();
+        units.push(path);
+    }
+    let out = Command::new("systemd-analyze").arg("verify").args(&units).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && !text.contains("hookcast"), "systemd-analyze verify:\n{text}");
+    let path_unit = std::fs::read_to_string(&units[0]).unwrap();
+    assert!(path_unit.contains("PathChanged=/var/lib/hookcast/restart/%i"), "{path_unit}");
+    let script = std::fs::read_to_string(Path::new(ROOT).join("scripts/deploy-example.sh")).unwrap();
+    assert!(script.contains("DEPLOY_RESTART_DIR:-/var/lib/hookcast/restart"), "the script writes where the unit looks");
+}
+
+/// What deploy-example.sh and systemd/README.md point at is what install.sh installs: the
+/// script at the `execute-command` path of its example hook, the restart units, and the
+/// trigger directory inside the state directory (the one place hookcast's deploys may write).
+#[test]
+fn install_sh_installs_the_deploy_example_and_its_restart_units() {
+    let tmp = TempDir::new("install-deploy");
+    let prefix = tmp.0.join("root");
+    let p = prefix.to_str().unwrap();
+    install_sh(&["--prefix", p, "--no-build", "--bin", BIN]);
+    let script = std::fs::read_to_string(Path::new(ROOT).join("scripts/deploy-example.sh")).unwrap();
+    let example = script
+        .lines()
+        .find_map(|l| l.split("\"execute-command\": \"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("an execute-command in the script's example hook");
+    let installed = prefix.join(example.trim_start_matches('/'));
+    assert_eq!(std::fs::read_to_string(&installed).unwrap(), script, "{example} is the script");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&installed).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o755);
+    for unit in ["hookcast-restart@.path", "hookcast-restart@.service"] {
+        assert!(prefix.join("etc/systemd/system").join(unit).is_file(), "{unit}");
+    }
+    assert!(prefix.join("var/lib/hookcast/restart").is_dir());
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("systemd/README.md")).unwrap();
+    assert!(readme.contains("hookcast-restart@myapp.path") && !readme.contains("sudo -n"), "systemd/README.md");
+
+    install_sh(&["--prefix", p, "--uninstall"]);
+    assert!(!installed.exists() && !prefix.join("usr/local/lib/hookcast").exists());
+    assert!(!prefix.join("etc/systemd/system/hookcast-restart@.path").exists());
+}
+
 /// The `ingress` rules of cloudflared/config.yml as (hostname, path, service), in order. A
 /// small reader for the file's own shape (a list of maps), not a YAML parser.
 fn ingress_rules(yaml: &str) -> Vec<(Option<String>, Option<String>, String)> {
