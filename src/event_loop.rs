@@ -55,8 +55,6 @@ pub enum StartError {
     Listen(SocketAddr, io::Error),
     /// The journal could not be opened, locked or read (the error names the path).
     Journal(crate::journal::OpenError),
-    /// `state_dir` is not a directory, or cannot be created or written.
-    StateDir(std::path::PathBuf, io::Error),
     /// Something the loop needs could not be set up (what, and the error).
     Setup(&'static str, io::Error),
 }
@@ -73,31 +71,12 @@ impl std::fmt::Display for StartError {
             StartError::Inherited(e) => write!(f, "cannot use the listening socket systemd passed: {e}"),
             StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Journal(e) => write!(f, "journal: {e}"),
-            StartError::StateDir(p, e) => write!(f, "state_dir {}: {e}", p.display()),
             StartError::Setup(what, e) => write!(f, "cannot set up {what}: {e}"),
         }
     }
 }
 
 impl std::error::Error for StartError {}
-
-/// `state_dir` as the daemon needs it: a directory (made if missing) it can write in. Checked
-/// before the journal opens, so a wrong path is reported as itself and not as what failed next.
-fn check_state_dir(dir: &std::path::Path) -> Result<(), StartError> {
-    let fail = |e: io::Error| StartError::StateDir(dir.to_path_buf(), e);
-    match std::fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => return Err(fail(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"))),
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir_all(dir)
-            .map_err(|e| fail(io::Error::new(e.kind(), format!("cannot create it: {e}"))))?,
-        Err(e) => return Err(fail(e)),
-    }
-    // The journal lives below it: that it can be made is what "writable" means here.
-    std::fs::create_dir_all(dir.join("journal")).map_err(|e| {
-        let kind = e.kind();
-        fail(io::Error::new(kind, format!("cannot write in it: {e}")))
-    })
-}
 
 /// The start-up (and reload) line naming every hook served, by id.
 pub(crate) fn log_hooks(hooks: &crate::hooks::intake::Hooks) {
@@ -193,7 +172,6 @@ impl Server {
         let mut app = App::new(cfg, hooks, registry);
         let notifier = crate::notify::Notifier::from_env();
         if let Some(dir) = app.cfg.state_dir.clone() {
-            check_state_dir(&dir)?;
             let j = &app.cfg.journal;
             let jcfg = crate::journal::JournalConfig {
                 dir: dir.join("journal"),

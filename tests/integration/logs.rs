@@ -150,7 +150,7 @@ fn start_up_errors_name_the_state_dir_and_the_address() {
         let p = state_dir.to_str().unwrap();
         let (code, _, err) = serve(&["--state-dir", p]);
         assert_eq!(code, 1, "{err}");
-        assert!(err.contains(&format!("state_dir {p}: ")) && !err.contains("cannot listen"), "{err}");
+        assert!(err.contains(&format!("{p}/journal")) && !err.contains("cannot listen"), "{err}");
     }
     // A secret that cannot be read: its hook and file named.
     let config = dir.0.join("secret.json");
