@@ -15,16 +15,22 @@
 #   DEPLOY_BUILD_CMD    the build, run in the checkout and split into words (not run by a shell);
 #                       default: ./build.sh when it is executable, else `make` when there is a
 #                       Makefile, else no build
-#   DEPLOY_RESTART_CMD  the restart, split into words; default: sudo -n systemctl restart SERVICE
+#   DEPLOY_RESTART_CMD  the restart, split into words; default: see "The restart" below
+#   DEPLOY_RESTART_DIR  trigger files of hookcast-restart@.path; default /var/lib/hookcast/restart
 #   DEPLOY_FORCE=1      build and restart even when the checkout is already at the pushed commit
 #
-# The restart needs root; give the hookcast user that one command and nothing more, with a file
-# /etc/sudoers.d/hookcast-deploy (edit it with `visudo -f /etc/sudoers.d/hookcast-deploy`):
-#   hookcast ALL=(root) NOPASSWD: /usr/bin/systemctl restart myapp.service
-# `sudo -n` never prompts: without the rule the deploy fails at once with sudo's message instead
-# of hanging until the run's timeout.
+# The restart. hookcast.service runs with NoNewPrivileges=yes, so sudo (setuid) cannot work in a
+# deploy; two ways that do (systemd/README.md, "Restarting another service from a deploy"):
+#  - a path unit, shipped in systemd/ and installed by scripts/install.sh: once
+#      sudo systemctl enable --now hookcast-restart@myapp.path
+#    this script writes DEPLOY_RESTART_DIR/myapp (when that directory exists) and systemd restarts
+#    myapp.service as root; the deploy holds no privilege at all, and cannot see the outcome
+#    (journalctl -u hookcast-restart@myapp).
+#  - otherwise `systemctl restart SERVICE`, which a polkit rule allows for user hookcast and
+#    that one unit; its exit status is the deploy's.
 #
-# A hook running it (hookcast config; the fields are adnanh/webhook's):
+# A hook running it (hookcast config; the fields are adnanh/webhook's; scripts/install.sh
+# installs this file as /usr/local/lib/hookcast/deploy-example.sh — copy it to change it):
 #   {"id": "deploy-myapp", "provider": "github", "secrets": [{"env": "GITHUB_WEBHOOK_SECRET"}],
 #    "events": ["push"], "branches": ["main"], "timeout": 600,
 #    "execute-command": "/usr/local/lib/hookcast/deploy-example.sh",
@@ -94,11 +100,21 @@ fi
 if [[ -z $service ]]; then
     log "no service given: not restarting anything"
 else
-    restart=(sudo -n systemctl restart "$service")
+    name=${service%.service}
+    # The name becomes a file name and a unit instance: nothing that leaves the directory.
+    [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9:_.@-]*$ ]] || die "not a service name: $service"
+    trigger_dir=${DEPLOY_RESTART_DIR:-/var/lib/hookcast/restart}
     if [[ -n ${DEPLOY_RESTART_CMD:-} ]]; then
         read -r -a restart <<<"$DEPLOY_RESTART_CMD"
+        log "restarting $service: ${restart[*]}"
+        "${restart[@]}"
+    elif [[ -d $trigger_dir ]]; then
+        # Written and closed: hookcast-restart@$name.path sees it and restarts the service.
+        printf '%s run %s\n' "$target" "${HOOKCAST_RUN:-manual}" >"$trigger_dir/$name"
+        log "asked hookcast-restart@$name.path to restart $name.service (journalctl -u hookcast-restart@$name)"
+    else
+        log "restarting $service: systemctl restart $name.service (allowed by a polkit rule)"
+        systemctl restart "$name.service"
     fi
-    log "restarting $service: ${restart[*]}"
-    "${restart[@]}"
 fi
 log "deployed ${target:0:12} to $repo_dir"

@@ -12,9 +12,12 @@
 # What it installs (paths under --prefix when given):
 #   /usr/local/bin/hookcast                         the binary
 #   /etc/systemd/system/hookcast.{service,socket}   the units (systemd/)
+#   /etc/systemd/system/hookcast-restart@.{path,service}   restarts a service when a deploy asks
+#   /usr/local/lib/hookcast/deploy-example.sh       a git-pull-build-restart deploy to start from
 #   /etc/hookcast/hookcast.json                     a starter config, only if there is none
 #   /etc/hookcast/credentials/                      root-only sources for LoadCredential=
 #   /var/lib/hookcast/                              state (journal) and $HOME of user hookcast
+#   /var/lib/hookcast/restart/                      trigger files for hookcast-restart@.path
 #   /usr/local/share/doc/hookcast/                  README, systemd and cloudflared notes
 #   /usr/local/share/man/man1/hookcast.1            the man page (contrib/man)
 #   /usr/local/share/{bash-completion/completions,zsh/site-functions,fish/vendor_completions.d}/
@@ -44,6 +47,8 @@ EXTRAS=(
     "contrib/completions/_hookcast:/usr/local/share/zsh/site-functions/_hookcast"
     "contrib/completions/hookcast.fish:/usr/local/share/fish/vendor_completions.d/hookcast.fish"
 )
+LIB_DIR=/usr/local/lib/hookcast
+UNITS=(hookcast.service hookcast.socket hookcast-restart@.path hookcast-restart@.service)
 
 usage() {
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
@@ -180,9 +185,11 @@ install_all() {
     fi
 
     if put "$bin" "$BIN" 0755; then BIN_CHANGED=1; fi
-    for unit in hookcast.service hookcast.socket; do
+    for unit in "${UNITS[@]}"; do
         if put "$REPO/systemd/$unit" "$UNIT_DIR/$unit" 0644; then UNITS_CHANGED=1; fi
     done
+    dir "$LIB_DIR" 0755
+    put "$REPO/scripts/deploy-example.sh" "$LIB_DIR/deploy-example.sh" 0755 || true
     dir "$DOC_DIR" 0755
     put "$REPO/README.md" "$DOC_DIR/README.md" 0644 || true
     put "$REPO/systemd/README.md" "$DOC_DIR/systemd.md" 0644 || true
@@ -196,6 +203,7 @@ install_all() {
     dir "$CONF_DIR" 0750 "root:$SVC_USER"
     dir "$CONF_DIR/credentials" 0700
     dir "$STATE_DIR" 0750 "$SVC_USER:$SVC_USER"
+    dir "$STATE_DIR/restart" 0750 "$SVC_USER:$SVC_USER"
     if [[ -e $(at "$CONF") ]]; then
         say "kept the existing $CONF"
     else
@@ -226,7 +234,10 @@ install_all() {
 
 uninstall_all() {
     if systemd_here; then
-        for unit in hookcast.socket hookcast.service; do
+        local instances
+        # The restart path units enabled per service (hookcast-restart@myapp.path, …).
+        instances=$(systemctl list-units --all --plain --no-legend 'hookcast-restart@*.path' | awk '{print $1}')
+        for unit in $instances hookcast.socket hookcast.service; do
             if systemctl is-enabled --quiet "$unit" 2>/dev/null || systemctl is-active --quiet "$unit"; then
                 systemctl disable --now "$unit"
                 say "systemctl disable --now $unit"
@@ -235,10 +246,14 @@ uninstall_all() {
     fi
     gone "$BIN"
     local had_units=0
-    for unit in hookcast.service hookcast.socket; do
+    for unit in "${UNITS[@]}"; do
         if [[ -e $(at "$UNIT_DIR/$unit") ]]; then had_units=1; fi
         gone "$UNIT_DIR/$unit"
     done
+    gone "$LIB_DIR/deploy-example.sh"
+    if [[ -d $(at "$LIB_DIR") ]] && rmdir "$(at "$LIB_DIR")" 2>/dev/null; then
+        say "removed $LIB_DIR"
+    fi
     for doc in README.md systemd.md cloudflared.md cloudflared-config.yml; do
         gone "$DOC_DIR/$doc"
     done

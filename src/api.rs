@@ -184,6 +184,7 @@ pub fn handle(app: &mut App, (peer, peer_port): (IpAddr, u16), head: &Head, body
                 crate::metrics::render_cluster(&mut text, c);
             }
             app.sources.render_metrics(&mut text);
+            crate::metrics::render_process(&mut text, app.runner.dead_letters(), crate::sys::nofile_limit().ok());
             respond(Response::new(200, "text/plain; version=0.0.4; charset=utf-8", text))
         }
         Route::Index => respond(crate::status::page(app, client, head)),

@@ -728,6 +728,7 @@ impl App {
         self.dedup.set_max_age(cfg.dedup_window);
         self.hooks = hooks;
         log::set_max_level(cfg.log_level);
+        crate::logger::set_format(cfg.log_format);
         self.cfg = cfg;
         notes
     }

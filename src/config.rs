@@ -69,7 +69,8 @@ impl ConfigSource {
     /// and the hooks ready to serve. Any error names the file and the JSON path.
     pub fn load(&self) -> Result<(Config, crate::hooks::intake::Hooks), LoadError> {
         let mut cfg = match (&self.file, &self.adnanh) {
-            (None, None) => Config::default_embedded(),
+            (None, None) if self.hooks_files.is_empty() => Config::default_embedded(),
+            (None, None) => Config::default_without_demo(),
             (None, Some(_)) => Config::from_json("{}").expect("an empty configuration is valid"),
             (Some(p), _) => Config::from_file(p).map_err(|e| LoadError::File(p.clone(), e))?,
         };
@@ -165,6 +166,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// Log level.
     pub log_level: log::LevelFilter,
+    /// Log line format (`log_format`: `text` or `json`).
+    pub log_format: crate::logger::Format,
     /// Limits.
     pub limits: Limits,
     /// SSE settings.
@@ -253,7 +256,9 @@ impl Config {
             .map_err(|e| ConfigError { path: String::new(), message: format!("invalid JSON: {e}") })?;
         let mut root = Obj::new(value, "")?;
         let listen = match root.opt_str("listen")? {
-            Some(s) => s.parse().or_else(|_| err(&root.at("listen"), format!("not an address:port: {s:?}")))?,
+            Some(s) => {
+                parse_listen(&s).map_or_else(|| err(&root.at("listen"), format!("not an address:port: {s:?}")), Ok)?
+            }
             None => SocketAddr::from(([127, 0, 0, 1], 9000)),
         };
         let state_dir = root.opt_str("state_dir")?.map(PathBuf::from);
@@ -262,6 +267,11 @@ impl Config {
             Some(s) => s.parse().or_else(|_| {
                 err(&root.at("log_level"), format!("unknown level {s:?} (error, warn, info, debug, trace, off)"))
             })?,
+        };
+        let log_format = match root.opt_str("log_format")? {
+            None => crate::logger::Format::Text,
+            Some(s) => crate::logger::Format::parse(&s)
+                .map_or_else(|| err(&root.at("log_format"), format!("unknown format {s:?} (text, json)")), Ok)?,
         };
         let limits = limits(root.opt_obj("limits")?)?;
         let sse = sse(root.opt_obj("sse")?)?;
@@ -331,6 +341,7 @@ impl Config {
             listen,
             state_dir,
             log_level,
+            log_format,
             limits,
             sse,
             ws,
@@ -376,6 +387,26 @@ impl Config {
     /// The embedded default configuration.
     pub fn default_embedded() -> Config {
         Config::from_json(DEFAULT_CONFIG).expect("embedded default config is valid")
+    }
+
+    /// The embedded default without its `demo` hook and topic: the base under `--hooks FILE`
+    /// given without `--config`, whose hooks are then the file's and nothing else.
+    pub fn default_without_demo() -> Config {
+        let mut cfg = Config::default_embedded();
+        cfg.hooks.clear();
+        cfg.public.retain(|r| !r.topics.iter().any(|t| t == "demo"));
+        cfg
+    }
+}
+
+/// A listen address: `IP:PORT` (`[::1]:PORT` for IPv6), or `:PORT` for every IPv4 interface
+/// (`0.0.0.0:PORT`), as adnanh/webhook and Go programs write it.
+pub fn parse_listen(s: &str) -> Option<SocketAddr> {
+    match s.strip_prefix(':') {
+        Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(SocketAddr::from(([0, 0, 0, 0], port.parse().ok()?)))
+        }
+        _ => s.parse().ok(),
     }
 }
 
@@ -610,6 +641,28 @@ mod tests {
     }
 
     #[test]
+    fn listen_port_alone_is_every_ipv4_interface() {
+        assert_eq!(parse_listen(":9001"), Some(SocketAddr::from(([0, 0, 0, 0], 9001))));
+        assert_eq!(parse_listen("[::1]:9001"), Some("[::1]:9001".parse().unwrap()));
+        assert_eq!(parse_listen("127.0.0.1:0"), Some("127.0.0.1:0".parse().unwrap()));
+        for bad in [":", ":x", ":-1", "9001", "localhost:9001", ": 9001"] {
+            assert_eq!(parse_listen(bad), None, "{bad}");
+        }
+        assert_eq!(Config::from_json(r#"{"listen":":9001"}"#).unwrap().listen.to_string(), "0.0.0.0:9001");
+    }
+
+    #[test]
+    fn default_without_demo_keeps_the_status_topics_only() {
+        let c = Config::default_without_demo();
+        assert!(c.hooks.is_empty());
+        assert_eq!(c.public.len(), 1);
+        assert_eq!(c.public[0].topics, ["$deliveries", "$runs", "$runs/**"]);
+        let log = Config::from_json(r#"{"log_format":"json"}"#).unwrap();
+        assert_eq!(log.log_format, crate::logger::Format::Json);
+        assert_eq!(error_of(r#"{"log_format":"xml"}"#), "log_format: unknown format \"xml\" (text, json)");
+    }
+
+    #[test]
     fn empty_object_gives_defaults() {
         let c = Config::from_json("{}").unwrap();
         assert_eq!(c.limits.max_header_bytes, 16 * 1024);
@@ -667,6 +720,8 @@ mod tests {
             "limits.max_body_bytes: expected a whole number from 0 to 1073741824, found -1"
         );
         assert_eq!(error_of(r#"{"listen":"nowhere"}"#), "listen: not an address:port: \"nowhere\"");
+        assert_eq!(error_of(r#"{"listen":":"}"#), "listen: not an address:port: \":\"");
+        assert_eq!(error_of(r#"{"listen":":99999"}"#), "listen: not an address:port: \":99999\"");
         assert_eq!(
             error_of(r#"{"reuse_port":true}"#),
             "reuse_port: processes sharing a port must share one log: needs a cluster section (several nodes on one Redis)"

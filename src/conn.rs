@@ -528,6 +528,8 @@ impl<S: Socket> Conn<S> {
             }
             match result {
                 SocketResult::Closed | SocketResult::Error => {
+                    // Bytes were waiting: the client will never see them.
+                    app.metrics.send_errors[self.transport as usize] += 1;
                     self.close = Close::Now;
                     return;
                 }
@@ -680,6 +682,10 @@ impl<S: Socket> Conn<S> {
     /// Queues an error response and moves to Closing (the request stream cannot be trusted).
     fn fail(&mut self, app: &mut App, resp: Response) {
         app.metrics.response(resp.status);
+        // Bytes that are not HTTP (or not the HTTP we serve); not a timeout or a size limit.
+        if matches!(resp.status, 400 | 414 | 417 | 431 | 501 | 505) {
+            app.metrics.protocol_errors[self.transport as usize] += 1;
+        }
         log::debug!("{} {}: {}", self.ip, resp.status, String::from_utf8_lossy(&resp.body).trim_end());
         self.out.push_owned(resp.to_bytes(Persist::Close, false, app.date()));
         self.enter_closing(app);
@@ -827,6 +833,7 @@ impl<S: Socket> Conn<S> {
         }
         match ws.asm.feed(&mut self.inbuf[*pos..]) {
             Err(reason) => {
+                app.metrics.protocol_errors[Transport::Ws as usize] += 1;
                 self.ws_close(app, reason.code, reason.reason);
                 false
             }
@@ -894,6 +901,7 @@ impl<S: Socket> Conn<S> {
     /// of here makes the next one.
     fn dispatch(&mut self, app: &mut App, head: Head, body: Vec<u8>, served: u32) {
         debug_assert!(matches!(self.state, State::Transitioning(_)), "dispatch without taking the state");
+        app.metrics.messages_received[self.transport as usize] += 1;
         let reply = Reply {
             persist: Persist::new(head.keep_alive && !self.eof, head.version_minor),
             head_only: head.method == Method::Head,
@@ -1042,6 +1050,9 @@ impl<S: Socket> Conn<S> {
         // Anything at all from the client shows it is alive.
         ws.missed_pongs = 0;
         let echo = ws.echo;
+        if matches!(item, Incoming::Text(_) | Incoming::Binary(_)) {
+            app.metrics.messages_received[Transport::Ws as usize] += 1;
+        }
         match item {
             Incoming::Ping(payload) => self.ws_send(Opcode::Pong, &payload),
             Incoming::Pong(_) => {}
@@ -1054,13 +1065,19 @@ impl<S: Socket> Conn<S> {
             }
             Incoming::Text(t) if echo => self.ws_send(Opcode::Text, &t),
             Incoming::Binary(b) if echo => self.ws_send(Opcode::Binary, &b),
-            Incoming::Binary(_) => self.ws_text(&ops::error(&OpError {
-                op: None,
-                error: "binary messages are not understood; send JSON text".into(),
-            })),
+            Incoming::Binary(_) => {
+                app.metrics.protocol_errors[Transport::Ws as usize] += 1;
+                self.ws_text(&ops::error(&OpError {
+                    op: None,
+                    error: "binary messages are not understood; send JSON text".into(),
+                }))
+            }
             Incoming::Text(t) => match ops::parse(&t) {
                 Ok(op) => self.ws_op(app, op),
-                Err(e) => self.ws_text(&ops::error(&e)),
+                Err(e) => {
+                    app.metrics.protocol_errors[Transport::Ws as usize] += 1;
+                    self.ws_text(&ops::error(&e))
+                }
             },
         }
     }

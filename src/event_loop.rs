@@ -78,6 +78,12 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// The start-up (and reload) line naming every hook served, by id.
+pub(crate) fn log_hooks(hooks: &crate::hooks::intake::Hooks) {
+    let ids: Vec<&str> = hooks.iter().map(|h| h.def.id.as_str()).collect();
+    log::info!(count = ids.len(), ids = ids.join(","); "hooks loaded");
+}
+
 /// Where the daemon is in its life: shutting down is two phases, each with its deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -162,6 +168,7 @@ impl Server {
             Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD]).map_err(StartError::setup("signals"))?;
         poll.registry().register(&mut signals, SIGNALS, Interest::READABLE).map_err(StartError::setup("signals"))?;
         let registry = poll.registry().try_clone().map_err(StartError::setup("the poll"))?;
+        log_hooks(&hooks);
         let mut app = App::new(cfg, hooks, registry);
         let notifier = crate::notify::Notifier::from_env();
         if let Some(dir) = app.cfg.state_dir.clone() {
@@ -237,6 +244,10 @@ impl Server {
             None => TcpListener::bind(app.cfg.listen).map_err(|e| StartError::Listen(app.cfg.listen, e))?,
         };
         let local_addr = listener.local_addr().map_err(StartError::setup("the listener"))?;
+        if local_addr.ip().is_unspecified() {
+            // `--listen :9001` and `0.0.0.0`: worth saying, since the default is loopback only.
+            log::info!("listening on every interface ({local_addr}): reachable from other machines");
+        }
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(StartError::setup("the listener"))?;
@@ -332,6 +343,7 @@ impl Server {
                     log::warn!("{why}: {note}");
                 }
                 self.recheck_subscribers();
+                log_hooks(&self.app.hooks);
                 log::info!("{why}: configuration reloaded in {:?} ({} hooks)", t0.elapsed(), self.app.hooks.len());
             }
         }

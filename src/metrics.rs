@@ -106,6 +106,56 @@ pub struct Metrics {
     pub jwt_refused: BTreeMap<&'static str, u64>,
     /// Streams ended because their credential expired, by transport.
     pub sessions_expired: [u64; 4],
+    /// What clients sent, by transport: HTTP requests, WebSocket data messages.
+    pub messages_received: [u64; 4],
+    /// Failed writes to a client (reset, broken pipe) by transport.
+    pub send_errors: [u64; 4],
+    /// Requests or frames that broke the protocol (malformed HTTP, a WebSocket protocol error,
+    /// a WebSocket op that is not one), by transport.
+    pub protocol_errors: [u64; 4],
+    /// Time from a webhook's request to its answer (or to its run being queued), by hook and
+    /// source (see [`webhook_source`]).
+    pub webhook_durations: BTreeMap<(String, &'static str), Histogram>,
+    /// Runs started again by `POST /api/runs/{id}/retry`, by hook.
+    pub run_retries: BTreeMap<String, u64>,
+    /// Deliveries replayed by `POST /api/deliveries/…/replay`, by hook.
+    pub delivery_replays: BTreeMap<String, u64>,
+}
+
+/// The `source` label of a webhook: the hook's provider when it has one (the sender is then
+/// that service), else the class of the client's address. Never the address itself: one series
+/// per sender would grow without bound with whoever calls; providers and three classes are a
+/// dozen values at most.
+pub fn webhook_source(provider: Option<&str>, ip: std::net::IpAddr) -> &'static str {
+    use std::net::IpAddr;
+    if let Some(p) = provider {
+        // The provider names the config accepts (`hooks::providers::Provider::parse`).
+        return match p {
+            "github" => "github",
+            "gitlab" => "gitlab",
+            "gitea" => "gitea",
+            "forgejo" => "forgejo",
+            "bitbucket" => "bitbucket",
+            "stripe" => "stripe",
+            "slack" => "slack",
+            "standard-webhooks" | "svix" => "standard-webhooks",
+            _ => "hmac",
+        };
+    }
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(a) if a.is_loopback() => "loopback",
+        IpAddr::V4(a) if a.is_private() || a.is_link_local() || a.octets()[0] == 100 && a.octets()[1] & 0xc0 == 64 => {
+            "private"
+        }
+        IpAddr::V6(a) if a.is_loopback() => "loopback",
+        // fc00::/7 (unique local) and fe80::/10 (link local).
+        IpAddr::V6(a) if a.segments()[0] & 0xfe00 == 0xfc00 || a.segments()[0] & 0xffc0 == 0xfe80 => "private",
+        _ => "public",
+    }
 }
 
 impl Metrics {
@@ -127,6 +177,12 @@ impl Metrics {
         self.active[from as usize] = self.active[from as usize].saturating_sub(1);
         self.active[to as usize] += 1;
         self.total[to as usize] += 1;
+    }
+
+    /// Records one webhook's processing time.
+    pub fn webhook_took(&mut self, hook: &str, source: &'static str, secs: f64) {
+        let key = (hook.to_string(), source);
+        self.webhook_durations.entry(key).or_insert_with(|| Histogram::new(LATENCY_BUCKETS)).observe(secs);
     }
 
     /// Renders the exposition text.
@@ -160,6 +216,28 @@ impl Metrics {
             "Streams ended because the JWT (or ticket) they were opened with expired.",
             &self.sessions_expired,
         );
+        per_transport(
+            &mut s,
+            "hookcast_messages_received_total",
+            "counter",
+            "What clients sent: HTTP requests, WebSocket data messages.",
+            &self.messages_received,
+        );
+        let _ = writeln!(
+            s,
+            "# HELP hookcast_transport_errors_total Failed sends and protocol errors, by transport.\n\
+             # TYPE hookcast_transport_errors_total counter"
+        );
+        for (kind, v) in [("send", &self.send_errors), ("protocol", &self.protocol_errors)] {
+            for t in Transport::ALL {
+                let _ = writeln!(
+                    s,
+                    "hookcast_transport_errors_total{{transport=\"{}\",kind=\"{kind}\"}} {}",
+                    t.label(),
+                    v[t as usize]
+                );
+            }
+        }
         let _ = writeln!(s, "# HELP hookcast_jwt_verified_total JWTs verified, by verifier.\n# TYPE hookcast_jwt_verified_total counter");
         for (name, n) in &self.jwt_verified {
             let _ = writeln!(s, "hookcast_jwt_verified_total{{verifier=\"{}\"}} {n}", escape(name));
@@ -244,6 +322,24 @@ impl Metrics {
         for (hook, h) in &self.run_durations {
             h.render(&mut s, "hookcast_run_duration_seconds", &format!("hook=\"{}\",", escape(hook)));
         }
+        let _ = writeln!(
+            s,
+            "# HELP hookcast_webhook_processing_seconds Time from a webhook's request to its answer (or its run \
+             queued), by hook and source (provider, or loopback/private/public).\n\
+             # TYPE hookcast_webhook_processing_seconds histogram"
+        );
+        for ((hook, source), h) in &self.webhook_durations {
+            let labels = format!("hook=\"{}\",source=\"{source}\",", escape(hook));
+            h.render(&mut s, "hookcast_webhook_processing_seconds", &labels);
+        }
+        let by_hook = |s: &mut String, name: &str, help: &str, m: &BTreeMap<String, u64>| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (hook, n) in m {
+                let _ = writeln!(s, "{name}{{hook=\"{}\"}} {n}", escape(hook));
+            }
+        };
+        by_hook(&mut s, "hookcast_run_retries_total", "Runs started again through the API.", &self.run_retries);
+        by_hook(&mut s, "hookcast_delivery_replays_total", "Stored deliveries replayed.", &self.delivery_replays);
         labelled(
             &mut s,
             "hookcast_deliveries_total",
@@ -259,6 +355,23 @@ impl Metrics {
             &self.signature_failures,
         );
         s
+    }
+}
+
+/// What the runner and the process know, appended to the exposition: dead letters and the
+/// descriptor limit (for an alert on connections nearing it).
+pub fn render_process(s: &mut String, dead_letters: usize, nofile_limit: Option<u64>) {
+    let _ = writeln!(
+        s,
+        "# HELP hookcast_dead_letters Deliveries whose run failed (or timed out, or was interrupted) and was \
+         neither retried nor replayed since.\n# TYPE hookcast_dead_letters gauge\nhookcast_dead_letters {dead_letters}"
+    );
+    if let Some(n) = nofile_limit {
+        let _ = writeln!(
+            s,
+            "# HELP hookcast_open_files_limit The process's open-file limit (RLIMIT_NOFILE): each connection \
+             takes one.\n# TYPE hookcast_open_files_limit gauge\nhookcast_open_files_limit {n}"
+        );
     }
 }
 
@@ -365,6 +478,26 @@ mod tests {
         assert!(s.contains("x_bucket{hook=\"a\",le=\"1\"} 3\n"), "{s}");
         assert!(s.contains("x_bucket{hook=\"a\",le=\"+Inf\"} 4\n"), "{s}");
         assert!(s.contains("x_count{hook=\"a\"} 4"), "{s}");
+    }
+
+    #[test]
+    fn webhook_sources_are_few() {
+        let ip = |s: &str| s.parse().unwrap();
+        assert_eq!(webhook_source(Some("svix"), ip("8.8.8.8")), "standard-webhooks");
+        assert_eq!(webhook_source(Some("github"), ip("127.0.0.1")), "github");
+        for (addr, class) in [
+            ("127.0.0.1", "loopback"),
+            ("::1", "loopback"),
+            ("::ffff:10.1.2.3", "private"),
+            ("192.168.1.9", "private"),
+            ("100.64.0.1", "private"),
+            ("fd00::1", "private"),
+            ("fe80::1", "private"),
+            ("8.8.8.8", "public"),
+            ("2001:db8::1", "public"),
+        ] {
+            assert_eq!(webhook_source(None, ip(addr)), class, "{addr}");
+        }
     }
 
     #[test]

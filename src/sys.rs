@@ -18,6 +18,16 @@ pub fn raise_nofile_limit() -> std::io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// The current (soft) open-file limit.
+pub fn nofile_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(lim.rlim_cur)
+}
+
 /// Fills `buf` from the kernel's random source (for `hookcast token new`).
 pub fn random_bytes(buf: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;

@@ -14,7 +14,7 @@ complete -c hookcast -n '__fish_use_subcommand' -a completions -d 'print the she
 complete -c hookcast -n '__fish_use_subcommand' -a man -d 'print the hookcast(1) man page (roff): hookcast man | man -l -'
 complete -c hookcast -n '__fish_seen_subcommand_from serve' -l config -s c -r -F -d 'the configuration file (JSON)'
 complete -c hookcast -n '__fish_seen_subcommand_from serve' -l hooks -r -F -d 'an adnanh/webhook hooks file (JSON), besides the config'\''s hooks'
-complete -c hookcast -n '__fish_seen_subcommand_from serve' -l listen -s l -x -d 'address:port to listen on (port 0 picks a free one; the log says which)'
+complete -c hookcast -n '__fish_seen_subcommand_from serve' -l listen -s l -x -d 'address:port to listen on (:9001 is every IPv4 interface; port 0 picks a free one, the log says which)'
 complete -c hookcast -n '__fish_seen_subcommand_from serve' -l state-dir -s d -r -F -d 'where the journal lives (events, deliveries and runs survive restarts)'
 complete -c hookcast -n '__fish_seen_subcommand_from serve' -l help -s h -d 'print this help'
 complete -c hookcast -n '__fish_seen_subcommand_from webhook' -l help -s h -d 'print this help'

@@ -35,15 +35,25 @@ pub(super) fn hook(
     id: &str,
 ) -> Outcome {
     let Some(h) = app.hooks.get(id) else {
+        // A sender configured with the wrong URL, or someone probing: either way worth a line.
+        log::info!(hook = id, source:% = client.ip, method = head.method.as_str(); "unknown hook");
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
     };
     if !client.host_ok && via.is_none() && h.def.provider.is_none() {
         let host = head.header_str("host").unwrap_or("");
-        log::info!("hook={id} source={}: refused, Host {host:?} is not one of ours (server_names)", client.ip);
+        log::info!(
+            hook = id,
+            source:% = client.ip,
+            outcome = "rejected",
+            status = 421,
+            reason = format!("Host {host:?} is not one of ours (server_names)");
+            "delivery"
+        );
         return respond(Response::error(421, &format!("host {host:?} is not served here (see server_names)")));
     }
     if let Some(why) = app.work_refusal() {
         // Before the intake: nothing is verified, recorded, deduplicated or run.
+        log::warn!(hook = id, source:% = client.ip, outcome = "refused", status = 503, reason = why; "delivery");
         *app.metrics.deliveries.entry((id.to_string(), "refused")).or_default() += 1;
         return respond(journal_unavailable(why));
     }
@@ -87,6 +97,7 @@ fn deliver(app: &mut App, kept: Stored, port: u16, replay: bool) -> Outcome {
         return respond(Response::new(404, "text/plain; charset=utf-8", "Hook not found."));
     };
     let ip = kept.ip;
+    let source = crate::metrics::webhook_source(h.def.provider.as_deref(), ip);
     let request_id = app.cfg.x_request_id.and_then(|limit| x_request_id(&kept.headers, limit));
     let now_unix = if replay { kept.time_ms / 1000 } else { crate::clock::unix_ms() / 1000 };
     let req = kept.request(port, now_unix, replay.then_some(kept.delivery.as_str()));
@@ -107,15 +118,26 @@ fn deliver(app: &mut App, kept: Stored, port: u16, replay: bool) -> Outcome {
     let topic = h.topic.clone();
     let done = accept(app, &mut d, kept, &topic, replay, in_flight);
     let status = d.response.as_ref().map_or(0, |r| r.status);
+    let took = std::time::Instant::now().duration_since(started);
+    app.metrics.webhook_took(id, source, took.as_secs_f64());
+    // Why it was not accepted, in words: the rule or signature check that failed.
+    let reason = (d.record.outcome != Verdict::Accepted).then(|| match &d.detail {
+        Some(more) => format!("{} ({more})", d.record.message),
+        None => d.record.message.clone(),
+    });
     log::info!(
-        "delivery hook={id} source={ip}{} event={} id={} outcome={} status={} run={} in {:?}",
-        request_id.map(|r| format!(" request={r:?}")).unwrap_or_default(),
-        d.record.event.as_deref().unwrap_or("-"),
-        d.record.delivery,
-        d.record.outcome.as_str(),
-        if status == 0 { "pending".to_string() } else { status.to_string() },
-        done.run.map_or("-".to_string(), |r| r.to_string()),
-        std::time::Instant::now().duration_since(started),
+        hook = id,
+        source:% = ip,
+        request = request_id,
+        event = d.record.event.as_deref(),
+        delivery = d.record.delivery.as_str(),
+        outcome = d.record.outcome.as_str(),
+        status:% = if status == 0 { "pending".to_string() } else { status.to_string() },
+        run = done.run,
+        replay = replay.then_some(true),
+        reason = reason,
+        duration_ms = took.as_micros() as f64 / 1000.0;
+        "delivery"
     );
     let out = reply(&mut d, &done, id, run_wait(app, id), replay, app.last_seq());
     if app.cluster.is_some() {
@@ -372,7 +394,10 @@ pub(super) fn deliveries(app: &mut App, client: Client, head: &Head, route: Rout
                 }
                 Ok(kept) => match app.work_refusal() {
                     Some(why) => respond(journal_unavailable(why)),
-                    None => deliver(app, kept, 0, true),
+                    None => {
+                        *app.metrics.delivery_replays.entry(kept.hook.clone()).or_default() += 1;
+                        deliver(app, kept, 0, true)
+                    }
                 },
             }
         }
@@ -436,7 +461,12 @@ pub(super) fn runs(app: &mut App, client: Client, head: &Head, route: Route) -> 
         Route::RetryRun(id) => match app.runner.get(id).map(|r| r.state) {
             None => Response::error(404, &format!("no run {id}")),
             Some(_) => match app.runner.retry(id, now) {
-                Some(new) => Response::json(202, &json!({ "run": new, "retry_of": id })),
+                Some(new) => {
+                    if let Some(r) = app.runner.get(new) {
+                        *app.metrics.run_retries.entry(r.spec.hook.clone()).or_default() += 1;
+                    }
+                    Response::json(202, &json!({ "run": new, "retry_of": id }))
+                }
                 None => Response::error(503, "the hook's run queue is full").with("Retry-After", "5"),
             },
         },

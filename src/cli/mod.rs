@@ -222,7 +222,10 @@ fn serve(words: &[String]) -> Result<(), Fail> {
         return Err(Fail::Usage(format!("serve takes no argument {p:?}")));
     }
     let listen = match a.value("--listen") {
-        Some(l) => Some(l.parse().map_err(|_| Fail::Usage(format!("--listen: not an address:port: {l:?}")))?),
+        Some(l) => Some(
+            crate::config::parse_listen(l)
+                .ok_or_else(|| Fail::Usage(format!("--listen: not an address:port: {l:?}")))?,
+        ),
         None => None,
     };
     let source = crate::config::ConfigSource {
@@ -263,7 +266,7 @@ fn webhook(words: &[String]) -> Result<(), Fail> {
 /// Loads the configuration, binds and runs the loop; `watch` are hooks files reloaded on change.
 fn run_daemon(source: crate::config::ConfigSource, watch: &[PathBuf]) -> Result<(), Fail> {
     let (cfg, hooks) = source.load().map_err(|e| Fail::Run(e.to_string()))?;
-    crate::logger::init(cfg.log_level);
+    crate::logger::init(cfg.log_level, cfg.log_format);
     for note in source.adnanh.iter().flat_map(|a| &a.notes) {
         log::warn!("{note}");
     }
@@ -295,7 +298,7 @@ fn check(words: &[String]) -> Result<(), Fail> {
     if path.is_none() && hook_files.is_empty() {
         return Err(Fail::Usage("check needs --config FILE and/or --hooks FILE".into()));
     }
-    let mut cfg = load_config(path)?;
+    let mut cfg = if path.is_none() { Config::default_without_demo() } else { load_config(path)? };
     cfg.add_hooks_files(&hook_files).map_err(|e| Fail::Run(e.to_string()))?;
     // Reads every secret too, so a missing credential fails here and not at the first delivery.
     let hooks =

@@ -130,7 +130,7 @@ pub const COMMANDS: &[Command] = &[
         flags: &[
             flag("config", Some('c'), Some(Value::File), "the configuration file (JSON)"),
             many("hooks", None, Value::File, "an adnanh/webhook hooks file (JSON), besides the config's hooks"),
-            flag("listen", Some('l'), Some(Value::Word("ADDR")), "address:port to listen on (port 0 picks a free one; the log says which)"),
+            flag("listen", Some('l'), Some(Value::Word("ADDR")), "address:port to listen on (:9001 is every IPv4 interface; port 0 picks a free one, the log says which)"),
             flag("state-dir", Some('d'), Some(Value::Dir), "where the journal lives (events, deliveries and runs survive restarts)"),
         ],
     },

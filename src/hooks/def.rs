@@ -566,6 +566,18 @@ pub fn load_hooks_file_as(path: &Path, braces_literal: bool) -> Result<Vec<HookD
 mod tests {
     use super::*;
     use crate::hooks::body::RequestValues;
+
+    /// A hook may answer any of these: each gets its own reason phrase, never `Unknown`
+    /// (responses said `201 Unknown` and `303 Unknown`, issue 20).
+    #[test]
+    fn every_status_a_hook_may_answer_has_its_reason_phrase() {
+        use crate::http::response::reason;
+        for &code in GO_STATUS_CODES {
+            let own = code % 100 == 0 || reason(code) != reason(code / 100 * 100);
+            assert!(own, "{code} has no reason phrase of its own: {:?}", reason(code));
+        }
+        assert_eq!((reason(201), reason(303), reason(421)), ("Created", "See Other", "Misdirected Request"));
+    }
     use crate::hooks::params::extract;
     use crate::hooks::rules::{evaluate, secret_sources, HmacAlgo, MatchRule, RuleError, Secrets};
     use serde_json::json;

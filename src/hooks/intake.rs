@@ -473,6 +473,8 @@ pub struct Decision {
     pub dedup_key: String,
     /// Signature failure reason, for the metric.
     pub signature_failure: Option<&'static str>,
+    /// More than the record's message says, for the log: which part of a trigger rule failed.
+    pub detail: Option<String>,
     /// What goes to the hook's topic, when accepted and `publish` is not `none`.
     pub topic_event: Option<Value>,
     /// Whether that event becomes the topic's retained state (the hook's `retain`).
@@ -592,6 +594,7 @@ pub fn decide(
         spec: None,
         dedup_key: String::new(),
         signature_failure: None,
+        detail: None,
         topic_event: None,
         retain: false,
     };
@@ -625,6 +628,7 @@ pub fn decide(
                 d.record.verification = Verification::Failed;
                 d.verification_detail = verification_words(&e, hook.provider_secrets.len());
                 d.signature_failure = Some(e.metric_reason());
+                d.detail = def.provider.as_ref().map(|p| format!("provider {p:?} signature check"));
                 let msg = e.to_string();
                 return finish(d, e.status(), Response::error(e.status(), &msg), &msg);
             }
@@ -704,6 +708,8 @@ pub fn decide(
                     rules::explain(rule, &rv, &hook.rule_secrets, &hook.rule_secret_headers)
                 ));
                 let status = def.trigger_rule_mismatch_http_response_code.unwrap_or(200);
+                // Which part failed, for the log (no value or secret in it).
+                d.detail = Some(rules::why_false(rule, &rv, &hook.rule_secrets, def.trigger_signature_soft_failures));
                 return finish(
                     d,
                     status,
@@ -717,6 +723,7 @@ pub fn decide(
                 d.verification_detail = "wrong signature: a payload-hmac trigger rule does not match".into();
                 d.rule = Some("trigger-rule: its payload-hmac signature check failed".into());
                 d.signature_failure = Some("mismatch");
+                d.detail = Some(rules::why_false(rule, &rv, &hook.rule_secrets, def.trigger_signature_soft_failures));
                 let msg = if empty_payload {
                     "invalid payload signature on empty payload"
                 } else {

@@ -401,6 +401,55 @@ pub fn evaluate(
     }
 }
 
+/// Why `rule` is false for a request (after [`evaluate`] said so), for the log: the part of the
+/// rule that failed, by its place in the rule and what it tests, never a value or a secret
+/// (`and[1]: match value on header "X-Token" did not match`).
+pub fn why_false(rule: &Rule, rv: &RequestValues, secrets: &Secrets, soft: bool) -> String {
+    fn walk(rule: &Rule, rv: &RequestValues, secrets: &Secrets, soft: bool, at: &str) -> String {
+        let value = |r: &Rule| eval(r, rv, secrets, soft).map(|o| (o.value && o.mark.is_none(), o.mark));
+        match rule {
+            Rule::And(rules) => {
+                let signed = rules.iter().enumerate().filter(|(_, r)| checks_signature(r));
+                let unsigned = rules.iter().enumerate().filter(|(_, r)| !checks_signature(r));
+                for (i, r) in signed.chain(unsigned) {
+                    if !matches!(value(r), Ok((true, _))) {
+                        return walk(r, rv, secrets, soft, &format!("{at}and[{i}]."));
+                    }
+                }
+                format!("{at}and: true")
+            }
+            Rule::Or(rules) => format!("{}or: none of its {} rules matched", at, rules.len()),
+            Rule::Not(_) => format!("{at}not: its rule matched"),
+            Rule::Match(m) => {
+                let at = at.trim_end_matches('.');
+                let what = match m {
+                    MatchRule::Value { parameter, .. } => describe("value", parameter),
+                    MatchRule::Regex { parameter, .. } => describe("regex", parameter),
+                    MatchRule::PayloadHmac { algo, parameter, .. } => {
+                        let name = match algo {
+                            HmacAlgo::Sha1 => "payload-hmac-sha1",
+                            HmacAlgo::Sha256 => "payload-hmac-sha256",
+                            HmacAlgo::Sha512 => "payload-hmac-sha512",
+                        };
+                        describe(name, parameter)
+                    }
+                    MatchRule::IpWhitelist { .. } => "match ip-whitelist".to_string(),
+                };
+                let sep = if at.is_empty() { "" } else { ": " };
+                match value(rule) {
+                    Ok((_, Some(Mark::Missing))) => format!("{at}{sep}{what}: the value is missing"),
+                    Ok(_) => format!("{at}{sep}{what} did not match"),
+                    Err(e) => format!("{at}{sep}{what}: {e}"),
+                }
+            }
+        }
+    }
+    fn describe(kind: &str, p: &Argument) -> String {
+        format!("match {kind} on {} {:?}", p.source.as_str(), p.name)
+    }
+    walk(rule, rv, secrets, soft, "")
+}
+
 fn eval(rule: &Rule, rv: &RequestValues, secrets: &Secrets, soft: bool) -> Result<Outcome, RuleError> {
     match rule {
         Rule::And(rules) => {
@@ -594,6 +643,25 @@ mod tests {
 
     fn eval_json(r: Value, req: &RequestValues) -> Result<bool, RuleError> {
         evaluate(&rule(r), req, &Secrets::new(), false)
+    }
+
+    #[test]
+    fn why_false_names_the_failing_part_and_never_the_value() {
+        let r = rule(json!({"and": [
+            {"match": {"type": "value", "value": "s3cret", "parameter": {"source": "header", "name": "X-Token"}}},
+            {"match": {"type": "regex", "regex": "^refs/heads/main$", "parameter": {"source": "payload", "name": "ref"}}}
+        ]}));
+        let why = |req: &RequestValues| why_false(&r, req, &Secrets::new(), false);
+        let req = rv(json!({"ref": "refs/heads/dev"}), b"{}", &[("X-Token", "s3cret")]);
+        assert_eq!(why(&req), "and[1]: match regex on payload \"ref\" did not match");
+        let req = rv(json!({"ref": "refs/heads/main"}), b"{}", &[("X-Token", "guess")]);
+        assert_eq!(why(&req), "and[0]: match value on header \"X-Token\" did not match");
+        let req = rv(json!({}), b"{}", &[]);
+        assert_eq!(why(&req), "and[0]: match value on header \"X-Token\": the value is missing");
+        let or = rule(json!({"or": [{"match": {"type": "ip-whitelist", "ip-range": "192.168.0.0/16"}}]}));
+        assert_eq!(why_false(&or, &req, &Secrets::new(), false), "or: none of its 1 rules matched");
+        let one = rule(json!({"match": {"type": "ip-whitelist", "ip-range": "192.168.0.0/16"}}));
+        assert_eq!(why_false(&one, &req, &Secrets::new(), false), "match ip-whitelist did not match");
     }
 
     fn m(ty: &str, extra: Value) -> Value {

@@ -80,11 +80,6 @@ impl Method {
             Method::Other => "",
         }
     }
-
-    /// Whether a request with this method must say how long its body is (else `411`).
-    fn needs_length(self) -> bool {
-        matches!(self, Method::Post | Method::Put | Method::Patch)
-    }
 }
 
 /// How the request body is delimited (RFC 9112 §6.3).
@@ -127,8 +122,6 @@ pub enum HeadError {
     UriTooLong,
     /// 400: the head breaks the grammar or a framing rule; the reason is for the log.
     Malformed(&'static str),
-    /// 411: POST, PUT or PATCH with neither `Content-Length` nor `Transfer-Encoding`.
-    LengthRequired,
     /// 501: a transfer-coding chain ending in `chunked` with codings we do not implement.
     UnsupportedTransferCoding,
     /// 505: a well-formed HTTP version other than 1.0 or 1.1.
@@ -144,7 +137,6 @@ impl HeadError {
             HeadError::TooLarge => 431,
             HeadError::UriTooLong => 414,
             HeadError::Malformed(_) => 400,
-            HeadError::LengthRequired => 411,
             HeadError::UnsupportedTransferCoding => 501,
             HeadError::UnsupportedVersion => 505,
             HeadError::ExpectationFailed => 417,
@@ -158,7 +150,6 @@ impl fmt::Display for HeadError {
             HeadError::TooLarge => f.write_str("request head too large"),
             HeadError::UriTooLong => f.write_str("request target too long"),
             HeadError::Malformed(reason) => write!(f, "malformed request head: {reason}"),
-            HeadError::LengthRequired => f.write_str("request body length required"),
             HeadError::UnsupportedTransferCoding => f.write_str("unsupported transfer coding"),
             HeadError::UnsupportedVersion => f.write_str("unsupported http version"),
             HeadError::ExpectationFailed => f.write_str("unsupported expectation"),
@@ -465,11 +456,7 @@ fn body_kind(head: &Head) -> Result<BodyKind, HeadError> {
         return content_length(head).map(BodyKind::Length);
     }
     // §6.3: "If this is a request message and none of the above are true, then the message
-    // body length is zero". For the methods that exist to carry a body we insist on being
-    // told (RFC 9110 §15.5.12, 411 Length Required).
-    if head.method.needs_length() {
-        return Err(HeadError::LengthRequired);
-    }
+    // body length is zero". `curl -X POST` sends no framing field at all; it means no body.
     Ok(BodyKind::None)
 }
 
@@ -576,6 +563,21 @@ mod tests {
         match parse(raw) {
             Ok(Some(done)) => done,
             other => panic!("{:?}: {other:?}", String::from_utf8_lossy(raw)),
+        }
+    }
+
+    /// RFC 9112 §6.3: a request with neither `Content-Length` nor `Transfer-Encoding` has a
+    /// zero-length body, whatever its method (`curl -X POST` sends exactly this). Replaces the
+    /// 411 these requests got before (issue 20).
+    #[test]
+    fn a_request_without_framing_has_no_body() {
+        for raw in [
+            &b"POST / HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"PUT / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"PATCH / HTTP/1.0\r\n\r\n",
+        ] {
+            let (head, used) = parse_ok(raw);
+            assert_eq!((head.body, used), (BodyKind::None, raw.len()), "{}", String::from_utf8_lossy(raw));
         }
     }
 
@@ -982,10 +984,6 @@ mod tests {
                 b("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \x0bchunked\r\n\r\n"),
                 Malformed("invalid header field value"),
             ),
-            // 411
-            ("post without length", b("POST / HTTP/1.1\r\nHost: h\r\n\r\n"), LengthRequired),
-            ("put without length", b("PUT / HTTP/1.1\r\nHost: h\r\n\r\n"), LengthRequired),
-            ("patch without length in 1.0", b("PATCH / HTTP/1.0\r\n\r\n"), LengthRequired),
             // 501
             (
                 "gzip then chunked",
@@ -1059,7 +1057,6 @@ mod tests {
             (HeadError::TooLarge, 431, "request head too large"),
             (HeadError::UriTooLong, 414, "request target too long"),
             (HeadError::Malformed("missing host field"), 400, "malformed request head: missing host field"),
-            (HeadError::LengthRequired, 411, "request body length required"),
             (HeadError::UnsupportedTransferCoding, 501, "unsupported transfer coding"),
             (HeadError::UnsupportedVersion, 505, "unsupported http version"),
             (HeadError::ExpectationFailed, 417, "unsupported expectation"),

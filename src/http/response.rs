@@ -7,35 +7,85 @@ use std::fmt::Write;
 /// A header field: a name (static for ours, owned for configured ones) and a value.
 pub type Field = (Cow<'static, str>, String);
 
-/// The reason phrase for the statuses hookcast sends.
+/// The reason phrase of a status: RFC 9110 §15 for the ones it defines, the IANA HTTP Status Code
+/// Registry's for the others a hook may be configured to answer (WebDAV's, RFC 6585's, …). A
+/// code without one (a hook may answer any code Go's `net/http` knows, see `hooks::def`) still
+/// gets a phrase: the one of its class (RFC 9110 §15: "a client MUST understand the class of
+/// any status code … as being equivalent to the x00 status code of that class").
 pub fn reason(status: u16) -> &'static str {
-    match status {
+    let own = match status {
         100 => "Continue",
         101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
         200 => "OK",
+        201 => "Created",
         202 => "Accepted",
+        203 => "Non-Authoritative Information",
         204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
         304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
         409 => "Conflict",
+        410 => "Gone",
         411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
         414 => "URI Too Long",
         415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
         417 => "Expectation Failed",
+        // RFC 9110 §15.5.19: "(Unused)"; Go's net/http and adnanh answer it as RFC 2324 does.
+        418 => "I'm a teapot",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        423 => "Locked",
+        424 => "Failed Dependency",
+        425 => "Too Early",
         426 => "Upgrade Required",
+        428 => "Precondition Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
-        _ => "Unknown",
+        506 => "Variant Also Negotiates",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        510 => "Not Extended",
+        511 => "Network Authentication Required",
+        _ => "",
+    };
+    match (own, status / 100) {
+        ("", 1) => "Continue",
+        ("", 2) => "OK",
+        ("", 3) => "Multiple Choices",
+        ("", 4) => "Bad Request",
+        ("", _) => "Internal Server Error",
+        (own, _) => own,
     }
 }
 

@@ -530,12 +530,20 @@ impl Runner {
         run.started_ms = Some(now_ms());
         match spawn(&self.cfg, &self.registry, run, base, now) {
             Ok(p) => {
+                log::info!(
+                    hook = run.spec.hook.as_str(),
+                    run = id,
+                    delivery = run.spec.delivery.as_str(),
+                    deliveries = (run.deliveries.len() > 1).then_some(run.deliveries.len()),
+                    pid = p.child.id();
+                    "run started"
+                );
                 run.proc = Some(p);
                 self.publish_state(id);
             }
             Err(e) => {
+                // `end` logs it, with the error.
                 let msg = format!("could not start {:?}: {e}", run.spec.command);
-                log::warn!("run {id} ({}): {msg}", run.spec.hook);
                 self.end(id, RunState::Failed, Some(msg), now);
             }
         }
@@ -748,6 +756,7 @@ impl Runner {
             run.error = error;
         }
         let hook = run.spec.hook.clone();
+        log_end(run);
         self.publish_state(id);
         self.finished.push(id);
         let modes = &self.mode_of;
@@ -816,6 +825,43 @@ impl Runner {
         Some(v)
     }
 
+    /// Dead letters: deliveries whose latest run (this process's, or one read back from the
+    /// journal) failed, timed out or was interrupted, and that were neither retried nor
+    /// replayed since: a replay is a newer run of the same delivery id, a retry a newer run
+    /// named `retry-of-run-{id}` that stands for that run's deliveries. Counted over the runs
+    /// kept (`runner.keep_runs`), at each scrape: a few thousand entries at most.
+    pub fn dead_letters(&self) -> usize {
+        let restored = self.restored.iter().map(|(id, r)| {
+            let dead = matches!(r["state"].as_str(), Some("failed" | "timed_out" | "interrupted"));
+            let ds: Vec<&str> = r["deliveries"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            (*id, r["hook"].as_str().unwrap_or(""), ds, dead)
+        });
+        let live = self.runs.iter().map(|(id, r)| {
+            let dead = matches!(r.state, RunState::Failed | RunState::TimedOut | RunState::Interrupted);
+            (*id, r.spec.hook.as_str(), r.deliveries.iter().map(String::as_str).collect(), dead)
+        });
+        let mut runs: Vec<(RunId, &str, Vec<&str>, bool)> = restored.chain(live).collect();
+        runs.sort_by_key(|r| r.0);
+        // Delivery ids are the senders': two hooks may share one.
+        let mut latest: HashMap<(&str, &str), bool> = HashMap::new();
+        let mut covers: HashMap<RunId, Vec<&str>> = HashMap::new();
+        for (id, hook, deliveries, dead) in runs {
+            let mut real = Vec::new();
+            for d in deliveries {
+                let retried = d.strip_prefix("retry-of-run-").and_then(|n| n.parse::<RunId>().ok());
+                match retried.and_then(|n| covers.get(&n)) {
+                    Some(of) => real.extend(of.iter().copied()),
+                    None => real.push(d),
+                }
+            }
+            for d in &real {
+                latest.insert((hook, d), dead);
+            }
+            covers.insert(id, real);
+        }
+        latest.values().filter(|dead| **dead).count()
+    }
+
     /// The most recent runs, newest first (restored ones after this process's own).
     pub fn recent(&self, limit: usize) -> Vec<Value> {
         self.runs
@@ -826,6 +872,49 @@ impl Runner {
             .take(limit)
             .collect()
     }
+}
+
+/// The log line of a run that reached its final state: how it ended and in what time.
+fn log_end(run: &Run) {
+    let level = match run.state {
+        RunState::Failed | RunState::TimedOut => log::Level::Warn,
+        _ => log::Level::Info,
+    };
+    let duration_ms = run.started_ms.zip(run.finished_ms).map(|(a, b)| b.saturating_sub(a));
+    let signal = run.signal.map(|s| signal_name(s).map_or_else(|| s.to_string(), str::to_string));
+    log::log!(
+        level,
+        hook = run.spec.hook.as_str(),
+        run = run.id,
+        delivery = run.spec.delivery.as_str(),
+        result = run.state.as_str(),
+        exit_code = run.exit_code,
+        signal = signal,
+        duration_ms = duration_ms,
+        error = run.error.as_deref();
+        "run finished"
+    );
+}
+
+/// The usual name of the signals that end runs (a timeout's, a kill's, a crash's).
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        _ => return None,
+    })
 }
 
 fn summary(run: &Run, node: Option<&str>) -> Value {

@@ -16,6 +16,8 @@ mod http;
 mod inspect;
 mod journal_full;
 mod jwt;
+mod logs;
+mod monitoring;
 mod ops;
 mod poll;
 mod proxy;

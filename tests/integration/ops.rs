@@ -158,6 +158,67 @@ fn installed_units_pass_systemd_analyze() {
     assert!(score <= MAX_EXPOSURE + 1e-9, "exposure {score} is above the recorded {MAX_EXPOSURE}:\n{text}");
 }
 
+/// The restart pattern of scripts/deploy-example.sh under the unit's NoNewPrivileges=yes: the
+/// path and service templates (instantiated as `myapp`, as `systemctl enable
+/// hookcast-restart@myapp.path` would) pass `systemd-analyze verify`, and watch the directory
+/// the deploy script writes to.
+#[test]
+#[ignore = "needs systemd-analyze: scripts/test.sh runs ignored tests; apt-get install systemd"]
+fn restart_path_units_pass_systemd_analyze() {
+    need_tool("systemd-analyze", "systemd");
+    let tmp = TempDir::new("restart-units");
+    let prefix = tmp.0.join("root");
+    install_sh(&["--prefix", prefix.to_str().unwrap(), "--no-build", "--bin", BIN]);
+    let dir = tmp.0.join("verify");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut units = Vec::new();
+    for kind in ["path", "service"] {
+        let text =
+            std::fs::read_to_string(prefix.join(format!("etc/systemd/system/hookcast-restart@.{kind}"))).unwrap();
+        let path = dir.join(format!("hookcast-restart@myapp.{kind}"));
+        std::fs::write(&path, text).unwrap();
+        units.push(path);
+    }
+    let out = Command::new("systemd-analyze").arg("verify").args(&units).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && !text.contains("hookcast"), "systemd-analyze verify:\n{text}");
+    let path_unit = std::fs::read_to_string(&units[0]).unwrap();
+    assert!(path_unit.contains("PathChanged=/var/lib/hookcast/restart/%i"), "{path_unit}");
+    let script = std::fs::read_to_string(Path::new(ROOT).join("scripts/deploy-example.sh")).unwrap();
+    assert!(script.contains("DEPLOY_RESTART_DIR:-/var/lib/hookcast/restart"), "the script writes where the unit looks");
+}
+
+/// What deploy-example.sh and systemd/README.md point at is what install.sh installs: the
+/// script at the `execute-command` path of its example hook, the restart units, and the
+/// trigger directory inside the state directory (the one place hookcast's deploys may write).
+#[test]
+fn install_sh_installs_the_deploy_example_and_its_restart_units() {
+    let tmp = TempDir::new("install-deploy");
+    let prefix = tmp.0.join("root");
+    let p = prefix.to_str().unwrap();
+    install_sh(&["--prefix", p, "--no-build", "--bin", BIN]);
+    let script = std::fs::read_to_string(Path::new(ROOT).join("scripts/deploy-example.sh")).unwrap();
+    let example = script
+        .lines()
+        .find_map(|l| l.split("\"execute-command\": \"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("an execute-command in the script's example hook");
+    let installed = prefix.join(example.trim_start_matches('/'));
+    assert_eq!(std::fs::read_to_string(&installed).unwrap(), script, "{example} is the script");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&installed).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o755);
+    for unit in ["hookcast-restart@.path", "hookcast-restart@.service"] {
+        assert!(prefix.join("etc/systemd/system").join(unit).is_file(), "{unit}");
+    }
+    assert!(prefix.join("var/lib/hookcast/restart").is_dir());
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("systemd/README.md")).unwrap();
+    assert!(readme.contains("hookcast-restart@myapp.path") && !readme.contains("sudo -n"), "systemd/README.md");
+
+    install_sh(&["--prefix", p, "--uninstall"]);
+    assert!(!installed.exists() && !prefix.join("usr/local/lib/hookcast").exists());
+    assert!(!prefix.join("etc/systemd/system/hookcast-restart@.path").exists());
+}
+
 /// The `ingress` rules of cloudflared/config.yml as (hostname, path, service), in order. A
 /// small reader for the file's own shape (a list of maps), not a YAML parser.
 fn ingress_rules(yaml: &str) -> Vec<(Option<String>, Option<String>, String)> {
@@ -250,6 +311,53 @@ fn install_sh_is_shellcheck_clean() {
     need_tool("shellcheck", "shellcheck");
     let out = Command::new("shellcheck").arg(Path::new(ROOT).join("scripts/install.sh")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// `sudo scripts/install.sh` failed with "Permission denied": it was committed without its
+/// executable bit. Git's index is what a clone gets, so that is what is checked: every shell
+/// script under scripts/ and tests/scripts/ is mode 100755, except the libraries in
+/// scripts/lib/ (sourced, never run: no `#!` line), and so is every tracked file with a `#!`.
+#[test]
+#[ignore = "needs git: scripts/test.sh runs ignored tests; apt-get install git"]
+fn regression_scripts_are_executable_in_git() {
+    need_tool("git", "git");
+    let out = Command::new("git").args(["ls-files", "-s"]).current_dir(ROOT).output().unwrap();
+    assert!(out.status.success(), "git ls-files: {}", String::from_utf8_lossy(&out.stderr));
+    let mut wrong = Vec::new();
+    let mut scripts = 0;
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        // `<mode> <object> <stage>\t<path>`
+        let (meta, path) = line.split_once('\t').unwrap();
+        let mode = meta.split_whitespace().next().unwrap();
+        let in_scripts = path.starts_with("scripts/") || path.starts_with("tests/scripts/");
+        let shell = in_scripts && path.ends_with(".sh") && !path.starts_with("scripts/lib/");
+        let shebang = std::fs::read(Path::new(ROOT).join(path)).is_ok_and(|b| b.starts_with(b"#!"));
+        if path.starts_with("scripts/lib/") {
+            assert!(!shebang && mode == "100644", "{path}: a sourced library, not a program ({mode})");
+        }
+        if shell || shebang {
+            scripts += 1;
+            if mode != "100755" {
+                wrong.push(format!("{mode} {path}"));
+            }
+        }
+    }
+    assert!(scripts >= 10, "only {scripts} scripts found: is {ROOT} a git checkout?");
+    assert!(wrong.is_empty(), "not executable in git's index (git update-index --chmod=+x): {wrong:?}");
+}
+
+/// Cargo.toml says `MIT OR Apache-2.0`: both texts are at the root, and the copyright holder is
+/// named in the MIT one (the Apache text names none of its own).
+#[test]
+fn license_texts_match_cargo_toml() {
+    let read = |f: &str| std::fs::read_to_string(Path::new(ROOT).join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let manifest = read("Cargo.toml");
+    assert!(manifest.lines().any(|l| l == "license = \"MIT OR Apache-2.0\""), "Cargo.toml's license");
+    assert!(!manifest.lines().any(|l| l.starts_with("license-file")), "license and license-file both set");
+    let mit = read("LICENSE-MIT");
+    assert!(mit.starts_with("MIT License") && mit.contains("Copyright (c) 2026 hookcast contributors"), "{mit}");
+    let apache = read("LICENSE-APACHE");
+    assert!(apache.contains("Version 2.0, January 2004") && apache.contains("END OF TERMS AND CONDITIONS"));
 }
 
 /// A fake service manager's notification socket: a bound datagram socket in a temp dir.

@@ -1691,6 +1691,44 @@ fn deploy_example_script_pulls_builds_and_restarts_from_a_webhook() {
     assert_eq!(git(&site, &["rev-parse", "HEAD"]), second);
 }
 
+/// Under hookcast.service's NoNewPrivileges=yes no sudo works: with the restart directory of
+/// hookcast-restart@.path present, the script asks for the restart by writing the service's
+/// trigger file (the pushed commit in it) and holds no privilege itself.
+#[test]
+fn deploy_example_script_asks_the_path_unit_for_the_restart() {
+    let dir = TempDir::new("deploy-restart");
+    let root = &dir.0;
+    git(root, &["init", "--quiet", "--bare", "origin.git"]);
+    git(root, &["clone", "--quiet", "origin.git", "dev"]);
+    let dev = root.join("dev");
+    std::fs::write(dev.join("README"), "one\n").unwrap();
+    git(&dev, &["add", "README"]);
+    git(&dev, &["commit", "--quiet", "-m", "one"]);
+    git(&dev, &["push", "--quiet", "origin", "main"]);
+    git(root, &["clone", "--quiet", "origin.git", "site"]);
+    let pushed = git(&dev, &["rev-parse", "HEAD"]);
+    let triggers = root.join("restart");
+    std::fs::create_dir(&triggers).unwrap();
+    let site = root.join("site");
+    let run = |service: &str| {
+        let env = [
+            ("DEPLOY_RESTART_DIR".to_string(), triggers.display().to_string()),
+            ("DEPLOY_FORCE".to_string(), "1".to_string()),
+            ("HOOKCAST_RUN".to_string(), "7".to_string()),
+        ];
+        run_to_end(&deploy_script(), &[site.to_str().unwrap(), "main", service], &env)
+    };
+    let (code, out, err) = run("myapp.service");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("asked hookcast-restart@myapp.path to restart myapp.service"), "{out}");
+    assert_eq!(std::fs::read_to_string(triggers.join("myapp")).unwrap(), format!("{pushed} run 7\n"));
+    // The name becomes a file name: nothing that leaves the directory.
+    let (code, _, err) = run("../escape");
+    assert_eq!(code, 1);
+    assert!(err.contains("not a service name"), "{err}");
+    assert!(!root.join("escape").exists());
+}
+
 #[test]
 #[ignore = "needs shellcheck: scripts/test.sh runs ignored tests; apt-get install shellcheck"]
 fn deploy_example_script_is_shellcheck_clean() {
