@@ -8,6 +8,8 @@
 #                                       no user, no ownership changes, no systemctl)
 #   scripts/install.sh --uninstall      remove the binary, units and docs; keep config and state
 #   scripts/install.sh --uninstall --purge   also remove /etc/hookcast, /var/lib/hookcast, the user
+#   scripts/install.sh --starter-config      print the starter /etc/hookcast/hookcast.json and exit
+#                                       (the .deb's conffile is this text: scripts/package-deb.sh)
 #
 # What it installs (paths under --prefix when given):
 #   /usr/local/bin/hookcast                         the binary
@@ -63,6 +65,22 @@ say() {
     printf 'install.sh: %s\n' "$*"
 }
 
+# The starter config: written by install_all, shipped as the package's conffile.
+starter_config() {
+    cat <<'EOF'
+{
+  "listen": "127.0.0.1:9000",
+  "log_level": "info",
+  "trusted_proxies": ["127.0.0.1/32", "::1"],
+  "cf_connecting_ip": true,
+  "public": [
+    { "topics": ["$deliveries", "$runs", "$runs/**"], "scopes": ["subscribe"], "from": ["127.0.0.0/8", "::1"] }
+  ],
+  "hooks": []
+}
+EOF
+}
+
 while [[ $# -gt 0 ]]; do
     case $1 in
         --prefix)
@@ -79,6 +97,7 @@ while [[ $# -gt 0 ]]; do
             ;;
         --uninstall) UNINSTALL=1; shift ;;
         --purge) PURGE=1; shift ;;
+        --starter-config) starter_config; exit 0 ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
@@ -149,21 +168,6 @@ gone() {
         rm -f "$f"
         say "removed $1"
     fi
-}
-
-starter_config() {
-    cat <<'EOF'
-{
-  "listen": "127.0.0.1:9000",
-  "log_level": "info",
-  "trusted_proxies": ["127.0.0.1/32", "::1"],
-  "cf_connecting_ip": true,
-  "public": [
-    { "topics": ["$deliveries", "$runs", "$runs/**"], "scopes": ["subscribe"], "from": ["127.0.0.0/8", "::1"] }
-  ],
-  "hooks": []
-}
-EOF
 }
 
 install_all() {

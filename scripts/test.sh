@@ -30,6 +30,10 @@ npm_ready tests/sdk
 cargo test --all-targets --features tls -- --include-ignored
 bash tests/scripts/says_test.sh
 bash tests/scripts/self_contained_test.sh
+# The .deb installed, checked, removed and purged on this machine (root; skipped without dpkg).
+bash tests/scripts/deb_test.sh --bin "${CARGO_TARGET_DIR:-target}/debug/hookcast"
+# The container image built (a static musl release build) and run with podman (skipped without it).
+bash tests/scripts/container_test.sh
 
 # The status page in headless Chromium (tests/browser/README.md): the system's browser driven by
 # playwright-core from npm, against the debug binary cargo test just built.
