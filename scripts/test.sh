@@ -34,6 +34,8 @@ bash tests/scripts/self_contained_test.sh
 bash tests/scripts/deb_test.sh --bin "${CARGO_TARGET_DIR:-target}/debug/hookcast"
 # The container image built (a static musl release build) and run with podman (skipped without it).
 bash tests/scripts/container_test.sh
+# The 32-bit armv7 build (Raspberry Pi OS), under qemu-user: what a 64-bit host cannot see.
+bash tests/scripts/armv7_test.sh
 
 # The status page in headless Chromium (tests/browser/README.md): the system's browser driven by
 # playwright-core from npm, against the debug binary cargo test just built.

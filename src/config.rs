@@ -446,13 +446,13 @@ fn limits(o: Option<Obj>) -> Result<Limits, ConfigError> {
         max_connections: max_connections as usize,
         max_connections_per_ip: o.num("max_connections_per_ip", default_per_ip(max_connections), 1, 10_000_000)?
             as usize,
-        max_header_bytes: o.num("max_header_bytes", 16 * 1024, 256, 1 << 20)? as usize,
-        max_uri_bytes: o.num("max_uri_bytes", 4096, 64, 1 << 20)? as usize,
-        max_body_bytes: o.num("max_body_bytes", 1 << 20, 0, 1 << 30)? as usize,
+        max_header_bytes: o.size("max_header_bytes", 16 * 1024, 256, 1 << 20)?,
+        max_uri_bytes: o.size("max_uri_bytes", 4096, 64, 1 << 20)?,
+        max_body_bytes: o.size("max_body_bytes", 1 << 20, 0, 1 << 30)?,
         header_timeout: ms(o.num("header_timeout_ms", 10_000, 100, 3_600_000)?),
         body_timeout: ms(o.num("body_timeout_ms", 30_000, 100, 3_600_000)?),
         idle_timeout: ms(o.num("idle_timeout_ms", 75_000, 100, 3_600_000)?),
-        max_queued_bytes: o.num("max_queued_bytes", 4 << 20, 1024, 1 << 30)? as usize,
+        max_queued_bytes: o.size("max_queued_bytes", 4 << 20, 1024, 1 << 30)?,
     };
     o.finish()?;
     Ok(l)
@@ -485,7 +485,7 @@ fn ws(o: Option<Obj>) -> Result<WsConfig, ConfigError> {
     let mut o = o.unwrap_or_else(Obj::empty);
     let w = WsConfig {
         ping_interval: Duration::from_millis(o.num("ping_interval_ms", 30_000, 100, 3_600_000)?),
-        max_message_bytes: o.num("max_message_bytes", 64 * 1024, 125, 1 << 30)? as usize,
+        max_message_bytes: o.size("max_message_bytes", 64 * 1024, 125, 1 << 30)?,
         allowed_origins: origins(&mut o, "allowed_origins")?,
         echo: o.opt_bool("echo")?.unwrap_or(false),
     };
@@ -497,14 +497,14 @@ fn runner(o: Option<Obj>) -> Result<crate::runner::RunnerConfig, ConfigError> {
     let mut o = o.unwrap_or_else(Obj::empty);
     let ms = Duration::from_millis;
     let r = crate::runner::RunnerConfig {
-        max_concurrent: o.num("max_concurrent", 4, 1, 1024)? as usize,
-        max_queued: o.num("max_queued", 100, 1, 100_000)? as usize,
-        max_parallel: o.num("max_parallel", 4, 1, 1024)? as usize,
+        max_concurrent: o.size("max_concurrent", 4, 1, 1024)?,
+        max_queued: o.size("max_queued", 100, 1, 100_000)?,
+        max_parallel: o.size("max_parallel", 4, 1, 1024)?,
         timeout: ms(o.num("timeout_ms", 600_000, 100, 86_400_000)?),
         kill_grace: ms(o.num("kill_grace_ms", 5_000, 0, 600_000)?),
-        max_line_bytes: o.num("max_line_bytes", 4096, 16, 1 << 20)? as usize,
-        log_bytes: o.num("log_bytes", 256 * 1024, 1024, 1 << 30)? as usize,
-        keep_runs: o.num("keep_runs", 200, 1, 1_000_000)? as usize,
+        max_line_bytes: o.size("max_line_bytes", 4096, 16, 1 << 20)?,
+        log_bytes: o.size("log_bytes", 256 * 1024, 1024, 1 << 30)?,
+        keep_runs: o.size("keep_runs", 200, 1, 1_000_000)?,
         shutdown_grace: ms(o.num("shutdown_grace_ms", 30_000, 0, 3_600_000)?),
         temp_dir: o.opt_str("temp_dir")?.map(PathBuf::from).unwrap_or_else(std::env::temp_dir),
     };
@@ -531,9 +531,9 @@ fn journal(o: Option<Obj>) -> Result<JournalSettings, ConfigError> {
         segment_bytes: o.num("segment_bytes", 16 << 20, 4096, 1 << 32)?,
         max_bytes: o.num("max_bytes", 1 << 30, 1 << 16, 1 << 44)?,
         max_age,
-        max_delivery_bytes: o.num("max_delivery_bytes", 8 << 20, 0, 1 << 34)? as usize,
-        max_rejected_deliveries: o.num("max_rejected_deliveries", 200, 0, 100_000)? as usize,
-        max_rejected_bytes: o.num("max_rejected_bytes", 2 << 20, 0, 1 << 30)? as usize,
+        max_delivery_bytes: o.size("max_delivery_bytes", 8 << 20, 0, 1 << 34)?,
+        max_rejected_deliveries: o.size("max_rejected_deliveries", 200, 0, 100_000)?,
+        max_rejected_bytes: o.size("max_rejected_bytes", 2 << 20, 0, 1 << 30)?,
         max_queued_bytes: o.num("max_queued_bytes", 16 << 20, 1 << 16, 1 << 40)?,
         run_output_bytes: o.num("run_output_bytes", 1 << 20, 0, 1 << 34)?,
         run_output_bytes_per_sec: o.num("run_output_bytes_per_sec", 256 << 10, 0, 1 << 34)?,
@@ -545,10 +545,10 @@ fn journal(o: Option<Obj>) -> Result<JournalSettings, ConfigError> {
 fn history(o: Option<Obj>) -> Result<HistoryConfig, ConfigError> {
     let mut o = o.unwrap_or_else(Obj::empty);
     let h = HistoryConfig {
-        max_events_per_topic: o.num("max_events_per_topic", 1000, 0, 10_000_000)? as usize,
-        max_bytes_per_topic: o.num("max_bytes_per_topic", 1 << 20, 0, 1 << 32)? as usize,
-        max_bytes_total: o.num("max_bytes_total", 16 << 20, 0, 1 << 36)? as usize,
-        max_topics: o.num("max_topics", 10_000, 1, 10_000_000)? as usize,
+        max_events_per_topic: o.size("max_events_per_topic", 1000, 0, 10_000_000)?,
+        max_bytes_per_topic: o.size("max_bytes_per_topic", 1 << 20, 0, 1 << 32)?,
+        max_bytes_total: o.size("max_bytes_total", 16 << 20, 0, 1 << 36)?,
+        max_topics: o.size("max_topics", 10_000, 1, 10_000_000)?,
     };
     o.finish()?;
     Ok(h)
@@ -558,8 +558,8 @@ fn retain(o: Option<Obj>) -> Result<RetainConfig, ConfigError> {
     let mut o = o.unwrap_or_else(Obj::empty);
     let d = RetainConfig::default();
     let r = RetainConfig {
-        max_topics: o.num("max_topics", d.max_topics as u64, 0, 10_000_000)? as usize,
-        max_bytes: o.num("max_bytes", d.max_bytes as u64, 0, 1 << 36)? as usize,
+        max_topics: o.size("max_topics", d.max_topics as u64, 0, 10_000_000)?,
+        max_bytes: o.size("max_bytes", d.max_bytes as u64, 0, 1 << 36)?,
     };
     o.finish()?;
     Ok(r)

@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // The poll's tokens, all of them: connections count up from 0 (`Sessions`), the runner's child
-// pipes from `runner::TOKEN_BASE` (1 << 40) up, the log sources' pipes from
-// `sources::TOKEN_BASE` (1 << 42) up, and these three sit at the top.
+// pipes from `runner::TOKEN_BASE` (a quarter of the token space) up, the log sources' pipes from
+// `sources::TOKEN_BASE` (half of it) up, and the loop's own sit at the top. Fractions of
+// `usize::MAX`, not fixed powers of two, so a 32-bit build (armv7) has the same layout.
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 /// The journal's writer thread wakes the loop through this when records became durable.

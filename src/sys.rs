@@ -15,7 +15,9 @@ pub fn raise_nofile_limit() -> std::io::Result<u64> {
             return Err(std::io::Error::last_os_error());
         }
     }
-    Ok(lim.rlim_cur)
+    // rlim_t is u32 on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::from(lim.rlim_cur))
 }
 
 /// The current (soft) open-file limit.
@@ -25,7 +27,8 @@ pub fn nofile_limit() -> std::io::Result<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(lim.rlim_cur)
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::from(lim.rlim_cur))
 }
 
 /// Fills `buf` from the kernel's random source (for `hookcast token new`).

@@ -58,7 +58,7 @@ pub(crate) fn cluster(mut o: Obj) -> Result<ClusterConfig, ConfigError> {
         wait_replicas: o.num("wait_replicas", default_wait, 0, 16)? as u32,
         wait_timeout: ms(o.num("wait_timeout_ms", 1000, 1, 60_000)?),
         command_timeout: ms(o.num("command_timeout_ms", 5000, 100, 120_000)?),
-        max_queued_bytes: o.num("max_queued_bytes", 16 << 20, 64 << 10, 1 << 30)? as usize,
+        max_queued_bytes: o.size("max_queued_bytes", 16 << 20, 64 << 10, 1 << 30)?,
     };
     o.finish()?;
     Ok(c)

@@ -186,6 +186,12 @@ impl Obj {
         }
     }
 
+    /// [`Obj::num`] for a count or size held in memory: a bound past what this machine's usize
+    /// holds (4 GiB of history on a 32-bit Pi) means "as much as it can", never a wrapped value.
+    pub fn size(&mut self, key: &str, default: u64, min: u64, max: u64) -> Result<usize, ConfigError> {
+        self.num(key, default, min, max).map(|v| usize::try_from(v).unwrap_or(usize::MAX))
+    }
+
     /// Takes an optional boolean.
     pub fn opt_bool(&mut self, key: &str) -> Result<Option<bool>, ConfigError> {
         match self.take(key) {

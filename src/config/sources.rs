@@ -48,7 +48,7 @@ pub(crate) fn sources(list: Vec<(String, Value)>, base_dir: &Path) -> Result<Vec
             return err(&name_path, format!("another source is named {name:?} (names default to the topic)"));
         }
         let max_lines_per_sec = o.num("max_lines_per_sec", 1000, 1, 1_000_000)? as u32;
-        let max_line_bytes = o.num("max_line_bytes", 16 * 1024, 16, 1 << 20)? as usize;
+        let max_line_bytes = o.size("max_line_bytes", 16 * 1024, 16, 1 << 20)?;
         o.finish()?;
         out.push(SourceConfig { name, topic, what, max_lines_per_sec, max_line_bytes });
     }

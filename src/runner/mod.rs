@@ -27,8 +27,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// Poll tokens at or above this belong to run pipes (two per run).
-pub const TOKEN_BASE: usize = 1 << 40;
+/// Poll tokens at or above this belong to run pipes (two per run): the second quarter of the
+/// token space (2^62 on 64-bit, 2^30 on a 32-bit Pi: room for 2^29 runs before the sources').
+pub const TOKEN_BASE: usize = usize::MAX / 4 + 1;
 /// Bytes read from one pipe per loop turn, so a chatty child cannot starve other connections.
 const READ_BUDGET: usize = 256 * 1024;
 /// Output lines taken from one pipe per loop turn. Each line becomes an event, which costs far

@@ -32,8 +32,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Poll tokens at or above this belong to sources: the inotify descriptor of the `tail` sources
-/// at it, then one per started child.
-pub const TOKEN_BASE: usize = 1 << 42;
+/// at it, then one per started child (the upper half of the token space, below the loop's own).
+pub const TOKEN_BASE: usize = usize::MAX / 2 + 1;
 /// The inotify descriptor's token.
 const INOTIFY: Token = Token(TOKEN_BASE);
 /// Bytes read from one followed file per loop turn.
