@@ -70,6 +70,25 @@ function link(url, text) {
   return a;
 }
 // Repo, branch, commit (linked when the provider gave its URL) and author of a delivery.
+// The run a retry repeats: its one delivery is named `retry-of-run-N`.
+function retryOf(x) {
+  const m = /^retry-of-run-(\d+)$/.exec((x.deliveries || [])[0] || '');
+  return m ? Number(m[1]) : null;
+}
+
+// The delivery a run was for: its own, or for a retry (of a retry…) the first run's.
+function deliveryOf(x) {
+  for (let rec = x, id = x.id, i = 0; i < 16; i++) {
+    const d = S.byRun.get(id);
+    if (d || !rec) return d || null;
+    const back = retryOf(rec);
+    if (back == null) return null;
+    id = back;
+    rec = S.runs.has(id) ? S.runs.get(id).rec : null;
+  }
+  return null;
+}
+
 function source(d) {
   const s = d && d.summary, out = [];
   if (!s) return out;
@@ -365,13 +384,15 @@ function runState(rec, live) {
   s.replaceChildren(badge(x.state, x.state.replace('_', ' ')), ' ', el('b', '', '#' + x.id), ' ', el('span', '', x.hook || ''));
   const info = [];
   if (x.deliveries && x.deliveries.length > 1) info.push(x.deliveries.length + ' deliveries');
+  const retried = retryOf(x);
+  if (retried != null) info.push('retry of #' + retried);
   if (x.duration_ms != null) info.push(dur(x.duration_ms));
   if (x.exit_code != null) info.push('exit ' + x.exit_code);
   if (x.signal != null) info.push('signal ' + x.signal);
   if (x.error) info.push(x.error);
   s.append(' ', el('small', 'muted', info.join(' · ')), ' ');
   if (x.state === 'running') s.append(r.el);
-  const d = S.byRun.get(x.id);
+  const d = deliveryOf(x);
   if (d) s.append(' ', ...source(d));
   if (S.admin) {
     const b = (what, path) => {

@@ -169,7 +169,12 @@ async function main() {
   // Retry from the run's own button.
   await page.click('#run-2 summary button:text-is("Retry")');
   await page.waitForSelector('#run-3 .log:has-text("done: abc123")', { timeout: 3000 });
-  log('retry from the page: run #3 ran');
+  // A retry shows the commit of the delivery it repeats, through the run it retried.
+  const retried = await page.$eval('#run-3 summary', (e) => e.textContent);
+  const replayed = await page.$eval('#run-2 summary', (e) => e.textContent);
+  check(/retry of #2/.test(retried), `run #3 does not say what it retries: ${retried}`);
+  check(/abc123/.test(replayed) && /abc123/.test(retried), `run #3 lacks the commit run #2 shows: ${retried} / ${replayed}`);
+  log('retry from the page: run #3 ran, and shows the commit of the delivery it repeats');
 
   // A refused one says why, and its request is there too.
   check(await push(url, { delivery: 'bad-1', body: '{"ref":"refs/heads/main"}', secret: 'guess' }) === 403, 'bad signature');
