@@ -50,6 +50,14 @@ printf '%s\\n' "$2"
 sleep 0.2
 echo "done: $1"
 `, { mode: 0o755 });
+// Waits until the test lets it go (or 20 s): a run that is still going when Cancel is clicked.
+const slow = path.join(work, 'slow.sh');
+const release = path.join(work, 'release');
+fs.writeFileSync(slow, `#!/bin/sh
+echo waiting
+i=0; while [ ! -e ${release} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done
+echo released
+`, { mode: 0o755 });
 const cfgFile = path.join(work, 'hookcast.json');
 fs.writeFileSync(cfgFile, JSON.stringify({
   tokens: [{ name: 'admin', sha256: crypto.createHash('sha256').update(TOKEN).digest('hex'), scopes: ['admin', 'subscribe'],
@@ -58,6 +66,7 @@ fs.writeFileSync(cfgFile, JSON.stringify({
     { id: 'site', provider: 'github', secrets: [SECRET], events: ['push'], 'execute-command': deploy,
       'pass-arguments-to-command': [{ source: 'payload', name: 'head_commit.id' }, { source: 'payload', name: 'head_commit.message' }] },
     { id: 'form', 'response-message': 'ok' },
+    { id: 'slow', 'execute-command': slow },
   ],
 }));
 
@@ -175,6 +184,14 @@ async function main() {
   check(/retry of #2/.test(retried), `run #3 does not say what it retries: ${retried}`);
   check(/abc123/.test(replayed) && /abc123/.test(retried), `run #3 lacks the commit run #2 shows: ${retried} / ${replayed}`);
   log('retry from the page: run #3 ran, and shows the commit of the delivery it repeats');
+  // Cancel from the page: a run still going is stopped, and says so.
+  check((await fetch(`${url}/hooks/slow`, { method: 'POST' })).ok, 'the slow hook refused');
+  await page.waitForSelector('#run-4 .log:has-text("waiting")', { timeout: 3000 });
+  await page.click('#run-4 summary button:text-is("Cancel")');
+  await page.waitForSelector('#run-4 summary .b-cancelled', { timeout: 5000 });
+  fs.writeFileSync(release, '');
+  check(!(await page.$eval('#run-4 .log', (e) => e.textContent)).includes('released'), 'the cancelled run went on');
+  log('cancel from the page: run #4 cancelled while it waited');
 
   // A refused one says why, and its request is there too.
   check(await push(url, { delivery: 'bad-1', body: '{"ref":"refs/heads/main"}', secret: 'guess' }) === 403, 'bad signature');
