@@ -116,17 +116,6 @@ fn ws_connect(listen: &str, path: &str) -> Ws {
     ws
 }
 
-/// The next text message as JSON (pings are answered by tungstenite while reading).
-fn ws_json(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().expect("a WebSocket message within 15 s") {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
 /// The next event or reset on a WebSocket (acks skipped).
 fn ws_event(ws: &mut Ws) -> Ev {
     loop {

@@ -2,31 +2,10 @@
 //! temporary directory): the notification bell's count as state then live notifications, and
 //! the log viewer's filter changed mid-stream on a tailed file, with tungstenite.
 
-use crate::util::{Daemon, TempDir};
+use crate::util::ws_json as next_json;
+use crate::util::{ws, Daemon, TempDir};
 use serde_json::{json, Value};
-use std::net::TcpStream;
-use std::time::Duration;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::{Message, WebSocket};
-
-type Ws = WebSocket<TcpStream>;
-
-fn ws(d: &Daemon, path: &str) -> Ws {
-    let req = format!("ws://{}{path}", d.addr).into_client_request().unwrap();
-    let (ws, _) = tungstenite::client(req, d.connect()).map_err(|e| format!("{e:?}")).expect("a WebSocket");
-    ws.get_ref().set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    ws
-}
-
-fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().expect("a message") {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
+use tungstenite::Message;
 
 /// The example config, listening where the test says and tailing `log`.
 fn example(log: &std::path::Path) -> String {

@@ -5,6 +5,7 @@
 //! by a crash, replay of stored deliveries and idempotency across restarts ride on the same
 //! journal.
 
+use crate::util::ws_json as ws_next;
 use crate::util::*;
 use hmac::{Hmac, Mac};
 use hookcast::journal::{decode, Decoded, Kind};
@@ -692,17 +693,6 @@ fn ws_connect(listen: &str, path: &str) -> Ws {
     stream.set_read_timeout(Some(10 * SECOND)).unwrap();
     let (ws, _) = tungstenite::client(req, stream).unwrap_or_else(|e| panic!("WebSocket handshake: {e}"));
     ws
-}
-
-/// The next text message as JSON (pings are answered by tungstenite while reading).
-fn ws_next(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().expect("a message") {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Subscription filters (`type`, `where`, `q`): SSE with the npm `eventsource` client, WebSocket
 //! with tungstenite (a filter changed mid-stream), resume, long poll, and refusals.
 
+use crate::util::ws_json as next_json;
 use crate::util::*;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -105,16 +106,6 @@ fn connect(d: &Daemon, path: &str) -> Result<Ws, Box<tungstenite::Error>> {
         tungstenite::HandshakeError::Failure(e) => Box::new(e),
         tungstenite::HandshakeError::Interrupted(_) => panic!("blocking handshake interrupted"),
     })
-}
-
-fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().expect("a message") {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 }
 
 fn send(ws: &mut Ws, v: Value) {

@@ -9,6 +9,7 @@
 //! kills a process that does not handle it (as under systemd's `LimitFSIZE`): the daemon handles
 //! it itself. Raising the limit from outside with `prlimit --pid` is the disk getting space again.
 
+use crate::util::ws_json as ws_next;
 use crate::util::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -66,17 +67,6 @@ fn ws_connect(d: &Daemon) -> tungstenite::WebSocket<std::net::TcpStream> {
     let req = format!("ws://{}/ws", d.addr).into_client_request().unwrap();
     let (ws, _) = tungstenite::client(req, d.connect()).unwrap_or_else(|e| panic!("WebSocket handshake: {e}"));
     ws
-}
-
-/// The next text message as JSON (pings are answered by tungstenite while reading).
-fn ws_next(ws: &mut tungstenite::WebSocket<std::net::TcpStream>) -> Value {
-    loop {
-        match ws.read().expect("a message") {
-            tungstenite::Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 }
 
 /// Every event in history on `topics` (long poll from the beginning).

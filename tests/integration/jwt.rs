@@ -163,17 +163,6 @@ fn ws_connect(d: &Daemon, path: &str, headers: &[(&str, &str)]) -> Result<Ws, u1
     }
 }
 
-/// The next text message as JSON.
-fn ws_json(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().expect("a message") {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
 /// Reads until the server's close frame: its code (text messages before it are returned too).
 fn ws_close_code(ws: &mut Ws) -> (u16, Vec<Value>) {
     let mut seen = Vec::new();

@@ -3,32 +3,15 @@
 //! doubled between the two, also while publishes race its connect. Clients: the npm
 //! `eventsource` package and tungstenite, besides raw HTTP.
 
-use crate::util::{spawn_es_client, Daemon, TempDir};
+use crate::util::ws_json as next_json;
+use crate::util::{spawn_es_client, ws, Daemon, TempDir};
 use serde_json::{json, Value};
 use std::net::TcpStream;
 use std::time::Duration;
-use tungstenite::client::IntoClientRequest;
-use tungstenite::{Message, WebSocket};
+use tungstenite::Message;
 
 const OPEN: &str = r#"{"public":[{"topics":["**"],"scopes":["subscribe","publish"]}]}"#;
 const ADMIN: &str = "retain-admin-token";
-
-type Ws = WebSocket<TcpStream>;
-
-fn ws(d: &Daemon, path: &str) -> Ws {
-    let req = format!("ws://{}{path}", d.addr).into_client_request().unwrap();
-    tungstenite::client(req, d.connect()).map(|(ws, _)| ws).map_err(|e| format!("{e:?}")).expect("a WebSocket")
-}
-
-fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().expect("a message") {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
 
 fn retain(d: &Daemon, topic: &str, data: &str) -> u64 {
     d.publish_with(&format!("{topic}?retain=1"), data, &[])

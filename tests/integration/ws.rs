@@ -1,6 +1,7 @@
 //! WebSocket subscribers, tested with `tungstenite` as an independent client (and raw sockets
 //! where a misbehaving client is the point).
 
+use crate::util::ws_json as next_json;
 use crate::util::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -30,17 +31,6 @@ fn status_of(err: &tungstenite::Error) -> u16 {
     match err {
         tungstenite::Error::Http(resp) => resp.status().as_u16(),
         other => panic!("expected an HTTP refusal, got {other:?}"),
-    }
-}
-
-/// The next text message as JSON (pings are answered by tungstenite while reading).
-fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().expect("a message") {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected {other:?}"),
-        }
     }
 }
 

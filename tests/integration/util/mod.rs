@@ -534,3 +534,27 @@ pub fn run_to_end(program: &std::path::Path, args: &[&str], env: &[(String, Stri
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A tungstenite WebSocket over a blocking socket, as the tests use it.
+pub type Ws = tungstenite::WebSocket<TcpStream>;
+
+/// A WebSocket to the daemon at `path` (like `/ws?topics=a`); reads give up after 10 s.
+pub fn ws(d: &Daemon, path: &str) -> Ws {
+    use tungstenite::client::IntoClientRequest;
+    let req = format!("ws://{}{path}", d.addr).into_client_request().unwrap();
+    let (ws, _) = tungstenite::client(req, d.connect()).map_err(|e| format!("{e:?}")).expect("a WebSocket");
+    ws.get_ref().set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    ws
+}
+
+/// The next text message as JSON (pings are answered by tungstenite while reading).
+pub fn ws_json(ws: &mut Ws) -> serde_json::Value {
+    use tungstenite::Message;
+    loop {
+        match ws.read().expect("a WebSocket message") {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
