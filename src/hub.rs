@@ -512,13 +512,29 @@ impl Hub {
             self.first_id = id;
         }
         self.restored_through = id;
+        let ev = self.restored_event(id, topic, kind, data, data_is_json, retained, time_ms);
+        self.insert_event(ev);
+        true
+    }
+
+    /// An event from the journal: ids go on after it, and it is retired from the outset (nobody
+    /// is subscribed at start).
+    #[allow(clippy::too_many_arguments)]
+    fn restored_event(
+        &mut self,
+        id: u64,
+        topic: &str,
+        kind: &str,
+        data: String,
+        data_is_json: bool,
+        retained: bool,
+        time_ms: u64,
+    ) -> Rc<Event> {
         self.next_id = self.next_id.max(id + 1);
         let ev = self.new_event(id, topic, kind, data, data_is_json, time_ms);
         ev.retained.set(retained);
-        // Nobody is subscribed at start: it is history only from the outset.
         ev.retire();
-        self.insert_event(ev);
-        true
+        ev
     }
 
     /// A topic's state from the journal's copy of it (its event is older than the history
@@ -536,10 +552,7 @@ impl Hub {
         if topic::validate_topic(topic).is_err() {
             return false;
         }
-        self.next_id = self.next_id.max(id + 1);
-        let ev = self.new_event(id, topic, kind, data, data_is_json, time_ms);
-        ev.retained.set(true);
-        ev.retire();
+        let ev = self.restored_event(id, topic, kind, data, data_is_json, true, time_ms);
         self.keep_state(&ev);
         true
     }
