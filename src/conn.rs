@@ -634,9 +634,15 @@ impl<S: Socket> Conn<S> {
             return true;
         }
         let bytes = ev.encoded(s.wire);
-        if self.out.len() + bytes.len() > app.cfg.limits.max_queued_bytes {
-            self.close = Close::Slow;
-            return false;
+        let limit = app.cfg.limits.max_queued_bytes;
+        if self.out.len() + bytes.len() > limit {
+            // The queue may be long only because the loop's write slices have not reached this
+            // subscriber yet (a burst): what its socket takes now does not count against it.
+            self.flush(app);
+            if self.out.len() + bytes.len() > limit || self.close != Close::No {
+                self.close = Close::Slow;
+                return false;
+            }
         }
         self.out.push_shared(bytes);
         app.metrics.messages_sent[self.transport as usize] += 1;

@@ -1,7 +1,7 @@
 //! The event loop: one `mio::Poll` owning the listener, every connection, the signal pipe and
 //! all timers. It only dispatches: readiness goes to the connection, published events are fanned
-//! out to subscribers' queues once per turn, dirty queues are flushed with one `writev` each,
-//! and the poll timeout is the nearest deadline.
+//! out to subscribers' queues once per turn, queues are written with one `writev` each, a slice
+//! per turn (`write_queue`), and the poll timeout is the nearest deadline.
 
 use crate::app::App;
 use crate::auth::canonical;
@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::conn::{Close, Conn};
 use crate::metrics::{Histogram, Transport, LATENCY_BUCKETS, RUN_BUCKETS};
 use crate::sessions::{Refusal, Sessions};
+use crate::write_queue::WriteQueue;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
@@ -43,6 +44,11 @@ const DRAIN: Duration = Duration::from_millis(500);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How often `-hotreload` looks at the hooks files (one `stat` each).
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest a turn spends writing fan-out queues before it looks at the sockets again.
+const WRITE_SLICE: Duration = Duration::from_micros(500);
+/// While subscribers wait to be written, a turn writes at least this many times as long as the
+/// rest of it took.
+const WRITE_SHARE: u32 = 3;
 
 /// A canned answer for connections refused at accept (written best-effort, never queued).
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 54\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{\"error\":\"too many connections\",\"status\":503,\"retry\":1}";
@@ -107,13 +113,12 @@ pub struct Server {
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     app: App,
     scratch: Box<[u8]>,
-    dirty: Vec<usize>,
+    /// Connections with output to write: answers this turn, fan-outs a slice per turn.
+    writes: WriteQueue,
     /// Connections to read again at the start of the next turn: a read stopped at the input cap
     /// and room was made since (see `Conn::wants_read`).
     reread: Vec<usize>,
     fanout: Vec<usize>,
-    /// Birth times of the events fanned out this turn (for the latency histogram).
-    fanned: Vec<Instant>,
     keepalive: Rc<[u8]>,
     next_keepalive: Instant,
     ping: Rc<[u8]>,
@@ -264,10 +269,9 @@ impl Server {
             timers: BinaryHeap::new(),
             app,
             scratch: vec![0; READ_SCRATCH].into_boxed_slice(),
-            dirty: Vec::new(),
+            writes: WriteQueue::default(),
             reread: Vec::new(),
             fanout: Vec::new(),
-            fanned: Vec::new(),
             keepalive: Rc::from(crate::sse::KEEPALIVE),
             next_keepalive,
             ping: Rc::from(crate::ws::frame::encode_frame(crate::ws::frame::Opcode::Ping, b"")),
@@ -443,13 +447,6 @@ impl Server {
             self.app.sources.read_more(self.app.now);
             self.app.sources.tick(self.app.now);
             self.end_of_turn();
-            if !self.fanned.is_empty() {
-                let done = Instant::now();
-                let h = self.app.metrics.delivery_latency.get_or_insert_with(|| Histogram::new(LATENCY_BUCKETS));
-                for born in self.fanned.drain(..) {
-                    h.observe(done.duration_since(born).as_secs_f64());
-                }
-            }
             if let Phase::FinishingRuns(grace_until) = self.phase {
                 // Everyone stays connected to watch the deploys end.
                 if self.app.runner.active() > 0 && grace_until.is_some_and(|d| self.app.now >= d) {
@@ -513,7 +510,7 @@ impl Server {
         self.answer_run_waiters();
         self.send_resets();
         self.fan_out();
-        self.flush_dirty();
+        self.write_queued();
         if let Some(c) = self.app.cluster.as_mut() {
             // This turn's appends share one write.
             c.flush();
@@ -529,7 +526,7 @@ impl Server {
             slot.conn.push_reset(through);
             if !slot.dirty {
                 slot.dirty = true;
-                self.dirty.push(t);
+                self.writes.push(t);
             }
         }
     }
@@ -540,7 +537,11 @@ impl Server {
         if let Some(Reverse((t, _))) = self.timers.peek() {
             next = next.min(*t);
         }
-        if self.app.runner.has_more() || self.app.sources.has_more() || !self.reread.is_empty() {
+        if self.app.runner.has_more()
+            || self.app.sources.has_more()
+            || !self.reread.is_empty()
+            || !self.writes.is_empty()
+        {
             return Some(Duration::ZERO);
         }
         let phase_deadline = match self.phase {
@@ -773,7 +774,9 @@ impl Server {
             if sub.ws.is_some() != websocket {
                 continue;
             }
-            let stalled = pending && !sub.wrote;
+            // Output still waiting in the loop's own write queue (`dirty`) was not refused by the
+            // client: only output its socket did not take counts against it.
+            let stalled = pending && !sub.wrote && !slot.dirty;
             sub.wrote = false;
             let frame = match sub.ws.as_mut() {
                 Some(ws) if ws.missed_pongs >= 2 => {
@@ -793,7 +796,7 @@ impl Server {
                 slot.conn.out.push_shared(frame.clone());
                 if !slot.dirty {
                     slot.dirty = true;
-                    self.dirty.push(t);
+                    self.writes.push(t);
                 }
             }
         }
@@ -849,10 +852,7 @@ impl Server {
                 continue; // a stale entry: the connection went away or timed out
             }
             slot.conn.finish_durable(&mut self.app);
-            if !slot.dirty {
-                slot.dirty = true;
-                self.dirty.push(t);
-            }
+            self.writes.push_urgent(t);
         }
     }
 
@@ -869,10 +869,7 @@ impl Server {
             for t in self.app.run_waiters.remove(&id).unwrap_or_default() {
                 let Some(slot) = self.sessions.get_mut(t) else { continue };
                 slot.conn.finish_await(&mut self.app, id);
-                if !slot.dirty {
-                    slot.dirty = true;
-                    self.dirty.push(t);
-                }
+                self.writes.push_urgent(t);
             }
         }
     }
@@ -881,9 +878,6 @@ impl Server {
         let outbox = std::mem::take(&mut self.app.outbox);
         for ev in &outbox {
             self.app.hub.subscribers_into(&ev.topic, &mut self.fanout);
-            if !self.fanout.is_empty() {
-                self.fanned.push(ev.born);
-            }
             // Made once per event: filtered subscribers share its data parsed at most once.
             let subject = crate::filter::Subject::new(&ev.kind, &ev.data, ev.data_is_json);
             for i in 0..self.fanout.len() {
@@ -893,8 +887,11 @@ impl Server {
                     self.close(t, true);
                 } else if !slot.dirty {
                     slot.dirty = true;
-                    self.dirty.push(t);
+                    self.writes.push(t);
                 }
+            }
+            if !self.fanout.is_empty() {
+                self.writes.mark(ev.born);
             }
         }
         // Every subscriber has its reference now; history keeps the event, not its encodings.
@@ -907,17 +904,46 @@ impl Server {
         self.app.outbox = outbox;
     }
 
-    fn flush_dirty(&mut self) {
-        let dirty = std::mem::take(&mut self.dirty);
-        for &t in &dirty {
-            let Some(slot) = self.sessions.get_mut(t) else { continue };
-            slot.dirty = false;
-            slot.conn.flush(&mut self.app);
-            self.settle(t);
+    /// Writes every queued answer, then fan-out queues in order until the turn's write budget is
+    /// spent; the rest wait for the next turn, which comes at once (see `next_timeout`) after a
+    /// look at the sockets. Events that arrive meanwhile join the queues not yet written, so
+    /// those subscribers get several events in one write: batching that exists only while the
+    /// loop is behind. The budget is [`WRITE_SLICE`], or [`WRITE_SHARE`] times as long as the
+    /// rest of the turn took, whichever is longer: other work (a chatty deploy's output) never
+    /// gets more than a quarter of the loop while subscribers wait.
+    fn write_queued(&mut self) {
+        while let Some(t) = self.writes.pop_urgent() {
+            self.write_now(t);
         }
-        let mut dirty = dirty;
-        dirty.clear();
-        self.dirty = dirty;
+        let start = Instant::now();
+        let budget = WRITE_SLICE.max(WRITE_SHARE * start.saturating_duration_since(self.app.now));
+        let mut written = 0u32;
+        while let Some(t) = self.writes.pop() {
+            if let Some(slot) = self.sessions.get_mut(t) {
+                slot.dirty = false;
+                self.write_now(t);
+            }
+            written += 1;
+            // The clock is read every few writes: a write costs microseconds, a read of the clock
+            // tens of nanoseconds.
+            if written % 16 == 0 && start.elapsed() >= budget {
+                break;
+            }
+        }
+        let mut done = self.writes.written().peekable();
+        if done.peek().is_some() {
+            let now = Instant::now();
+            let h = self.app.metrics.delivery_latency.get_or_insert_with(|| Histogram::new(LATENCY_BUCKETS));
+            for born in done {
+                h.observe(now.duration_since(born).as_secs_f64());
+            }
+        }
+    }
+
+    fn write_now(&mut self, t: usize) {
+        let Some(slot) = self.sessions.get_mut(t) else { return };
+        slot.conn.flush(&mut self.app);
+        self.settle(t);
     }
 
     fn on_signals(&mut self) {

@@ -33,4 +33,5 @@ pub mod sse;
 pub mod status;
 pub mod sys;
 pub mod topic;
+pub mod write_queue;
 pub mod ws;

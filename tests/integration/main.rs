@@ -4,6 +4,7 @@
 mod util;
 
 mod adnanh;
+mod burst;
 mod cli;
 mod client;
 mod cluster;

@@ -1,0 +1,104 @@
+//! Bursts: events that arrive faster than one write per subscriber per event are written several
+//! to a write, whole and in order, and a subscriber that reads is never cut loose for a queue
+//! that only the daemon's own pace made long.
+
+use crate::util::*;
+use mio::net::TcpStream as MioStream;
+use mio::{Events, Interest, Poll, Token};
+use std::io::{ErrorKind, Read, Write};
+use std::time::{Duration, Instant};
+
+/// `n` publishes of `body` to `topic` written at once on one connection (pipelined), then their
+/// answers read; returns the ids in order.
+fn pipelined_publishes(d: &Daemon, topic: &str, body: &str, n: usize) -> Vec<u64> {
+    let mut s = d.connect();
+    let one =
+        format!("POST /publish/{topic} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(one.repeat(n).as_bytes()).unwrap();
+    (0..n)
+        .map(|i| {
+            let r = read_response(&mut s).unwrap_or_else(|| panic!("no answer to publish {i}"));
+            assert_eq!(r.status, 202, "{}", r.text());
+            r.json()["id"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+/// The `id:` lines of complete SSE events in `text`.
+fn ids_in(text: &str) -> Vec<u64> {
+    text.split("\n\n")
+        .filter(|b| b.contains("data:"))
+        .filter_map(|b| b.lines().find_map(|l| l.strip_prefix("id: ")).and_then(|v| v.parse().ok()))
+        .collect()
+}
+
+#[test]
+fn pipelined_publishes_past_the_queue_limit_reach_a_subscriber_that_reads() {
+    // 40 events of 1 KiB arrive in one turn: 40 KiB for a queue allowed 16 KiB. The subscriber's
+    // socket takes them all at once; it was cut loose as slow before the queue was written first.
+    let d = Daemon::start(
+        r#"{"public":[{"topics":["**"],"scopes":["subscribe","publish"]}],
+            "limits":{"max_queued_bytes":16384}}"#,
+    );
+    let (mut s, _) = sse(&d, "/events?topics=burst", &[]);
+    let body = "x".repeat(1024);
+    let ids = pipelined_publishes(&d, "burst", &body, 40);
+    let got = read_until(&mut s, &format!("id: {}\ndata: {body}\n\n", ids[39]));
+    assert_eq!(ids_in(&got), ids);
+    assert_eq!(d.metric(r#"hookcast_slow_consumer_disconnects_total{transport="sse"}"#), 0.0);
+}
+
+#[test]
+fn a_burst_to_many_subscribers_arrives_whole_and_in_order_at_each() {
+    const SUBSCRIBERS: usize = 600;
+    const EVENTS: usize = 240;
+    let d = Daemon::start(
+        r#"{"public":[{"topics":["**"],"scopes":["subscribe","publish"]}],
+            "limits":{"max_connections_per_ip":2000}}"#,
+    );
+    let mut poll = Poll::new().unwrap();
+    let mut subs: Vec<(MioStream, Vec<u8>)> = Vec::new();
+    for i in 0..SUBSCRIBERS {
+        let (s, _) = sse(&d, "/events?topics=burst", &[]);
+        s.set_nonblocking(true).unwrap();
+        let mut s = MioStream::from_std(s);
+        poll.registry().register(&mut s, Token(i), Interest::READABLE).unwrap();
+        subs.push((s, Vec::new()));
+    }
+    // Several pipelined rounds: each arrives while the writes of the one before are under way.
+    let mut ids = Vec::new();
+    for _ in 0..EVENTS / 40 {
+        ids.extend(pipelined_publishes(&d, "burst", &"y".repeat(200), 40));
+    }
+    let last = format!("id: {}\n", ids[EVENTS - 1]);
+    let mut done = vec![false; SUBSCRIBERS];
+    let mut events = Events::with_capacity(1024);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 64 * 1024];
+    // Whatever arrived before the registration took effect is read on the first pass.
+    let mut ready: Vec<usize> = (0..SUBSCRIBERS).collect();
+    while done.iter().any(|d| !d) {
+        assert!(Instant::now() < deadline, "{} subscribers still waiting", done.iter().filter(|d| !**d).count());
+        for &i in &ready {
+            let (s, got) = &mut subs[i];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => panic!("subscriber {i} was disconnected"),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("subscriber {i}: {e}"),
+                }
+            }
+            let text = String::from_utf8_lossy(got);
+            done[i] = text.contains(&last) && text.rsplit(&last).next().is_some_and(|t| t.contains("\n\n"));
+        }
+        poll.poll(&mut events, Some(Duration::from_secs(1))).unwrap();
+        ready = events.iter().map(|e| e.token().0).collect();
+    }
+    for (i, (_, got)) in subs.iter().enumerate() {
+        assert_eq!(ids_in(&String::from_utf8_lossy(got)), ids, "subscriber {i}");
+    }
+    assert_eq!(d.metric(r#"hookcast_slow_consumer_disconnects_total{transport="sse"}"#), 0.0);
+    // Every event counts in the delivery histogram once all its subscribers were written.
+    assert!(eventually(Duration::from_secs(10), || d.metric("hookcast_event_delivery_seconds_count") == EVENTS as f64));
+}
