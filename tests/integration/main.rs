@@ -27,4 +27,5 @@ mod runner;
 mod sources;
 mod sse;
 mod status;
+mod storm;
 mod ws;
