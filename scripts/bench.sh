@@ -15,9 +15,13 @@
 # and websocketd, installed from Debian's packages when missing; writes
 # bench/results/side-by-side-<date>.{md,svg,tsv}.
 #   scripts/bench.sh --side-by-side [--quick]   only the side-by-side comparison
-#   SBS_ONLY=intake,fanout   only those figures (alone, idle, fanout, burst, intake), into
+#   SBS_ONLY=intake,fanout   only those figures (alone, idle, fanout, burst, intake, storm), into
 #                            side-by-side-<date>-only-<figures>.*
 #   SBS_REPS=N SBS_BIG_REPS=N   repetitions of the timed figures (3), and of the 10 000 fan-out (3)
+#   SBS_STORM_N=N            subscribers in the reconnect storm (10 000; 1 000 with --quick);
+#                            SBS_STORM_REPS (1), SBS_STORM_RATE (50 publishes/s), SBS_STORM_SECS
+#                            (15 s of publishing), SBS_STORM_AFTER (restart 3 s into it),
+#                            SBS_STORM_SPREAD_MS (reconnects spread over 1000 ms)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -142,14 +146,17 @@ sbs_pids_refresh() { # websocketd forks a child per connection; they count (and 
     fi
 }
 
+# With sbs_state_dir set, hookcast keeps a journal there; with sbs_same_port set, it listens on
+# the port of the previous start (a restart, for the storm).
 sbs_start_hookcast() { # [keepalive_ms] [hooks file]
     sbs_server=hookcast
-    sbs_port=$(sbs_free_port)
-    local cfg="$sbs_tmp/hookcast.json" hooks=()
+    [[ -n ${sbs_same_port:-} ]] || sbs_port=$(sbs_free_port)
+    local cfg="$sbs_tmp/hookcast.json" hooks=() state=''
     [[ -n ${2:-} ]] && hooks=(--hooks "$2")
+    [[ -n ${sbs_state_dir:-} ]] && state="\"state_dir\": \"$sbs_state_dir\","
     cat >"$cfg" <<EOF
 {
-  "listen": "127.0.0.1:$sbs_port",
+  "listen": "127.0.0.1:$sbs_port", $state
   "log_level": "warn",
   "limits": { "max_connections": 30000, "max_connections_per_ip": 30000 },
   "sse": { "keepalive_ms": ${1:-15000} },
@@ -165,9 +172,9 @@ EOF
 
 # nginx with the nchan module: one worker (hookcast is one event loop on one core), access log
 # off, pings at hookcast's default intervals (SSE comment every 15 s, WebSocket ping every 30 s).
-sbs_start_nchan() {
+sbs_start_nchan() { # sbs_same_port: as for hookcast
     sbs_server=nchan
-    sbs_port=$(sbs_free_port)
+    [[ -n ${sbs_same_port:-} ]] || sbs_port=$(sbs_free_port)
     local d="$sbs_tmp/nginx"
     mkdir -p "$d"
     cat >"$d/nginx.conf" <<EOF
@@ -490,6 +497,81 @@ sbs_intake() { # server hook seconds
     sbs_log "intake $server $hook: ${rps:-n/a} req/s, p99 $p99 ms, non-2xx ${non2xx:-0}, RSS ${rss:-?} kB, fds ${fds:-?}"
 }
 
+# (6) reconnect storm (issue 21): SBS_STORM_N SSE subscribers on one topic and a publisher at
+# SBS_STORM_RATE events/s (each event retried until acknowledged); SBS_STORM_AFTER seconds into
+# the publishing the server is restarted (SIGTERM, wait until every process is gone, start
+# again on the same port: hookcast with its journal in a fresh state_dir, nginx with the same
+# configuration), and every subscriber comes back within SBS_STORM_SPREAD_MS with
+# Last-Event-ID (hookcast-load storm; its help defines lost, resume_ms and the rest). Peak
+# RSS = VmHWM summed over the restarted server's processes, read at the end of the run: the
+# most they held at once since they started, the storm included.
+sbs_storm() { # server
+    local server=$1 n=${SBS_STORM_N:-$sbs_storm_n} rate=${SBS_STORM_RATE:-50} secs=${SBS_STORM_SECS:-15}
+    local out="$sbs_tmp/storm.out" i line status=0 peak=0 p v
+    sbs_state_dir=''
+    [[ $server == hookcast ]] && sbs_state_dir="$sbs_tmp/storm-state" && rm -rf "$sbs_state_dir"
+    if ! "sbs_start_$server"; then
+        sbs_storm_failed "$server" "$n" "the server did not start"
+        return
+    fi
+    : >"$out"
+    timeout $((secs + 300)) "$sbs_load" storm --target "127.0.0.1:$sbs_port" --path "$sbs_sub_path" --conns "$n" \
+        "${sbs_pub[@]}" --rate "$rate" --seconds "$secs" --spread-ms "${SBS_STORM_SPREAD_MS:-1000}" --settle 5 \
+        --batch 500 >"$out" 2>>"$sbs_tmp/load.err" &
+    local load=$!
+    for ((i = 0; i < 6000; i++)); do
+        grep -q '^# storm: publishing' "$out" && break
+        kill -0 "$load" 2>/dev/null || break
+        sleep 0.05
+    done
+    if ! grep -q '^# storm: publishing' "$out"; then
+        wait "$load" || true
+        sbs_stop
+        sbs_storm_failed "$server" "$n" "hookcast-load never started publishing (see $sbs_tmp/load.err)"
+        return
+    fi
+    sleep "${SBS_STORM_AFTER:-3}"
+    sbs_log "storm $server $n: restarting the server"
+    sbs_stop
+    if ! sbs_same_port=1 "sbs_start_$server"; then
+        kill "$load" 2>/dev/null || true
+        wait "$load" || true
+        sbs_storm_failed "$server" "$n" "the server did not start again on port $sbs_port"
+        return
+    fi
+    wait "$load" || status=$?
+    for p in "${sbs_pids[@]}"; do
+        v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+        peak=$((peak + ${v:-0}))
+    done
+    sbs_stop
+    sbs_state_dir=''
+    line=$(grep '^storm ' "$out" || true)
+    if [[ -z $line ]] || ((peak == 0)); then
+        sbs_storm_failed "$server" "$n" "no result (hookcast-load exit $status; see $sbs_tmp/load.err)"
+        return
+    fi
+    local f kv=()
+    for f in lost duplicates resets resume_ms reconnect_ms down_ms established disconnected unresumed published \
+        publish_attempts unacked_delivered reconnects refused; do
+        kv+=("$f=$(sbs_field "$f" "$line")")
+    done
+    sbs_row storm "$server" sse "$n" "rate=$rate" "peak_rss_kb=$peak" "${kv[@]}"
+    sbs_log "storm $server $n: ${kv[*]} peak_rss_kb=$peak"
+    if ((status != 0)); then
+        sbs_failures+=("storm $server $n: hookcast-load exit $status ($(tail -1 "$sbs_tmp/load.err"))")
+    fi
+    if [[ $server == hookcast && $(sbs_field lost "$line") != 0 ]]; then
+        sbs_failures+=("storm hookcast $n: $(sbs_field lost "$line") acknowledged deliveries lost")
+    fi
+}
+
+sbs_storm_failed() { # server n why
+    sbs_log "STORM NOT MEASURED: $1 $2: $3"
+    sbs_row storm "$1" sse "$2" "lost=n/a"
+    sbs_failures+=("storm $1 $2: $3")
+}
+
 # (5) hookcast alone.
 sbs_hookcast_alone() {
     local size pid rss ready
@@ -647,6 +729,13 @@ for hook, what in (("nocmd", "no command"), ("cmd", "command /bin/true")):
     compare("intake", hook, 50, "cpu_us_per_request", "us", True, ["webhook"],
             f"signed webhook intake ({what}), server CPU per request")
     compare("intake", hook, 50, "max_rss_kb", "kB", True, ["webhook"], f"signed webhook intake ({what}), peak RSS")
+storm_sizes = sorted({int(k[3]) for k in runs if k[0] == "storm"})
+for n in storm_sizes:
+    for field, what, unit in (("lost", "acknowledged events lost", ""), ("resume_ms", "time until all resumed", "ms"),
+                              ("reconnect_ms", "time until all reconnected", "ms"),
+                              ("peak_rss_kb", "peak RSS of the restarted server", "kB"),
+                              ("resets", "reset events", ""), ("duplicates", "duplicate deliveries", "")):
+        compare("storm", "sse", n, field, unit, True, ["nchan"], f"reconnect storm, {n:,} SSE subscribers, {what}")
 
 
 def only(fig, server, t, n, field, unit):
@@ -691,6 +780,16 @@ for hook, what in (("nocmd", "no command"), ("cmd", "command /bin/true")):
                     verdict(None if h is None or not w else h / w >= 3)))
 for label, value, target, m, limit in alone[:3]:
     targets.append((f"{label} {target}", value, verdict(None if m is None else m <= limit)))
+for n in storm_sizes[-1:]:
+    # Every run must lose nothing, not the median one.
+    lost = values(("storm", "hookcast", "sse", str(n)), "lost")
+    unresumed = values(("storm", "hookcast", "sse", str(n)), "unresumed")
+    nc = values(("storm", "nchan", "sse", str(n)), "lost")
+    ok = None if not lost else max(lost) == 0 and max(unresumed or [0]) == 0
+    measured = "n/a" if not lost else f"{max(lost):,.0f} lost (worst of {len(lost)} runs)"
+    if nc:
+        measured += f"; Nchan {max(nc):,.0f}"
+    targets.append((f"reconnect storm ({n:,} SSE subscribers, journal): 0 lost", measured, verdict(ok)))
 
 started = meta["started"][0][0] if meta["started"] else "?"
 finished = meta["finished"][0][0] if meta["finished"] else "?"
@@ -782,6 +881,15 @@ notes.append("- Memory per subscriber = growth of Σ(Pss_Anon + Pss_Shmem) over 
 notes.append("- Fan-out: 20 events of 200 bytes, 150 ms apart, each carrying its publish time; latency = arrival − "
              "publish time at the subscriber. Burst: 1,000 events published back to back on one keep-alive "
              "connection (each publish waits for its response); deliveries/s = deliveries ÷ (last delivery − first publish).")
+if storm_sizes:
+    notes.append("- Reconnect storm: `hookcast-load storm` opens the subscribers on one topic and publishes 200-byte events "
+                 "(50/s unless SBS_STORM_RATE says otherwise), each retried until acknowledged; 3 s in, the server is "
+                 "restarted (SIGTERM, wait until it is gone, start it again on the same port: hookcast with its journal, "
+                 "`state_dir` set, nginx with its in-memory Nchan store) and each subscriber reconnects after a random "
+                 "delay below 1 s with `Last-Event-ID` (the last SSE id it saw), retrying refused attempts after 100–500 ms. "
+                 "Lost = acknowledged events a subscriber never received, summed over subscribers; time until all resumed = "
+                 "from the first reconnection the restarted server answered to the last subscriber's first event on its "
+                 "new stream; peak RSS = VmHWM of the restarted server's processes at the end of the run.")
 notes.append("- Intake: wrk (pinned to the last core with taskset; the servers are not pinned), 1 thread, 50 keep-alive connections, POSTs of the 7.7 KB GitHub push fixture with a valid "
              "X-Hub-Signature-256 to a hook (same adnanh-format hooks.json for both) whose trigger rule checks the "
              "HMAC and `ref == refs/heads/main`; no X-GitHub-Delivery header, so hookcast does not answer repeats as duplicates.")
@@ -823,6 +931,11 @@ panel("Burst: 1,000 events to 1,000 SSE subscribers (deliveries/s, higher is bet
     (burst_label("nchan", "Nchan"), med(("burst", "nchan", "sse", "1000"), "deliveries_per_s")),
     (burst_label("pushpin", "Pushpin"), med(("burst", "pushpin", "sse", "1000"), "deliveries_per_s")),
 ], False)
+for n in storm_sizes[-1:]:
+    panel(f"Reconnect storm, {n:,} SSE subscribers: time until all resumed (ms, lower is better)", "ms", [
+        ("hookcast", med(("storm", "hookcast", "sse", str(n)), "resume_ms")),
+        ("Nchan", med(("storm", "nchan", "sse", str(n)), "resume_ms")),
+    ], True)
 panel("Signed webhook intake, 7.7 KB GitHub push (requests/s, higher is better)", "/s", [
     ("hookcast, no command", med(("intake", "hookcast", "nocmd", "50"), "rps")),
     ("adnanh/webhook, no command", med(("intake", "webhook", "nocmd", "50"), "rps")),
@@ -865,7 +978,7 @@ sbs_versions() {
     printf 'rustc=%s\n' "$(rustc --version 2>/dev/null | awk '{print $2}')"
 }
 
-# SBS_ONLY=fanout,intake (any of alone, idle, fanout, burst, intake) runs only those figures,
+# SBS_ONLY=fanout,intake (any of alone, idle, fanout, burst, intake, storm) runs only those figures,
 # into side-by-side-<date>-only-<figures>.* so the full run's files stay.
 sbs_want() { [[ -z ${SBS_ONLY:-} || ,$SBS_ONLY, == *",$1,"* ]]; }
 
@@ -881,8 +994,8 @@ sbs_main() {
     sbs_install_peers
     local day sizes=(1000 10000)
     day=$(date -u +%Y-%m-%d)
-    sbs_big=10000
-    ((quick)) && sizes=(1000) sbs_big=1000
+    sbs_big=10000 sbs_storm_n=10000 sbs_failures=()
+    ((quick)) && sizes=(1000) sbs_big=1000 sbs_storm_n=1000
     mkdir -p "$root/bench/results"
     local base="$root/bench/results/side-by-side-$day"
     ((quick)) && base+="-quick"
@@ -993,10 +1106,21 @@ sbs_main() {
             sbs_log "adnanh/webhook (verbose run): $failed of $started command starts failed"
         fi
     fi
+    # (6) reconnect storm.
+    if sbs_want storm; then
+        for ((r = 0; r < ${SBS_STORM_REPS:-1}; r++)); do
+            sbs_storm hookcast
+            sbs_have nchan && sbs_storm nchan
+        done
+    fi
     printf '# finished\t%s (load average at the end %s)\n' "$(date -u +%Y-%m-%dT%H:%MZ)" \
         "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$sbs_tsv"
     sbs_render "$sbs_tsv" "$base.md" "$base.svg"
     cat "$base.md"
+    if ((${#sbs_failures[@]})); then
+        printf '[bench] FAILED: %s\n' "${sbs_failures[@]}" >&2
+        return 1
+    fi
 }
 
 # `--side-by-side [--quick]`: only the comparison with the peers.

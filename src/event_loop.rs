@@ -244,10 +244,10 @@ impl Server {
                 log::info!("socket activation: using the listener systemd passed (listen {} ignored)", app.cfg.listen);
                 TcpListener::from_std(l)
             }
-            None if app.cfg.reuse_port => crate::sys::reuse_port_listener(app.cfg.listen)
+            // Not mio's `TcpListener::bind`: its backlog of 128 overflows in a reconnect storm.
+            None => crate::sys::tcp_listener(app.cfg.listen, app.cfg.reuse_port)
                 .map(TcpListener::from_std)
                 .map_err(|e| StartError::Listen(app.cfg.listen, e))?,
-            None => TcpListener::bind(app.cfg.listen).map_err(|e| StartError::Listen(app.cfg.listen, e))?,
         };
         let local_addr = listener.local_addr().map_err(StartError::setup("the listener"))?;
         if local_addr.ip().is_unspecified() {

@@ -153,10 +153,19 @@ pub fn hostname() -> Option<String> {
     String::from_utf8(buf[..end].to_vec()).ok()
 }
 
-/// A listening TCP socket on `addr` with `SO_REUSEPORT`: several processes bind the same port
-/// and the kernel spreads new connections over them (hookcast nodes of one cluster on one box,
-/// one per core). Non-blocking and close-on-exec, like std's, with `SO_REUSEADDR` too.
-pub fn reuse_port_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// What the daemon asks `listen(2)` for: the kernel silently caps it at `net.core.somaxconn`
+/// (4096 by default since Linux 5.4), so this means "as many as the system allows". std and mio
+/// ask for 128, which a reconnect storm (every subscriber of a restarted daemon coming back
+/// within a second) overflows while the loop is busy: the kernel then drops SYNs, and those
+/// clients wait for a retransmission 1 s, 3 s, 7 s later.
+pub const LISTEN_BACKLOG: libc::c_int = 65535;
+
+/// A listening TCP socket on `addr` with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (a restarted
+/// daemon binds at once, whatever its predecessor's connections left in TIME_WAIT), and with
+/// `reuse_port` also `SO_REUSEPORT`: several processes bind the same port and the kernel spreads
+/// new connections over them (hookcast nodes of one cluster on one box, one per core).
+/// Non-blocking and close-on-exec, like std's.
+pub fn tcp_listener(addr: std::net::SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     use std::os::fd::{FromRawFd, OwnedFd};
     let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: socket takes no pointers; a valid descriptor it returns is owned below.
@@ -167,7 +176,9 @@ pub fn reuse_port_listener(addr: std::net::SocketAddr) -> std::io::Result<std::n
     // SAFETY: `fd` is a fresh descriptor nothing else owns; OwnedFd closes it on every path.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let one: libc::c_int = 1;
-    for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+    let opts: &[libc::c_int] =
+        if reuse_port { &[libc::SO_REUSEADDR, libc::SO_REUSEPORT] } else { &[libc::SO_REUSEADDR] };
+    for &opt in opts {
         let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: `one` lives across the call and `len` is its size; setsockopt only reads it.
         if unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&one as *const libc::c_int).cast(), len) } != 0 {
@@ -203,7 +214,7 @@ pub fn reuse_port_listener(addr: std::net::SocketAddr) -> std::io::Result<std::n
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: listen takes no pointers.
-    if unsafe { libc::listen(fd, 1024) } != 0 {
+    if unsafe { libc::listen(fd, LISTEN_BACKLOG) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(std::net::TcpListener::from(owned))

@@ -9,7 +9,10 @@
 //!   delivery latency percentiles and the deliveries that never arrived;
 //! * `publish`: C keep-alive publishers `POST` as fast as they are answered for S seconds, and
 //!   the acknowledged publishes per second and their latency are reported (the journal's fsync
-//!   policies are compared with it; see `run_publish`).
+//!   policies are compared with it; see `run_publish`);
+//! * `storm`: open N SSE subscribers, publish at a steady rate while the server is restarted,
+//!   and report how the subscribers came back with `Last-Event-ID`: what they lost, how long
+//!   until all had resumed (see `print_storm`).
 //!
 //! How it is built: each process runs a few *shard* threads, each owning one `mio::Poll` over
 //! its share of the sockets, so 10 000 sockets are not 10 000 threads. Past the per-process
@@ -48,6 +51,8 @@ USAGE:
                          --events E --interval-ms MS --publish-path PATH [--token T] [OPTIONS]
     hookcast-load publish --target HOST:PORT --topic T --conns C --seconds S [--size BYTES]
                           [--token T]
+    hookcast-load storm  --target HOST:PORT --path PATH --conns N --publish-path PATH
+                         [--rate R] [--seconds S] [--spread-ms MS] [--settle S] [OPTIONS]
 
 idle: open N subscribers, wait 2 s for the server to settle, measure it (--pid), hold the
 connections for --hold seconds while reading and discarding what arrives (WebSocket pings are
@@ -84,8 +89,30 @@ its journal.fsync policy. Prints
 
 where per_sec = acked / the measured duration and the latencies are request to answer.
 
+storm: open N SSE subscribers like idle, then publish R events a second (default 50) for S
+seconds (default 15) with POST PUBLISH_PATH; each body is {\"t\":..,\"n\":<attempt>,\"pad\":..}
+and a refused or failed publish is tried again (a new attempt number, 20 ms later) until one is
+acknowledged (2xx). Restart the server once the line '# storm: publishing' appears: a subscriber
+whose stream ends reconnects after a random delay below --spread-ms (default 1000) with
+Last-Event-ID set to the last SSE id it saw (whatever the server's ids look like), and a refused
+attempt (connect refused, closed, or a status other than 200) is tried again after 100-500 ms.
+After the publisher stops the subscribers read for --settle seconds more (default 5). Prints
+
+    storm conns=N established=.. disconnected=.. published=.. publish_attempts=.. lost=.. \
+        duplicates=.. resets=.. unacked_delivered=.. reconnects=.. refused=.. down_ms=.. \
+        reconnect_ms=.. resume_ms=.. unresumed=.. procs=P
+
+where lost sums, over the acknowledged publishes, the established subscribers that never got
+it; duplicates counts a publish attempt a subscriber got twice; resets counts 'event: reset';
+unacked_delivered counts deliveries of attempts whose answer was lost in the restart (not an
+error). Times run from the first successful reconnect (the restarted server answering 200):
+down_ms from the first stream that ended to it, reconnect_ms to the last subscriber's 200, and
+resume_ms to the moment the last subscriber got its first event on its new stream (the first
+replayed event, or the first live one when it had missed nothing).
+
 Exit status: 0; 1 if fewer than 99% of the subscribers were established (or, for fanout or
-publish, a publish failed); 2 on a usage error.
+publish, a publish failed; for storm, no subscriber lost its stream, one did not resume, or no
+publish was acknowledged); 2 on a usage error.
 
 OPTIONS:
     --target HOST:PORT      server address (IPv4); also sent as the Host header. idle and
@@ -107,14 +134,18 @@ OPTIONS:
     --hold SECS             (idle) keep the connections open this long after measuring (default 0)
     --events E              (fanout) number of events to publish
     --interval-ms MS        (fanout) pause between two publishes
-    --publish-path PATH     (fanout) e.g. /publish/bench
-    --publish-target H:P    (fanout) where to POST (default: the first --target)
-    --token T               (fanout) sent as 'Authorization: Bearer T' with each publish
+    --publish-path PATH     (fanout, storm) e.g. /publish/bench
+    --publish-target H:P    (fanout, storm) where to POST (default: the first --target)
+    --token T               (fanout, storm) sent as 'Authorization: Bearer T' with each publish
     --wait SECS             (fanout) how long to wait for deliveries after the last publish
                             (default 10)
     --pushpin-channel C     (fanout) publish through Pushpin's HTTP publish API: each body is
                             sent as an `http-stream` item of channel C whose content is the
                             SSE event `data: <body>` (POST it to Pushpin's /publish/)
+    --rate R                (storm) publishes per second (default 50)
+    --seconds S             (storm) how long to publish (default 15)
+    --spread-ms MS          (storm) reconnects are spread over this much time (default 1000)
+    --settle S              (storm) reading time after the last publish (default 5)
     -h, --help              print this text
 ";
 
@@ -177,6 +208,7 @@ fn main() {
 enum Mode {
     Idle,
     Fanout,
+    Storm,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -222,6 +254,32 @@ struct Opts {
     worker_offset: Option<usize>,
     /// Fanout through Pushpin: the channel each publish is wrapped for (see `wrap_for_peer`).
     pushpin_channel: Option<String>,
+    /// Storm: what the publisher and the reconnecting subscribers do (see `run_storm`).
+    storm: StormOpts,
+}
+
+/// `storm`'s own settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct StormOpts {
+    /// Publishes per second.
+    rate: f64,
+    /// How long the publisher runs.
+    seconds: Duration,
+    /// A subscriber whose stream ends reconnects after a random delay below this.
+    spread: Duration,
+    /// How long the subscribers keep reading after the publisher stopped.
+    settle: Duration,
+}
+
+impl Default for StormOpts {
+    fn default() -> StormOpts {
+        StormOpts {
+            rate: 50.0,
+            seconds: Duration::from_secs(15),
+            spread: Duration::from_millis(1000),
+            settle: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The flags exactly as typed, before validation.
@@ -248,6 +306,10 @@ struct RawOpts {
     wait: Option<String>,
     worker_offset: Option<String>,
     pushpin_channel: Option<String>,
+    rate: Option<String>,
+    seconds: Option<String>,
+    spread_ms: Option<String>,
+    settle: Option<String>,
 }
 
 /// Parses the command line; `Ok(None)` means `--help`.
@@ -257,7 +319,8 @@ fn parse_args(args: Vec<String>) -> Result<Option<Opts>, String> {
         None | Some("-h" | "--help" | "help") => return Ok(None),
         Some("idle") => Mode::Idle,
         Some("fanout") => Mode::Fanout,
-        Some(other) => return Err(format!("unknown subcommand {other:?} (idle, fanout or publish)")),
+        Some("storm") => Mode::Storm,
+        Some(other) => return Err(format!("unknown subcommand {other:?} (idle, fanout, storm or publish)")),
     };
     let mut raw = RawOpts::default();
     while let Some(arg) = it.next() {
@@ -306,6 +369,10 @@ fn parse_args(args: Vec<String>) -> Result<Option<Opts>, String> {
             "--wait" => &mut raw.wait,
             "--worker-offset" => &mut raw.worker_offset,
             "--pushpin-channel" => &mut raw.pushpin_channel,
+            "--rate" => &mut raw.rate,
+            "--seconds" => &mut raw.seconds,
+            "--spread-ms" => &mut raw.spread_ms,
+            "--settle" => &mut raw.settle,
             _ => return Err(format!("unknown option {name:?}")),
         };
         if slot.replace(value).is_some() {
@@ -411,40 +478,54 @@ fn validate(mode: Mode, raw: RawOpts) -> Result<Opts, String> {
         None => None,
         Some(v) => Some(number("--worker-offset", Some(v), 0)?),
     };
-    let (events, interval_ms, publish_path) = if mode == Mode::Fanout {
-        let events: u64 = number("--events", Some(required("--events", &raw.events)?), 0)?;
-        let interval: u64 = number("--interval-ms", Some(required("--interval-ms", &raw.interval_ms)?), 0)?;
+    let publishes = matches!(mode, Mode::Fanout | Mode::Storm);
+    let publish_path = if publishes {
         // A worker never publishes, so the parent does not pass it the publish path.
         let publish_path = match (&raw.publish_path, worker_offset) {
             (None, Some(_)) => String::from("/"),
             (p, _) => required("--publish-path", p)?.to_string(),
         };
         check_path("--publish-path", &publish_path)?;
+        publish_path
+    } else {
+        String::new()
+    };
+    let (events, interval_ms) = if mode == Mode::Fanout {
+        let events: u64 = number("--events", Some(required("--events", &raw.events)?), 0)?;
+        let interval: u64 = number("--interval-ms", Some(required("--interval-ms", &raw.interval_ms)?), 0)?;
         if events == 0 {
             return Err("--events must be at least 1".into());
         }
-        (events, interval, publish_path)
+        (events, interval)
     } else {
-        for (name, given) in [
-            ("--events", raw.events.is_some()),
-            ("--interval-ms", raw.interval_ms.is_some()),
-            ("--publish-path", raw.publish_path.is_some()),
-            ("--publish-target", raw.publish_target.is_some()),
-            ("--token", raw.token.is_some()),
-            ("--wait", raw.wait.is_some()),
-            ("--pushpin-channel", raw.pushpin_channel.is_some()),
-        ] {
-            if given {
-                return Err(format!("{name} is only for fanout"));
-            }
-        }
-        (0, 0, String::new())
+        (0, 0)
     };
-    if mode == Mode::Fanout && (raw.pid.is_some() || raw.hold.is_some()) {
-        return Err("--pid and --hold are only for idle".into());
+    let only = [
+        ("--events", raw.events.is_some(), Mode::Fanout == mode, "fanout"),
+        ("--interval-ms", raw.interval_ms.is_some(), Mode::Fanout == mode, "fanout"),
+        ("--wait", raw.wait.is_some(), Mode::Fanout == mode, "fanout"),
+        ("--pushpin-channel", raw.pushpin_channel.is_some(), Mode::Fanout == mode, "fanout"),
+        ("--publish-path", raw.publish_path.is_some(), publishes, "fanout and storm"),
+        ("--publish-target", raw.publish_target.is_some(), publishes, "fanout and storm"),
+        ("--token", raw.token.is_some(), publishes, "fanout and storm"),
+        ("--pid", raw.pid.is_some(), Mode::Idle == mode, "idle"),
+        ("--hold", raw.hold.is_some(), Mode::Idle == mode, "idle"),
+        ("--rate", raw.rate.is_some(), Mode::Storm == mode, "storm"),
+        ("--seconds", raw.seconds.is_some(), Mode::Storm == mode, "storm"),
+        ("--spread-ms", raw.spread_ms.is_some(), Mode::Storm == mode, "storm"),
+        ("--settle", raw.settle.is_some(), Mode::Storm == mode, "storm"),
+    ];
+    for (name, given, allowed, modes) in only {
+        if given && !allowed {
+            return Err(format!("{name} is only for {modes}"));
+        }
+    }
+    let storm = storm_opts(&raw)?;
+    if mode == Mode::Storm && raw.ws {
+        return Err("storm subscribes over SSE only (it resumes with Last-Event-ID)".into());
     }
     let publish_target = raw.publish_target.clone().unwrap_or_else(|| target.clone());
-    if mode == Mode::Fanout && worker_offset.is_none() {
+    if publishes && worker_offset.is_none() {
         resolve_v4("--publish-target", &publish_target)?;
     }
     if raw.token.as_deref().is_some_and(|t| t.contains(['\r', '\n'])) {
@@ -473,6 +554,28 @@ fn validate(mode: Mode, raw: RawOpts) -> Result<Opts, String> {
         wait: Duration::from_secs(wait),
         worker_offset,
         pushpin_channel: raw.pushpin_channel,
+        storm,
+    })
+}
+
+/// `storm`'s flags, validated (the defaults for the other modes, which reject the flags).
+fn storm_opts(raw: &RawOpts) -> Result<StormOpts, String> {
+    let d = StormOpts::default();
+    let rate: f64 = number("--rate", raw.rate.as_deref(), d.rate)?;
+    if !(rate.is_finite() && (0.1..=10_000.0).contains(&rate)) {
+        return Err("--rate must be between 0.1 and 10000 publishes per second".into());
+    }
+    let seconds: u64 = number("--seconds", raw.seconds.as_deref(), d.seconds.as_secs())?;
+    let spread_ms: u64 = number("--spread-ms", raw.spread_ms.as_deref(), 1000)?;
+    let settle: u64 = number("--settle", raw.settle.as_deref(), d.settle.as_secs())?;
+    if !(1..=3600).contains(&seconds) || settle > 600 || spread_ms > 600_000 {
+        return Err("--seconds must be 1 to 3600, --settle at most 600, --spread-ms at most 600000".into());
+    }
+    Ok(StormOpts {
+        rate,
+        seconds: Duration::from_secs(seconds),
+        spread: Duration::from_millis(spread_ms),
+        settle: Duration::from_secs(settle),
     })
 }
 
@@ -482,6 +585,7 @@ fn worker_args(opts: &Opts, share: usize, offset: usize, batch: usize) -> Vec<St
     let mode = match opts.mode {
         Mode::Idle => "idle",
         Mode::Fanout => "fanout",
+        Mode::Storm => "storm",
     };
     let sources: Vec<String> = opts.sources.iter().map(Ipv4Addr::to_string).collect();
     let mut args: Vec<String> = vec![mode.into()];
@@ -523,6 +627,18 @@ fn worker_args(opts: &Opts, share: usize, offset: usize, batch: usize) -> Vec<St
             "--wait".into(),
             opts.wait.as_secs().to_string(),
         ]),
+        // The publisher stays with the parent; workers need what bounds their run and paces
+        // their reconnects (and get the rate so that they describe the same run).
+        Mode::Storm => args.extend([
+            "--rate".into(),
+            opts.storm.rate.to_string(),
+            "--seconds".into(),
+            opts.storm.seconds.as_secs().to_string(),
+            "--spread-ms".into(),
+            opts.storm.spread.as_millis().to_string(),
+            "--settle".into(),
+            opts.storm.settle.as_secs().to_string(),
+        ]),
     }
     args
 }
@@ -538,6 +654,8 @@ fn hard_bound(opts: &Opts) -> Duration {
             let events = u32::try_from(opts.events).unwrap_or(u32::MAX);
             per_event.saturating_mul(events) + opts.wait
         }
+        // The publisher's last request may take PUBLISH_IO_TIMEOUT past its deadline.
+        Mode::Storm => opts.storm.seconds + opts.storm.settle + 2 * PUBLISH_IO_TIMEOUT + Duration::from_secs(1),
     };
     opts.connect_timeout + run + margin
 }
@@ -551,7 +669,8 @@ enum Report {
     Ready { open: usize },
     /// The shard closed its connections. `last_us`: wall-clock time of its last delivery
     /// (microseconds since the Unix epoch, 0 if none), for the delivery rate.
-    Done { received: u64, dropped: usize, latencies_us: Vec<u64>, last_us: u64 },
+    /// `storm`: what the shard's subscribers saw of the restart.
+    Done { received: u64, dropped: usize, latencies_us: Vec<u64>, last_us: u64, storm: Option<Box<StormStats>> },
     /// A worker process ended without reporting for this many shards.
     Gone { ready: usize, done: usize },
 }
@@ -568,6 +687,8 @@ struct Tally {
     last_us: u64,
     /// When the first event was published (microseconds since the Unix epoch).
     first_publish_us: u64,
+    /// `storm`: every shard's figures, merged.
+    storm: StormStats,
 }
 
 impl Tally {
@@ -577,8 +698,11 @@ impl Tally {
                 self.ready += 1;
                 self.open += open;
             }
-            Report::Done { received, dropped, latencies_us, last_us } => {
+            Report::Done { received, dropped, latencies_us, last_us, storm } => {
                 self.done += 1;
+                if let Some(s) = storm {
+                    self.storm.merge(&s);
+                }
                 self.last_us = self.last_us.max(last_us);
                 self.received += received;
                 self.dropped += dropped;
@@ -685,6 +809,7 @@ fn run(opts: &Opts) -> Result<i32, String> {
         connect_time.as_secs_f64()
     );
     let mut measured = true;
+    let mut storm_log = None;
     let published = match opts.mode {
         Mode::Idle => {
             if let Err(e) = finish_idle(opts, &rx, &mut tally, before, established, failed, procs) {
@@ -694,6 +819,10 @@ fn run(opts: &Opts) -> Result<i32, String> {
             None
         }
         Mode::Fanout => Some(publish_all(opts, &rx, &mut tally, shards)),
+        Mode::Storm => {
+            storm_log = Some(storm_phase(opts, &rx, &mut tally));
+            None
+        }
     };
     stop_all(&stop, &mut workers);
     let closed_bound = Instant::now() + Duration::from_secs(10);
@@ -701,9 +830,10 @@ fn run(opts: &Opts) -> Result<i32, String> {
         eprintln!("hookcast-load: some shards did not close in time");
     }
     reap(&mut workers, Instant::now() + Duration::from_secs(5));
-    let ok = match published {
-        Some((published, errors)) => print_fanout(opts, &mut tally, established, procs, published, errors),
-        None => {
+    let ok = match (published, storm_log) {
+        (Some((published, errors)), _) => print_fanout(opts, &mut tally, established, procs, published, errors),
+        (None, Some(log)) => print_storm(opts, &tally, established, procs, &log),
+        (None, None) => {
             if opts.hold > Duration::ZERO {
                 println!(
                     "# held for {} s; {} connection(s) closed by the server meanwhile",
@@ -909,6 +1039,7 @@ fn reap(workers: &mut [Worker], deadline: Instant) {
 fn forward_worker(stdout: ChildStdout, threads: usize, tx: &Sender<Report>) {
     let (mut ready, mut done) = (0, 0);
     let mut latencies_us = Vec::new();
+    let mut storm = None;
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
         let mut words = line.split_ascii_whitespace();
@@ -921,6 +1052,10 @@ fn forward_worker(stdout: ChildStdout, threads: usize, tx: &Sender<Report>) {
                 latencies_us.extend(words.filter_map(|w| w.parse::<u64>().ok()));
                 continue;
             }
+            Some("storm") => {
+                storm = StormStats::from_line(&line).map(Box::new);
+                continue;
+            }
             Some("done") => {
                 done += 1;
                 Report::Done {
@@ -928,6 +1063,7 @@ fn forward_worker(stdout: ChildStdout, threads: usize, tx: &Sender<Report>) {
                     dropped: words.next().and_then(|w| w.parse().ok()).unwrap_or(0),
                     latencies_us: std::mem::take(&mut latencies_us),
                     last_us: words.next().and_then(|w| w.parse().ok()).unwrap_or(0),
+                    storm: storm.take(),
                 }
             }
             _ => continue,
@@ -966,12 +1102,13 @@ fn run_worker(opts: &Opts, offset: usize) -> i32 {
         let mut out = stdout.lock();
         let written = match report {
             Report::Ready { open } => writeln!(out, "ready {open}"),
-            Report::Done { received, dropped, latencies_us, last_us } => latencies_us
+            Report::Done { received, dropped, latencies_us, last_us, storm } => latencies_us
                 .chunks(LAT_PER_LINE)
                 .try_for_each(|chunk| {
                     let words: Vec<String> = chunk.iter().map(u64::to_string).collect();
                     writeln!(out, "lat {}", words.join(" "))
                 })
+                .and_then(|()| storm.map_or(Ok(()), |s| writeln!(out, "{}", s.to_line())))
                 .and_then(|()| writeln!(out, "done {received} {dropped} {last_us}")),
             Report::Gone { .. } => Ok(()),
         };
@@ -995,6 +1132,8 @@ struct Plan {
     hard_deadline: Instant,
     /// Fanout: the number of events each subscriber should get.
     expect_events: Option<u64>,
+    /// Storm: a subscriber whose stream ends reconnects after a random delay below this.
+    storm_spread: Option<Duration>,
 }
 
 fn subscriber_request(opts: &Opts, host: &str) -> String {
@@ -1023,6 +1162,7 @@ fn start_shards(opts: &Opts, first: usize, count: usize, batch: usize, stop: &Ar
         connect_deadline: now + opts.connect_timeout,
         hard_deadline: now + hard_bound(opts),
         expect_events: (opts.mode == Mode::Fanout).then_some(opts.events),
+        storm_spread: (opts.mode == Mode::Storm).then_some(opts.storm.spread),
     });
     let mut start = first;
     for (i, share) in split(count, opts.threads).into_iter().enumerate() {
@@ -1076,6 +1216,8 @@ struct Sink {
     latencies_us: Vec<u64>,
     /// Wall-clock time of the latest delivery (microseconds since the Unix epoch).
     last_us: u64,
+    /// `storm`: the events dispatched since the shard last looked (None: not kept).
+    storm_events: Option<Vec<StormEvent>>,
 }
 
 impl Sink {
@@ -1105,6 +1247,8 @@ struct Shard<'a> {
     first_error: Option<String>,
     /// Connections that hit `READS_PER_EVENT` and still have bytes to read.
     again: Vec<usize>,
+    /// `storm` only: the subscribers across their reconnections.
+    storm: Option<StormShard>,
 }
 
 fn run_shard(plan: &Plan, first: usize, count: usize, stop: &AtomicBool, tx: &Sender<Report>) {
@@ -1132,9 +1276,16 @@ fn run_shard(plan: &Plan, first: usize, count: usize, stop: &AtomicBool, tx: &Se
         dropped: 0,
         first_error: None,
         again: Vec::new(),
+        storm: plan.storm_spread.map(|spread| StormShard::new(count, spread)),
     };
+    if shard.storm.is_some() {
+        shard.sink.storm_events = Some(Vec::new());
+    }
     let mut events = Events::with_capacity(1024);
     shard.connect_all(&mut events, stop);
+    if let Some(st) = shard.storm.as_mut() {
+        st.live = true;
+    }
     if shard.failed > 0 {
         eprintln!(
             "hookcast-load: {} of {} connections failed; the first: {}",
@@ -1149,12 +1300,23 @@ fn run_shard(plan: &Plan, first: usize, count: usize, stop: &AtomicBool, tx: &Se
     }
     shard.dropped = 0;
     shard.read_until_stopped(&mut events, stop, open_at_ready);
+    let storm = shard.storm.take().map(|mut st| {
+        // Resumed: its current stream is open and has delivered something.
+        st.stats.unresumed = (0..st.subs.len())
+            .filter(|&i| {
+                let open = shard.conns[i].as_ref().is_some_and(|c| matches!(c.phase, Phase::Open));
+                st.subs[i].disconnected && (!open || st.subs[i].awaiting_resume)
+            })
+            .count() as u64;
+        Box::new(st.stats)
+    });
     shard.close_all();
     let _ = tx.send(Report::Done {
         received: shard.sink.received,
         dropped: shard.dropped,
         latencies_us: std::mem::take(&mut shard.sink.latencies_us),
         last_us: shard.sink.last_us,
+        storm,
     });
 }
 
@@ -1186,7 +1348,7 @@ impl Shard<'_> {
             let pending = self.conns[idx].as_ref().is_some_and(|c| !matches!(c.phase, Phase::Open));
             if pending {
                 if let Some(conn) = self.conns[idx].take() {
-                    self.close(conn, "the connect phase ended first".into());
+                    self.close(idx, conn, "the connect phase ended first".into());
                 }
             }
         }
@@ -1199,8 +1361,11 @@ impl Shard<'_> {
     /// Reads and discards (or measures) until stopped, the hard deadline, every connection
     /// closed, or — fanout — every expected event received.
     fn read_until_stopped(&mut self, events: &mut Events, stop: &AtomicBool, open_at_ready: usize) {
+        let mut last_sweep = Instant::now();
         loop {
-            if stop.load(Ordering::Relaxed) || Instant::now() >= self.plan.hard_deadline || self.open == 0 {
+            // A storm's subscribers may all be away at once: that is the restart.
+            let all_gone = self.open == 0 && self.storm.is_none();
+            if stop.load(Ordering::Relaxed) || Instant::now() >= self.plan.hard_deadline || all_gone {
                 return;
             }
             if let Some(e) = self.plan.expect_events {
@@ -1208,13 +1373,30 @@ impl Shard<'_> {
                     return;
                 }
             }
-            self.poll_once(events, Duration::from_millis(100));
+            let mut timeout = Duration::from_millis(100);
+            if self.storm.is_some() {
+                let now = Instant::now();
+                if let Some(next) = self.reconnect_due(now) {
+                    timeout = timeout.min(next.saturating_duration_since(now));
+                }
+                if now.duration_since(last_sweep) >= Duration::from_millis(200) {
+                    self.expire_handshakes(now);
+                    last_sweep = now;
+                }
+            }
+            self.poll_once(events, timeout);
         }
     }
 
     fn open_one(&mut self, i: usize) {
-        let idx = self.conns.len();
-        let global = self.first + i;
+        debug_assert_eq!(i, self.conns.len());
+        self.conns.push(None);
+        self.start_conn(i, None);
+    }
+
+    /// Opens connection `idx` (its slot is empty), resuming from `last_id` if given.
+    fn start_conn(&mut self, idx: usize, last_id: Option<&str>) {
+        let global = self.first + idx;
         let source = self.plan.sources[global % self.plan.sources.len()];
         let (target, request) = &self.plan.targets[global % self.plan.targets.len()];
         let conn = sys::connect_from(source, *target).and_then(|std_stream| {
@@ -1226,15 +1408,21 @@ impl Shard<'_> {
             Ok(stream) => stream,
             Err(e) => {
                 self.failed += 1;
+                if let Some(st) = self.storm.as_mut().filter(|st| st.live) {
+                    // Refused at once (loopback answers a connect to a closed port with RST).
+                    st.ended(idx, false, self.rng.next_u64());
+                    return;
+                }
                 self.first_error.get_or_insert_with(|| format!("connect from {source}: {e}"));
-                self.conns.push(None);
                 return;
             }
         };
         let (out, accept, body) = match self.plan.transport {
-            Transport::Sse => {
-                (request.clone().into_bytes(), None, BodyState::Sse { chunked: None, sse: SseState::default() })
-            }
+            Transport::Sse => (
+                with_last_event_id(request, last_id).into_bytes(),
+                None,
+                BodyState::Sse { chunked: None, sse: SseState::default() },
+            ),
             Transport::Ws => {
                 let key = BASE64.encode(self.rng.bytes16());
                 let accept = ws_accept(&key);
@@ -1242,7 +1430,7 @@ impl Shard<'_> {
                 (request.into_bytes(), Some(accept), BodyState::Ws(WsState::default()))
             }
         };
-        self.conns.push(Some(Conn {
+        self.conns[idx] = Some(Conn {
             stream,
             phase: Phase::Connecting,
             opened: Instant::now(),
@@ -1251,7 +1439,7 @@ impl Shard<'_> {
             inbuf: Vec::new(),
             accept,
             body,
-        }));
+        });
         self.in_flight += 1;
     }
 
@@ -1280,7 +1468,7 @@ impl Shard<'_> {
         };
         match self.drive(idx, &mut conn) {
             Ok(()) => self.conns[idx] = Some(conn),
-            Err(why) => self.close(conn, why),
+            Err(why) => self.close(idx, conn, why),
         }
     }
 
@@ -1312,7 +1500,7 @@ impl Shard<'_> {
                             _ => "closed by the server before the response head".to_string(),
                         })
                     }
-                    Ok(n) => self.ingest(conn, &scratch[..n])?,
+                    Ok(n) => self.ingest(idx, conn, &scratch[..n])?,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(format!("read: {e}")),
@@ -1325,9 +1513,9 @@ impl Shard<'_> {
         result
     }
 
-    fn ingest(&mut self, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
+    fn ingest(&mut self, idx: usize, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
         if !matches!(conn.phase, Phase::Handshaking) {
-            return self.feed(conn, data);
+            return self.feed(idx, conn, data);
         }
         conn.inbuf.extend_from_slice(data);
         let Some(head) = parse_head(&conn.inbuf)? else {
@@ -1355,17 +1543,20 @@ impl Shard<'_> {
         conn.accept = None;
         self.in_flight -= 1;
         self.open += 1;
+        if let Some(st) = self.storm.as_mut() {
+            st.reconnected(idx);
+        }
         let rest = conn.inbuf.split_off(head.len);
         conn.inbuf = Vec::new();
         if rest.is_empty() {
             Ok(())
         } else {
-            self.feed(conn, &rest)
+            self.feed(idx, conn, &rest)
         }
     }
 
     /// Body bytes of an established connection.
-    fn feed(&mut self, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
+    fn feed(&mut self, idx: usize, conn: &mut Conn, data: &[u8]) -> Result<(), String> {
         let sink = &mut self.sink;
         match &mut conn.body {
             BodyState::Sse { chunked, sse } => {
@@ -1377,7 +1568,11 @@ impl Shard<'_> {
                     }
                     None => data,
                 };
-                feed_buffered(&mut conn.inbuf, data, |buf| Ok(sse_feed(sse, buf, sink)))
+                let fed = feed_buffered(&mut conn.inbuf, data, |buf| Ok(sse_feed(sse, buf, sink)));
+                if let (Some(st), Some(events)) = (self.storm.as_mut(), self.sink.storm_events.as_mut()) {
+                    st.delivered(idx, events.drain(..), sse.id.as_deref());
+                }
+                fed
             }
             BodyState::Ws(ws) => {
                 let mask = self.rng.next_u64().to_le_bytes();
@@ -1395,22 +1590,48 @@ impl Shard<'_> {
                 .is_some_and(|c| !matches!(c.phase, Phase::Open) && now.duration_since(c.opened) > HANDSHAKE_TIMEOUT);
             if expired {
                 if let Some(conn) = self.conns[idx].take() {
-                    self.close(conn, "handshake timed out".into());
+                    self.close(idx, conn, "handshake timed out".into());
                 }
             }
         }
     }
 
-    /// Accounts for a connection that ends; dropping it closes the socket.
-    fn close(&mut self, conn: Conn, why: String) {
-        if matches!(conn.phase, Phase::Open) {
+    /// Accounts for a connection that ends; dropping it closes the socket. In a storm (after
+    /// the connect phase) the subscriber is due to come back.
+    fn close(&mut self, idx: usize, conn: Conn, why: String) {
+        let was_open = matches!(conn.phase, Phase::Open);
+        if was_open {
             self.open -= 1;
             self.dropped += 1;
         } else {
             self.in_flight -= 1;
             self.failed += 1;
         }
+        if let Some(st) = self.storm.as_mut().filter(|st| st.live) {
+            st.ended(idx, was_open, self.rng.next_u64());
+            return;
+        }
         self.first_error.get_or_insert(why);
+    }
+
+    /// Storm: opens the connections whose reconnect is due; returns when the next one is.
+    fn reconnect_due(&mut self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for idx in 0..self.conns.len() {
+            let st = self.storm.as_mut()?;
+            let Some(at) = st.subs[idx].reconnect_at else { continue };
+            if at > now {
+                next = Some(next.map_or(at, |n| n.min(at)));
+                continue;
+            }
+            st.subs[idx].reconnect_at = None;
+            st.stats.attempts += 1;
+            let last_id = st.subs[idx].last_id.clone();
+            if self.conns[idx].is_none() {
+                self.start_conn(idx, last_id.as_deref());
+            }
+        }
+        next
     }
 
     fn close_all(&mut self) {
@@ -1613,10 +1834,29 @@ fn dechunk(state: &mut Chunked, input: &[u8], out: &mut Vec<u8>) -> Result<(), S
     Ok(())
 }
 
-/// The SSE parser's memory between lines: the publish time found in the current event's data.
+/// The SSE parser's memory between lines: the publish time and attempt number found in the
+/// current event's data, its type, and the stream's last event id.
 #[derive(Default, Debug)]
 struct SseState {
     t_us: Option<u64>,
+    /// `"n":` in the data (`storm`'s publish attempt number).
+    n: Option<u64>,
+    /// The current event has data lines.
+    has_data: bool,
+    /// The current event's type is `reset` (hookcast's history-gap notice).
+    reset: bool,
+    /// WHATWG HTML §9.2.6 "last event ID buffer": kept from event to event until an `id`
+    /// field changes it.
+    id: Option<String>,
+}
+
+/// What `storm` needs of one dispatched SSE event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StormEvent {
+    /// The publish attempt number in its data.
+    n: Option<u64>,
+    /// An `event: reset`.
+    reset: bool,
 }
 
 /// Consumes the complete lines of `buf` (WHATWG HTML §9.2.6: lines end in CRLF or LF; a bare CR
@@ -1634,21 +1874,53 @@ fn sse_feed(state: &mut SseState, buf: &[u8], sink: &mut Sink) -> usize {
             if let Some(t) = state.t_us.take() {
                 sink.delivered(t);
             }
+            if let Some(events) = sink.storm_events.as_mut().filter(|_| state.has_data) {
+                events.push(StormEvent { n: state.n, reset: state.reset });
+            }
+            (state.n, state.has_data, state.reset) = (None, false, false);
             continue;
         }
         // `data` field: the name, then a colon, or the name alone (empty value).
         if let Some(value) = line.strip_prefix(b"data") {
-            if (value.is_empty() || value[0] == b':') && state.t_us.is_none() {
-                state.t_us = find_t(value);
+            if value.is_empty() || value[0] == b':' {
+                state.has_data = true;
+                if state.t_us.is_none() {
+                    state.t_us = find_t(value);
+                }
+                if state.n.is_none() {
+                    state.n = find_number(value, b"\"n\":");
+                }
+            }
+        } else if let Some(value) = field_value(line, b"event") {
+            state.reset = value == b"reset";
+        } else if let Some(value) = field_value(line, b"id") {
+            // An id with NUL is ignored (§9.2.6); one with CR could not be sent back.
+            if !value.contains(&0) && !value.contains(&b'\r') {
+                state.id = Some(String::from_utf8_lossy(value).into_owned());
             }
         }
     }
     pos
 }
 
+/// The value of field `name` in an SSE line (`name:value`, one leading space dropped, or `name`
+/// alone for an empty value); None for another field.
+fn field_value<'a>(line: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let rest = line.strip_prefix(name)?;
+    match rest.first() {
+        None => Some(rest),
+        Some(b':') => Some(rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..])),
+        Some(_) => None,
+    }
+}
+
 /// The value of the first `"t":` number in `bytes` (the publish time in microseconds).
 fn find_t(bytes: &[u8]) -> Option<u64> {
-    let key = b"\"t\":";
+    find_number(bytes, b"\"t\":")
+}
+
+/// The unsigned number after the first `key` (e.g. `"t":`) in `bytes`.
+fn find_number(bytes: &[u8], key: &[u8]) -> Option<u64> {
     let at = bytes.windows(key.len()).position(|w| w == key)? + key.len();
     let rest = &bytes[at..];
     let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
@@ -1798,6 +2070,440 @@ fn encode_client_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     frame.extend_from_slice(&mask);
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     frame
+}
+
+// ---------------------------------------------------------------------------------------------
+// `storm`: the subscribers of a restarted server come back with Last-Event-ID.
+
+/// A refused reconnect is tried again after this, doubled per refusal in a row up to
+/// `RETRY_MAX`, each with ±50 % jitter so that the retries do not march in step.
+const RETRY_BASE: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_millis(500);
+
+/// How long to wait before the next attempt after `refusals` refused ones in a row; `r` is a
+/// random number.
+fn retry_delay(refusals: u32, r: u64) -> Duration {
+    let base = RETRY_BASE.saturating_mul(1 << refusals.saturating_sub(1).min(8)).min(RETRY_MAX);
+    let ms = u64::try_from(base.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(ms / 2 + r % ms)
+}
+
+/// The subscriber request with `Last-Event-ID` added (the request ends in its blank line).
+fn with_last_event_id(request: &str, last_id: Option<&str>) -> String {
+    match (last_id, request.strip_suffix("\r\n")) {
+        (Some(id), Some(head)) => format!("{head}Last-Event-ID: {id}\r\n\r\n"),
+        _ => request.to_string(),
+    }
+}
+
+/// `{"t":<micros>,"n":<attempt>,"pad":"xx…"}`, PUBLISH_BODY_LEN bytes long.
+fn storm_body(t_us: u64, n: u64) -> Vec<u8> {
+    let prefix = format!("{{\"t\":{t_us},\"n\":{n},\"pad\":\"");
+    let pad = PUBLISH_BODY_LEN.saturating_sub(prefix.len() + 2);
+    format!("{prefix}{}\"}}", "x".repeat(pad)).into_bytes()
+}
+
+/// One subscriber of `storm`, across its connections.
+#[derive(Default)]
+struct StormSub {
+    /// The last SSE `id:` seen, sent back as `Last-Event-ID`.
+    last_id: Option<String>,
+    /// The publish attempts received, as a bit set.
+    seen: Vec<u64>,
+    /// When to connect again (its stream ended, or the last attempt was refused).
+    reconnect_at: Option<Instant>,
+    /// Attempts refused in a row, for the backoff.
+    refusals: u32,
+    /// It lost its stream at least once.
+    disconnected: bool,
+    /// Its current stream is a reconnection that has delivered nothing yet.
+    awaiting_resume: bool,
+}
+
+/// A shard's `storm` bookkeeping.
+struct StormShard {
+    subs: Vec<StormSub>,
+    stats: StormStats,
+    spread_us: u64,
+    /// The connect phase is over: from now on an ended stream is a disconnect to come back from.
+    live: bool,
+}
+
+impl StormShard {
+    fn new(count: usize, spread: Duration) -> StormShard {
+        StormShard {
+            subs: (0..count).map(|_| StormSub::default()).collect(),
+            stats: StormStats::default(),
+            spread_us: u64::try_from(spread.as_micros()).unwrap_or(u64::MAX),
+            live: false,
+        }
+    }
+
+    /// Subscriber `idx`'s stream ended (`was_open`) or an attempt to get one failed.
+    fn ended(&mut self, idx: usize, was_open: bool, r: u64) {
+        let now = Instant::now();
+        let sub = &mut self.subs[idx];
+        sub.awaiting_resume = false;
+        if was_open {
+            self.stats.disconnects += 1;
+            if !sub.disconnected {
+                sub.disconnected = true;
+                self.stats.disconnected += 1;
+            }
+            self.stats.first_disconnect_us = min_nonzero(self.stats.first_disconnect_us, now_micros());
+            sub.refusals = 0;
+            let jitter = if self.spread_us == 0 { 0 } else { r % self.spread_us };
+            sub.reconnect_at = Some(now + Duration::from_micros(jitter));
+        } else {
+            self.stats.refused += 1;
+            sub.refusals += 1;
+            sub.reconnect_at = Some(now + retry_delay(sub.refusals, r));
+        }
+    }
+
+    /// Subscriber `idx` has a stream again (a 200 and the end of the headers).
+    fn reconnected(&mut self, idx: usize) {
+        let sub = &mut self.subs[idx];
+        sub.refusals = 0;
+        if sub.disconnected {
+            sub.awaiting_resume = true;
+            let now = now_micros();
+            self.stats.first_reconnect_us = min_nonzero(self.stats.first_reconnect_us, now);
+            self.stats.last_reconnect_us = self.stats.last_reconnect_us.max(now);
+        }
+    }
+
+    /// Events subscriber `idx` received; `last_id` is its stream's last event id now.
+    fn delivered(&mut self, idx: usize, events: impl Iterator<Item = StormEvent>, last_id: Option<&str>) {
+        let sub = &mut self.subs[idx];
+        let mut any = false;
+        for ev in events {
+            any = true;
+            match ev {
+                StormEvent { reset: true, .. } => self.stats.resets += 1,
+                StormEvent { n: Some(n), .. } => {
+                    let (word, bit) = (usize::try_from(n / 64).unwrap_or(usize::MAX), 1u64 << (n % 64));
+                    if word >= MAX_ATTEMPTS / 64 {
+                        self.stats.foreign += 1;
+                        continue;
+                    }
+                    if sub.seen.len() <= word {
+                        sub.seen.resize(word + 1, 0);
+                    }
+                    if sub.seen[word] & bit != 0 {
+                        self.stats.duplicates += 1;
+                    } else {
+                        sub.seen[word] |= bit;
+                        let n = n as usize;
+                        if self.stats.counts.len() <= n {
+                            self.stats.counts.resize(n + 1, 0);
+                        }
+                        self.stats.counts[n] += 1;
+                    }
+                }
+                StormEvent { n: None, .. } => self.stats.foreign += 1,
+            }
+        }
+        if any && sub.awaiting_resume {
+            sub.awaiting_resume = false;
+            self.stats.last_resume_us = self.stats.last_resume_us.max(now_micros());
+        }
+        if let Some(id) = last_id {
+            if sub.last_id.as_deref() != Some(id) {
+                sub.last_id = Some(id.to_string());
+            }
+        }
+    }
+}
+
+/// The most publish attempts a storm tracks (the bit sets and counts are indexed by attempt).
+const MAX_ATTEMPTS: usize = 1 << 20;
+
+/// The smaller of two timestamps where 0 means none.
+fn min_nonzero(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (a, b) => a.min(b),
+    }
+}
+
+/// What a storm's subscribers saw, summed over a shard (or all of them). Times are wall-clock
+/// microseconds since the Unix epoch, 0 for none.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct StormStats {
+    /// Per publish attempt number: the subscribers that received it (at least once).
+    counts: Vec<u64>,
+    /// Attempts received again by a subscriber that had them.
+    duplicates: u64,
+    /// `event: reset` received.
+    resets: u64,
+    /// Events without an attempt number (not ours).
+    foreign: u64,
+    /// Streams that ended after the connect phase.
+    disconnects: u64,
+    /// Subscribers that lost their stream at least once.
+    disconnected: u64,
+    /// Reconnect attempts, and those refused (connect refused, closed before the head, or a
+    /// status other than 200).
+    attempts: u64,
+    refused: u64,
+    /// Subscribers that lost their stream and have none at the end, or one that delivered
+    /// nothing.
+    unresumed: u64,
+    first_disconnect_us: u64,
+    first_reconnect_us: u64,
+    last_reconnect_us: u64,
+    last_resume_us: u64,
+}
+
+impl StormStats {
+    fn merge(&mut self, o: &StormStats) {
+        if self.counts.len() < o.counts.len() {
+            self.counts.resize(o.counts.len(), 0);
+        }
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        self.duplicates += o.duplicates;
+        self.resets += o.resets;
+        self.foreign += o.foreign;
+        self.disconnects += o.disconnects;
+        self.disconnected += o.disconnected;
+        self.attempts += o.attempts;
+        self.refused += o.refused;
+        self.unresumed += o.unresumed;
+        self.first_disconnect_us = min_nonzero(self.first_disconnect_us, o.first_disconnect_us);
+        self.first_reconnect_us = min_nonzero(self.first_reconnect_us, o.first_reconnect_us);
+        self.last_reconnect_us = self.last_reconnect_us.max(o.last_reconnect_us);
+        self.last_resume_us = self.last_resume_us.max(o.last_resume_us);
+    }
+
+    fn scalars(&self) -> [(&'static str, u64); 12] {
+        [
+            ("duplicates", self.duplicates),
+            ("resets", self.resets),
+            ("foreign", self.foreign),
+            ("disconnects", self.disconnects),
+            ("disconnected", self.disconnected),
+            ("attempts", self.attempts),
+            ("refused", self.refused),
+            ("unresumed", self.unresumed),
+            ("first_disconnect_us", self.first_disconnect_us),
+            ("first_reconnect_us", self.first_reconnect_us),
+            ("last_reconnect_us", self.last_reconnect_us),
+            ("last_resume_us", self.last_resume_us),
+        ]
+    }
+
+    /// The worker protocol's `storm k=v … counts=c0,c1,…` line.
+    fn to_line(&self) -> String {
+        let mut line = String::from("storm");
+        for (k, v) in self.scalars() {
+            line += &format!(" {k}={v}");
+        }
+        let counts: Vec<String> = self.counts.iter().map(u64::to_string).collect();
+        line + " counts=" + &counts.join(",")
+    }
+
+    fn from_line(line: &str) -> Option<StormStats> {
+        let mut s = StormStats::default();
+        let mut words = line.split_ascii_whitespace();
+        if words.next() != Some("storm") {
+            return None;
+        }
+        for word in words {
+            let (k, v) = word.split_once('=')?;
+            if k == "counts" {
+                s.counts = if v.is_empty() {
+                    Vec::new()
+                } else {
+                    v.split(',').map(|c| c.parse().ok()).collect::<Option<_>>()?
+                };
+                continue;
+            }
+            let v: u64 = v.parse().ok()?;
+            let slot = match k {
+                "duplicates" => &mut s.duplicates,
+                "resets" => &mut s.resets,
+                "foreign" => &mut s.foreign,
+                "disconnects" => &mut s.disconnects,
+                "disconnected" => &mut s.disconnected,
+                "attempts" => &mut s.attempts,
+                "refused" => &mut s.refused,
+                "unresumed" => &mut s.unresumed,
+                "first_disconnect_us" => &mut s.first_disconnect_us,
+                "first_reconnect_us" => &mut s.first_reconnect_us,
+                "last_reconnect_us" => &mut s.last_reconnect_us,
+                "last_resume_us" => &mut s.last_resume_us,
+                _ => continue,
+            };
+            *slot = v;
+        }
+        Some(s)
+    }
+}
+
+/// (lost, delivered without acknowledgement): `lost` sums, over the acknowledged attempts, the
+/// established subscribers that never received it; the second figure counts deliveries of
+/// attempts whose publish failed as far as the publisher knows (the server took it but the
+/// answer was lost in the restart), which are not errors.
+fn storm_loss(counts: &[u64], accepted: &[u64], established: u64) -> (u64, u64) {
+    let mut acked = vec![false; counts.len()];
+    let mut lost = 0;
+    for &n in accepted {
+        let got = counts.get(n as usize).copied().unwrap_or(0);
+        lost += established.saturating_sub(got);
+        if let Some(a) = acked.get_mut(n as usize) {
+            *a = true;
+        }
+    }
+    let unacked = counts.iter().zip(&acked).filter(|(_, a)| !**a).map(|(c, _)| c).sum();
+    (lost, unacked)
+}
+
+/// What the storm's publisher did.
+#[derive(Default)]
+struct PublishLog {
+    /// Attempt numbers answered 2xx.
+    accepted: Vec<u64>,
+    attempts: u64,
+    failed: u64,
+    first_error: Option<String>,
+}
+
+/// Publishes at `rate` until `deadline`: each event is tried again (a new attempt number, 20 ms
+/// later) until it is acknowledged, as an application whose server restarts would; the next
+/// one follows at the rate, without a catch-up burst for the time lost.
+fn storm_publish(opts: &Opts, deadline: Instant) -> PublishLog {
+    let mut publisher = Publisher::new(opts);
+    let mut log = PublishLog::default();
+    let interval = Duration::from_secs_f64(1.0 / opts.storm.rate);
+    let mut due = Instant::now();
+    while due < deadline {
+        let now = Instant::now();
+        if due > now {
+            thread::sleep(due - now);
+        }
+        loop {
+            log.attempts += 1;
+            let n = log.attempts;
+            match publisher.publish(&storm_body(now_micros(), n)) {
+                Ok(status) if (200..300).contains(&status) => {
+                    log.accepted.push(n);
+                    break;
+                }
+                outcome => {
+                    log.failed += 1;
+                    log.first_error.get_or_insert_with(|| match outcome {
+                        Ok(status) => format!("status {status}"),
+                        Err(e) => e,
+                    });
+                }
+            }
+            if Instant::now() >= deadline || log.attempts as usize >= MAX_ATTEMPTS - 1 {
+                return log;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        due = (due + interval).max(Instant::now());
+    }
+    log
+}
+
+/// The storm's middle: publish for `--seconds` (the bench restarts the server meanwhile, told
+/// by the `# storm: publishing` line), then let the subscribers settle.
+fn storm_phase(opts: &Opts, rx: &Receiver<Report>, tally: &mut Tally) -> PublishLog {
+    tally.wait_until(rx, |_| false, Instant::now() + Duration::from_millis(500));
+    println!(
+        "# storm: publishing {} events/s for {} s; restart the server now",
+        opts.storm.rate,
+        opts.storm.seconds.as_secs()
+    );
+    io::stdout().flush().ok();
+    let publisher = {
+        let deadline = Instant::now() + opts.storm.seconds;
+        let (tx, done) = mpsc::channel();
+        thread::scope(|scope| {
+            scope.spawn(move || {
+                let _ = tx.send(storm_publish(opts, deadline));
+            });
+            // Absorb the shards' reports meanwhile; the publisher's own bound ends this.
+            loop {
+                match done.recv_timeout(Duration::from_millis(100)) {
+                    Ok(log) => break log,
+                    Err(RecvTimeoutError::Timeout) => {
+                        tally.wait_until(rx, |_| false, Instant::now() + Duration::from_millis(1));
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break PublishLog::default(),
+                }
+            }
+        })
+    };
+    println!("# storm: publisher done; settling for {} s", opts.storm.settle.as_secs());
+    io::stdout().flush().ok();
+    tally.wait_until(rx, |_| false, Instant::now() + opts.storm.settle);
+    publisher
+}
+
+/// Prints the storm figures; false if the storm did not happen or did not end (no disconnect,
+/// a subscriber that never resumed, nothing acknowledged).
+fn print_storm(opts: &Opts, tally: &Tally, established: usize, procs: usize, log: &PublishLog) -> bool {
+    let s = &tally.storm;
+    let (lost, unacked) = storm_loss(&s.counts, &log.accepted, established as u64);
+    let since = |at: u64| {
+        if at == 0 || s.first_reconnect_us == 0 {
+            "n/a".to_string()
+        } else {
+            format!("{:.1}", at.saturating_sub(s.first_reconnect_us) as f64 / 1000.0)
+        }
+    };
+    let down = if s.first_disconnect_us == 0 || s.first_reconnect_us == 0 {
+        "n/a".to_string()
+    } else {
+        format!("{:.1}", s.first_reconnect_us.saturating_sub(s.first_disconnect_us) as f64 / 1000.0)
+    };
+    println!(
+        "storm conns={} established={established} disconnected={} published={} publish_attempts={} \
+         lost={lost} duplicates={} resets={} unacked_delivered={unacked} foreign={} reconnects={} refused={} \
+         down_ms={down} reconnect_ms={} resume_ms={} unresumed={} procs={procs} rate={} spread_ms={}",
+        opts.conns,
+        s.disconnected,
+        log.accepted.len(),
+        log.attempts,
+        s.duplicates,
+        s.resets,
+        s.foreign,
+        s.attempts,
+        s.refused,
+        since(s.last_reconnect_us),
+        since(s.last_resume_us),
+        s.unresumed,
+        opts.storm.rate,
+        opts.storm.spread.as_millis(),
+    );
+    println!(
+        "# {} of {established} subscribers lost their stream; all back {} ms after the first returned; \
+         {lost} acknowledged deliveries lost, {} duplicates, {} resets",
+        s.disconnected,
+        since(s.last_resume_us),
+        s.duplicates,
+        s.resets
+    );
+    if let Some(e) = &log.first_error {
+        eprintln!("hookcast-load: {} publish attempt(s) failed (retried); the first: {e}", log.failed);
+    }
+    let mut ok = true;
+    for (bad, why) in [
+        (s.disconnected == 0, "no subscriber lost its stream: the server was not restarted".to_string()),
+        (s.unresumed > 0, format!("{} subscriber(s) did not resume by the end", s.unresumed)),
+        (log.accepted.is_empty(), "no publish was acknowledged".to_string()),
+    ] {
+        if bad {
+            eprintln!("hookcast-load: storm: {why}");
+            ok = false;
+        }
+    }
+    ok
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2466,5 +3172,108 @@ mod tests {
         let ports: Vec<u16> = again.targets.iter().map(|(_, a)| a.port()).collect();
         assert_eq!(ports, vec![81, 82]);
         assert!(subscriber_request(&o, "127.0.0.1:82").contains("Host: 127.0.0.1:82\r\n"));
+    }
+
+    #[test]
+    fn storm_arguments() {
+        let o = parse_args(args(
+            "storm --target 127.0.0.1:80 --path /events?topics=b --conns 10 --publish-path /publish/b --rate 20 \
+             --seconds 7 --spread-ms 250 --settle 2 --procs 2",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.mode, Mode::Storm);
+        let want = StormOpts {
+            rate: 20.0,
+            seconds: Duration::from_secs(7),
+            spread: Duration::from_millis(250),
+            settle: Duration::from_secs(2),
+        };
+        assert_eq!(o.storm, want);
+        let again = parse_args(worker_args(&o, 5, 5, 100)).unwrap().unwrap();
+        assert_eq!((again.mode, again.storm, again.worker_offset), (Mode::Storm, want, Some(5)));
+        let d = parse_args(args("storm --target 127.0.0.1:80 --path /e --conns 1 --publish-path /p")).unwrap().unwrap();
+        assert_eq!(d.storm, StormOpts::default());
+        assert_eq!(d.storm.spread, Duration::from_millis(1000));
+        for bad in [
+            "storm --target 127.0.0.1:80 --path /e --conns 1",
+            "storm --target 127.0.0.1:80 --path /e --conns 1 --publish-path /p --ws",
+            "storm --target 127.0.0.1:80 --path /e --conns 1 --publish-path /p --rate 0",
+            "storm --target 127.0.0.1:80 --path /e --conns 1 --publish-path /p --events 3",
+            "fanout --target 127.0.0.1:80 --path /e --conns 1 --events 1 --interval-ms 0 --publish-path /p --rate 5",
+            "idle --target 127.0.0.1:80 --path /e --conns 1 --spread-ms 5",
+        ] {
+            assert!(parse_args(args(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sse_storm_events_carry_attempts_resets_and_the_last_id() {
+        let mut st = SseState::default();
+        let mut sink = Sink { storm_events: Some(Vec::new()), ..Sink::default() };
+        let input = b": keepalive\n\nid: 7\ndata: {\"t\":5,\"n\":3}\n\nid:1733:0\nevent: reset\ndata: {}\n\n\
+                      data: {\"n\":4}\n\nevent: x\n\nid: 9\x00\ndata: {\"n\"";
+        let used = sse_feed(&mut st, input, &mut sink);
+        let got = sink.storm_events.take().unwrap();
+        assert_eq!(
+            got,
+            vec![
+                StormEvent { n: Some(3), reset: false },
+                StormEvent { n: None, reset: true },
+                StormEvent { n: Some(4), reset: false }
+            ]
+        );
+        // The id persists across events without one; one with NUL is ignored.
+        assert_eq!(st.id.as_deref(), Some("1733:0"));
+        assert_eq!(&input[used..], b"data: {\"n\"");
+        assert_eq!(sink.received, 1, "only events with a publish time count as fan-out deliveries");
+        assert_eq!(field_value(b"id", b"id"), Some(&b""[..]));
+        assert_eq!(field_value(b"idx: 1", b"id"), None);
+        assert_eq!(field_value(b"id:  2", b"id"), Some(&b" 2"[..]));
+    }
+
+    #[test]
+    fn storm_requests_bodies_and_backoff() {
+        let req = "GET /e HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(with_last_event_id(req, None), req);
+        assert_eq!(with_last_event_id(req, Some("17")), "GET /e HTTP/1.1\r\nHost: h\r\nLast-Event-ID: 17\r\n\r\n");
+        let body = storm_body(1_712_345_678_901_234, 42);
+        assert_eq!(body.len(), PUBLISH_BODY_LEN);
+        assert_eq!((find_t(&body), find_number(&body, b"\"n\":")), (Some(1_712_345_678_901_234), Some(42)));
+        for r in [0, 1, 99, 12345, u64::MAX] {
+            let first = retry_delay(1, r);
+            assert!((Duration::from_millis(50)..Duration::from_millis(150)).contains(&first), "{first:?}");
+            let late = retry_delay(30, r);
+            assert!((Duration::from_millis(250)..Duration::from_millis(750)).contains(&late), "{late:?}");
+        }
+    }
+
+    #[test]
+    fn storm_accounting_counts_loss_duplicates_and_resumes() {
+        let mut st = StormShard::new(2, Duration::from_millis(1000));
+        st.live = true;
+        let ev = |n| StormEvent { n: Some(n), reset: false };
+        st.delivered(0, [ev(1), ev(2)].into_iter(), Some("2"));
+        st.delivered(1, [ev(1)].into_iter(), Some("1"));
+        st.ended(0, true, 7);
+        assert!(st.subs[0].reconnect_at.is_some() && st.subs[0].disconnected);
+        st.ended(0, false, 7);
+        assert_eq!((st.stats.disconnected, st.stats.refused, st.subs[0].refusals), (1, 1, 1));
+        st.reconnected(0);
+        assert!(st.subs[0].awaiting_resume && st.stats.first_reconnect_us > 0);
+        // The replay repeats 2 (a duplicate) and brings 3; the reset counts apart.
+        st.delivered(0, [ev(2), ev(3), StormEvent { n: None, reset: true }].into_iter(), Some("3"));
+        assert!(!st.subs[0].awaiting_resume && st.stats.last_resume_us >= st.stats.first_reconnect_us);
+        assert_eq!((st.stats.duplicates, st.stats.resets, st.subs[0].last_id.as_deref()), (1, 1, Some("3")));
+        assert_eq!(st.stats.counts, vec![0, 2, 1, 1]);
+        // Subscriber 1 missed 2 and 3: two lost; attempt 4 was never acknowledged.
+        let mut all = StormStats::from_line(&st.stats.to_line()).unwrap();
+        assert_eq!(all, st.stats);
+        all.merge(&StormStats { counts: vec![0, 0, 0, 0, 1], first_reconnect_us: 1, ..StormStats::default() });
+        assert_eq!(all.first_reconnect_us, 1);
+        assert_eq!(storm_loss(&all.counts, &[1, 2, 3], 2), (2, 1));
+        assert_eq!(storm_loss(&[], &[1], 3), (3, 0));
+        assert_eq!(StormStats::from_line("storm counts="), Some(StormStats::default()));
+        assert_eq!(StormStats::from_line("lat 1 2"), None);
     }
 }

@@ -28,4 +28,5 @@ mod runner;
 mod sources;
 mod sse;
 mod status;
+mod storm;
 mod ws;
