@@ -921,6 +921,9 @@ impl Server {
         while let Some(t) = self.writes.pop() {
             if let Some(slot) = self.sessions.get_mut(t) {
                 slot.dirty = false;
+                if !slot.conn.out.is_empty() {
+                    self.app.metrics.subscriber_writes[slot.conn.transport as usize] += 1;
+                }
                 self.write_now(t);
             }
             written += 1;

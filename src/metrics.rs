@@ -88,6 +88,9 @@ pub struct Metrics {
     pub events_published: u64,
     /// Event messages queued to subscribers, by transport.
     pub messages_sent: [u64; 4],
+    /// Subscriber queues written by the fan-out, by transport: with `messages_sent`, how many
+    /// events a write carries (more than one when a burst outpaces the writes).
+    pub subscriber_writes: [u64; 4],
     /// Subscribers cut loose for not reading.
     pub slow_consumer_disconnects: [u64; 4],
     /// HTTP responses by status code.
@@ -96,7 +99,7 @@ pub struct Metrics {
     pub deliveries: BTreeMap<(String, &'static str), u64>,
     /// Signature failures by hook and reason.
     pub signature_failures: BTreeMap<(String, &'static str), u64>,
-    /// Time from publish to the end of the loop turn that wrote it to its subscribers.
+    /// Time from publish to the write to the last of its subscribers.
     pub delivery_latency: Option<Histogram>,
     /// Deploy run durations by hook.
     pub run_durations: BTreeMap<String, Histogram>,
@@ -208,6 +211,13 @@ impl Metrics {
             "counter",
             "Event messages queued to subscribers.",
             &self.messages_sent,
+        );
+        per_transport(
+            &mut s,
+            "hookcast_subscriber_writes_total",
+            "counter",
+            "Subscriber queues written by the fan-out (several events to a write when a burst outpaces the writes).",
+            &self.subscriber_writes,
         );
         per_transport(
             &mut s,
