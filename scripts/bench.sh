@@ -15,13 +15,17 @@
 # and websocketd, installed from Debian's packages when missing; writes
 # bench/results/side-by-side-<date>.{md,svg,tsv}.
 #   scripts/bench.sh --side-by-side [--quick]   only the side-by-side comparison
-#   SBS_ONLY=intake,fanout   only those figures (alone, idle, fanout, burst, intake, storm), into
+#   SBS_ONLY=intake,fanout   only those figures (alone, idle, allin, fanout, burst, intake,
+#                            storm), into
 #                            side-by-side-<date>-only-<figures>.*
 #   SBS_REPS=N SBS_BIG_REPS=N   repetitions of the timed figures (3), and of the 10 000 fan-out (3)
 #   SBS_STORM_N=N            subscribers in the reconnect storm (10 000; 1 000 with --quick);
 #                            SBS_STORM_REPS (1), SBS_STORM_RATE (50 publishes/s), SBS_STORM_SECS
 #                            (15 s of publishing), SBS_STORM_AFTER (restart 3 s into it),
 #                            SBS_STORM_SPREAD_MS (reconnects spread over 1000 ms)
+#
+# scripts/bench.sh --soak: the churn soak (10 minutes by default; its knobs are SOAK_*, described
+# where its section starts); writes bench/results/soak-<date>.{md,tsv}.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -61,6 +65,8 @@ sbs_log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 # Installs what is missing, one package at a time, so one missing peer does not sink the rest;
 # a peer that cannot be installed is recorded in sbs_na and shows as n/a in the table.
 declare -A sbs_na=()
+# Figures that could not be measured (the run then ends with status 1, after writing the table).
+sbs_failures=()
 sbs_install_peers() {
     local pkgs=(nginx libnginx-mod-nchan pushpin webhook websocketd wrk) missing=() p updated=0
     for p in "${pkgs[@]}"; do
@@ -303,6 +309,79 @@ sbs_start_webhook() { # hooks file
     sbs_wait_port "$sbs_port"
 }
 
+# The floor (src/bin/hookcast-floor.rs) as the trivial listener of the all-in figure: one mio
+# loop that accepts, registers each socket in its epoll, answers a fixed SSE head and holds. Its
+# end of a connection is the same kernel objects as the client's end (a TCP socket, its file,
+# inode, dentry and epoll entries), so half of what N idle connections to it cost the kernel is
+# the client's share, which is taken off every server's total (sbs_render).
+sbs_start_floor() {
+    sbs_server=floor
+    sbs_port=$(sbs_free_port)
+    "$root/target/release/hookcast-floor" --listen "127.0.0.1:$sbs_port" 2>>"$sbs_tmp/floor.log" &
+    sbs_kill=($!) sbs_pids=($!)
+    sbs_sub_path='/events' sbs_ws_path=''
+    sbs_pub=()
+    sbs_wait_port "$sbs_port"
+}
+
+# Kernel memory of the machine at one moment: /proc/net/sockstat (TCP sockets and the pages
+# charged to their buffers) and /proc/slabinfo (objects and their sizes, root only). sockstat6
+# is left out: every connection here is IPv4 loopback.
+sbs_kernel_snap() { # file
+    {
+        cat /proc/net/sockstat
+        [[ -r /proc/slabinfo ]] && awk 'NR > 2 {print "slab", $1, $2, $4}' /proc/slabinfo 2>/dev/null
+    } >"$1" || true
+}
+
+# What N connections cost the kernel, both ends together, per connection: the growth of the
+# slab caches that hold something per TCP socket (SOCKET_CACHES below: the socket, its inode,
+# file and dentry, epoll entries, conntrack entry, queued buffers) at active_objs x objsize, plus
+# sockstat's TCP `mem` pages. Other caches that grew by N/4 objects or more are listed
+# (others=) but not counted: on this shared machine they are other work (proc inodes of
+# someone's /proc walk, TIME_WAIT of earlier runs). Prints key=value words for sbs_row;
+# kernel_bytes=n/a with kernel_why when it cannot be measured.
+sbs_kernel_delta() { # before after n
+    python3 - "$@" <<'PY'
+import os, sys
+before, after, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def parse(path):
+    tcp, slab = {}, {}
+    for line in open(path):
+        f = line.split()
+        if f and f[0] == "TCP:":
+            tcp = {f[i]: int(f[i + 1]) for i in range(1, len(f) - 1, 2)}
+        elif f and f[0] == "slab" and len(f) == 4:
+            slab[f[1]] = (int(f[2]), int(f[3]))
+    return tcp, slab
+(t0, s0), (t1, s1) = parse(before), parse(after)
+if not t0 or not t1 or "mem" not in t1:
+    print("kernel_bytes=n/a kernel_why=no_TCP_line_in_/proc/net/sockstat"); sys.exit()
+if not s0 or not s1:
+    print("kernel_bytes=n/a kernel_why=/proc/slabinfo_not_readable_(needs_root)"); sys.exit()
+if n <= 0:
+    print("kernel_bytes=n/a kernel_why=no_connection"); sys.exit()
+import re
+SOCKET_CACHES = re.compile(r"^(TCP|request_sock_TCP|tcp_bind_bucket|sock_inode_cache|filp|dentry|eventpoll_epi|"
+                           r"eventpoll_pwq|ep_head|nf_conntrack|skbuff_\w+|lsm_inode_cache|lsm_file_cache)$")
+page = os.sysconf("SC_PAGE_SIZE")
+counted, others = [], []
+for name, (objs, size) in s1.items():
+    d = objs - s0.get(name, (0, size))[0]
+    if SOCKET_CACHES.match(name):
+        if d != 0:
+            counted.append((name, d, size))
+    elif d >= n / 4:
+        others.append((name, d, size))
+slab = sum(d * size for _, d, size in counted)
+mem = (t1["mem"] - t0["mem"]) * page
+show = lambda gs: "+".join(f"{name}:{d / n:.2f}x{size}" for name, d, size in sorted(gs, key=lambda g: -abs(g[1]) * g[2])) or "-"
+print(f"kernel_bytes={(slab + mem) // n} slab_bytes={slab // n} sock_mem_bytes={mem // n} "
+      f"tcp_inuse_delta={t1['inuse'] - t0['inuse']} tcp_mem_pages_delta={t1['mem'] - t0['mem']} "
+      f"caches={show(counted)} others={show(others)}")
+PY
+}
+
 sbs_stop() { # TERM, then KILL after 5 s; waits for every process of the server to go
     local p i alive
     for p in "${sbs_kill[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -334,7 +413,8 @@ sbs_idle() { # server transport n
     [[ $server == pushpin ]] && batch=50 # its 502s above ~100 proxied requests in flight
     sleep 0.5
     sbs_pids_refresh
-    local before backend_before=0 established line after backend_after=0 solo_before solo_after
+    local before backend_before=0 established line after backend_after=0 solo_before solo_after kernel
+    sbs_kernel_snap "$sbs_tmp/kernel.before"
     before=$(sbs_mem_kb "${sbs_pids[@]}")
     solo_before=$(sbs_mem_kb "${sbs_pids[0]}")
     [[ $server == pushpin ]] && backend_before=$(sbs_mem_kb "$sbs_backend_pid")
@@ -350,6 +430,7 @@ sbs_idle() { # server transport n
     line=$(grep '^idle ' "$out" || true)
     sleep 2 # let the server settle, as `hookcast-load idle --pid` does
     sbs_pids_refresh
+    sbs_kernel_snap "$sbs_tmp/kernel.after"
     after=$(sbs_mem_kb "${sbs_pids[@]}")
     solo_after=$(sbs_mem_kb "${sbs_pids[0]}")
     [[ $server == pushpin ]] && backend_after=$(sbs_mem_kb "$sbs_backend_pid")
@@ -362,10 +443,16 @@ sbs_idle() { # server transport n
         return
     fi
     local per=$(((after - before) * 1024 / established))
+    kernel=$(sbs_kernel_delta "$sbs_tmp/kernel.before" "$sbs_tmp/kernel.after" "$established")
+    if [[ $kernel == *kernel_bytes=n/a* ]]; then
+        sbs_log "KERNEL SHARE NOT MEASURED (idle $server $transport $n): $kernel"
+        sbs_failures+=("kernel share of idle $server $transport $n: $kernel")
+    fi
+    # shellcheck disable=SC2086 # $kernel is key=value words
     sbs_row idle "$server" "$transport" "$n" "bytes=$per" "established=$established" "procs=$procs" \
         "before_kb=$before" "after_kb=$after" "first_proc_bytes=$(((solo_after - solo_before) * 1024 / established))" \
-        "backend_bytes=$(((backend_after - backend_before) * 1024 / established))"
-    sbs_log "idle $server $transport $n: $per B per subscriber ($established established, $procs processes)"
+        "backend_bytes=$(((backend_after - backend_before) * 1024 / established))" $kernel
+    sbs_log "idle $server $transport $n: $per B per subscriber ($established established, $procs processes); kernel, both ends: $kernel"
 }
 
 sbs_cpu_ticks() { # pids... -> utime + stime summed, in clock ticks
@@ -710,6 +797,29 @@ def compare(fig, transport, n, field, unit, lower, peers, label):
 for n in (1000, 10000):
     compare("idle", "sse", n, "bytes", "B", True, ["nchan", "pushpin"], f"memory per idle SSE subscriber, {n:,}")
     compare("idle", "ws", n, "bytes", "B", True, ["nchan", "websocketd"], f"memory per idle WS subscriber, {n:,}")
+
+
+def kernel_server(server, t, n):
+    """The server's end of an idle connection in kernel memory: the total of both ends less the
+    client's end, which is half of what the same connections to the floor cost."""
+    total = med(("idle", server, t, str(n)), "kernel_bytes")
+    floor = med(("idle", "floor", "sse", str(n)), "kernel_bytes")
+    return None if total is None or floor is None else total - floor / 2
+
+
+def all_in(server, t, n):
+    k, u = kernel_server(server, t, n), med(("idle", server, t, str(n)), "bytes")
+    return None if k is None or u is None else k + u
+
+
+for n in (1000, 10000):
+    if ("idle", "floor", "sse", str(n)) not in runs:
+        continue
+    for t in ("sse", "ws"):
+        for what, f in (("kernel memory, the server's end", kernel_server), ("all-in memory (user space + kernel)", all_in)):
+            h, nc = f("hookcast", t, n), f("nchan", t, n)
+            rows.append((f"{what} per idle {t.upper()} subscriber, {n:,}", fmt_num(h, "B"), "Nchan", fmt_num(nc, "B"),
+                         ratio(h, nc, True)))
 for n in (1000, 10000):
     for t in ("sse", "ws"):
         for field, what in (("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "max")):
@@ -877,7 +987,31 @@ if ("intake", "hookcast", "nocmd", "50") in runs:
 notes.append("- Memory per subscriber = growth of Σ(Pss_Anon + Pss_Shmem) over all processes of the server "
              "(/proc/PID/smaps_rollup), divided by the connections established, taken 2 s after the last one; "
              "nginx counts master + worker (1 worker, like hookcast's one loop) and Nchan's shared-memory zone "
-             "once. A fresh server for every run. Kernel socket buffers are not user-space memory and are not counted.")
+             "once. A fresh server for every run. Kernel memory is not in this figure; it has rows of its own when measured.")
+floors = sorted(k for k in runs if k[0] == "idle" and k[1] == "floor")
+if floors:
+    shares = ", ".join(f"{fmt_num((med(k, 'kernel_bytes') or 0) / 2, 'B')} at {int(k[3]):,}" for k in floors)
+    hk = [runs[k][0] for k in sorted(runs) if k[0] == "idle" and k[1] == "hookcast" and "caches" in runs[k][0]]
+    caches = hk[0]["caches"].replace("+", ", ").replace(":", " ") if hk else "n/a"
+    notes.append(
+        "- Kernel memory per idle connection (the kernel and all-in rows): /proc/net/sockstat's TCP `mem` pages and the growth "
+        "of the /proc/slabinfo caches that hold something per TCP socket (TCP, sock_inode_cache, filp, dentry, eventpoll_epi/pwq, "
+        "nf_conntrack, skbuff_*, lsm_*; active_objs × objsize, slab page overhead not counted; other caches that grew are "
+        "listed in the .tsv as `others` and not counted), "
+        "before and 2 s after the N connections, taken with the user-space figure. Both ends of a loopback connection are "
+        "on this machine, so the total counts the client's socket too. The client's end is measured, not assumed: the "
+        "same client holds N connections to `hookcast-floor`, whose accepted sockets are the same kernel objects as the "
+        "client's (a TCP socket, file, inode, dentry, epoll entries, empty queues), so half that total is the client's "
+        f"end ({shares}), and it is taken off every server's total. Caches that grew with hookcast's SSE connections, "
+        f"objects per connection × bytes: {caches}. sockstat's `mem` is kept in per-CPU batches of up to 1 MiB "
+        "(256 pages), so a jump of 256 pages in a run is one batch moving, not the connections; idle sockets with empty "
+        "queues hold no buffer pages.")
+    odd = [f"{k[1]} {k[2]} {int(k[3]):,}: {r.get('tcp_inuse_delta')}" for k in sorted(runs) if k[0] == "idle"
+           for r in runs[k] if r.get("tcp_inuse_delta") not in (None, "n/a")
+           and abs(int(r["tcp_inuse_delta"]) - 2 * int(r.get("established", 0))) > 0.1 * int(r.get("established", 1))]
+    if odd:
+        notes.append("- **Disturbed kernel figures**: sockstat's TCP inuse should grow by 2 per connection (both ends); "
+                     "other work on the machine moved it by more than 10 % of N in: " + "; ".join(odd) + ".")
 notes.append("- Fan-out: 20 events of 200 bytes, 150 ms apart, each carrying its publish time; latency = arrival − "
              "publish time at the subscriber. Burst: 1,000 events published back to back on one keep-alive "
              "connection (each publish waits for its response); deliveries/s = deliveries ÷ (last delivery − first publish).")
@@ -978,7 +1112,7 @@ sbs_versions() {
     printf 'rustc=%s\n' "$(rustc --version 2>/dev/null | awk '{print $2}')"
 }
 
-# SBS_ONLY=fanout,intake (any of alone, idle, fanout, burst, intake, storm) runs only those figures,
+# SBS_ONLY=fanout,intake (any of alone, idle, allin, fanout, burst, intake, storm) runs only those figures,
 # into side-by-side-<date>-only-<figures>.* so the full run's files stay.
 sbs_want() { [[ -z ${SBS_ONLY:-} || ,$SBS_ONLY, == *",$1,"* ]]; }
 
@@ -1015,7 +1149,9 @@ sbs_main() {
     # (5) hookcast alone
     sbs_want alone && sbs_hookcast_alone
     # (1) idle memory: a fresh server for every run (freed memory is not always given back).
-    sbs_want idle && for n in "${sizes[@]}"; do
+    # `allin` is the same measurement for hookcast, Nchan and the floor only (user space and the
+    # kernel's share; the floor's run gives the client's share of the kernel's).
+    (sbs_want idle || sbs_want allin) && for n in "${sizes[@]}"; do
         for ((r = 0; r < mem_reps; r++)); do
             for t in sse ws; do
                 sbs_start_hookcast && sbs_idle hookcast "$t" "$n"
@@ -1025,6 +1161,9 @@ sbs_main() {
                     sbs_stop
                 fi
             done
+            sbs_start_floor && sbs_idle floor sse "$n"
+            sbs_stop
+            sbs_want idle || continue
             if sbs_have pushpin; then
                 sbs_start_pushpin && sbs_idle pushpin sse "$n"
                 sbs_stop
@@ -1118,10 +1257,192 @@ sbs_main() {
     sbs_render "$sbs_tsv" "$base.md" "$base.svg"
     cat "$base.md"
     if ((${#sbs_failures[@]})); then
-        printf '[bench] FAILED: %s\n' "${sbs_failures[@]}" >&2
+        sbs_log "FAILED (not measured, or a target that must hold did not):"
+        printf '  %s\n' "${sbs_failures[@]}" >&2
         return 1
     fi
 }
+
+# =============================================================================================
+# Churn soak (issue 21): `scripts/bench.sh --soak`. hookcast (release, a journal in a temporary
+# state_dir, a GitHub-signed hook running /bin/true, info log to a file) under a steady churn from
+# `hookcast-load churn`: subscribers connecting and leaving at a fixed rate over SSE, WebSocket and
+# long poll (some resuming, some filtered), publishes and signed webhooks in between. Every
+# SOAK_SAMPLE_SECS the daemon's VmRSS, open descriptors, history bytes and events and open
+# connections are sampled; after the warm-up each series gets a least-squares slope and a
+# flat / not-flat verdict (hookcast-load churn --help defines it). Every memory bound is set small
+# enough to be reached during the warm-up, so what is tested is that they hold, not that a 10-minute
+# run was too short to fill them. Writes bench/results/soak-<date>.{md,tsv}; exits 1 when the
+# verdict fails (an error seen by a subscriber, a series not flat, a warn or error in the log).
+# Knobs (environment), defaults for the 10-minute run:
+#   SOAK_SECS=600 SOAK_SAMPLE_SECS=10 SOAK_WARMUP_SECS=(SOAK_SECS/5) SOAK_CONNECT_RATE=20 (a second)
+#   SOAK_HOLD_MS=1000-10000 SOAK_MIX=sse=2,ws=2,poll=1 SOAK_RESUME_PCT=30 SOAK_FILTER_PCT=20
+#   SOAK_PUBLISH_RATE=10 SOAK_WEBHOOK_RATE=2 (a second) SOAK_FLAT_PCT=1
+# =============================================================================================
+
+soak_main() {
+    local secs=${SOAK_SECS:-600} sample=${SOAK_SAMPLE_SECS:-10}
+    local warmup=${SOAK_WARMUP_SECS:-$((${SOAK_SECS:-600} / 5))}
+    local bin="$root/target/release/hookcast" load="$root/target/release/hookcast-load"
+    local tmp port day base secret=soak-bench-secret history_total=98304
+    tmp=$(mktemp -d "${BENCH_STATE_PARENT:-${TMPDIR:-/tmp}}/hookcast-soak.XXXXXX")
+    # shellcheck disable=SC2064 # expand now: the trap must remove this run's directory
+    trap "kill -TERM \$soak_pid 2>/dev/null || true; wait \$soak_pid 2>/dev/null || true; rm -rf '$tmp'" EXIT
+    port=$(sbs_free_port)
+    day=$(date -u +%Y-%m-%d)
+    base="$root/bench/results/soak-$day"
+    mkdir -p "$root/bench/results" "$tmp/state"
+    # The bounds, each reached early: history (96 KiB in all, 64 KiB a topic), the deliveries
+    # kept for replay (128 KiB), finished runs (50), the idempotency window (60 s of ids), the
+    # journal on disk (4 MiB in 1 MiB segments).
+    cat >"$tmp/hookcast.json" <<EOF
+{
+  "listen": "127.0.0.1:$port",
+  "state_dir": "$tmp/state",
+  "log_level": "info",
+  "log_format": "json",
+  "limits": { "max_connections": 30000, "max_connections_per_ip": 30000 },
+  "history": { "max_events_per_topic": 1000, "max_bytes_per_topic": 65536, "max_bytes_total": $history_total },
+  "journal": { "segment_bytes": 1048576, "max_bytes": 4194304, "max_delivery_bytes": 131072 },
+  "runner": { "keep_runs": 50 },
+  "dedup_window_secs": 60,
+  "public": [ { "topics": ["soak", "hooks/soak"], "scopes": ["subscribe", "publish"], "from": ["127.0.0.0/8"] } ],
+  "hooks": [ { "id": "soak", "provider": "github", "secrets": ["$secret"], "events": ["push"],
+               "execute-command": "/bin/true" } ]
+}
+EOF
+    "$bin" check --config "$tmp/hookcast.json" >/dev/null || { sbs_log "soak: the generated config does not check"; return 1; }
+    "$bin" serve --config "$tmp/hookcast.json" 2>"$tmp/hookcast.log" &
+    soak_pid=$!
+    sbs_wait_port "$port" || { sbs_log "soak: hookcast did not start"; cat "$tmp/hookcast.log" >&2; return 1; }
+    sbs_log "soak: hookcast pid $soak_pid on port $port for $secs s (samples every $sample s, warm-up $warmup s)"
+    local load_rc=0
+    "$load" churn --target "127.0.0.1:$port" --seconds "$secs" --topic soak --also hooks/soak \
+        --connect-rate "${SOAK_CONNECT_RATE:-20}" --hold-ms "${SOAK_HOLD_MS:-1000-10000}" \
+        --mix "${SOAK_MIX:-sse=2,ws=2,poll=1}" --resume-pct "${SOAK_RESUME_PCT:-30}" \
+        --filter-pct "${SOAK_FILTER_PCT:-20}" --publish-rate "${SOAK_PUBLISH_RATE:-10}" \
+        --webhook-rate "${SOAK_WEBHOOK_RATE:-2}" --hook-path /hooks/soak --hook-secret "$secret" \
+        --pid "$soak_pid" --sample-secs "$sample" --warmup-secs "$warmup" --flat-pct "${SOAK_FLAT_PCT:-1}" \
+        --history-limit "$history_total" --samples "$base.tsv" >"$tmp/churn.out" 2>"$tmp/churn.err" || load_rc=$?
+    kill -0 "$soak_pid" 2>/dev/null || { sbs_log "soak: hookcast died during the run"; load_rc=1; }
+    kill -TERM "$soak_pid" 2>/dev/null || true
+    wait "$soak_pid" 2>/dev/null || true
+    cat "$tmp/churn.err" >&2
+    if [[ ! -s $base.tsv ]] || ! grep -q '^churn ' "$tmp/churn.out"; then
+        sbs_log "soak: no samples or no churn summary: nothing measured"
+        return 1
+    fi
+    local verdict_rc=0
+    python3 - "$tmp/churn.out" "$tmp/hookcast.log" "$base.tsv" "$base.md" "$load_rc" \
+        "scripts/bench.sh --soak (SOAK_SECS=$secs SOAK_SAMPLE_SECS=$sample SOAK_WARMUP_SECS=$warmup)" \
+        "$(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(uname -sr); $("$bin" --version)" \
+        "$tmp/hookcast.json" <<'PY' || verdict_rc=$?
+import json, sys
+from collections import Counter
+out_path, log_path, tsv_path, md_path, load_rc, command, machine, cfg_path = sys.argv[1:9]
+lines = open(out_path).read().splitlines()
+kv = lambda l: dict(x.split("=", 1) for x in l.split()[1:] if "=" in x)
+churn = next(kv(l) for l in lines if l.startswith("churn "))
+series = [kv(l) for l in lines if l.startswith("series ")]
+history = next((kv(l) for l in lines if l.startswith("history ")), None)
+errors = [l.split(" ", 2)[1:] for l in lines if l.startswith("error ")]
+levels, msgs, bad = Counter(), Counter(), 0
+for raw in open(log_path, errors="replace"):
+    try:
+        rec = json.loads(raw)
+    except ValueError:
+        levels["(not JSON)"] += 1
+        msgs[("?", raw.strip()[:160])] += 1
+        bad += 1
+        continue
+    lvl = rec.get("level", "?")
+    levels[lvl] += 1
+    if lvl in ("warn", "error"):
+        msgs[(lvl, rec.get("msg", "?"))] += 1
+        bad += 1
+rows = [l.rstrip("\n").split("\t") for l in open(tsv_path)]
+flat_ok = all(s.get("flat") == "yes" for s in series) and bool(series)
+checks_ok = int(load_rc) == 0
+ok = checks_ok and flat_ok and bad == 0
+o = []
+o.append(f"# hookcast churn soak — {rows and __import__('datetime').datetime.utcnow().strftime('%Y-%m-%dT%H:%MZ')}")
+o.append("")
+o.append(f"Machine: {machine}. Command `{command}`; samples in [{tsv_path.rsplit('/',1)[-1]}]({tsv_path.rsplit('/',1)[-1]}).")
+o.append("")
+o.append(f"**Verdict: {'PASS' if ok else 'FAIL'}** — subscriber checks {'clean' if int(churn.get('errors','1')) == 0 and int(churn.get('missing','1')) == 0 else 'NOT clean'}, "
+         f"series {'all flat' if flat_ok else 'NOT all flat'}, {bad} warn/error line(s) in the daemon's log.")
+o.append("")
+o.append("Load (`hookcast-load churn`): " + ", ".join(f"{k} {v}" for k, v in churn.items()) + ".")
+if errors:
+    o.append("")
+    o.append("Errors the load tool saw:")
+    o.append("")
+    for count, what in errors:
+        o.append(f"- {count} × {what}")
+o.append("")
+o.append("## Slopes after the warm-up")
+o.append("")
+o.append("Least squares over the samples after the warm-up. drift = |slope| × the window; noise = the residuals' "
+         "standard deviation (one sample's scatter around the line); flat when drift ≤ max(noise, SOAK_FLAT_PCT % of the mean, "
+         "2 standard errors of the drift): no change over the run that can be told from the samples' scatter.")
+o.append("")
+o.append("| series | samples | mean | slope per minute | % of mean per hour | drift over window | noise | threshold | flat |")
+o.append("|---|---|---|---|---|---|---|---|---|")
+for s in series:
+    if s.get("flat") == "unmeasured":
+        o.append(f"| {s['name']} | {s.get('n')} | n/a | n/a | n/a | n/a | n/a | n/a | **unmeasured** |")
+        continue
+    o.append(f"| {s['name']} | {s['n']} | {float(s['mean']):,.1f} | {float(s['slope_per_min']):+,.3f} | {float(s['pct_per_hour']):+.3f} % | "
+             f"{float(s['drift']):,.1f} (over {s['window_s']} s) | {float(s['noise']):,.1f} | {float(s['threshold']):,.1f} | **{s['flat']}** |")
+if history:
+    o.append("")
+    o.append(f"History bound: `history.max_bytes_total` = {int(history['limit']):,} bytes; history_bytes reached 90 % of it at "
+             f"{history['reached_at_s']} s (before the warm-up ended: {history['before_warmup_end']}), so the plateau is tested.")
+o.append("")
+o.append("## The daemon's log")
+o.append("")
+o.append("Lines by level: " + ", ".join(f"{k} {v}" for k, v in sorted(levels.items())) + ".")
+if msgs:
+    o.append("")
+    for (lvl, m), c in msgs.most_common():
+        o.append(f"- {c} × {lvl}: `{m}`")
+else:
+    o.append("No warn or error line.")
+o.append("")
+o.append("## Samples")
+o.append("")
+o.append("| " + " | ".join(rows[0]) + " |")
+o.append("|" + "---|" * len(rows[0]))
+for r in rows[1:]:
+    o.append("| " + " | ".join(r) + " |")
+o.append("")
+o.append("rss_kb: VmRSS; fds: entries of /proc/PID/fd; history_bytes / history_events / conns_server: hookcast_history_bytes, "
+         "hookcast_history_events and hookcast_connections_active (all transports) from /metrics; subs_client: subscribers the "
+         "load tool held at that moment.")
+o.append("")
+o.append("The configuration (every memory bound small enough to be reached during the warm-up):")
+o.append("")
+o.append("```json")
+o.append(open(cfg_path).read().rstrip())
+o.append("```")
+open(md_path, "w").write("\n".join(o) + "\n")
+print("\n".join(o[:o.index("## Samples")]))
+sys.exit(0 if ok else 1)
+PY
+    if ((verdict_rc != 0)); then
+        sbs_log "soak: FAIL (see $base.md)"
+        return 1
+    fi
+    sbs_log "soak: PASS ($base.md)"
+}
+
+if [[ " $* " == *" --soak "* ]]; then
+    [[ $# == 1 ]] || { echo "usage: scripts/bench.sh --soak   (knobs: SOAK_* in the environment)" >&2; exit 2; }
+    cargo build --release --quiet --bins
+    soak_pid=''
+    (soak_main)
+    exit
+fi
 
 # `--side-by-side [--quick]`: only the comparison with the peers.
 if [[ " $* " == *" --side-by-side "* ]]; then

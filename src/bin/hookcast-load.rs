@@ -42,6 +42,10 @@ use base64::Engine as _;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+// Outside src/bin/'s top level so that cargo does not take it for a binary of its own.
+#[path = "load/churn.rs"]
+mod churn;
+
 const HELP: &str = "\
 hookcast-load: load generator for SSE / WebSocket push servers (hookcast's benchmarks)
 
@@ -149,6 +153,11 @@ OPTIONS:
     -h, --help              print this text
 ";
 
+/// The usage text of every subcommand.
+fn print_help() {
+    print!("{HELP}\n{}", churn::HELP);
+}
+
 /// Client sockets, pipes and poll descriptors a process needs besides its connections.
 const FD_RESERVE: usize = 64;
 /// One source address is given at most this many connections by default (the ephemeral port
@@ -180,10 +189,13 @@ fn main() {
     if args.first().is_some_and(|a| a == "publish") {
         std::process::exit(publish_main(&args[1..]));
     }
+    if args.first().is_some_and(|a| a == "churn") {
+        std::process::exit(churn::churn_main(&args[1..]));
+    }
     let opts = match parse_args(args) {
         Ok(Some(opts)) => opts,
         Ok(None) => {
-            print!("{HELP}");
+            print_help();
             return;
         }
         Err(e) => {
@@ -320,7 +332,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Opts>, String> {
         Some("idle") => Mode::Idle,
         Some("fanout") => Mode::Fanout,
         Some("storm") => Mode::Storm,
-        Some(other) => return Err(format!("unknown subcommand {other:?} (idle, fanout, storm or publish)")),
+        Some(other) => return Err(format!("unknown subcommand {other:?} (idle, fanout, storm, publish or churn)")),
     };
     let mut raw = RawOpts::default();
     while let Some(arg) = it.next() {
@@ -2675,7 +2687,7 @@ fn publish_main(args: &[String]) -> i32 {
     let opts = match parse_publish_args(args) {
         Ok(Some(opts)) => opts,
         Ok(None) => {
-            print!("{HELP}");
+            print_help();
             return 0;
         }
         Err(e) => {
