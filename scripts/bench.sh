@@ -320,7 +320,8 @@ sbs_start_floor() {
     "$root/target/release/hookcast-floor" --listen "127.0.0.1:$sbs_port" 2>>"$sbs_tmp/floor.log" &
     sbs_kill=($!) sbs_pids=($!)
     sbs_sub_path='/events' sbs_ws_path=''
-    sbs_pub=()
+    # It takes any POST with a body as an event to fan out (the fan-out figure's floor).
+    sbs_pub=(--publish-path /publish/bench)
     sbs_wait_port "$sbs_port"
 }
 
@@ -884,6 +885,25 @@ h, nc = med(("fanout", "hookcast", "sse", "10000"), "p99_ms"), med(("fanout", "n
 targets.append(("fan-out to 10,000 SSE: p99 below Nchan's", f"{fmt_num(h, 'ms')} vs {fmt_num(nc, 'ms')}", verdict(lt(h, nc))))
 h, nc = med(("burst", "hookcast", "sse", "1000"), "deliveries_per_s"), med(("burst", "nchan", "sse", "1000"), "deliveries_per_s")
 targets.append(("burst deliveries/s above Nchan's", f"{fmt_num(h, '/s')} vs {fmt_num(nc, '/s')}", verdict(lt(nc, h))))
+pp = med(("burst", "pushpin", "sse", "1000"), "deliveries_per_s")
+if pp is not None:
+    targets.append(("burst deliveries/s at least Pushpin's (issue 21)", f"{fmt_num(h, '/s')} vs {fmt_num(pp, '/s')}",
+                    verdict(None if h is None else h >= pp)))
+h, nc = med(("burst", "hookcast", "sse", "1000"), "p99_ms"), med(("burst", "nchan", "sse", "1000"), "p99_ms")
+if nc is not None:
+    targets.append(("burst p99 no worse than Nchan's (issue 21)", f"{fmt_num(h, 'ms')} vs {fmt_num(nc, 'ms')}",
+                    verdict(None if h is None else h <= nc)))
+# Issue 21: the fan-out within 1.25× of the floor, in latency and in CPU per delivery.
+floor_rows = []
+for n in (1000, 10000):
+    for field, what, unit in (("p50_ms", "p50", "ms"), ("p99_ms", "p99", "ms"), ("cpu_us_per_delivery", "server CPU per delivery", "us")):
+        fk, hk = ("fanout", "floor", "sse", str(n)), ("fanout", "hookcast", "sse", str(n))
+        f, h = med(fk, field), med(hk, field)
+        if f is None or h is None or f <= 0:
+            continue
+        floor_rows.append((f"fan-out SSE {n:,} subscribers, {what}", cell(fk, field, unit), cell(hk, field, unit), f"{h / f:.2f}×"))
+        targets.append((f"fan-out SSE {n:,}, {what}: within 1.25× of the floor (issue 21)", f"{h / f:.2f}×",
+                        verdict(h / f <= 1.25)))
 for hook, what in (("nocmd", "no command"), ("cmd", "command /bin/true")):
     h, w = med(("intake", "hookcast", hook, "50"), "rps"), med(("intake", "webhook", hook, "50"), "rps")
     targets.append((f"≥ 3× adnanh/webhook's signed requests/s ({what})", ratio(h, w, False),
@@ -935,6 +955,15 @@ d = runs.get(("fanout", "pushpin-default-rate", "sse", "1000"))
 if d:
     k = ("fanout", "pushpin-default-rate", "sse", "1000")
     out.append(f"| fan-out SSE 1,000, Pushpin with Debian's default rate limits (message_rate 2500/s, message_hwm 25000) | | Pushpin | p50 {cell(k, 'p50_ms', 'ms')}, p99 {cell(k, 'p99_ms', 'ms')}, lost {cell(k, 'lost', '')} | |")
+if floor_rows:
+    out.append("")
+    out.append("Against the floor (`hookcast-floor`: one mio loop writing the event to every subscriber with one write "
+               "each, nothing else; the same fan-out, same client; hookcast ÷ floor, 1.00× is the floor):")
+    out.append("")
+    out.append("| figure | floor | hookcast | hookcast ÷ floor |")
+    out.append("|---|---|---|---|")
+    for r in floor_rows:
+        out.append("| " + " | ".join(r) + " |")
 out.append("")
 out.append("hookcast alone:")
 out.append("")
@@ -943,7 +972,7 @@ out.append("|---|---|---|")
 for label, value, target, _, _ in alone:
     out.append(f"| {label} | {value} | {target} |")
 out.append("")
-out.append("Targets (DESIGN.md), on the medians above:")
+out.append("Targets (DESIGN.md and issue 21), on the medians above:")
 out.append("")
 out.append("| target | measured | verdict |")
 out.append("|---|---|---|")
@@ -1193,6 +1222,9 @@ sbs_main() {
                 sbs_start_pushpin && sbs_fanout fanout pushpin sse "$n" 20 150
                 sbs_stop
             fi
+            # The floor: what the same fan-out costs when nothing but the writes is done.
+            sbs_start_floor && sbs_fanout fanout floor sse "$n" 20 150
+            sbs_stop
         done
     done
     if sbs_want fanout && sbs_have pushpin && ((quick == 0)); then # once, to show what Debian's defaults do
