@@ -145,9 +145,9 @@ sbs_mem_kb() {
 # processes to stop, and how to publish to it.
 sbs_port='' sbs_pids=() sbs_kill=() sbs_sub_path='' sbs_ws_path='' sbs_pub=()
 
-sbs_pids_refresh() { # websocketd forks a child per connection; they count (and are listed)
+sbs_pids_refresh() { # websocketd forks a child per connection, nginx its workers: they count
     local root=${sbs_kill[0]}
-    if [[ $sbs_server == websocketd ]]; then
+    if [[ $sbs_server == websocketd || $sbs_server == nchan ]]; then
         mapfile -t sbs_pids < <(echo "$root"; pgrep -P "$root" || true)
     fi
 }
@@ -217,6 +217,12 @@ EOF
     done
     [[ -n $master ]] || return 1
     sbs_wait_port "$sbs_port" || return 1
+    # The port answers as soon as the master listens; its worker may not be forked yet, and a
+    # list without it would measure the master alone.
+    for ((i = 0; i < 100; i++)); do
+        pgrep -P "$master" >/dev/null && break
+        sleep 0.05
+    done
     mapfile -t sbs_pids < <(echo "$master"; pgrep -P "$master")
     sbs_kill=("$master")
     sbs_sub_path='/sub?id=bench' sbs_ws_path='/sub?id=bench'
@@ -628,6 +634,7 @@ sbs_storm() { # server
         return
     fi
     wait "$load" || status=$?
+    sbs_pids_refresh
     for p in "${sbs_pids[@]}"; do
         v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
         peak=$((peak + ${v:-0}))
