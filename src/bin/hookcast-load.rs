@@ -2110,9 +2110,7 @@ fn with_last_event_id(request: &str, last_id: Option<&str>) -> String {
 
 /// `{"t":<micros>,"n":<attempt>,"pad":"xx…"}`, PUBLISH_BODY_LEN bytes long.
 fn storm_body(t_us: u64, n: u64) -> Vec<u8> {
-    let prefix = format!("{{\"t\":{t_us},\"n\":{n},\"pad\":\"");
-    let pad = PUBLISH_BODY_LEN.saturating_sub(prefix.len() + 2);
-    format!("{prefix}{}\"}}", "x".repeat(pad)).into_bytes()
+    padded(format!("{{\"t\":{t_us},\"n\":{n},\"pad\":\""), PUBLISH_BODY_LEN)
 }
 
 /// One subscriber of `storm`, across its connections.
@@ -2755,7 +2753,11 @@ fn parse_publish_args(args: &[String]) -> Result<Option<PublishOpts>, String> {
 
 /// `{"t":<micros>,"pad":"xx…"}`, `size` bytes long (`size` >= the 32 bytes the rest needs).
 fn sized_publish_body(t_us: u64, size: usize) -> Vec<u8> {
-    let prefix = format!("{{\"t\":{t_us},\"pad\":\"");
+    padded(format!("{{\"t\":{t_us},\"pad\":\""), size)
+}
+
+/// `prefix` (a JSON object up to an open `"pad":"`), x's, and `"}`: `size` bytes in all.
+fn padded(prefix: String, size: usize) -> Vec<u8> {
     let pad = size.saturating_sub(prefix.len() + 2);
     format!("{prefix}{}\"}}", "x".repeat(pad)).into_bytes()
 }
