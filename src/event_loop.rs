@@ -48,7 +48,7 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// slices let a publisher that waits for each answer in sooner, so writes carry more events:
 /// more throughput, but each write takes longer and an event waits longer for its turn. Measured
 /// with 1 000 events back to back to 1 000 subscribers (scripts/bench.sh, burst): 0.5 ms gave
-/// 1.3 M deliveries/s and p99 21-35 ms, 1 ms 770 k/s and p99 20-25 ms, 2 ms 440 k/s and p99
+/// 1.3 M deliveries/s and p99 21-35 ms, 1 ms 740-800 k/s and p99 17-27 ms, 2 ms 440 k/s and p99
 /// 19-21 ms.
 const WRITE_SLICE: Duration = Duration::from_millis(1);
 /// While subscribers wait to be written, a turn writes at least this many times as long as the

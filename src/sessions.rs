@@ -15,7 +15,7 @@ pub struct Slot {
     pub conn: Conn,
     /// The earliest deadline entry this connection has in the timer heap.
     pub armed: Option<Instant>,
-    /// Queued in the loop's list of connections to flush at the end of the turn.
+    /// Waiting in the loop's fan-out write lane (`WriteQueue`): its output is the loop's to write.
     pub dirty: bool,
     /// Queued in the loop's list of connections to read again at the start of the next turn.
     pub reread: bool,
