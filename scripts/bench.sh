@@ -1333,7 +1333,7 @@ soak_main() {
     mkdir -p "$root/bench/results" "$tmp/state"
     # The bounds, each reached early: history (96 KiB in all, 64 KiB a topic), the deliveries
     # kept for replay (128 KiB), finished runs (50), the idempotency window (60 s of ids), the
-    # journal on disk (4 MiB in 1 MiB segments).
+    # journal on disk (1 MiB in 256 KiB segments: it deletes its first segment about a minute in).
     cat >"$tmp/hookcast.json" <<EOF
 {
   "listen": "127.0.0.1:$port",
@@ -1342,7 +1342,7 @@ soak_main() {
   "log_format": "json",
   "limits": { "max_connections": 30000, "max_connections_per_ip": 30000 },
   "history": { "max_events_per_topic": 1000, "max_bytes_per_topic": 65536, "max_bytes_total": $history_total },
-  "journal": { "segment_bytes": 1048576, "max_bytes": 4194304, "max_delivery_bytes": 131072 },
+  "journal": { "segment_bytes": 262144, "max_bytes": 1048576, "max_delivery_bytes": 131072 },
   "runner": { "keep_runs": 50 },
   "dedup_window_secs": 60,
   "public": [ { "topics": ["soak", "hooks/soak"], "scopes": ["subscribe", "publish"], "from": ["127.0.0.0/8"] } ],
