@@ -180,6 +180,9 @@ pub fn read_response(s: &mut impl Read) -> Option<Resp> {
                 return None;
             }
             Ok(_) => head.push(byte[0]),
+            // A read with a timeout returns EINTR after the process was stopped and resumed
+            // (signal(7)), as when the machine freezes and thaws the test run: not the server's.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => panic!("read error inside a response head: {e} after {:?}", String::from_utf8_lossy(&head)),
         }
     }
@@ -217,6 +220,8 @@ pub fn read_until(s: &mut TcpStream, needle: &str) -> String {
         match s.read(&mut buf) {
             Ok(0) => panic!("EOF before {needle:?}; got {:?}", String::from_utf8_lossy(&got)),
             Ok(n) => got.extend_from_slice(&buf[..n]),
+            // EINTR after a stop and resume of the test process (see read_response).
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => panic!("{e} before {needle:?}; got {:?}", String::from_utf8_lossy(&got)),
         }
     }
